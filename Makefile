@@ -1,0 +1,103 @@
+# libmae — build, test, install.
+#   make                 lib/libmae.a and lib/libmae.so.1.0.0 (+ links), examples
+#   make test            build and run every test (see tests/run.sh)
+#   make OPENMP=0        without OpenMP (single-threaded kernels)
+#   make CC=clang        any C11 compiler
+#   make SANITIZE=address,undefined test    sanitizer build in build-san/
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define MAE_VERSION_MAJOR \([0-9]*\).*/\1/p' include/mae.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define MAE_VERSION_MINOR \([0-9]*\).*/\1/p' include/mae.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define MAE_VERSION_PATCH \([0-9]*\).*/\1/p' include/mae.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC      ?= cc
+OPENMP  ?= 1
+SANITIZE ?=
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ARCH    := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+
+OPTFLAGS ?= -O2
+WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS  ?= $(OPTFLAGS)
+ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc
+LDLIBS  := -lm
+
+ifeq ($(OPENMP),1)
+  ALLCFLAGS += -fopenmp
+  LDLIBS += -fopenmp
+endif
+
+BUILD := build
+ifneq ($(SANITIZE),)
+  BUILD := build-san
+  ALLCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -g
+  LDLIBS += -fsanitize=$(SANITIZE)
+endif
+
+# Kernel files carry their instruction set in their name and get its flags.
+SRCS := $(sort $(wildcard src/*/*.c))
+ifeq ($(ARCH),x86_64)
+  SRCS := $(filter-out %_neon.c,$(SRCS))
+else ifeq ($(ARCH),aarch64)
+  SRCS := $(filter-out %_avx2.c %_avx512.c,$(SRCS))
+else
+  SRCS := $(filter-out %_neon.c %_avx2.c %_avx512.c,$(SRCS))
+endif
+OBJS := $(SRCS:%.c=$(BUILD)/%.o)
+
+$(BUILD)/%_avx2.o: ALLCFLAGS += -mavx2 -mfma
+$(BUILD)/%_avx512.o: ALLCFLAGS += -mavx512f -mavx512vl -mavx512dq -mavx2 -mfma
+
+LIBDIR := lib
+STATIC := $(LIBDIR)/libmae.a
+SHARED := $(LIBDIR)/libmae.so.$(VERSION)
+ifneq ($(SANITIZE),)
+  STATIC := $(BUILD)/libmae.a
+  SHARED := $(BUILD)/libmae.so.$(VERSION)
+endif
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib examples test check clean install uninstall bench
+
+all: lib examples
+
+lib: $(STATIC) $(SHARED)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -c $< -o $@
+
+$(STATIC): $(OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libmae.so.$(VERSION_MAJOR) -o $@ $^ $(LDLIBS)
+	ln -sf libmae.so.$(VERSION) $(dir $@)libmae.so.$(VERSION_MAJOR)
+	ln -sf libmae.so.$(VERSION_MAJOR) $(dir $@)libmae.so
+
+# Tests link the static library so that they can reach internal functions too.
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $< -o $@ $(STATIC) $(LDLIBS)
+
+examples: $(EXAMPLE_BINS)
+
+test: lib $(TEST_BINS) $(EXAMPLE_BINS)
+	@BUILD=$(BUILD) SHARED=$(SHARED) CC="$(CC)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(TEST_BINS)
+
+check: test
+
+clean:
+	rm -rf build build-san lib/libmae.a lib/libmae.so*

@@ -1,0 +1,176 @@
+/* Public entry points for configs and models: argument checks, then the model code. */
+#include <string.h>
+#include "../model/model.h"
+
+MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const char *preset)
+{
+    if (!cfg)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: cfg is NULL");
+    if (struct_size < offsetof(mae_config, layer_norm_eps) + sizeof(float))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: struct_size %zu is smaller than version 1 of mae_config", struct_size);
+    mae_cfg c;
+    memset(&c, 0, sizeof c);
+    c.img = 224; c.p = 16; c.C = 3;
+    c.Dd = 512; c.ddepth = 8; c.dH = 16;
+    c.mlp_ratio = 4.0f; c.mask_ratio = 0.75f; c.eps = 1e-6f; c.has_decoder = 1;
+    if (!preset || strcmp(preset, "base") == 0) {
+        c.D = 768; c.depth = 12; c.H = 12;
+    } else if (strcmp(preset, "large") == 0) {
+        c.D = 1024; c.depth = 24; c.H = 16;
+    } else if (strcmp(preset, "huge") == 0) {
+        c.p = 14; c.D = 1280; c.depth = 32; c.H = 16;
+    } else if (strcmp(preset, "tiny") == 0) {
+        c.img = 32; c.p = 8; c.D = 64; c.depth = 2; c.H = 4;
+        c.Dd = 32; c.ddepth = 1; c.dH = 4;
+    } else {
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: unknown preset '%s' (base, large, huge, tiny)", preset);
+    }
+    mae_cfg_to_public(cfg, &c, struct_size);
+    return MAE_OK;
+}
+
+/* Reads a caller's config of any size: fields it lacks keep the base preset's values. */
+static mae_status read_config(const mae_config *cfg, mae_config *full)
+{
+    if (cfg->struct_size < offsetof(mae_config, layer_norm_eps) + sizeof(float))
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: struct_size %u is too small (use mae_config_init)", cfg->struct_size);
+    mae_config_init(full, sizeof *full, "base");
+    size_t n = cfg->struct_size < sizeof *full ? cfg->struct_size : sizeof *full;
+    memcpy(full, cfg, n);
+    full->struct_size = sizeof *full;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_model **out)
+{
+    if (!cfg || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_create: %s is NULL", !cfg ? "cfg" : "out");
+    mae_config full;
+    mae_status s = read_config(cfg, &full);
+    if (s != MAE_OK)
+        return s;
+    mae_cfg c;
+    mae_cfg_from_public(&c, &full);
+    if ((s = mae_cfg_finish(&c)) != MAE_OK)
+        return s;
+    if (c.D % 4 || c.Dd % 4)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_create: the sin-cos position tables need embed_dim (%d) and decoder_embed_dim (%d) divisible by 4", c.D, c.Dd);
+    mae_model *m;
+    if ((s = mae_model_alloc(&c, &m)) != MAE_OK)
+        return s;
+    mae_model_init_weights(m, seed);
+    if ((s = mae_model_pack(m)) != MAE_OK) {
+        mae_model_free(m);
+        return s;
+    }
+    *out = m;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg)
+{
+    if (!m || !cfg)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_get_config: %s is NULL", !m ? "model" : "cfg");
+    if (cfg->struct_size < sizeof(uint32_t) + sizeof(int32_t))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_get_config: set cfg->struct_size first");
+    mae_cfg_to_public(cfg, &m->cfg, cfg->struct_size);
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_has_decoder(const mae_model *m, int *has_decoder)
+{
+    if (!m || !has_decoder)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_has_decoder: %s is NULL", !m ? "model" : "has_decoder");
+    *has_decoder = m->cfg.has_decoder;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_num_params(const mae_model *m, size_t *count)
+{
+    if (!m || !count)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_num_params: %s is NULL", !m ? "model" : "count");
+    *count = m->lay.total;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_tensor(const mae_model *m, const char *name, const float **data,
+                                    size_t *count, int *ndim, int64_t shape[4])
+{
+    if (!m || !name)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor: %s is NULL", !m ? "model" : "name");
+    const mae_tensor *t = mae_model_find(m, name);
+    if (!t)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor: no tensor named '%s'", name);
+    if (data)
+        *data = m->data + t->offset;
+    if (count)
+        *count = t->count;
+    if (ndim)
+        *ndim = t->ndim;
+    if (shape)
+        for (int i = 0; i < 4; i++)
+            shape[i] = t->shape[i];
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_patch_embed(const mae_model *m, const mae_patch_embed **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_patch_embed: %s is NULL", !m ? "model" : "out");
+    *out = &m->part_pe;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_masker(const mae_model *m, const mae_masker **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_masker: %s is NULL", !m ? "model" : "out");
+    *out = &m->part_mk;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_encoder(const mae_model *m, const mae_encoder **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_encoder: %s is NULL", !m ? "model" : "out");
+    *out = &m->part_enc;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_decoder(const mae_model *m, const mae_decoder **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_decoder: %s is NULL", !m ? "model" : "out");
+    if (!m->cfg.has_decoder)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "mae_model_decoder: this checkpoint holds only the encoder; reconstruction needs a model with a decoder");
+    *out = &m->part_dec;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_loss(const mae_model *m, const mae_loss **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_loss: %s is NULL", !m ? "model" : "out");
+    *out = &m->part_loss;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_patchify(const mae_model *m, const float *imgs, int batch, float *patches)
+{
+    if (!m || !imgs || !patches)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_patchify: a pointer argument is NULL");
+    if (batch <= 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_patchify: batch %d must be positive", batch);
+    mae_patchify_run(&m->cfg, imgs, batch, patches);
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_unpatchify(const mae_model *m, const float *patches, int batch, float *imgs)
+{
+    if (!m || !imgs || !patches)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_unpatchify: a pointer argument is NULL");
+    if (batch <= 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_unpatchify: batch %d must be positive", batch);
+    mae_unpatchify_run(&m->cfg, patches, batch, imgs);
+    return MAE_OK;
+}

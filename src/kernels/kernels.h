@@ -1,0 +1,69 @@
+/* The kernel dispatch table: every numeric inner loop of the model goes through one of these.
+ * One table per instruction-set tier; the scalar table is the reference the others are tested
+ * against. A table is chosen once (CPUID + XGETBV, or MAE_KERNELS / mae_kernels_force) and each
+ * model keeps the table it packed its weights with. */
+#ifndef MAE_KERNELS_H
+#define MAE_KERNELS_H
+
+#include <stddef.h>
+
+/* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
+ * scratch + t * scratch_per_thread (floats). */
+typedef struct mae_exec {
+    int    nthreads;
+    float *scratch;
+    size_t scratch_per_thread;
+} mae_exec;
+
+enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };
+
+typedef struct mae_kernels {
+    const char *name;   /* "scalar", "avx2", "avx512", "neon" */
+
+    /* Per-thread scratch (floats) the kernels of this table need for sequences of up to max_t
+     * tokens and rows up to max_c wide (max_c >= every K and N of the model's linears). */
+    size_t (*scratch_floats)(int max_t, int max_c);
+
+    /* Linear layers. W is [N,K] (PyTorch's [out,in]). pack_floats(N,K) == 0 means the kernel
+     * reads W as it is; otherwise pack() writes W into the kernel's layout once, at model load. */
+    size_t (*pack_floats)(int N, int K);
+    void   (*pack)(float *dst, const float *W, int N, int K);
+
+    /* out[M,N] = act(A[M,K]·Wᵀ + bias) + residual. wp is the packed W (or W itself).
+     * bias and residual may be NULL; residual may alias out; act is applied before the residual
+     * add. Rows are independent: the result for a row does not depend on M or the threads. */
+    void (*linear)(const mae_exec *ex, float *out, const float *A, const float *wp,
+                   const float *bias, const float *residual, int M, int N, int K, int act);
+
+    /* Multi-head self-attention for B sequences of T tokens. qkv [B,T,3C] is the qkv projection's
+     * output (channel s*C + h*hd + e: s in {q,k,v}, head h, dim e); out [B,T,C] (channel h*hd+e)
+     * = softmax(q·kᵀ·hd^-0.5)·v per head. probs [B,H,T,T], when not NULL, receives the softmax
+     * rows (the backward pass needs them). */
+    void (*attention)(const mae_exec *ex, float *out, float *probs, const float *qkv,
+                      int B, int T, int C, int H);
+
+    /* Per row of x [N,C]: out = (x-mean)/sqrt(var+eps)*w + b (biased variance). mean and rstd
+     * [N] may be NULL; the backward pass wants them. out may alias x. */
+    void (*layernorm)(const mae_exec *ex, float *out, float *mean, float *rstd, const float *x,
+                      const float *w, const float *b, int N, int C, float eps);
+
+    void (*gelu)(float *y, const float *x, size_t n);              /* exact erf form; y may alias x */
+    void (*add)(float *y, const float *a, const float *b, size_t n); /* y may alias a or b */
+    void (*softmax)(float *x, int rows, int n);                     /* in place, per row */
+
+    /* Products for the backward pass (B not packed; all dense row-major):
+     * matmul_nn: C[M,N] (+)= A[M,K]·B[K,N];  matmul_tn: C[M,N] (+)= A[K,M]ᵀ·B[K,N]. */
+    void (*matmul_nn)(const mae_exec *ex, float *C, const float *A, const float *B,
+                      int M, int N, int K, int accumulate);
+    void (*matmul_tn)(const mae_exec *ex, float *C, const float *A, const float *B,
+                      int M, int N, int K, int accumulate);
+} mae_kernels;
+
+/* The active table (chosen on first use). */
+const mae_kernels *mae_kernels_active(void);
+/* The table for a tier name, or NULL if this build or CPU does not have it. */
+const mae_kernels *mae_kernels_get(const char *name);
+
+extern const mae_kernels mae_kernels_scalar;
+
+#endif

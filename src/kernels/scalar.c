@@ -1,0 +1,236 @@
+/* The scalar reference kernels: plain loops with double accumulators. Every other tier is tested
+ * against these, and they are the fallback on any CPU. */
+#include <math.h>
+#include <string.h>
+#include "kernels.h"
+#include "../util/util.h"
+
+#define ROWS_PER_TASK 8
+
+static size_t scalar_scratch_floats(int max_t, int max_c)
+{
+    (void)max_c;
+    return (size_t)max_t;
+}
+
+static size_t scalar_pack_floats(int N, int K)
+{
+    (void)N; (void)K;
+    return 0;
+}
+
+static void scalar_pack(float *dst, const float *W, int N, int K)
+{
+    memcpy(dst, W, (size_t)N * K * sizeof *W);
+}
+
+static float gelu1(float x)
+{
+    return (float)(0.5 * x * (1.0 + erf(x * 0.70710678118654752440)));
+}
+
+typedef struct linear_args {
+    float *out; const float *A, *W, *bias, *res;
+    int M, N, K, act;
+} linear_args;
+
+static void linear_task(void *p, int task, int thread)
+{
+    const linear_args *a = p;
+    (void)thread;
+    int m0 = task * ROWS_PER_TASK, m1 = m0 + ROWS_PER_TASK < a->M ? m0 + ROWS_PER_TASK : a->M;
+    for (int m = m0; m < m1; m++) {
+        const float *x = a->A + (size_t)m * a->K;
+        for (int n = 0; n < a->N; n++) {
+            const float *w = a->W + (size_t)n * a->K;
+            double s = a->bias ? a->bias[n] : 0.0;
+            for (int k = 0; k < a->K; k++)
+                s += (double)x[k] * w[k];
+            float v = (float)s;
+            if (a->act == MAE_ACT_GELU)
+                v = gelu1(v);
+            if (a->res)
+                v += a->res[(size_t)m * a->N + n];
+            a->out[(size_t)m * a->N + n] = v;
+        }
+    }
+}
+
+static void scalar_linear(const mae_exec *ex, float *out, const float *A, const float *wp,
+                          const float *bias, const float *residual, int M, int N, int K, int act)
+{
+    linear_args a = { out, A, wp, bias, residual, M, N, K, act };
+    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, linear_task, &a);
+}
+
+typedef struct attn_args {
+    const mae_exec *ex;
+    float *out, *probs; const float *qkv;
+    int T, C, H;
+} attn_args;
+
+/* One (sequence, head) pair per task. */
+static void attn_task(void *p, int task, int thread)
+{
+    const attn_args *a = p;
+    int T = a->T, C = a->C, H = a->H, hd = C / H;
+    int b = task / H, h = task % H;
+    double scale = 1.0 / sqrt((double)hd);
+    float *s = a->ex->scratch + (size_t)thread * a->ex->scratch_per_thread;
+    const float *base = a->qkv + (size_t)b * T * 3 * C;
+    for (int i = 0; i < T; i++) {
+        const float *q = base + (size_t)i * 3 * C + h * hd;
+        float mx = -INFINITY;
+        for (int j = 0; j < T; j++) {
+            const float *k = base + (size_t)j * 3 * C + C + h * hd;
+            double d = 0.0;
+            for (int e = 0; e < hd; e++)
+                d += (double)q[e] * k[e];
+            s[j] = (float)(d * scale);
+            if (s[j] > mx)
+                mx = s[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j < T; j++) {
+            s[j] = (float)exp((double)s[j] - mx);
+            sum += s[j];
+        }
+        for (int j = 0; j < T; j++)
+            s[j] = (float)(s[j] / sum);
+        if (a->probs)
+            memcpy(a->probs + (((size_t)b * H + h) * T + i) * T, s, (size_t)T * sizeof *s);
+        float *o = a->out + ((size_t)b * T + i) * C + h * hd;
+        for (int e = 0; e < hd; e++) {
+            double acc = 0.0;
+            for (int j = 0; j < T; j++)
+                acc += (double)s[j] * base[(size_t)j * 3 * C + 2 * C + h * hd + e];
+            o[e] = (float)acc;
+        }
+    }
+}
+
+static void scalar_attention(const mae_exec *ex, float *out, float *probs, const float *qkv,
+                             int B, int T, int C, int H)
+{
+    attn_args a = { ex, out, probs, qkv, T, C, H };
+    mae_parallel_for(ex->nthreads, B * H, attn_task, &a);
+}
+
+typedef struct ln_args {
+    float *out, *mean, *rstd; const float *x, *w, *b;
+    int N, C; float eps;
+} ln_args;
+
+static void ln_task(void *p, int task, int thread)
+{
+    const ln_args *a = p;
+    (void)thread;
+    int r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK < a->N ? r0 + ROWS_PER_TASK : a->N;
+    for (int r = r0; r < r1; r++) {
+        const float *x = a->x + (size_t)r * a->C;
+        float *y = a->out + (size_t)r * a->C;
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < a->C; c++)
+            m += x[c];
+        m /= a->C;
+        for (int c = 0; c < a->C; c++)
+            v += (x[c] - m) * (x[c] - m);
+        v /= a->C;
+        double rs = 1.0 / sqrt(v + a->eps);
+        for (int c = 0; c < a->C; c++)
+            y[c] = (float)((x[c] - m) * rs * a->w[c] + a->b[c]);
+        if (a->mean)
+            a->mean[r] = (float)m;
+        if (a->rstd)
+            a->rstd[r] = (float)rs;
+    }
+}
+
+static void scalar_layernorm(const mae_exec *ex, float *out, float *mean, float *rstd, const float *x,
+                             const float *w, const float *b, int N, int C, float eps)
+{
+    ln_args a = { out, mean, rstd, x, w, b, N, C, eps };
+    mae_parallel_for(ex->nthreads, (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, &a);
+}
+
+static void scalar_gelu(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = gelu1(x[i]);
+}
+
+static void scalar_add(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+static void scalar_softmax(float *x, int rows, int n)
+{
+    for (int r = 0; r < rows; r++) {
+        float *v = x + (size_t)r * n;
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++)
+            if (v[j] > mx)
+                mx = v[j];
+        double sum = 0.0;
+        for (int j = 0; j < n; j++) {
+            v[j] = (float)exp((double)v[j] - mx);
+            sum += v[j];
+        }
+        for (int j = 0; j < n; j++)
+            v[j] = (float)(v[j] / sum);
+    }
+}
+
+typedef struct mm_args {
+    float *C; const float *A, *B;
+    int M, N, K, accumulate, trans_a;
+} mm_args;
+
+static void mm_task(void *p, int task, int thread)
+{
+    const mm_args *a = p;
+    (void)thread;
+    int m0 = task * ROWS_PER_TASK, m1 = m0 + ROWS_PER_TASK < a->M ? m0 + ROWS_PER_TASK : a->M;
+    for (int m = m0; m < m1; m++) {
+        for (int n = 0; n < a->N; n++) {
+            double s = 0.0;
+            for (int k = 0; k < a->K; k++) {
+                float av = a->trans_a ? a->A[(size_t)k * a->M + m] : a->A[(size_t)m * a->K + k];
+                s += (double)av * a->B[(size_t)k * a->N + n];
+            }
+            float *c = a->C + (size_t)m * a->N + n;
+            *c = a->accumulate ? *c + (float)s : (float)s;
+        }
+    }
+}
+
+static void scalar_matmul_nn(const mae_exec *ex, float *C, const float *A, const float *B,
+                             int M, int N, int K, int accumulate)
+{
+    mm_args a = { C, A, B, M, N, K, accumulate, 0 };
+    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
+}
+
+static void scalar_matmul_tn(const mae_exec *ex, float *C, const float *A, const float *B,
+                             int M, int N, int K, int accumulate)
+{
+    mm_args a = { C, A, B, M, N, K, accumulate, 1 };
+    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
+}
+
+const mae_kernels mae_kernels_scalar = {
+    "scalar",
+    scalar_scratch_floats,
+    scalar_pack_floats,
+    scalar_pack,
+    scalar_linear,
+    scalar_attention,
+    scalar_layernorm,
+    scalar_gelu,
+    scalar_add,
+    scalar_softmax,
+    scalar_matmul_nn,
+    scalar_matmul_tn,
+};

@@ -1,0 +1,171 @@
+/* The context: all memory one caller's forward passes need, planned once for a maximum batch. */
+#include <string.h>
+#include "model.h"
+
+/* Lays out buffers one after another, 64-byte aligned, in one allocation. */
+typedef struct planner {
+    unsigned char *base;   /* NULL while sizing */
+    size_t used;
+    int overflow;
+} planner;
+
+static void *take(planner *p, size_t count, size_t elem)
+{
+    size_t bytes, at = (p->used + 63) & ~(size_t)63;
+    if (at < p->used || !mae_mul_size(count, elem, &bytes) || !mae_add_size(at, bytes, &p->used)) {
+        p->overflow = 1;
+        return NULL;
+    }
+    return p->base ? p->base + at : NULL;
+}
+
+static size_t max3(size_t a, size_t b, size_t c)
+{
+    size_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static void plan(mae_ctx *c, planner *p)
+{
+    const mae_cfg *g = &c->m->cfg;
+    size_t B = (size_t)c->max_batch, L = (size_t)g->L, T = L + 1;
+    size_t maxC = g->D > g->Dd ? (size_t)g->D : (size_t)g->Dd;
+    size_t maxH = g->hidden > g->dhidden ? (size_t)g->hidden : (size_t)g->dhidden;
+    size_t BL = B * L, BT = B * T;   /* B <= 2^31, L <= 2^16: no overflow in 64 bits */
+    c->ids_shuffle = take(p, BL, sizeof(int32_t));
+    c->ids_restore = take(p, BL, sizeof(int32_t));
+    c->noise = take(p, BL, sizeof(float));
+    c->mask = take(p, BL, sizeof(float));
+    c->patches = take(p, BL * (size_t)g->P, sizeof(float));
+    c->tokens = take(p, BL * (size_t)g->D, sizeof(float));
+    c->latent = take(p, BT * (size_t)g->D, sizeof(float));
+    c->demb = take(p, BT * (size_t)g->Dd, sizeof(float));
+    c->dnorm = take(p, BL * (size_t)g->Dd, sizeof(float));
+    c->pred = take(p, BL * (size_t)g->P, sizeof(float));
+    c->stream = take(p, BT * maxC, sizeof(float));
+    memset(&c->blk, 0, sizeof c->blk);
+    /* ln1, the attention output and ln2 are never live at the same time */
+    c->blk.ln1 = take(p, BT * maxC, sizeof(float));
+    c->blk.atty = c->blk.ln1;
+    c->blk.ln2 = c->blk.ln1;
+    c->blk.qkv = take(p, BT * 3 * maxC, sizeof(float));
+    c->blk.xmid = take(p, BT * maxC, sizeof(float));
+    c->blk.fch_gelu = take(p, BT * maxH, sizeof(float));
+    c->acts.blk = &c->blk;
+    c->acts.per_layer = 0;
+    c->acts.x = c->stream;
+    c->acts.norm_mean = c->acts.norm_rstd = NULL;
+}
+
+static size_t scratch_need(const mae_ctx *c)
+{
+    const mae_cfg *g = &c->m->cfg;
+    size_t widest = max3((size_t)g->D, (size_t)g->Dd, (size_t)g->P);
+    widest = max3(widest, (size_t)g->hidden * 1, (size_t)g->dhidden);
+    widest = max3(widest, 3 * (size_t)(g->D > g->Dd ? g->D : g->Dd), 1);
+    return c->m->k->scratch_floats(1 + g->L, (int)widest);
+}
+
+/* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
+static mae_status set_scratch(mae_ctx *c, int n)
+{
+    size_t per = scratch_need(c), total;
+    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
+        return mae_fail(MAE_ERR_NOMEM, "context: scratch size overflows");
+    float *s = total ? mae_alloc(total) : NULL;
+    if (total && !s)
+        return mae_fail(MAE_ERR_NOMEM, "context: cannot allocate %zu bytes of scratch", total);
+    mae_free(c->ex.scratch);
+    c->ex.scratch = s;
+    c->ex.scratch_per_thread = per;
+    c->ex.nthreads = n;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: %s is NULL", !m ? "model" : "out");
+    if (max_batch <= 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: max_batch %d must be positive", max_batch);
+    mae_ctx *c = mae_calloc(1, sizeof *c);
+    if (!c)
+        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: out of memory");
+    c->m = m;
+    c->max_batch = max_batch;
+    c->ratio = m->cfg.mask_ratio;
+    mae_rng_seed(&c->rng, 0);
+    planner p = { NULL, 0, 0 };
+    plan(c, &p);
+    if (p.overflow) {
+        mae_free(c);
+        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: buffers for max_batch %d overflow", max_batch);
+    }
+    c->arena = mae_alloc(p.used);
+    if (!c->arena) {
+        mae_free(c);
+        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: cannot allocate %zu bytes for max_batch %d", p.used, max_batch);
+    }
+    planner q = { c->arena, 0, 0 };
+    plan(c, &q);
+    int n = mae_max_threads();
+    mae_status s = set_scratch(c, n < 1 ? 1 : n);
+    if (s != MAE_OK) {
+        mae_free(c->arena);
+        mae_free(c);
+        return s;
+    }
+    *out = c;
+    return MAE_OK;
+}
+
+MAE_API void mae_ctx_free(mae_ctx *c)
+{
+    if (!c)
+        return;
+    mae_free(c->ex.scratch);
+    mae_free(c->arena);
+    mae_free(c);
+}
+
+MAE_API mae_status mae_ctx_set_mask_ratio(mae_ctx *c, float ratio)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_mask_ratio: context is NULL");
+    if (!(ratio >= 0.0f && ratio < 1.0f))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_mask_ratio: ratio %g is outside [0, 1)", (double)ratio);
+    c->ratio = ratio;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_ctx_set_seed(mae_ctx *c, uint64_t seed)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_seed: context is NULL");
+    mae_rng_seed(&c->rng, seed);
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_threads: context is NULL");
+    if (n < 1 || n > 256)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_threads: %d threads is outside [1, 256]", n);
+    if (n == c->ex.nthreads)
+        return MAE_OK;
+    return set_scratch(c, n);
+}
+
+MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_get_dims: context is NULL");
+    if (num_patches)
+        *num_patches = c->m->cfg.L;
+    if (keep)
+        *keep = mae_keep_count(c->m->cfg.L, c->ratio);
+    if (patch_dim)
+        *patch_dim = c->m->cfg.P;
+    return MAE_OK;
+}

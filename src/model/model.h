@@ -1,0 +1,182 @@
+/* The model's internal structures: configuration, parameter layout, the parts, contexts, and the
+ * forward functions that the pipeline, the parts and the trainer share. */
+#ifndef MAE_MODEL_H
+#define MAE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mae.h"
+#include "../kernels/kernels.h"
+#include "../util/util.h"
+
+/* Architecture plus what follows from it. */
+typedef struct mae_cfg {
+    int img, p, C;             /* image side, patch side, channels */
+    int D, depth, H;           /* encoder width, blocks, heads */
+    int Dd, ddepth, dH;        /* decoder width, blocks, heads */
+    int hidden, dhidden;       /* MLP widths */
+    float mlp_ratio, mask_ratio, eps;
+    int norm_pix;
+    int has_decoder;
+    /* derived */
+    int gh, gw, L;             /* patch grid and patches per image */
+    int P;                     /* p*p*C: one patch's pixels */
+} mae_cfg;
+
+/* Checks a config and fills in the derived fields. */
+mae_status mae_cfg_finish(mae_cfg *c);
+void mae_cfg_from_public(mae_cfg *dst, const mae_config *src);   /* src already size-checked */
+void mae_cfg_to_public(mae_config *dst, const mae_cfg *src, size_t struct_size);
+
+/* One tensor of the state_dict, in official order and naming. */
+enum { MAE_T_TRAIN = 1, MAE_T_DECAY = 2 };
+typedef struct mae_tensor {
+    char    name[48];
+    size_t  offset, count;     /* in floats, inside the flat parameter buffer */
+    int     ndim;
+    int64_t shape[4];
+    int     flags;             /* MAE_T_TRAIN: learned; MAE_T_DECAY: in AdamW's weight-decay group */
+} mae_tensor;
+
+/* Per-block tensor offsets, relative to the block's start. */
+typedef struct mae_block_off {
+    size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, size;
+} mae_block_off;
+
+/* Offsets of every tensor in the flat buffer (floats). Decoder fields are unused without one. */
+typedef struct mae_layout {
+    size_t cls, pos, mask_tok, dpos, pe_w, pe_b;
+    size_t blocks;        mae_block_off blk;    /* block l starts at blocks + l*blk.size */
+    size_t norm_w, norm_b, demb_w, demb_b;
+    size_t dblocks;       mae_block_off dblk;
+    size_t dnorm_w, dnorm_b, pred_w, pred_b;
+    size_t total;
+} mae_layout;
+
+/* Pointers into one flat buffer laid out as mae_layout: the weights, their gradients and the
+ * optimizer moments all use this same view. */
+typedef struct mae_block_w {
+    float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} mae_block_w;
+
+typedef struct mae_params {
+    float *cls, *pos, *mask_tok, *dpos, *pe_w, *pe_b;
+    float *norm_w, *norm_b, *demb_w, *demb_b, *dnorm_w, *dnorm_b, *pred_w, *pred_b;
+    float *base;
+} mae_params;
+
+void mae_params_view(const mae_layout *lay, float *base, int has_decoder, mae_params *out);
+void mae_block_view(const mae_layout *lay, float *base, int decoder, int layer, mae_block_w *out);
+
+/* Packed weights of the linears (pointers into m->packed, or to the weights themselves when the
+ * kernel table does not pack). */
+typedef struct mae_block_pk { const float *qkv, *proj, *fc1, *fc2; } mae_block_pk;
+
+struct mae_patch_embed { const mae_model *m; };
+struct mae_masker      { const mae_model *m; };
+struct mae_encoder     { const mae_model *m; };
+struct mae_decoder     { const mae_model *m; };
+struct mae_loss        { const mae_model *m; };
+
+struct mae_model {
+    mae_cfg cfg;
+    mae_layout lay;
+    float *data;                   /* lay.total floats */
+    mae_params w;
+    mae_tensor *tensors;
+    int n_tensors;
+    const mae_kernels *k;          /* the table the weights were packed for */
+    float *packed;                 /* NULL when k does not pack */
+    const float *pk_pe, *pk_demb, *pk_pred;
+    mae_block_pk *pk_blocks, *pk_dblocks;
+    struct mae_patch_embed part_pe;
+    struct mae_masker      part_mk;
+    struct mae_encoder     part_enc;
+    struct mae_decoder     part_dec;
+    struct mae_loss        part_loss;
+};
+
+/* Builds the tensor table and layout for cfg and allocates zeroed weights (no packing yet). */
+mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out);
+/* Packs the linears for the active kernel table; call after the weights are final and again
+ * whenever they change (the trainer does after each step). */
+mae_status mae_model_pack(mae_model *m);
+void       mae_model_repack(mae_model *m);     /* same table, storage already there */
+const mae_tensor *mae_model_find(const mae_model *m, const char *name);
+/* Official initialization from an RNG. */
+void mae_model_init_weights(mae_model *m, uint64_t seed);
+/* Fixed 2-D sin-cos table [1+gh*gw, dim] (cls row zero), computed in double. */
+void mae_sincos_pos_embed(float *out, int dim, int gh, int gw);
+
+/* ---- activations ---------------------------------------------------------------------------- */
+
+/* What one block keeps. In inference one set serves every layer and the optional fields are
+ * NULL; in training each layer has its own and all are set. */
+typedef struct mae_block_acts {
+    float *ln1, *ln1_mean, *ln1_rstd;   /* [BT,C], [BT], [BT] */
+    float *qkv;                         /* [BT,3C] */
+    float *probs;                       /* [B,H,T,T] or NULL */
+    float *atty;                        /* [BT,C] attention output before proj */
+    float *xmid;                        /* [BT,C] stream after the attention residual */
+    float *ln2, *ln2_mean, *ln2_rstd;   /* [BT,C], [BT], [BT] */
+    float *fch;                         /* [BT,hidden] fc1 output before GELU, or NULL (fused) */
+    float *fch_gelu;                    /* [BT,hidden] */
+} mae_block_acts;
+
+/* A stack of blocks (the encoder or the decoder). */
+typedef struct mae_stack_acts {
+    mae_block_acts *blk;     /* blk[l] if per_layer, else blk[0] for every layer */
+    int per_layer;
+    float *x;                /* streams: [nblocks+1][B,T,C] if per_layer, else one [B,T,C] */
+    float *norm_mean, *norm_rstd;  /* final LayerNorm stats, or NULL */
+} mae_stack_acts;
+
+void mae_block_forward(const mae_model *m, const mae_exec *ex, int decoder, int layer,
+                       mae_block_acts *a, const float *x_in, float *x_out, int B, int T);
+
+/* Encoder: tokens [B,L,D] (pos added), ids_shuffle [B,L] or NULL -> latent [B,1+keep,D]. */
+void mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                     const float *tokens, const int32_t *ids_shuffle, int keep, int B, float *latent);
+/* Decoder: latent [B,1+keep,D] -> demb [B,1+keep,Dd] (decoder_embed output, kept for backward),
+ * then stack, final norm over the L patch rows into dnorm [B,L,Dd], pred [B,L,P]. */
+void mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                     const float *latent, const int32_t *ids_restore, int keep, int B,
+                     float *demb, float *dnorm, float *pred);
+/* Patch embedding: imgs -> patches [B,L,C*p*p] (c,u,v order) -> tokens [B,L,D] (+pos). */
+void mae_patch_embed_run(const mae_model *m, const mae_exec *ex, const float *imgs, int B,
+                         float *patches, float *tokens);
+/* Masking from noise: stable argsort. */
+void mae_masker_run(int L, int keep, const float *noise, int B, int32_t *ids_shuffle,
+                    int32_t *ids_restore, float *mask);
+/* Loss; per_patch [B,L] (optional) receives each patch's MSE; target [B,L,P] (optional)
+ * receives the (normalized) target. Returns the loss (NaN if the mask removes nothing). */
+float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, const float *mask,
+                   int B, float *target);
+void mae_patchify_run(const mae_cfg *c, const float *imgs, int B, float *out);
+void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *imgs);
+int  mae_keep_count(int L, float ratio);
+
+/* ---- the context ---------------------------------------------------------------------------- */
+
+struct mae_ctx {
+    const mae_model *m;
+    int max_batch;
+    float ratio;
+    mae_rng rng;
+    mae_exec ex;
+    size_t scratch_per_thread;
+    int32_t *ids_shuffle, *ids_restore;   /* [maxB,L] */
+    float *noise, *mask;                  /* [maxB,L] */
+    float *patches;                       /* [maxB,L,C*p*p] */
+    float *tokens;                        /* [maxB,L,D] */
+    float *latent;                        /* [maxB,1+L,D] */
+    float *demb;                          /* [maxB,1+L,Dd] */
+    float *dnorm;                         /* [maxB,L,Dd] */
+    float *pred;                          /* [maxB,L,P] */
+    float *stream;                        /* [maxB,1+L,maxC] */
+    mae_block_acts blk;                   /* shared by all layers */
+    mae_stack_acts acts;
+    void *arena;
+};
+
+#endif

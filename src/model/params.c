@@ -1,0 +1,409 @@
+/* Configuration checks, the parameter layout and tensor table (official state_dict order and
+ * names), the official initialization, and packing of the linear weights. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "model.h"
+
+#define LIMIT 65536   /* any single dimension above this is rejected as nonsense */
+
+mae_status mae_cfg_finish(mae_cfg *c)
+{
+    int dims[] = { c->img, c->p, c->C, c->D, c->depth, c->H };
+    const char *names[] = { "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads" };
+    for (int i = 0; i < 6; i++)
+        if (dims[i] <= 0 || dims[i] > LIMIT)
+            return mae_fail(MAE_ERR_INVALID_ARG, "config: %s = %d is out of range [1, %d]", names[i], dims[i], LIMIT);
+    if (c->img % c->p)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: patch_size %d does not divide img_size %d", c->p, c->img);
+    if (c->D % c->H)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: num_heads %d does not divide embed_dim %d", c->H, c->D);
+    if (c->has_decoder) {
+        int dd[] = { c->Dd, c->ddepth, c->dH };
+        const char *dn[] = { "decoder_embed_dim", "decoder_depth", "decoder_num_heads" };
+        for (int i = 0; i < 3; i++)
+            if (dd[i] <= 0 || dd[i] > LIMIT)
+                return mae_fail(MAE_ERR_INVALID_ARG, "config: %s = %d is out of range [1, %d]", dn[i], dd[i], LIMIT);
+        if (c->Dd % c->dH)
+            return mae_fail(MAE_ERR_INVALID_ARG, "config: decoder_num_heads %d does not divide decoder_embed_dim %d", c->dH, c->Dd);
+    }
+    if (!(c->mlp_ratio > 0.0f) || c->mlp_ratio > 64.0f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: mlp_ratio %g is out of range (0, 64]", (double)c->mlp_ratio);
+    if (!(c->mask_ratio >= 0.0f && c->mask_ratio < 1.0f))
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: mask_ratio %g is outside [0, 1)", (double)c->mask_ratio);
+    if (!(c->eps > 0.0f) || c->eps > 1.0f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: layer_norm_eps %g is outside (0, 1]", (double)c->eps);
+    c->hidden = (int)((double)c->D * c->mlp_ratio);
+    c->dhidden = c->has_decoder ? (int)((double)c->Dd * c->mlp_ratio) : 0;
+    if (c->hidden <= 0 || (c->has_decoder && c->dhidden <= 0))
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: mlp_ratio %g gives an empty MLP", (double)c->mlp_ratio);
+    c->gh = c->gw = c->img / c->p;
+    c->L = c->gh * c->gw;
+    c->P = c->p * c->p * c->C;
+    if ((size_t)c->L > (size_t)LIMIT || (size_t)c->P > (size_t)LIMIT * 16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: %d patches of %d values is too large", c->L, c->P);
+    c->norm_pix = c->norm_pix ? 1 : 0;
+    return MAE_OK;
+}
+
+void mae_cfg_from_public(mae_cfg *d, const mae_config *s)
+{
+    memset(d, 0, sizeof *d);
+    d->img = s->img_size; d->p = s->patch_size; d->C = s->in_chans;
+    d->D = s->embed_dim; d->depth = s->depth; d->H = s->num_heads;
+    d->Dd = s->decoder_embed_dim; d->ddepth = s->decoder_depth; d->dH = s->decoder_num_heads;
+    d->mlp_ratio = s->mlp_ratio; d->norm_pix = s->norm_pix_loss;
+    d->mask_ratio = s->mask_ratio; d->eps = s->layer_norm_eps;
+    d->has_decoder = 1;
+}
+
+void mae_cfg_to_public(mae_config *d, const mae_cfg *s, size_t struct_size)
+{
+    mae_config full;
+    memset(&full, 0, sizeof full);
+    full.struct_size = (uint32_t)struct_size;
+    full.img_size = s->img; full.patch_size = s->p; full.in_chans = s->C;
+    full.embed_dim = s->D; full.depth = s->depth; full.num_heads = s->H;
+    full.decoder_embed_dim = s->has_decoder ? s->Dd : 0;
+    full.decoder_depth = s->has_decoder ? s->ddepth : 0;
+    full.decoder_num_heads = s->has_decoder ? s->dH : 0;
+    full.mlp_ratio = s->mlp_ratio; full.norm_pix_loss = s->norm_pix;
+    full.mask_ratio = s->mask_ratio; full.layer_norm_eps = s->eps;
+    memcpy(d, &full, struct_size < sizeof full ? struct_size : sizeof full);
+}
+
+/* ---- layout and tensor table ---------------------------------------------------------------- */
+
+typedef struct builder {
+    mae_tensor *t;      /* NULL while counting */
+    int n;
+    size_t off;
+    int overflow;
+} builder;
+
+static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    int64_t dims[4] = { d0, d1, d2, d3 };
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++)
+        if (!mae_mul_size(count, (size_t)dims[i], &count))
+            b->overflow = 1;
+    size_t at = b->off;
+    if (!mae_add_size(b->off, count, &b->off))
+        b->overflow = 1;
+    if (b->t) {
+        mae_tensor *t = &b->t[b->n];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->offset = at;
+        t->count = count;
+        t->ndim = ndim;
+        for (int i = 0; i < 4; i++)
+            t->shape[i] = i < ndim ? dims[i] : 1;
+        int is_pos = strcmp(name, "pos_embed") == 0 || strcmp(name, "decoder_pos_embed") == 0;
+        size_t len = strlen(name);
+        int is_bias = len >= 5 && strcmp(name + len - 5, ".bias") == 0;
+        t->flags = is_pos ? 0 : MAE_T_TRAIN | (ndim > 1 && !is_bias ? MAE_T_DECAY : 0);
+    }
+    b->n++;
+    return at;
+}
+
+static void add_block(builder *b, const char *prefix, int l, int C, int hidden, size_t *start, mae_block_off *o)
+{
+    char nm[48];
+    size_t s = b->off;
+#define T1(field, suffix, n0) (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, l, suffix), o->field = add(b, nm, 1, n0, 0, 0, 0) - s)
+#define T2(field, suffix, n0, n1) (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, l, suffix), o->field = add(b, nm, 2, n0, n1, 0, 0) - s)
+    T1(ln1_w, "norm1.weight", C);
+    T1(ln1_b, "norm1.bias", C);
+    T2(qkv_w, "attn.qkv.weight", 3 * (int64_t)C, C);
+    T1(qkv_b, "attn.qkv.bias", 3 * (int64_t)C);
+    T2(proj_w, "attn.proj.weight", C, C);
+    T1(proj_b, "attn.proj.bias", C);
+    T1(ln2_w, "norm2.weight", C);
+    T1(ln2_b, "norm2.bias", C);
+    T2(fc1_w, "mlp.fc1.weight", hidden, C);
+    T1(fc1_b, "mlp.fc1.bias", hidden);
+    T2(fc2_w, "mlp.fc2.weight", C, hidden);
+    T1(fc2_b, "mlp.fc2.bias", C);
+#undef T1
+#undef T2
+    o->size = b->off - s;
+    if (l == 0)
+        *start = s;
+}
+
+static void build(builder *b, const mae_cfg *c, mae_layout *lay)
+{
+    int64_t T = 1 + (int64_t)c->L;
+    lay->cls = add(b, "cls_token", 3, 1, 1, c->D, 0);
+    lay->pos = add(b, "pos_embed", 3, 1, T, c->D, 0);
+    if (c->has_decoder) {
+        lay->mask_tok = add(b, "mask_token", 3, 1, 1, c->Dd, 0);
+        lay->dpos = add(b, "decoder_pos_embed", 3, 1, T, c->Dd, 0);
+    }
+    lay->pe_w = add(b, "patch_embed.proj.weight", 4, c->D, c->C, c->p, c->p);
+    lay->pe_b = add(b, "patch_embed.proj.bias", 1, c->D, 0, 0, 0);
+    for (int l = 0; l < c->depth; l++)
+        add_block(b, "blocks", l, c->D, c->hidden, &lay->blocks, &lay->blk);
+    lay->norm_w = add(b, "norm.weight", 1, c->D, 0, 0, 0);
+    lay->norm_b = add(b, "norm.bias", 1, c->D, 0, 0, 0);
+    if (c->has_decoder) {
+        lay->demb_w = add(b, "decoder_embed.weight", 2, c->Dd, c->D, 0, 0);
+        lay->demb_b = add(b, "decoder_embed.bias", 1, c->Dd, 0, 0, 0);
+        for (int l = 0; l < c->ddepth; l++)
+            add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, &lay->dblocks, &lay->dblk);
+        lay->dnorm_w = add(b, "decoder_norm.weight", 1, c->Dd, 0, 0, 0);
+        lay->dnorm_b = add(b, "decoder_norm.bias", 1, c->Dd, 0, 0, 0);
+        lay->pred_w = add(b, "decoder_pred.weight", 2, c->P, c->Dd, 0, 0);
+        lay->pred_b = add(b, "decoder_pred.bias", 1, c->P, 0, 0, 0);
+    }
+    lay->total = b->off;
+}
+
+void mae_params_view(const mae_layout *lay, float *base, int has_decoder, mae_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->base = base;
+    p->cls = base + lay->cls; p->pos = base + lay->pos;
+    p->pe_w = base + lay->pe_w; p->pe_b = base + lay->pe_b;
+    p->norm_w = base + lay->norm_w; p->norm_b = base + lay->norm_b;
+    if (has_decoder) {
+        p->mask_tok = base + lay->mask_tok; p->dpos = base + lay->dpos;
+        p->demb_w = base + lay->demb_w; p->demb_b = base + lay->demb_b;
+        p->dnorm_w = base + lay->dnorm_w; p->dnorm_b = base + lay->dnorm_b;
+        p->pred_w = base + lay->pred_w; p->pred_b = base + lay->pred_b;
+    }
+}
+
+void mae_block_view(const mae_layout *lay, float *base, int decoder, int layer, mae_block_w *w)
+{
+    const mae_block_off *o = decoder ? &lay->dblk : &lay->blk;
+    float *s = base + (decoder ? lay->dblocks : lay->blocks) + (size_t)layer * o->size;
+    w->ln1_w = s + o->ln1_w; w->ln1_b = s + o->ln1_b;
+    w->qkv_w = s + o->qkv_w; w->qkv_b = s + o->qkv_b;
+    w->proj_w = s + o->proj_w; w->proj_b = s + o->proj_b;
+    w->ln2_w = s + o->ln2_w; w->ln2_b = s + o->ln2_b;
+    w->fc1_w = s + o->fc1_w; w->fc1_b = s + o->fc1_b;
+    w->fc2_w = s + o->fc2_w; w->fc2_b = s + o->fc2_b;
+}
+
+mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
+{
+    mae_layout lay;
+    memset(&lay, 0, sizeof lay);
+    builder count = { NULL, 0, 0, 0 };
+    build(&count, cfg, &lay);
+    size_t bytes;
+    if (count.overflow || !mae_mul_size(lay.total, sizeof(float), &bytes))
+        return mae_fail(MAE_ERR_NOMEM, "model: parameter count overflows");
+    mae_model *m = mae_calloc(1, sizeof *m);
+    mae_tensor *t = mae_calloc((size_t)count.n, sizeof *t);
+    float *data = mae_alloc(bytes);
+    if (!m || !t || !data) {
+        mae_free(m); mae_free(t); mae_free(data);
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of parameters", bytes);
+    }
+    memset(data, 0, bytes);
+    builder fill = { t, 0, 0, 0 };
+    build(&fill, cfg, &lay);
+    m->cfg = *cfg;
+    m->lay = lay;
+    m->data = data;
+    m->tensors = t;
+    m->n_tensors = fill.n;
+    mae_params_view(&m->lay, data, cfg->has_decoder, &m->w);
+    m->part_pe.m = m; m->part_mk.m = m; m->part_enc.m = m; m->part_dec.m = m; m->part_loss.m = m;
+    *out = m;
+    return MAE_OK;
+}
+
+const mae_tensor *mae_model_find(const mae_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0)
+            return &m->tensors[i];
+    return NULL;
+}
+
+MAE_API void mae_model_free(mae_model *m)
+{
+    if (!m)
+        return;
+    mae_free(m->packed);
+    mae_free(m->pk_blocks);
+    mae_free(m->pk_dblocks);
+    mae_free(m->tensors);
+    mae_free(m->data);
+    mae_free(m);
+}
+
+/* ---- initialization ------------------------------------------------------------------------- */
+
+void mae_sincos_pos_embed(float *out, int dim, int gh, int gw)
+{
+    int q = dim / 4;
+    memset(out, 0, (size_t)dim * sizeof *out);   /* the cls row */
+    for (int i = 0; i < gh; i++) {
+        for (int j = 0; j < gw; j++) {
+            float *row = out + (size_t)(1 + i * gw + j) * dim;
+            for (int k = 0; k < q; k++) {
+                double omega = 1.0 / pow(10000.0, (double)k / q);
+                double x = (double)j * omega, y = (double)i * omega;
+                row[k] = (float)sin(x);
+                row[q + k] = (float)cos(x);
+                row[2 * q + k] = (float)sin(y);
+                row[3 * q + k] = (float)cos(y);
+            }
+        }
+    }
+}
+
+static void uniform_fill(mae_rng *r, float *w, size_t n, double bound)
+{
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)((2.0 * mae_rng_uniform_double(r) - 1.0) * bound);
+}
+
+static void xavier(mae_rng *r, float *w, int fan_out, int fan_in)
+{
+    uniform_fill(r, w, (size_t)fan_out * fan_in, sqrt(6.0 / ((double)fan_in + fan_out)));
+}
+
+static void init_block(mae_rng *r, const mae_block_w *w, int C, int hidden)
+{
+    for (int i = 0; i < C; i++) {
+        w->ln1_w[i] = 1.0f; w->ln2_w[i] = 1.0f;
+    }
+    xavier(r, w->qkv_w, 3 * C, C);
+    xavier(r, w->proj_w, C, C);
+    xavier(r, w->fc1_w, hidden, C);
+    xavier(r, w->fc2_w, C, hidden);
+    /* biases and LayerNorm shifts stay zero (the buffer starts zeroed) */
+}
+
+void mae_model_init_weights(mae_model *m, uint64_t seed)
+{
+    const mae_cfg *c = &m->cfg;
+    mae_rng r;
+    mae_rng_seed(&r, seed);
+    memset(m->data, 0, m->lay.total * sizeof(float));
+    mae_sincos_pos_embed(m->w.pos, c->D, c->gh, c->gw);
+    int fan_in = c->C * c->p * c->p;
+    xavier(&r, m->w.pe_w, c->D, fan_in);
+    uniform_fill(&r, m->w.pe_b, (size_t)c->D, 1.0 / sqrt((double)fan_in));
+    for (int i = 0; i < c->D; i++)
+        m->w.cls[i] = (float)(0.02 * mae_rng_normal(&r));
+    for (int l = 0; l < c->depth; l++) {
+        mae_block_w w;
+        mae_block_view(&m->lay, m->data, 0, l, &w);
+        init_block(&r, &w, c->D, c->hidden);
+    }
+    for (int i = 0; i < c->D; i++)
+        m->w.norm_w[i] = 1.0f;
+    if (!c->has_decoder)
+        return;
+    mae_sincos_pos_embed(m->w.dpos, c->Dd, c->gh, c->gw);
+    for (int i = 0; i < c->Dd; i++)
+        m->w.mask_tok[i] = (float)(0.02 * mae_rng_normal(&r));
+    xavier(&r, m->w.demb_w, c->Dd, c->D);
+    for (int l = 0; l < c->ddepth; l++) {
+        mae_block_w w;
+        mae_block_view(&m->lay, m->data, 1, l, &w);
+        init_block(&r, &w, c->Dd, c->dhidden);
+    }
+    for (int i = 0; i < c->Dd; i++)
+        m->w.dnorm_w[i] = 1.0f;
+    xavier(&r, m->w.pred_w, c->P, c->Dd);
+}
+
+/* ---- packing -------------------------------------------------------------------------------- */
+
+/* Visits every linear of the model in a fixed order with its weight, shape and the slot where
+ * its packed pointer goes. */
+typedef void (*linear_visit)(void *arg, const float *w, int N, int K, const float **slot);
+
+static void each_linear(mae_model *m, linear_visit fn, void *arg)
+{
+    const mae_cfg *c = &m->cfg;
+    fn(arg, m->w.pe_w, c->D, c->C * c->p * c->p, &m->pk_pe);
+    for (int l = 0; l < c->depth; l++) {
+        mae_block_w w;
+        mae_block_view(&m->lay, m->data, 0, l, &w);
+        mae_block_pk *pk = &m->pk_blocks[l];
+        fn(arg, w.qkv_w, 3 * c->D, c->D, &pk->qkv);
+        fn(arg, w.proj_w, c->D, c->D, &pk->proj);
+        fn(arg, w.fc1_w, c->hidden, c->D, &pk->fc1);
+        fn(arg, w.fc2_w, c->D, c->hidden, &pk->fc2);
+    }
+    if (!c->has_decoder)
+        return;
+    fn(arg, m->w.demb_w, c->Dd, c->D, &m->pk_demb);
+    for (int l = 0; l < c->ddepth; l++) {
+        mae_block_w w;
+        mae_block_view(&m->lay, m->data, 1, l, &w);
+        mae_block_pk *pk = &m->pk_dblocks[l];
+        fn(arg, w.qkv_w, 3 * c->Dd, c->Dd, &pk->qkv);
+        fn(arg, w.proj_w, c->Dd, c->Dd, &pk->proj);
+        fn(arg, w.fc1_w, c->dhidden, c->Dd, &pk->fc1);
+        fn(arg, w.fc2_w, c->Dd, c->dhidden, &pk->fc2);
+    }
+    fn(arg, m->w.pred_w, c->P, c->Dd, &m->pk_pred);
+}
+
+typedef struct pack_state {
+    const mae_kernels *k;
+    float *dst;        /* NULL while counting */
+    size_t total;
+    int overflow;
+} pack_state;
+
+static void pack_one(void *arg, const float *w, int N, int K, const float **slot)
+{
+    pack_state *s = arg;
+    size_t n = s->k->pack_floats(N, K);
+    if (n == 0) {
+        *slot = w;
+        return;
+    }
+    if (s->dst) {
+        s->k->pack(s->dst + s->total, w, N, K);
+        *slot = s->dst + s->total;
+    }
+    if (!mae_add_size(s->total, n, &s->total))
+        s->overflow = 1;
+}
+
+mae_status mae_model_pack(mae_model *m)
+{
+    const mae_kernels *k = mae_kernels_active();
+    mae_block_pk *pb = mae_calloc((size_t)m->cfg.depth, sizeof *pb);
+    mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
+    if (!pb || (m->cfg.has_decoder && !pd)) {
+        mae_free(pb); mae_free(pd);
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate the packed-weight table");
+    }
+    mae_free(m->pk_blocks); mae_free(m->pk_dblocks); mae_free(m->packed);
+    m->pk_blocks = pb; m->pk_dblocks = pd; m->packed = NULL;
+    m->k = k;
+    pack_state s = { k, NULL, 0, 0 };
+    each_linear(m, pack_one, &s);   /* count (and point unpacked slots at the weights) */
+    size_t bytes;
+    if (s.overflow || !mae_mul_size(s.total, sizeof(float), &bytes))
+        return mae_fail(MAE_ERR_NOMEM, "model: packed weights overflow");
+    if (s.total == 0)
+        return MAE_OK;
+    m->packed = mae_alloc(bytes);
+    if (!m->packed)
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of packed weights", bytes);
+    mae_model_repack(m);
+    return MAE_OK;
+}
+
+void mae_model_repack(mae_model *m)
+{
+    if (!m->packed)
+        return;
+    pack_state s = { m->k, m->packed, 0, 0 };
+    each_linear(m, pack_one, &s);
+}

@@ -1,0 +1,45 @@
+/* Status strings and the thread-local last-error message. */
+#include <stdarg.h>
+#include <stdio.h>
+#include "util.h"
+
+static _Thread_local char last_error[512];
+
+mae_status mae_fail(mae_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+MAE_API const char *mae_last_error(void)
+{
+    return last_error;
+}
+
+MAE_API const char *mae_status_str(mae_status s)
+{
+    switch (s) {
+    case MAE_OK: return "ok";
+    case MAE_ERR_INVALID_ARG: return "invalid argument";
+    case MAE_ERR_NOMEM: return "out of memory";
+    case MAE_ERR_IO: return "I/O error";
+    case MAE_ERR_FORMAT: return "malformed file";
+    case MAE_ERR_SHAPE: return "shape mismatch";
+    case MAE_ERR_UNSUPPORTED: return "unsupported";
+    case MAE_ERR_STATE: return "bad state";
+    }
+    return "unknown status";
+}
+
+MAE_API unsigned mae_version(void)
+{
+    return MAE_VERSION_NUMBER;
+}
+
+MAE_API const char *mae_version_string(void)
+{
+    return MAE_VERSION_STRING;
+}

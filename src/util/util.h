@@ -1,0 +1,44 @@
+/* Internal helpers shared by every part of the library: errors, memory, threads, RNG. */
+#ifndef MAE_UTIL_H
+#define MAE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mae.h"
+
+/* Record a formatted message for mae_last_error() and return s, so that callers can write
+ * `return mae_fail(MAE_ERR_SHAPE, "...", ...);`. */
+mae_status mae_fail(mae_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* All library memory goes through these: 64-byte aligned, through the user's allocator, and
+ * freed by the allocator that made it. mae_alloc returns NULL on failure or size 0 overflow. */
+void *mae_alloc(size_t size);
+void *mae_calloc(size_t count, size_t size);   /* zeroed; NULL if count*size overflows */
+void  mae_free(void *p);
+
+/* a*b, a+b with overflow detection: return 0 and leave *out alone on overflow. */
+int mae_mul_size(size_t a, size_t b, size_t *out);
+int mae_add_size(size_t a, size_t b, size_t *out);
+
+/* Run fn(arg, task, thread) for task in [0, ntasks) on up to nthreads threads. Tasks must write disjoint
+ * outputs; the result then does not depend on the thread count. The only parallel loop. */
+typedef void (*mae_task_fn)(void *arg, int task, int thread);   /* thread in [0, nthreads) */
+void mae_parallel_for(int nthreads, int ntasks, mae_task_fn fn, void *arg);
+int  mae_max_threads(void);   /* 1 without OpenMP */
+
+/* MT19937 exactly as PyTorch's CPU generator: seeded with (uint32)seed. */
+typedef struct mae_rng {
+    uint32_t mt[624];
+    int idx;
+} mae_rng;
+void     mae_rng_seed(mae_rng *r, uint64_t seed);
+uint32_t mae_rng_u32(mae_rng *r);
+float    mae_rng_uniform(mae_rng *r);            /* torch.rand: (u32 & 0xFFFFFF) * 2^-24 */
+double   mae_rng_uniform_double(mae_rng *r);     /* 53-bit uniform in [0,1), for initialization */
+double   mae_rng_normal(mae_rng *r);             /* standard normal (Box-Muller) */
+
+#endif
