@@ -1,0 +1,63 @@
+/* safetensors: 8-byte little-endian header length, a JSON header, raw tensor data.
+ * The reader treats the file as hostile: every length, offset and shape is checked before use. */
+#ifndef MAE_SAFETENSORS_H
+#define MAE_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mae.h"
+
+enum { MAE_DT_F32 = 0, MAE_DT_F16 = 1, MAE_DT_BF16 = 2, MAE_DT_F64 = 3, MAE_DT_I32 = 4, MAE_DT_I64 = 5 };
+
+#define MAE_ST_MAX_DIMS 8
+
+typedef struct mae_st_entry {
+    char    name[160];
+    int     dtype;                    /* MAE_DT_* */
+    int     ndim;
+    int64_t shape[MAE_ST_MAX_DIMS];
+    size_t  count;                    /* product of shape */
+    size_t  begin, end;               /* byte offsets inside the data section */
+} mae_st_entry;
+
+typedef struct mae_st_meta {
+    char key[64];
+    char value[256];
+} mae_st_meta;
+
+typedef struct mae_st_file {
+    const unsigned char *data;        /* the data section (after the header) */
+    size_t data_size;
+    unsigned char *owned;             /* the whole file when opened from a path, else NULL */
+    mae_st_entry *t;
+    int n;
+    mae_st_meta *meta;                /* __metadata__ string pairs */
+    int n_meta;
+} mae_st_file;
+
+/* Reads and parses a whole file. On failure *f is left empty (safe to close). */
+mae_status mae_st_open(const char *path, mae_st_file *f);
+/* Parses a file image in memory; buf must outlive f (not copied). */
+mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f);
+void       mae_st_close(mae_st_file *f);
+
+const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name);
+const char         *mae_st_meta_get(const mae_st_file *f, const char *key);   /* NULL if absent */
+
+/* Converts a tensor of any supported dtype to float32; count must equal e->count. */
+mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t count);
+
+/* One float32 tensor to write. */
+typedef struct mae_st_out {
+    const char    *name;
+    const float   *data;
+    int            ndim;
+    const int64_t *shape;
+} mae_st_out;
+
+/* Writes float32 tensors and string metadata to path through a temporary file in the same
+ * directory, flushed and renamed: a crash never leaves a half-written file at path. */
+mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
+                        const mae_st_meta *meta, int n_meta);
+
+#endif
