@@ -1,14 +1,17 @@
 /* Chooses the kernel table once: the best tier the CPU and OS support, or a lower one named by
- * MAE_KERNELS or mae_kernels_force(). */
+ * MAE_KERNELS or mae_kernels_force(). A tier may leave entries NULL; they are filled from the
+ * scalar reference (BLIS-style: start from the reference, override what is faster). */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 #include "../util/util.h"
 
+/* Lowest to highest. */
 static const mae_kernels *const tiers[] = {
     &mae_kernels_scalar,
 };
+#define NTIERS (sizeof tiers / sizeof tiers[0])
 
 /* Whether this CPU can run a tier (scalar always can). */
 static int cpu_has(const mae_kernels *k)
@@ -16,20 +19,47 @@ static int cpu_has(const mae_kernels *k)
     return k == &mae_kernels_scalar;
 }
 
+static mae_kernels completed[NTIERS];
+static atomic_int completed_ready;
+
+/* Fills NULL entries of every tier from the scalar table. Idempotent, so a race between two
+ * first callers writes the same bytes. */
+static void complete_tables(void)
+{
+    if (atomic_load(&completed_ready))
+        return;
+    size_t nptr = sizeof(mae_kernels) / sizeof(void (*)(void));
+    for (size_t i = 0; i < NTIERS; i++) {
+        mae_kernels k = *tiers[i];
+        void (*fk[sizeof(mae_kernels) / sizeof(void (*)(void))])(void);
+        void (*fs[sizeof(mae_kernels) / sizeof(void (*)(void))])(void);
+        memcpy(fk, &k, sizeof k);
+        memcpy(fs, &mae_kernels_scalar, sizeof k);
+        for (size_t j = 1; j < nptr; j++)   /* entry 0 is the name */
+            if (!fk[j])
+                fk[j] = fs[j];
+        memcpy(&completed[i], fk, sizeof k);
+        completed[i].name = tiers[i]->name;
+    }
+    atomic_store(&completed_ready, 1);
+}
+
 const mae_kernels *mae_kernels_get(const char *name)
 {
-    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0]; i++)
+    complete_tables();
+    for (size_t i = 0; i < NTIERS; i++)
         if (strcmp(tiers[i]->name, name) == 0)
-            return cpu_has(tiers[i]) ? tiers[i] : NULL;
+            return cpu_has(tiers[i]) ? &completed[i] : NULL;
     return NULL;
 }
 
 static const mae_kernels *best(void)
 {
-    const mae_kernels *k = &mae_kernels_scalar;
-    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0]; i++)
+    complete_tables();
+    const mae_kernels *k = &completed[0];
+    for (size_t i = 0; i < NTIERS; i++)
         if (cpu_has(tiers[i]))
-            k = tiers[i];   /* tiers are listed from lowest to highest */
+            k = &completed[i];
     const char *env = getenv("MAE_KERNELS");
     if (env && *env) {
         const mae_kernels *e = mae_kernels_get(env);

@@ -17,6 +17,8 @@ typedef struct mae_exec {
 
 enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };
 
+/* All entries after name are function pointers (dispatch.c relies on it to fill a tier's NULL
+ * entries from the scalar table). Initialize tables with designated initializers. */
 typedef struct mae_kernels {
     const char *name;   /* "scalar", "avx2", "avx512", "neon" */
 

@@ -221,16 +221,16 @@ static void scalar_matmul_tn(const mae_exec *ex, float *C, const float *A, const
 }
 
 const mae_kernels mae_kernels_scalar = {
-    "scalar",
-    scalar_scratch_floats,
-    scalar_pack_floats,
-    scalar_pack,
-    scalar_linear,
-    scalar_attention,
-    scalar_layernorm,
-    scalar_gelu,
-    scalar_add,
-    scalar_softmax,
-    scalar_matmul_nn,
-    scalar_matmul_tn,
+    .name = "scalar",
+    .scratch_floats = scalar_scratch_floats,
+    .pack_floats = scalar_pack_floats,
+    .pack = scalar_pack,
+    .linear = scalar_linear,
+    .attention = scalar_attention,
+    .layernorm = scalar_layernorm,
+    .gelu = scalar_gelu,
+    .add = scalar_add,
+    .softmax = scalar_softmax,
+    .matmul_nn = scalar_matmul_nn,
+    .matmul_tn = scalar_matmul_tn,
 };
