@@ -102,6 +102,9 @@ typedef struct mae_config {
     int32_t  norm_pix_loss;      /* 0 or 1 */
     float    mask_ratio;         /* default ratio of removed patches, in [0,1) */
     float    layer_norm_eps;     /* 1e-6 in the official weights, 1e-12 in Hugging Face's */
+    /* appended in 1.0: */
+    int32_t  img_height;         /* input height and width the model runs at; 0 = img_size. */
+    int32_t  img_width;          /* Each must be a multiple of patch_size. */
 } mae_config;
 
 /* Fill cfg with a preset: "base" (ViT-B/16), "large" (ViT-L/16), "huge" (ViT-H/14), each with the
@@ -121,6 +124,12 @@ MAE_API mae_status mae_model_save(const mae_model *m, const char *path);     /* 
 MAE_API void       mae_model_free(mae_model *m);                             /* NULL is fine */
 
 MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg); /* set cfg->struct_size first */
+
+/* A copy of m that runs on height x width images (each a multiple of the patch size, square or
+ * not). Fixed sin-cos position tables are regenerated for the new grid (exact); learned ones are
+ * resampled bicubically (align_corners = false, as Hugging Face's interpolate_pos_encoding and
+ * the official fine-tuning code do), the cls row untouched. */
+MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, mae_model **out);
 MAE_API mae_status mae_model_has_decoder(const mae_model *m, int *has_decoder);
 /* Number of floats in all tensors, in the file's sense (pos tables included). */
 MAE_API mae_status mae_model_num_params(const mae_model *m, size_t *count);

@@ -11,7 +11,8 @@
 
 /* Architecture plus what follows from it. */
 typedef struct mae_cfg {
-    int img, p, C;             /* image side, patch side, channels */
+    int img, p, C;             /* image side the weights were made for, patch side, channels */
+    int ih, iw;                /* image size the model runs at (0 in a config: img x img) */
     int D, depth, H;           /* encoder width, blocks, heads */
     int Dd, ddepth, dH;        /* decoder width, blocks, heads */
     int hidden, dhidden;       /* MLP widths */

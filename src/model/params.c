@@ -14,8 +14,12 @@ mae_status mae_cfg_finish(mae_cfg *c)
     for (int i = 0; i < 6; i++)
         if (dims[i] <= 0 || dims[i] > LIMIT)
             return mae_fail(MAE_ERR_INVALID_ARG, "config: %s = %d is out of range [1, %d]", names[i], dims[i], LIMIT);
-    if (c->img % c->p)
-        return mae_fail(MAE_ERR_INVALID_ARG, "config: patch_size %d does not divide img_size %d", c->p, c->img);
+    if (c->ih == 0 && c->iw == 0)
+        c->ih = c->iw = c->img;
+    if (c->ih <= 0 || c->iw <= 0 || c->ih > LIMIT || c->iw > LIMIT)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: image size %dx%d is out of range [1, %d]", c->ih, c->iw, LIMIT);
+    if (c->ih % c->p || c->iw % c->p)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: patch_size %d does not divide the image size %dx%d", c->p, c->ih, c->iw);
     if (c->D % c->H)
         return mae_fail(MAE_ERR_INVALID_ARG, "config: num_heads %d does not divide embed_dim %d", c->H, c->D);
     if (c->has_decoder) {
@@ -37,7 +41,8 @@ mae_status mae_cfg_finish(mae_cfg *c)
     c->dhidden = c->has_decoder ? (int)((double)c->Dd * c->mlp_ratio) : 0;
     if (c->hidden <= 0 || (c->has_decoder && c->dhidden <= 0))
         return mae_fail(MAE_ERR_INVALID_ARG, "config: mlp_ratio %g gives an empty MLP", (double)c->mlp_ratio);
-    c->gh = c->gw = c->img / c->p;
+    c->gh = c->ih / c->p;
+    c->gw = c->iw / c->p;
     c->L = c->gh * c->gw;
     c->P = c->p * c->p * c->C;
     if ((size_t)c->L > (size_t)LIMIT || (size_t)c->P > (size_t)LIMIT * 16)
@@ -54,6 +59,7 @@ void mae_cfg_from_public(mae_cfg *d, const mae_config *s)
     d->Dd = s->decoder_embed_dim; d->ddepth = s->decoder_depth; d->dH = s->decoder_num_heads;
     d->mlp_ratio = s->mlp_ratio; d->norm_pix = s->norm_pix_loss;
     d->mask_ratio = s->mask_ratio; d->eps = s->layer_norm_eps;
+    d->ih = s->img_height; d->iw = s->img_width;
     d->has_decoder = 1;
 }
 
@@ -69,6 +75,7 @@ void mae_cfg_to_public(mae_config *d, const mae_cfg *s, size_t struct_size)
     full.decoder_num_heads = s->has_decoder ? s->dH : 0;
     full.mlp_ratio = s->mlp_ratio; full.norm_pix_loss = s->norm_pix;
     full.mask_ratio = s->mask_ratio; full.layer_norm_eps = s->eps;
+    full.img_height = s->ih; full.img_width = s->iw;
     memcpy(d, &full, struct_size < sizeof full ? struct_size : sizeof full);
 }
 
