@@ -62,7 +62,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib examples test check clean install uninstall bench
+.PHONY: all lib examples test check clean install uninstall bench demo
 
 all: lib examples
 
@@ -101,3 +101,7 @@ check: test
 
 clean:
 	rm -rf build build-san lib/libmae.a lib/libmae.so*
+
+# The main job: reconstruct masked images with a model trained by libmae.
+demo: lib $(BUILD)/examples/forward
+	$(BUILD)/examples/forward
