@@ -59,6 +59,29 @@ typedef struct mae_kernels {
                       int M, int N, int K, int accumulate);
     void (*matmul_tn)(const mae_exec *ex, float *C, const float *A, const float *B,
                       int M, int N, int K, int accumulate);
+
+    /* ---- backward pass (appended; a tier without them gets the scalar ones) ---- */
+
+    /* Per-thread scratch (floats) the backward kernels need, as scratch_floats. A tier that
+     * overrides attention_backward must override this too if it needs more than the scalar's. */
+    size_t (*backward_scratch_floats)(int max_t, int max_c);
+
+    /* LayerNorm backward for rows x [N,C] with the forward's saved mean and rstd [N]:
+     * dx += d(loss)/dx, dw += sum over rows of dy*xhat, db += sum over rows of dy. */
+    void (*layernorm_backward)(const mae_exec *ex, float *dx, float *dw, float *db, const float *dy,
+                               const float *x, const float *mean, const float *rstd,
+                               const float *w, int N, int C);
+
+    /* dx = dy * gelu'(x) (exact erf form); dx may alias dy. */
+    void (*gelu_backward)(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n);
+
+    /* Backward of attention (same layouts as attention): from dout [B,T,C], the forward's qkv
+     * [B,T,3C] and its saved probs [B,H,T,T], writes dqkv [B,T,3C] (not accumulated). */
+    void (*attention_backward)(const mae_exec *ex, float *dqkv, const float *dout, const float *qkv,
+                               const float *probs, int B, int T, int C, int H);
+
+    /* db[c] += sum over the N rows of dy [N,C] (the gradient of a bias). */
+    void (*bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, int C);
 } mae_kernels;
 
 /* The active table (chosen on first use). */
@@ -67,5 +90,15 @@ const mae_kernels *mae_kernels_active(void);
 const mae_kernels *mae_kernels_get(const char *name);
 
 extern const mae_kernels mae_kernels_scalar;
+
+/* The scalar backward kernels (backward_scalar.c), named so the scalar table can refer to them. */
+size_t mae_scalar_backward_scratch_floats(int max_t, int max_c);
+void mae_scalar_layernorm_backward(const mae_exec *ex, float *dx, float *dw, float *db,
+                                   const float *dy, const float *x, const float *mean,
+                                   const float *rstd, const float *w, int N, int C);
+void mae_scalar_gelu_backward(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n);
+void mae_scalar_attention_backward(const mae_exec *ex, float *dqkv, const float *dout,
+                                   const float *qkv, const float *probs, int B, int T, int C, int H);
+void mae_scalar_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C);
 
 #endif

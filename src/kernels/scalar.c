@@ -233,4 +233,9 @@ const mae_kernels mae_kernels_scalar = {
     .softmax = scalar_softmax,
     .matmul_nn = scalar_matmul_nn,
     .matmul_tn = scalar_matmul_tn,
+    .backward_scratch_floats = mae_scalar_backward_scratch_floats,
+    .layernorm_backward = mae_scalar_layernorm_backward,
+    .gelu_backward = mae_scalar_gelu_backward,
+    .attention_backward = mae_scalar_attention_backward,
+    .bias_backward = mae_scalar_bias_backward,
 };
