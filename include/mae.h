@@ -133,9 +133,13 @@ MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, m
 MAE_API mae_status mae_model_has_decoder(const mae_model *m, int *has_decoder);
 /* Number of floats in all tensors, in the file's sense (pos tables included). */
 MAE_API mae_status mae_model_num_params(const mae_model *m, size_t *count);
-/* Read-only view of one tensor by its official state_dict name. shape gets up to 4 dims. */
+/* Read-only view of one tensor by its official state_dict name. shape gets up to 4 dims.
+ * Any out-parameter may be NULL. */
 MAE_API mae_status mae_model_tensor(const mae_model *m, const char *name, const float **data,
                                     size_t *count, int *ndim, int64_t shape[4]);
+/* The tensors in state_dict order: *count of them, and the name of the index-th (owned by m). */
+MAE_API mae_status mae_model_tensor_count(const mae_model *m, int *count);
+MAE_API mae_status mae_model_tensor_name(const mae_model *m, int index, const char **name);
 
 /* ---------------------------------------------------------------------------------------------
  * 3. The context

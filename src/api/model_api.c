@@ -113,6 +113,24 @@ MAE_API mae_status mae_model_tensor(const mae_model *m, const char *name, const 
     return MAE_OK;
 }
 
+MAE_API mae_status mae_model_tensor_count(const mae_model *m, int *count)
+{
+    if (!m || !count)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor_count: %s is NULL", !m ? "model" : "count");
+    *count = m->n_tensors;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_tensor_name(const mae_model *m, int index, const char **name)
+{
+    if (!m || !name)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor_name: %s is NULL", !m ? "model" : "name");
+    if (index < 0 || index >= m->n_tensors)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor_name: index %d is outside [0, %d)", index, m->n_tensors);
+    *name = m->tensors[index].name;
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_model_patch_embed(const mae_model *m, const mae_patch_embed **out)
 {
     if (!m || !out)
