@@ -27,7 +27,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # the trainer updates. weights: "file" = normal random parameters stored in <name>.model, or
 # "torch_rand" = regenerated on both sides from torch.manual_seed(WEIGHT_SEED) (see rand_params).
 BASE = dict(in_chans=3, mlp_ratio=4.0, norm_pix_loss=False, mask_ratio=0.75, layer_norm_eps=1e-6,
-            pos="sincos", weights="file", grads=False, ties=False)
+            pos="sincos", weights="file", grads=False, ties=False, cls_std=0.2)
 CONFIGS = [
     dict(BASE, name="tiny", seed=101, img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4,
          decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, batch=2, grads=True),
@@ -36,9 +36,11 @@ CONFIGS = [
          mask_ratio=0.6, batch=3, pos="learned", grads=True),
     dict(BASE, name="gray", seed=103, img_size=28, patch_size=7, in_chans=1, embed_dim=48, depth=1,
          num_heads=6, decoder_embed_dim=24, decoder_depth=1, decoder_num_heads=4, norm_pix_loss=True,
-         layer_norm_eps=1e-12, batch=2, grads=True),
+         layer_norm_eps=1e-12, batch=2, grads=True, cls_std=0.002),
     dict(BASE, name="ratio0", seed=104, img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4,
          decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, mask_ratio=0.0, batch=2),
+    # gray: a cls token of tiny variance (std 0.002), so that the first LayerNorm of the cls row
+    # depends on the eps: 1e-6 instead of 1e-12 changes pred by far more than the tolerance.
     # ViT-B/16 widths at depth 1; weights too big to commit, regenerated from torch's RNG.
     dict(BASE, name="vitb1", seed=105, img_size=32, patch_size=16, embed_dim=768, depth=1, num_heads=12,
          decoder_embed_dim=512, decoder_depth=1, decoder_num_heads=16, norm_pix_loss=True, batch=1,
@@ -61,6 +63,8 @@ ADAM = dict(beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.05, peak_lr=1e-3, mi
 def write_safetensors(path, tensors, meta):
     """tensors: list of (name, numpy array); float arrays are stored F32, int arrays I64."""
     header, blobs, off = {"__metadata__": {k: str(v) for k, v in meta.items()}}, [], 0
+    for k, v in header["__metadata__"].items():   # the C reader keeps keys < 64, values < 256 bytes
+        assert len(k) < 64 and len(v) < 200, (k, v)
     for name, arr in tensors:
         if arr.dtype.kind in "iu":
             data, dtype = np.ascontiguousarray(arr, dtype="<i8").tobytes(), "I64"
@@ -162,7 +166,8 @@ def sincos_table(dim, g):
 def normal_params(cfg):
     """Random parameters (not the official init) chosen so that every term of the model matters:
     linears ~ N(0, 1/fan_in), biases ~ N(0, 0.1), LayerNorm weights 1 + N(0, 0.1), LayerNorm shifts
-    N(0, 0.1), cls/mask tokens N(0, 0.2), learned position tables N(0, 0.2). Rounded to float32."""
+    N(0, 0.1), cls token N(0, cls_std), mask token N(0, 0.2), learned position tables N(0, 0.2).
+    Rounded to float32."""
     gen = torch.Generator().manual_seed(cfg["seed"])
     g = dims(cfg)[0]
     params = {}
@@ -176,7 +181,9 @@ def normal_params(cfg):
                 t = 1.0 + 0.1 * z
             elif name.endswith(".bias"):
                 t = 0.1 * z
-            elif name in ("cls_token", "mask_token") or is_pos(name):
+            elif name == "cls_token":
+                t = cfg["cls_std"] * z
+            elif name == "mask_token" or is_pos(name):
                 t = 0.2 * z
             else:
                 fan_in = int(np.prod(shape[1:]))
@@ -404,9 +411,9 @@ def generate(cfg):
     else:
         meta["weights"] = "torch_rand"
         meta["weight_seed"] = WEIGHT_SEED
-        meta["weight_rule"] = ("torch.manual_seed(weight_seed); per tensor in state_dict order "
-                               "u=torch.rand(numel) f32, x=2u-1; cls_token/mask_token/pos tables/*.bias: "
-                               "x*0.02f; 1-D weights (LayerNorm): 1+x*0.1f; other weights: x*0.05f")
+        meta["weight_rule"] = ("per tensor in order: x=2*torch.rand(numel)-1 (f32); tokens, pos, "
+                               "*.bias: x*0.02f; other 1-D: 1+x*0.1f; else x*0.05f")
+        meta["num_tensors"] = len(P)
     meta.update(batch=B, num_patches=L, keep=keep, patch_dim=Pdim, seeds=",".join(map(str, MASK_SEEDS)),
                 ids_dtype="I64", generator="tests/gen_reference.py (float64, torch %s)" % torch.__version__)
     io = [("imgs", imgs32.numpy()), ("noise", noises[0].numpy()),
@@ -414,6 +421,12 @@ def generate(cfg):
           ("mask", f32(ref["mask"])), ("tokens", f32(ref["tokens"])), ("latent", f32(ref["latent"])),
           ("pred", f32(ref["pred"])), ("target", f32(ref["target"])), ("loss", f32(ref["loss"].reshape(1)))]
     io += [(n, f32(m)) for n, m in seed_masks(cfg, B, L, keep)]
+    if cfg["weights"] == "torch_rand":
+        # Fingerprints of the regenerated weights, in state_dict order: the first value of every
+        # tensor (exact) and its sum, so that a C side that diverges says where.
+        names = [n for n, _ in param_shapes(cfg)]
+        io.append(("param_first", np.array([P[n].flatten()[0].item() for n in names], dtype=np.float32)))
+        io.append(("param_sum", np.array([P[n].sum().item() for n in names], dtype=np.float32)))
     path = os.path.join(OUT, f"{name}.io.safetensors")
     write_safetensors(path, io, meta)
     files.append(path)
@@ -428,7 +441,7 @@ def generate(cfg):
             beta2=ADAM["beta2"], eps=ADAM["eps"], weight_decay=ADAM["weight_decay"],
             no_decay_rule="ndim == 1 or name ends with .bias (cls_token and mask_token decay)",
             frozen="pos_embed and decoder_pos_embed unless learned_pos is true",
-            lr_schedule="lr(e)=peak*e/warmup if e<warmup else min_lr+(peak-min_lr)*0.5*(1+cos(pi*(e-warmup)/(epochs-warmup))), e=step/steps_per_epoch",
+            lr_schedule="e=step/steps_per_epoch; e<warmup: peak*e/warmup; else min_lr+(peak-min_lr)*0.5*(1+cos(pi*(e-warmup)/(epochs-warmup)))",
             peak_lr=ADAM["peak_lr"], min_lr=ADAM["min_lr"], warmup_epochs=ADAM["warmup_epochs"],
             epochs=ADAM["epochs"], steps_per_epoch=ADAM["steps_per_epoch"],
             **{f"lr.step{i}": repr(v) for i, v in enumerate(lrs)},
