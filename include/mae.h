@@ -9,6 +9,7 @@
  *   4. the pipeline call mae_forward()
  *   5. the five parts (patch embedder, masker, encoder, decoder, loss), each callable on its own
  *   6. kernels, allocator
+ *   7. pretraining: the trainer (backward pass, AdamW, checkpoints)
  *
  * A minimal program:
  *
@@ -237,7 +238,125 @@ typedef struct mae_allocator {
 } mae_allocator;
 MAE_API mae_status mae_set_allocator(const mae_allocator *a);
 
-/* [training API: declared below by the training module] */
+/* ---------------------------------------------------------------------------------------------
+ * 7. Pretraining
+ *
+ * A trainer owns everything one training process needs: saved activations for batches up to
+ * max_batch, the gradients (one flat buffer in the model's parameter layout), the AdamW moments,
+ * the step count and an RNG for the masks. It updates its model in place: while it exists, use
+ * the model elsewhere only between steps, and never from two threads at once.
+ *
+ * One optimizer step with accum_iter micro-batches (the official engine_pretrain.py loop):
+ *
+ *     for (int i = 0; i < cfg.accum_iter; i++)
+ *         mae_trainer_forward_backward(t, imgs[i], batch, NULL, &loss);   // adds loss/accum_iter grads
+ *     // data parallel: all-reduce mae_trainer_grads() across processes and divide by their number
+ *     mae_trainer_step(t);                                                 // AdamW, then zero grads
+ *
+ * Fixed sin-cos position tables are frozen, as in the official code: they get no gradient and
+ * are never updated; learned tables (any other values) are trained (see train_pos). Gradients
+ * accumulate in float32.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mae_trainer mae_trainer;
+
+/* Optimizer and schedule: AdamW and the per-iteration learning rate of main_pretrain.py /
+ * util/lr_sched.py. Versioned by size like mae_config: call mae_train_config_init first; fields
+ * are only ever appended.
+ *
+ * Peak lr = lr if lr > 0, else blr * eff_batch / 256 with
+ * eff_batch = batch_size * accum_iter * world_size (batch_size 0 means the trainer's max_batch).
+ * Optimizer step s (0-based) uses the data iteration it = s * accum_iter, the fractional epoch
+ * e = it / iters_per_epoch (computed as epoch + rest / iters_per_epoch, as the official code)
+ * and lr(e) = peak * e / warmup_epochs while e < warmup_epochs, then
+ * min_lr + (peak - min_lr) * 0.5 * (1 + cos(pi * (e - warmup_epochs) / (epochs - warmup_epochs))).
+ * With iters_per_epoch == 0 the lr is constant (peak). */
+typedef struct mae_train_config {
+    uint32_t struct_size;      /* sizeof(mae_train_config) of the caller's header */
+    int32_t  accum_iter;       /* micro-batches per optimizer step; each adds grad(loss)/accum_iter (1) */
+    double   blr;              /* base learning rate (1.5e-4, the paper's recipe) */
+    double   lr;               /* absolute peak learning rate; 0 = derive it from blr (0) */
+    double   min_lr;           /* floor of the cosine (0) */
+    double   weight_decay;     /* decoupled, for tensors with 2+ dims not named *.bias (0.05) */
+    double   beta1, beta2;     /* (0.9, 0.95) */
+    double   eps;              /* (1e-8) */
+    double   warmup_epochs;    /* linear warmup from exactly 0 (40) */
+    double   epochs;           /* end of the cosine (400); must exceed warmup_epochs */
+    int32_t  iters_per_epoch;  /* data iterations (micro-batches) per epoch; 0 = constant lr (0) */
+    int32_t  batch_size;       /* micro-batch per process, for eff_batch; 0 = max_batch (0) */
+    int32_t  world_size;       /* processes whose gradients the caller averages, for eff_batch (1) */
+    float    clip_grad;        /* clip the global gradient norm to this; 0 = off, as official (0) */
+    int32_t  train_pos;        /* position tables: -1 = train a table unless it is the fixed sin-cos
+                                * one (official: fixed, frozen), 0 = freeze, 1 = train (-1) */
+} mae_train_config;
+
+/* Fill cfg with the official pretraining defaults listed above. */
+MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_size);
+
+/* Creates a trainer for m (which must have a decoder) with mae_train_config_init's defaults, the
+ * model's mask ratio, seed 0 and as many threads as the machine has. All memory is planned here
+ * for batches up to max_batch; forward_backward and step allocate nothing. m must outlive it. */
+MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out);
+MAE_API void       mae_trainer_free(mae_trainer *t);                          /* NULL is fine */
+
+/* Replace the optimizer/schedule settings (checked: betas in [0,1), eps > 0, accum_iter >= 1,
+ * epochs > warmup_epochs when scheduled, ...). Takes effect at the next step; the moments and
+ * the step count are kept. get fills the fields that fit cfg->struct_size (set it first). */
+MAE_API mae_status mae_trainer_set_config(mae_trainer *t, const mae_train_config *cfg);
+MAE_API mae_status mae_trainer_get_config(const mae_trainer *t, mae_train_config *cfg);
+
+/* As the context's setters. A ratio must leave at least one patch removed (the loss is a mean
+ * over removed patches); a larger kept count than before re-plans the activation memory. */
+MAE_API mae_status mae_trainer_set_mask_ratio(mae_trainer *t, float ratio);
+MAE_API mae_status mae_trainer_set_seed(mae_trainer *t, uint64_t seed);     /* for noise == NULL */
+MAE_API mae_status mae_trainer_set_threads(mae_trainer *t, int n);          /* 1..256 */
+
+/* Forward + backward of the MAE loss on imgs [B,C,H,W] with noise [B,L] (NULL: drawn from the
+ * trainer's RNG as mae_forward does). Adds d(loss)/d(param) / accum_iter into the gradients and
+ * writes the loss (as mae_forward defines it, not divided by accum_iter) to *loss (may be NULL).
+ * B in [1, max_batch]. Gradients do not depend on the thread count (bitwise). */
+MAE_API mae_status mae_trainer_forward_backward(mae_trainer *t, const float *imgs, int batch,
+                                                const float *noise, float *loss);
+
+/* The same, and also writes dimgs [B,C,H,W] = d(loss)/d(imgs) / accum_iter: through the patch
+ * embedding and through the loss target (patchify, and the per-patch normalization when the
+ * model has norm_pix_loss). */
+MAE_API mae_status mae_trainer_forward_backward_input(mae_trainer *t, const float *imgs, int batch,
+                                                      const float *noise, float *loss, float *dimgs);
+
+/* The gradient of one trainable tensor, by its official state_dict name, in that tensor's
+ * PyTorch layout (count floats). The pointer is owned by the trainer and stays valid until it is
+ * freed. A frozen tensor (fixed position tables) has no gradient: MAE_ERR_INVALID_ARG. */
+MAE_API mae_status mae_trainer_grad(const mae_trainer *t, const char *name, const float **grad,
+                                    size_t *count);
+
+/* All gradients as one writable contiguous buffer in the model's parameter layout (the order of
+ * mae_model_tensor's names; frozen tensors' slots are zero), for an all-reduce across processes:
+ * the caller may replace the contents before mae_trainer_step. */
+MAE_API mae_status mae_trainer_grads(mae_trainer *t, float **grads, size_t *count);
+
+/* One AdamW step with the scheduled lr (official groups: no weight decay for 1-D tensors and
+ * biases; cls_token and mask_token decay), then the gradients are zeroed and the step count
+ * goes up by one. The global L2 norm of the gradients it used is kept for
+ * mae_trainer_grad_norm. */
+MAE_API mae_status mae_trainer_step(mae_trainer *t);
+MAE_API mae_status mae_trainer_zero_grad(mae_trainer *t);
+
+/* The global L2 norm (over all trainable tensors, before clipping) of the gradients the last
+ * step used; 0 before the first step. */
+MAE_API mae_status mae_trainer_grad_norm(const mae_trainer *t, double *norm);
+/* Optimizer steps taken so far, and the learning rate the next step will use. */
+MAE_API mae_status mae_trainer_get_step(const mae_trainer *t, int64_t *step);
+MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
+
+/* Checkpoints (safetensors, written atomically): the model's tensors under their official names
+ * with the model config in __metadata__ (so the file also loads with mae_model_load), plus the
+ * AdamW moments ("optim.exp_avg.<name>", "optim.exp_avg_sq.<name>"), the RNG state, the step
+ * count, the mask ratio and the training config. mae_trainer_load restores all of that into a
+ * trainer whose model has the same architecture; continuing then gives bitwise the parameters of
+ * an uninterrupted run. On failure the trainer and its model are unchanged. */
+MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
+MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
 
 #ifdef __cplusplus
 }

@@ -180,4 +180,70 @@ struct mae_ctx {
     void *arena;
 };
 
+/* ---- training ------------------------------------------------------------------------------- */
+
+/* Scratch of the backward pass, shared by all blocks (sized for the widest stack). */
+typedef struct mae_grad_bufs {
+    float *dres;    /* [B,T,C] gradient of the residual stream */
+    float *dc;      /* [B,T,C] gradient of a LayerNorm output or the attention output */
+    float *dqkv;    /* [B,T,3C] */
+    float *dh;      /* [B,T,hidden] */
+} mae_grad_bufs;
+
+struct mae_trainer {
+    mae_model *m;
+    int max_batch;
+    int keep_cap;                         /* the encoder's activations hold 1 + keep_cap tokens */
+    float ratio;
+    mae_rng rng;
+    mae_exec ex;
+    mae_train_config cfg;
+    int64_t step;                         /* optimizer steps taken */
+    double grad_norm;                     /* of the last step's gradients */
+    float *grads, *exp_avg, *exp_avg_sq;  /* lay.total floats each, the parameter layout */
+    mae_params g;                         /* named views into grads */
+    int train_pos, train_dpos;            /* whether the position tables are learned */
+    int *tflags;                          /* per tensor: MAE_T_TRAIN, MAE_T_DECAY as trained here */
+    double *norm_parts;                   /* per-chunk partial sums of the gradient norm */
+    /* activations and backward scratch: one arena, planned for max_batch and keep_cap */
+    void *arena;
+    int32_t *ids_shuffle, *ids_restore;   /* [B,L] */
+    float *noise, *mask;                  /* [B,L] */
+    float *patches, *tokens;              /* [B,L,C*p*p], [B,L,D] */
+    float *latent, *enc_mean, *enc_rstd;  /* [B,Te,D], [B*Te] x2 (Te = 1 + keep) */
+    float *demb;                          /* [B,Te,Dd] */
+    float *dnorm, *dec_mean, *dec_rstd;   /* [B,L,Dd], [B*L] x2 */
+    float *pred, *target, *dpred;         /* [B,L,P] */
+    float *pkept, *dpkept;                /* [B,keep,C*p*p] kept patches and their gradient */
+    mae_block_acts *eblk, *dblk;          /* one per block */
+    mae_stack_acts enc, dec;
+    mae_grad_bufs gb;
+};
+
+/* backward.c: the backward pass, part by part; gradients are added into g (a view of the
+ * gradient buffer). Each reads the activations the trainer's forward saved. */
+/* dpred = scale * d(loss)/d(pred). */
+void mae_loss_backward(const mae_cfg *c, float *dpred, const float *pred, const float *target,
+                       const float *mask, int B, double scale);
+/* From dpred to d(latent) [B,1+keep,D] (left in t->gb.dc). */
+void mae_decoder_backward(mae_trainer *t, int B, int keep);
+/* From d(latent) in t->gb.dc to the kept patches' gradient (t->gb.dres rows) and the patch
+ * embedding, cls token and block gradients. */
+void mae_encoder_backward(mae_trainer *t, int B, int keep);
+/* d(loss)/d(imgs) [B,C,H,W] (written) through the patch embedding and the loss target. */
+void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, float *dimgs);
+
+/* optim.c; the optimizer works on chunks of MAE_TRAIN_CHUNK floats (norm_parts has one per chunk) */
+#define MAE_TRAIN_CHUNK 16384
+double mae_train_peak_lr(const mae_train_config *c, int max_batch);
+double mae_train_lr_at(const mae_train_config *c, int max_batch, int64_t step);
+/* Global L2 norm of the trainable gradients, in a fixed order (thread-count independent). */
+double mae_train_grad_norm(mae_trainer *t);
+/* AdamW on every trainable tensor with lr and the gradients times grad_mul. */
+void mae_train_adamw(mae_trainer *t, double lr, double grad_mul);
+
+/* trainer.c */
+mae_status mae_trainer_plan(mae_trainer *t, int keep_cap);     /* (re)allocates the arena */
+float mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float *noise, float *dimgs);
+
 #endif

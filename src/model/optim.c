@@ -1,0 +1,120 @@
+/* AdamW and the learning-rate schedule of the official pretraining recipe (main_pretrain.py,
+ * util/lr_sched.py, torch.optim.AdamW), and the global gradient norm. */
+#include <math.h>
+#include <string.h>
+#include "model.h"
+
+/* Elements per task of the optimizer loops; fixed, so the partial sums of the gradient norm and
+ * thus its value do not depend on the thread count. */
+#define CHUNK MAE_TRAIN_CHUNK
+#define PI 3.14159265358979323846   /* math.pi */
+
+/* lr = blr * eff_batch / 256 unless an absolute lr is given (main_pretrain.py's order of
+ * operations, in double as Python does). */
+double mae_train_peak_lr(const mae_train_config *c, int max_batch)
+{
+    if (c->lr > 0.0)
+        return c->lr;
+    double bs = c->batch_size > 0 ? c->batch_size : max_batch;
+    double eff = bs * c->accum_iter * c->world_size;
+    return c->blr * eff / 256;
+}
+
+/* util/lr_sched.adjust_learning_rate at data iteration step * accum_iter. */
+double mae_train_lr_at(const mae_train_config *c, int max_batch, int64_t step)
+{
+    double peak = mae_train_peak_lr(c, max_batch);
+    if (c->iters_per_epoch <= 0)
+        return peak;
+    int64_t it = step * c->accum_iter;
+    double epoch = (double)(it / c->iters_per_epoch) + (double)(it % c->iters_per_epoch) / c->iters_per_epoch;
+    if (epoch < c->warmup_epochs)
+        return peak * epoch / c->warmup_epochs;
+    return c->min_lr + (peak - c->min_lr) * 0.5 *
+           (1.0 + cos(PI * (epoch - c->warmup_epochs) / (c->epochs - c->warmup_epochs)));
+}
+
+/* A tensor's slice of one chunk of the flat buffer, or 0 if they do not overlap. */
+static int chunk_slice(const mae_tensor *tn, int task, size_t *lo, size_t *hi)
+{
+    size_t c0 = (size_t)task * CHUNK, c1 = c0 + CHUNK;
+    size_t a = tn->offset > c0 ? tn->offset : c0;
+    size_t b = tn->offset + tn->count < c1 ? tn->offset + tn->count : c1;
+    if (a >= b)
+        return 0;
+    *lo = a;
+    *hi = b;
+    return 1;
+}
+
+static int num_chunks(const mae_trainer *t)
+{
+    return (int)((t->m->lay.total + CHUNK - 1) / CHUNK);
+}
+
+static void norm_task(void *p, int task, int thread)
+{
+    mae_trainer *t = p;
+    (void)thread;
+    double s = 0.0;
+    for (int i = 0; i < t->m->n_tensors; i++) {
+        const mae_tensor *tn = &t->m->tensors[i];
+        size_t lo, hi;
+        if (!(t->tflags[i] & MAE_T_TRAIN) || !chunk_slice(tn, task, &lo, &hi))
+            continue;
+        for (size_t j = lo; j < hi; j++)
+            s += (double)t->grads[j] * t->grads[j];
+    }
+    t->norm_parts[task] = s;
+}
+
+double mae_train_grad_norm(mae_trainer *t)
+{
+    int n = num_chunks(t);
+    mae_parallel_for(t->ex.nthreads, n, norm_task, t);
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += t->norm_parts[i];
+    return sqrt(s);
+}
+
+typedef struct adamw_args {
+    mae_trainer *t;
+    double lr, grad_mul, bc1, bc2_sqrt;
+} adamw_args;
+
+/* torch.optim.AdamW (single-tensor path), per element in double:
+ *   p *= 1 - lr*wd;  m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;
+ *   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
+static void adamw_task(void *p, int task, int thread)
+{
+    const adamw_args *a = p;
+    mae_trainer *t = a->t;
+    const mae_train_config *c = &t->cfg;
+    (void)thread;
+    double step_size = a->lr / a->bc1;
+    for (int i = 0; i < t->m->n_tensors; i++) {
+        const mae_tensor *tn = &t->m->tensors[i];
+        size_t lo, hi;
+        if (!(t->tflags[i] & MAE_T_TRAIN) || !chunk_slice(tn, task, &lo, &hi))
+            continue;
+        double decay = 1.0 - a->lr * (t->tflags[i] & MAE_T_DECAY ? c->weight_decay : 0.0);
+        float *w = t->m->data, *m1 = t->exp_avg, *m2 = t->exp_avg_sq;
+        for (size_t j = lo; j < hi; j++) {
+            double g = (double)t->grads[j] * a->grad_mul;
+            double m = m1[j] + (1.0 - c->beta1) * (g - m1[j]);
+            double v = c->beta2 * m2[j] + (1.0 - c->beta2) * g * g;
+            m1[j] = (float)m;
+            m2[j] = (float)v;
+            double denom = sqrt((double)m2[j]) / a->bc2_sqrt + c->eps;
+            w[j] = (float)(w[j] * decay - step_size * (double)m1[j] / denom);
+        }
+    }
+}
+
+void mae_train_adamw(mae_trainer *t, double lr, double grad_mul)
+{
+    double n = (double)(t->step + 1);
+    adamw_args a = { t, lr, grad_mul, 1.0 - pow(t->cfg.beta1, n), sqrt(1.0 - pow(t->cfg.beta2, n)) };
+    mae_parallel_for(t->ex.nthreads, num_chunks(t), adamw_task, &a);
+}
