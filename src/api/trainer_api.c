@@ -93,23 +93,30 @@ static int is_sincos(const float *table, int dim, int gh, int gw, float *tmp)
     return 1;
 }
 
-/* Decides whether the position tables train (train_pos -1: unless they are the fixed sin-cos
- * tables) and the per-tensor flags: trainable, and decayed by timm's add_weight_decay rule
- * (ndim > 1 and not *.bias; a trained position table is 3-D and decays, as it would there). */
-static mae_status resolve_flags(mae_trainer *t, int train_pos)
+/* Whether the position tables of the parameters at base train: train_pos -1 means unless they
+ * are the fixed sin-cos tables. No side effects, so a load can decide before it commits. */
+static mae_status decide_pos(const mae_model *m, const float *base, int train_pos, int *tp, int *tdp)
+{
+    const mae_cfg *c = &m->cfg;
+    if (train_pos >= 0) {
+        *tp = *tdp = train_pos;
+        return MAE_OK;
+    }
+    size_t n = (size_t)(1 + c->L) * (size_t)(c->D > c->Dd ? c->D : c->Dd);
+    float *tmp = mae_alloc(n * sizeof *tmp);
+    if (!tmp)
+        return mae_fail(MAE_ERR_NOMEM, "trainer: out of memory");
+    *tp = !is_sincos(base + m->lay.pos, c->D, c->gh, c->gw, tmp);
+    *tdp = !is_sincos(base + m->lay.dpos, c->Dd, c->gh, c->gw, tmp);
+    mae_free(tmp);
+    return MAE_OK;
+}
+
+/* The per-tensor flags: trainable, and decayed by timm's add_weight_decay rule (ndim > 1 and not
+ * *.bias; a trained position table is 3-D and decays, as it would there). */
+static void apply_pos(mae_trainer *t, int tp, int tdp)
 {
     const mae_model *m = t->m;
-    const mae_cfg *c = &m->cfg;
-    int tp = train_pos, tdp = train_pos;
-    if (train_pos < 0) {
-        size_t n = (size_t)(1 + c->L) * (size_t)(c->D > c->Dd ? c->D : c->Dd);
-        float *tmp = mae_alloc(n * sizeof *tmp);
-        if (!tmp)
-            return mae_fail(MAE_ERR_NOMEM, "trainer: out of memory");
-        tp = !is_sincos(m->w.pos, c->D, c->gh, c->gw, tmp);
-        tdp = !is_sincos(m->w.dpos, c->Dd, c->gh, c->gw, tmp);
-        mae_free(tmp);
-    }
     t->train_pos = tp;
     t->train_dpos = tdp;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -123,7 +130,15 @@ static mae_status resolve_flags(mae_trainer *t, int train_pos)
         }
         t->tflags[i] = f;
     }
-    return MAE_OK;
+}
+
+static mae_status resolve_flags(mae_trainer *t, int train_pos)
+{
+    int tp = 0, tdp = 0;
+    mae_status s = decide_pos(t->m, t->m->data, train_pos, &tp, &tdp);
+    if (s == MAE_OK)
+        apply_pos(t, tp, tdp);
+    return s;
 }
 
 /* ---- life cycle ----------------------------------------------------------------------------- */
