@@ -68,7 +68,14 @@ static void block_backward(mae_trainer *t, int decoder, int layer, const float *
     /* xmid = x_in + proj(attn(LN1(x_in))) */
     linear_backward(k, ex, dc, g.proj_w, g.proj_b, dres, a->atty, w.proj_w, N, C, C);
     k->attention_backward(ex, dqkv, dc, a->qkv, a->probs, B, T, C, H);
-    linear_backward(k, ex, dc, g.qkv_w, g.qkv_b, dqkv, a->ln1, w.qkv_w, N, C, 3 * C);
+    k->matmul_nn(ex, dc, dqkv, w.qkv_w, N, C, 3 * C, 0);
+    k->matmul_tn(ex, g.qkv_w, dqkv, a->ln1, 3 * C, C, N, 1);
+    /* The key bias adds q·b_k to every score of a query's row, which the softmax ignores: its
+     * gradient is exactly zero. Summing the float key gradients would leave rounding noise
+     * (~1e-9) that AdamW, dividing by sqrt(v), turns into steps of size lr; so it adds nothing. */
+    for (int r = 0; r < N; r++)
+        memset(dqkv + (size_t)r * 3 * C + C, 0, (size_t)C * sizeof *dqkv);
+    k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
     k->layernorm_backward(ex, dres, g.ln1_w, g.ln1_b, dc, x_in, a->ln1_mean, a->ln1_rstd,
                           w.ln1_w, N, C);
 }
