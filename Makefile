@@ -105,3 +105,40 @@ clean:
 # The main job: reconstruct masked images with a model trained by libmae.
 demo: lib $(BUILD)/examples/forward
 	$(BUILD)/examples/forward
+
+# ---- install, uninstall, pkg-config, ABI baseline ---------------------------------------------
+#   make install PREFIX=/usr DESTDIR=/tmp/stage    header, libmae.a, libmae.so.X.Y.Z + links, mae.pc
+#   make uninstall PREFIX=/usr DESTDIR=/tmp/stage  removes exactly those files
+#   make abi-baseline                              rewrite tests/abi/libmae.abi (docs/ABI.md)
+INSTALL_LIBDIR ?= $(PREFIX)/lib
+INSTALL_INCDIR ?= $(PREFIX)/include
+PKGCONFIGDIR   ?= $(INSTALL_LIBDIR)/pkgconfig
+PC := $(BUILD)/mae.pc
+
+.PHONY: pc abi-baseline $(PC)   # the .pc follows PREFIX on every install
+
+$(PC): lib/mae.pc.in include/mae.h Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(INSTALL_LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INSTALL_INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(LDLIBS)|' lib/mae.pc.in > $@
+
+pc: $(PC)
+
+install: lib $(PC)
+	install -d $(DESTDIR)$(INSTALL_INCDIR) $(DESTDIR)$(INSTALL_LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/mae.h $(DESTDIR)$(INSTALL_INCDIR)/mae.h
+	install -m 644 $(STATIC) $(DESTDIR)$(INSTALL_LIBDIR)/libmae.a
+	install -m 755 $(SHARED) $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so.$(VERSION)
+	ln -sf libmae.so.$(VERSION) $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so.$(VERSION_MAJOR)
+	ln -sf libmae.so.$(VERSION_MAJOR) $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so
+	install -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/mae.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INSTALL_INCDIR)/mae.h $(DESTDIR)$(INSTALL_LIBDIR)/libmae.a \
+	      $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so.$(VERSION) \
+	      $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so.$(VERSION_MAJOR) \
+	      $(DESTDIR)$(INSTALL_LIBDIR)/libmae.so $(DESTDIR)$(PKGCONFIGDIR)/mae.pc
+
+abi-baseline:
+	sh tests/check_abi.sh --update
