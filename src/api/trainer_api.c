@@ -406,3 +406,20 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
     *lr = mae_train_lr_at(&t->cfg, t->max_batch, t->step);
     return MAE_OK;
 }
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+/* Placeholders until the safetensors reader/writer (src/io) lands; the implementation waits. */
+MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_save: %s is NULL", !t ? "trainer" : "path");
+    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_save: not implemented yet (needs the safetensors writer)");
+}
+
+MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_load: %s is NULL", !t ? "trainer" : "path");
+    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_load: not implemented yet (needs the safetensors reader)");
+}
