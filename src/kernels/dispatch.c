@@ -4,19 +4,39 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cpu.h"
 #include "kernels.h"
+#include "tiers.h"
 #include "../util/util.h"
 
-/* Lowest to highest. */
+/* Lowest to highest; a tier is in the list only when this build compiles it. */
 static const mae_kernels *const tiers[] = {
     &mae_kernels_scalar,
+#if defined(__x86_64__)
+    &mae_kernels_avx2,
+    &mae_kernels_avx512,
+#elif defined(__aarch64__)
+    &mae_kernels_neon,
+#endif
 };
 #define NTIERS (sizeof tiers / sizeof tiers[0])
 
-/* Whether this CPU can run a tier (scalar always can). */
+/* Whether this CPU and OS can run a tier (CPUID + XGETBV on x86; scalar always can). */
 static int cpu_has(const mae_kernels *k)
 {
-    return k == &mae_kernels_scalar;
+    if (k == &mae_kernels_scalar)
+        return 1;
+    unsigned f = mae_cpu_features();
+#if defined(__x86_64__)
+    if (k == &mae_kernels_avx2)
+        return (f & MAE_CPU_AVX2) != 0;
+    if (k == &mae_kernels_avx512)
+        return (f & MAE_CPU_AVX512) != 0;
+#elif defined(__aarch64__)
+    if (k == &mae_kernels_neon)
+        return (f & MAE_CPU_NEON) != 0;
+#endif
+    return 0;
 }
 
 static mae_kernels completed[NTIERS];

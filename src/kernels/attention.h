@@ -1,0 +1,32 @@
+/* Multi-head attention on top of a tier's micro-kernel (attention.c): per (sequence, head) and
+ * block of query rows, Q, K, V read straight from the qkv projection's output, one mr-row tile of
+ * scores at a time. Sequences up to a threshold take the exact path (all keys in one block, the
+ * softmax rows can be saved); longer ones without saved rows take the online-softmax (flash)
+ * path over key blocks. Scratch per thread is O(T * head_dim) either way. */
+#ifndef MAE_ATTENTION_H
+#define MAE_ATTENTION_H
+
+#include <stddef.h>
+#include "kernels.h"
+#include "gemm.h"
+
+/* Row operations of a tier, used on the score tiles. */
+typedef struct mae_attn_isa {
+    const mae_gemm_isa *g;
+    float (*scale_max)(float *x, int n, float scale);   /* x *= scale; returns max (-inf if n = 0) */
+    float (*exp_sum)(float *x, int n, float m);          /* x = exp(x - m); returns the sum */
+    void  (*scale)(float *x, int n, float f);            /* x *= f */
+} mae_attn_isa;
+
+/* Sequences longer than this use the flash path when probs is NULL. */
+#define MAE_FLASH_MIN_T 512
+/* Keys per block on the flash path. */
+#define MAE_FLASH_KEYS 256
+
+size_t mae_attention_scratch_floats(const mae_attn_isa *ai, int max_t, int max_c);
+
+/* The kernels.h attention contract; flash_min_t is MAE_FLASH_MIN_T except in tests. */
+void mae_attention_run(const mae_attn_isa *ai, const mae_exec *ex, float *out, float *probs,
+                       const float *qkv, int B, int T, int C, int H, int flash_min_t);
+
+#endif

@@ -1,0 +1,249 @@
+/* The blocked product driver: the BLIS loops around a tier's micro-kernel, the packing of A and
+ * B panels, and the split of the output over threads (see gemm.h). Portable C: the tiers supply
+ * only the micro-kernel. */
+#include <stdint.h>
+#include <string.h>
+#include "gemm.h"
+#include "../util/util.h"
+
+enum { B_PACKED, B_ROWS, B_COLS };   /* prepacked panels; B [K,N] row-major; B stored [N,K] */
+
+typedef struct gemm_job {
+    const mae_gemm_isa *g;
+    const mae_exec *ex;
+    int M, N, K;
+    const float *A; size_t lda; int a_trans;
+    const float *B; size_t ldb; int b_form;
+    float *C;                         /* [M,N], ldc = N */
+    const float *bias, *res;
+    int act, accumulate;
+    int mp, np;                       /* micro-panels of A rows, panels of B columns */
+    int nb_m, nb_n;                   /* task grid */
+} gemm_job;
+
+static int min_i(int a, int b) { return a < b ? a : b; }
+
+static float *align64(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* Three 64-byte aligned areas: A block, B block, residual copy. */
+size_t mae_gemm_scratch_floats(const mae_gemm_isa *g)
+{
+    return (size_t)g->mc * g->kc + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
+}
+
+size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
+{
+    size_t panels = ((size_t)N + g->nr - 1) / g->nr;
+    return panels * g->nr * (size_t)K;
+}
+
+void mae_pack_a(float *dst, const float *A, size_t lda, int trans, int m0, int m, int k0, int kc, int mr)
+{
+    for (int i0 = 0; i0 < m; i0 += mr) {
+        int rows = min_i(mr, m - i0);
+        float *d = dst + (size_t)i0 * kc;
+        if (!trans) {
+            for (int r = 0; r < rows; r++) {
+                const float *src = A + (size_t)(m0 + i0 + r) * lda + k0;
+                for (int k = 0; k < kc; k++)
+                    d[(size_t)k * mr + r] = src[k];
+            }
+            for (int r = rows; r < mr; r++)
+                for (int k = 0; k < kc; k++)
+                    d[(size_t)k * mr + r] = 0.0f;
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(k0 + k) * lda + m0 + i0;
+                float *dk = d + (size_t)k * mr;
+                for (int r = 0; r < rows; r++)
+                    dk[r] = src[r];
+                for (int r = rows; r < mr; r++)
+                    dk[r] = 0.0f;
+            }
+        }
+    }
+}
+
+void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n, int k0, int kc, int nr)
+{
+    for (int j0 = 0; j0 < n; j0 += nr) {
+        int cols = min_i(nr, n - j0);
+        float *d = dst + (size_t)j0 * kc;
+        if (trans) {
+            for (int j = 0; j < cols; j++) {
+                const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
+                for (int k = 0; k < kc; k++)
+                    d[(size_t)k * nr + j] = src[k];
+            }
+            for (int j = cols; j < nr; j++)
+                for (int k = 0; k < kc; k++)
+                    d[(size_t)k * nr + j] = 0.0f;
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(k0 + k) * ldb + n0 + j0;
+                float *dk = d + (size_t)k * nr;
+                memcpy(dk, src, (size_t)cols * sizeof *dk);
+                for (int j = cols; j < nr; j++)
+                    dk[j] = 0.0f;
+            }
+        }
+    }
+}
+
+void mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K)
+{
+    mae_pack_b(dst, W, (size_t)K, 1, 0, N, 0, K, g->nr);
+}
+
+/* The epilogue of block [k0, k0+kc) for the tile at (row, col): beta unless it is the first
+ * block of a fresh product; bias, activation and residual only on the last block. The residual
+ * res [.., ldr] starts at (res_row, res_col) of the output. */
+static mae_epi block_epi(const gemm_job *j, int k0, int kc, int row, int col,
+                         const float *res, size_t ldr, int res_row, int res_col)
+{
+    mae_epi e = { NULL, NULL, 0, MAE_ACT_NONE, k0 > 0 || j->accumulate };
+    if (k0 + kc >= j->K) {
+        e.bias = j->bias ? j->bias + col : NULL;
+        e.res = res ? res + (size_t)(row - res_row) * ldr + (col - res_col) : NULL;
+        e.ldr = ldr;
+        e.act = j->act;
+    }
+    return e;
+}
+
+/* One A block (rows [m0, m0+m), k block [k0, k0+kc), packed in ap) times the B panels of columns
+ * [n0, n1); bp(panel index) gives each packed panel. */
+static void block_product(const gemm_job *j, const float *ap, const float *bp, size_t bp_stride,
+                          int m0, int m, int n0, int n1, int k0, int kc,
+                          const float *res, size_t ldr, int res_row0, int res_col0)
+{
+    const mae_gemm_isa *g = j->g;
+    size_t ldc = (size_t)j->N;
+    for (int jr = n0; jr < n1; jr += g->nr) {
+        const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
+        int nr = min_i(g->nr, n1 - jr);
+        for (int ir = 0; ir < m; ir += g->mr) {
+            mae_epi e = block_epi(j, k0, kc, m0 + ir, jr, res, ldr, res_row0, res_col0);
+            g->ukr(kc, ap + (size_t)ir * kc, b, j->C + (size_t)(m0 + ir) * ldc + jr, ldc,
+                   min_i(g->mr, m - ir), nr, &e);
+        }
+    }
+}
+
+/* Prepacked B (linear): for each m block, for each k block, pack A and sweep the panels. The
+ * partial sums live in C between k blocks, so a residual that aliases C is copied first. */
+static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
+{
+    const mae_gemm_isa *g = j->g;
+    float *ap = align64(scratch);
+    float *rc = align64(ap + (size_t)g->mc * g->kc + (size_t)g->kc * g->nc);
+    for (int ic = m0; ic < m1; ic += g->mc) {
+        int m = min_i(g->mc, m1 - ic);
+        const float *res = j->res;
+        size_t ldr = (size_t)j->N;
+        int rr = 0, rcol = 0;
+        if (res && res == j->C) {
+            for (int i = 0; i < m; i++)
+                memcpy(rc + (size_t)i * (n1 - n0), j->res + (size_t)(ic + i) * j->N + n0,
+                       (size_t)(n1 - n0) * sizeof *rc);
+            res = rc; ldr = (size_t)(n1 - n0); rr = ic; rcol = n0;
+        }
+        int k0 = 0;
+        do {
+            int kc = min_i(g->kc, j->K - k0);
+            mae_pack_a(ap, j->A, j->lda, j->a_trans, ic, m, k0, kc, g->mr);
+            const float *bp = j->B + (size_t)(n0 / g->nr) * g->nr * j->K + (size_t)k0 * g->nr;
+            block_product(j, ap, bp, (size_t)g->nr * j->K, ic, m, n0, n1, k0, kc, res, ldr, rr, rcol);
+            k0 += kc;
+        } while (k0 < j->K);
+    }
+}
+
+/* B packed here (matmul_nn / matmul_tn): for each k block pack B once, then the m blocks. */
+static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
+{
+    const mae_gemm_isa *g = j->g;
+    float *ap = align64(scratch);
+    float *bp = align64(ap + (size_t)g->mc * g->kc);
+    int k0 = 0;
+    do {
+        int kc = min_i(g->kc, j->K - k0);
+        mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, n0, n1 - n0, k0, kc, g->nr);
+        for (int ic = m0; ic < m1; ic += g->mc) {
+            int m = min_i(g->mc, m1 - ic);
+            mae_pack_a(ap, j->A, j->lda, j->a_trans, ic, m, k0, kc, g->mr);
+            block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, n0, n1, k0, kc, NULL, 0, 0, 0);
+        }
+        k0 += kc;
+    } while (k0 < j->K);
+}
+
+static void gemm_task(void *arg, int task, int thread)
+{
+    const gemm_job *j = arg;
+    const mae_gemm_isa *g = j->g;
+    int tm = task % j->nb_m, tn = task / j->nb_m;
+    /* even split of micro-panels and panels: chunk sizes differ by at most one */
+    int m0 = (int)((int64_t)j->mp * tm / j->nb_m) * g->mr;
+    int m1 = min_i((int)((int64_t)j->mp * (tm + 1) / j->nb_m) * g->mr, j->M);
+    int n0 = (int)((int64_t)j->np * tn / j->nb_n) * g->nr;
+    int n1 = min_i((int)((int64_t)j->np * (tn + 1) / j->nb_n) * g->nr, j->N);
+    if (m0 >= m1 || n0 >= n1)
+        return;
+    float *scratch = j->ex->scratch + (size_t)thread * j->ex->scratch_per_thread;
+    if (j->b_form == B_PACKED)
+        task_packed(j, scratch, m0, m1, n0, n1);
+    else
+        task_unpacked(j, scratch, m0, m1, n0, n1);
+}
+
+/* Tasks are column ranges: with prepacked weights one per thread (each task packs all of A once
+ * per k block, so fewer tasks means less packing); otherwise ranges of at most nc columns (the
+ * packed B block), as many as a multiple of the thread count so that the static schedule
+ * balances. Rows are split too only when there are fewer column ranges than threads. The split
+ * changes which thread computes an element, never how. */
+static void run(gemm_job *j)
+{
+    const mae_gemm_isa *g = j->g;
+    if (j->M <= 0 || j->N <= 0)
+        return;
+    int nt = j->ex->nthreads < 1 ? 1 : j->ex->nthreads;
+    j->mp = (j->M + g->mr - 1) / g->mr;
+    j->np = (j->N + g->nr - 1) / g->nr;
+    int per = g->nc / g->nr;
+    j->nb_n = j->b_form == B_PACKED ? 1 : (j->np + per - 1) / per;
+    if (nt > 1)
+        j->nb_n = min_i((j->nb_n + nt - 1) / nt * nt, j->np);
+    j->nb_m = 1;
+    if (j->nb_n < nt)
+        j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
+    mae_parallel_for(nt, j->nb_m * j->nb_n, gemm_task, j);
+}
+
+void mae_gemm_linear(const mae_gemm_isa *g, const mae_exec *ex, float *out, const float *A,
+                     const float *wp, const float *bias, const float *residual,
+                     int M, int N, int K, int act)
+{
+    gemm_job j = { g, ex, M, N, K, A, (size_t)K, 0, wp, 0, B_PACKED, out, bias, residual, act, 0,
+                   0, 0, 0, 0 };
+    run(&j);
+}
+
+void mae_gemm_nn(const mae_gemm_isa *g, const mae_exec *ex, float *C, const float *A,
+                 const float *B, int M, int N, int K, int accumulate)
+{
+    gemm_job j = { g, ex, M, N, K, A, (size_t)K, 0, B, (size_t)N, B_ROWS, C, NULL, NULL,
+                   MAE_ACT_NONE, accumulate, 0, 0, 0, 0 };
+    run(&j);
+}
+
+void mae_gemm_tn(const mae_gemm_isa *g, const mae_exec *ex, float *C, const float *A,
+                 const float *B, int M, int N, int K, int accumulate)
+{
+    gemm_job j = { g, ex, M, N, K, A, (size_t)M, 1, B, (size_t)N, B_ROWS, C, NULL, NULL,
+                   MAE_ACT_NONE, accumulate, 0, 0, 0, 0 };
+    run(&j);
+}

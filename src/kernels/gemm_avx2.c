@@ -1,0 +1,9 @@
+/* AVX2 + FMA matrix products: the 6x16 register micro-kernel (12 accumulators, two B vectors,
+ * one broadcast of A) from tmpl_ukr.h, and its block sizes: a 16 KB B micro-panel (kc = 256)
+ * in L1, a 96 KB A block (mc = 96) in L2. */
+#include "simd_avx2.h"
+#include "tiers.h"
+#include "tmpl_vmath.h"
+#include "tmpl_ukr.h"
+
+const mae_gemm_isa mae_avx2_gemm = { MR, NV * VL, 256, 96, 256, mae_avx2_ukr };

@@ -1,0 +1,9 @@
+/* AArch64 NEON matrix products: the 8x12 register micro-kernel (24 accumulators, three B vectors, one
+ * broadcast of A) from tmpl_ukr.h, and its block sizes:
+ * a 12 KB B micro-panel (kc = 256) in L1, a 96 KB A block (mc = 96) in L2. */
+#include "simd_neon.h"
+#include "tiers.h"
+#include "tmpl_vmath.h"
+#include "tmpl_ukr.h"
+
+const mae_gemm_isa mae_neon_gemm = { MR, NV * VL, 256, 96, 240, mae_neon_ukr };

@@ -1,0 +1,52 @@
+/* The vector layer for AVX-512 (F, DQ, VL): 16 floats per vector. Same names and meanings as
+ * simd_avx2.h, so the templates compile unchanged. Include only from *_avx512.c files. */
+#ifndef MAE_SIMD_AVX512_H
+#define MAE_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define VL 16
+#define ISA(name) mae_avx512_##name
+#define ISA_NAME "avx512"
+#define ISA_TABLE mae_kernels_avx512
+
+typedef __m512 vf;
+typedef __mmask16 vmask;
+
+static inline vf vload(const float *p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float *p, vf v) { _mm512_storeu_ps(p, v); }
+static inline vf vset1(float x) { return _mm512_set1_ps(x); }
+static inline vf vzero(void) { return _mm512_setzero_ps(); }
+static inline vf vbcast(const float *p) { return _mm512_set1_ps(*p); }   /* folds into {1to16} */
+static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vdiv(vf a, vf b) { return _mm512_div_ps(a, b); }
+static inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline vf vmin(vf a, vf b) { return _mm512_min_ps(a, b); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf vfnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
+static inline vf vabs(vf a) { return _mm512_abs_ps(a); }
+static inline vf vcopysign(vf a, vf s)
+{
+    vf sign = _mm512_set1_ps(-0.0f);
+    return _mm512_or_ps(_mm512_andnot_ps(sign, a), _mm512_and_ps(sign, s));
+}
+static inline vf vround(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline vf vpow2i(vf n)
+{
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+static inline vmask vlt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static inline vf vselect(vmask m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); }  /* m ? a : b */
+static inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
+static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
+
+/* 14 x 32 micro-tile: 28 accumulators, two B vectors, A broadcast from memory (30 of 32 regs). */
+#define MR 14
+#define NV 2
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+
+#endif

@@ -1,0 +1,35 @@
+/* The SIMD tiers' internal entry points. Each tier's files (*_avx2.c, *_avx512.c, *_neon.c) are
+ * compiled with its instruction-set flags; nothing here may be called before the dispatch has
+ * checked the CPU (mae_kernels_get / mae_kernels_active). */
+#ifndef MAE_TIERS_H
+#define MAE_TIERS_H
+
+#include <stddef.h>
+#include "kernels.h"
+#include "gemm.h"
+#include "attention.h"
+
+/* Declares one tier's functions; the bodies come from the tmpl_*.h templates. */
+#define MAE_TIER_DECLS(t) \
+    extern const mae_kernels mae_kernels_##t; \
+    extern const mae_gemm_isa mae_##t##_gemm; \
+    extern const mae_attn_isa mae_##t##_attn; \
+    void mae_##t##_ukr(int kc, const float *a, const float *b, float *c, size_t ldc, \
+                       int mr, int nr, const mae_epi *e); \
+    void mae_##t##_exp(float *y, const float *x, size_t n); \
+    void mae_##t##_erf(float *y, const float *x, size_t n); \
+    void mae_##t##_gelu(float *y, const float *x, size_t n); \
+    void mae_##t##_add(float *y, const float *a, const float *b, size_t n); \
+    void mae_##t##_softmax(float *x, int rows, int n); \
+    void mae_##t##_layernorm(const mae_exec *ex, float *out, float *mean, float *rstd, \
+                             const float *x, const float *w, const float *b, int N, int C, \
+                             float eps); \
+    float mae_##t##_row_scale_max(float *x, int n, float scale); \
+    float mae_##t##_row_exp_sum(float *x, int n, float m); \
+    void mae_##t##_row_scale(float *x, int n, float f);
+
+MAE_TIER_DECLS(avx2)
+MAE_TIER_DECLS(avx512)
+MAE_TIER_DECLS(neon)
+
+#endif

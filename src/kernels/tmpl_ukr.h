@@ -1,0 +1,123 @@
+/* The register micro-kernel (see gemm.h), written once against the vector layer and compiled
+ * per instruction set. The layer defines MR (rows), NV (vectors per row, 2 or 3), VL, and
+ * ROWS(X) expanding X(0) ... X(MR-1); the accumulators are named variables so that every
+ * compiler keeps them in registers. Include after simd_*.h, tmpl_vmath.h and gemm.h. */
+#include <string.h>
+
+#define NR (NV * VL)
+
+/* The epilogue of one vector x at column offset j of row i (see mae_epi). */
+static inline vf ISA(epi1)(vf x, const float *c, const float *bias, const float *res, int beta, int act)
+{
+    if (beta)
+        x = vadd(vload(c), x);
+    if (bias)
+        x = vadd(x, vload(bias));
+    if (act == MAE_ACT_GELU)
+        x = vgelu(x);
+    if (res)
+        x = vadd(x, vload(res));
+    return x;
+}
+#define EPI1(i, v) c##i##_##v = ISA(epi1)(c##i##_##v, cp + (i) * ld + (v) * VL, \
+    e->bias ? e->bias + (v) * VL : NULL, e->res ? e->res + (i) * e->ldr + (v) * VL : NULL, \
+    e->beta, e->act);
+
+#if NV == 2
+#define ACC_DECL(i) vf c##i##_0 = vzero(), c##i##_1 = vzero();
+#define ACC_FMA(i) { vf a_ = vbcast(ap + i); \
+    c##i##_0 = vfma(a_, b_0, c##i##_0); c##i##_1 = vfma(a_, b_1, c##i##_1); }
+#define ACC_STORE(i) vstore(cp + (i) * ld, c##i##_0); vstore(cp + (i) * ld + VL, c##i##_1);
+#define LOAD_B(p) vf b_0 = vload(p), b_1 = vload((p) + VL);
+#define EPI_ROW(i) EPI1(i, 0) EPI1(i, 1)
+#elif NV == 3
+#define ACC_DECL(i) vf c##i##_0 = vzero(), c##i##_1 = vzero(), c##i##_2 = vzero();
+#define ACC_FMA(i) { vf a_ = vbcast(ap + i); c##i##_0 = vfma(a_, b_0, c##i##_0); \
+    c##i##_1 = vfma(a_, b_1, c##i##_1); c##i##_2 = vfma(a_, b_2, c##i##_2); }
+#define ACC_STORE(i) vstore(cp + (i) * ld, c##i##_0); vstore(cp + (i) * ld + VL, c##i##_1); \
+    vstore(cp + (i) * ld + 2 * VL, c##i##_2);
+#define LOAD_B(p) vf b_0 = vload(p), b_1 = vload((p) + VL), b_2 = vload((p) + 2 * VL);
+#define EPI_ROW(i) EPI1(i, 0) EPI1(i, 1) EPI1(i, 2)
+#else
+#error "NV must be 2 or 3"
+#endif
+
+/* Applies the epilogue to the tile t [MR][NR] and writes its mr x nr corner to c. Partial
+ * tiles go through padded copies so that every element sees the same vector operations. */
+static void ISA(epilogue)(const float *t, float *c, size_t ldc, int mr, int nr, const mae_epi *e)
+{
+    float bb[NR], cb[NR], rb[NR], ob[NR];
+    const float *bias = e->bias;
+    if (bias && nr < NR) {
+        memset(bb, 0, sizeof bb);
+        memcpy(bb, bias, (size_t)nr * sizeof *bb);
+        bias = bb;
+    }
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc, *dst = ci;
+        const float *cin = ci, *res = e->res ? e->res + (size_t)i * e->ldr : NULL;
+        if (nr < NR) {
+            if (e->beta) {
+                memset(cb, 0, sizeof cb);
+                memcpy(cb, ci, (size_t)nr * sizeof *cb);
+                cin = cb;
+            }
+            if (res) {
+                memset(rb, 0, sizeof rb);
+                memcpy(rb, res, (size_t)nr * sizeof *rb);
+                res = rb;
+            }
+            dst = ob;
+        }
+        for (int v = 0; v < NV; v++) {
+            vf x = vload(t + (size_t)i * NR + v * VL);
+            if (e->beta)
+                x = vadd(vload(cin + v * VL), x);
+            if (bias)
+                x = vadd(x, vload(bias + v * VL));
+            if (e->act == MAE_ACT_GELU)
+                x = vgelu(x);
+            if (res)
+                x = vadd(x, vload(res + v * VL));
+            vstore(dst + v * VL, x);
+        }
+        if (nr < NR)
+            memcpy(ci, ob, (size_t)nr * sizeof *ci);
+    }
+}
+
+void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
+              const mae_epi *e)
+{
+    ROWS(ACC_DECL)
+    const float *ap = a, *bp = b;
+    for (int k = 0; k < kc; k++) {
+        LOAD_B(bp) ROWS(ACC_FMA)
+        ap += MR; bp += NR;
+    }
+    if (mr == MR && nr == NR) {
+        /* a whole tile: the epilogue in registers */
+        float *cp = c;
+        size_t ld = ldc;
+        if (e->beta || e->bias || e->res || e->act != MAE_ACT_NONE) {
+            ROWS(EPI_ROW)
+        }
+        ROWS(ACC_STORE)
+        return;
+    }
+    float t[MR * NR];
+    {
+        float *cp = t;
+        size_t ld = NR;
+        ROWS(ACC_STORE)
+    }
+    ISA(epilogue)(t, c, ldc, mr, nr, e);
+}
+
+#undef NR
+#undef ACC_DECL
+#undef ACC_FMA
+#undef ACC_STORE
+#undef LOAD_B
+#undef EPI1
+#undef EPI_ROW

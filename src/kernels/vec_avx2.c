@@ -1,0 +1,5 @@
+/* AVX2 + FMA vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h). */
+#include "simd_avx2.h"
+#include "tiers.h"
+#include "tmpl_vmath.h"
+#include "tmpl_vec.h"

@@ -1,0 +1,5 @@
+/* AVX-512 (F, DQ, VL) vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h). */
+#include "simd_avx512.h"
+#include "tiers.h"
+#include "tmpl_vmath.h"
+#include "tmpl_vec.h"

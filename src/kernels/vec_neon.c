@@ -1,0 +1,5 @@
+/* AArch64 NEON vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h). */
+#include "simd_neon.h"
+#include "tiers.h"
+#include "tmpl_vmath.h"
+#include "tmpl_vec.h"
