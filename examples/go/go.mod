@@ -1,0 +1,3 @@
+module libmae.example/mae
+
+go 1.19
