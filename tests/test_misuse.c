@@ -244,7 +244,8 @@ static void test_files(mae_model *m)
     EXPECT(mae_model_save(NULL, "/tmp/x.safetensors"), MAE_ERR_INVALID_ARG);
     EXPECT(mae_model_save(m, NULL), MAE_ERR_INVALID_ARG);
     EXPECT(mae_model_load(path, &out), MAE_ERR_IO);
-    EXPECT(mae_model_load("/", &out), MAE_ERR_IO);
+    s = mae_model_load("/", &out);   /* a directory: it opens on Linux, then reading fails */
+    CHECK(s == MAE_ERR_IO || s == MAE_ERR_FORMAT, "load of a directory -> %s", mae_status_str(s));
     EXPECT(mae_model_load("tests/data/tiny.model.safetensors", NULL), MAE_ERR_INVALID_ARG);
     /* not a safetensors file */
     EXPECT(mae_model_load("tests/testutil.h", &out), MAE_ERR_FORMAT);
