@@ -106,6 +106,19 @@ clean:
 demo: lib $(BUILD)/examples/forward
 	$(BUILD)/examples/forward
 
+# The benchmark (not a test; docs/PERFORMANCE.md). OpenBLAS, when pkg-config finds it, is linked
+# into the benchmark only, as the peer to compare with. BENCH_ARGS="--quick" for a short run.
+BENCH_THREADS ?= 2
+BENCH_BLAS := $(shell pkg-config --cflags --libs openblas 2>/dev/null)
+$(BUILD)/bench/bench_mae: tests/bench_mae.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $(if $(BENCH_BLAS),-DMAE_BENCH_OPENBLAS) $< -o $@ \
+	    $(STATIC) $(BENCH_BLAS) $(LDLIBS) -lpthread
+
+bench: lib $(BUILD)/bench/bench_mae
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$(BENCH_THREADS) \
+	    nice -n 0 $(BUILD)/bench/bench_mae --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
 # ---- install, uninstall, pkg-config, ABI baseline ---------------------------------------------
 #   make install PREFIX=/usr DESTDIR=/tmp/stage    header, libmae.a, libmae.so.X.Y.Z + links, mae.pc
 #   make uninstall PREFIX=/usr DESTDIR=/tmp/stage  removes exactly those files

@@ -1,8 +1,8 @@
 /* Multi-head attention on top of a tier's micro-kernel (attention.c): per (sequence, head) and
- * block of query rows, Q, K, V read straight from the qkv projection's output, one mr-row tile of
- * scores at a time. Sequences up to a threshold take the exact path (all keys in one block, the
- * softmax rows can be saved); longer ones without saved rows take the online-softmax (flash)
- * path over key blocks. Scratch per thread is O(T * head_dim) either way. */
+ * block of nr queries, Q, K, V read straight from the qkv projection's output, one tile of
+ * scores [keys, nr] at a time. Sequences up to a threshold take the exact path (all keys in one
+ * block, the softmax rows can be saved); longer ones without saved rows take the online-softmax
+ * (flash) path over key blocks. Scratch per thread is O(T * head_dim) either way. */
 #ifndef MAE_ATTENTION_H
 #define MAE_ATTENTION_H
 
@@ -10,12 +10,13 @@
 #include "kernels.h"
 #include "gemm.h"
 
-/* Row operations of a tier, used on the score tiles. */
+/* A tier's column operations on a score tile s [rows][nr] (nr = the tier's micro-tile width,
+ * one column per query), used for the softmax down the columns. */
 typedef struct mae_attn_isa {
     const mae_gemm_isa *g;
-    float (*scale_max)(float *x, int n, float scale);   /* x *= scale; returns max (-inf if n = 0) */
-    float (*exp_sum)(float *x, int n, float m);          /* x = exp(x - m); returns the sum */
-    void  (*scale)(float *x, int n, float f);            /* x *= f */
+    void (*scale_colmax)(float *s, int rows, float scale, float *mx);   /* s *= scale; mx[j] = max of column j */
+    void (*exp_colsum)(float *s, int rows, const float *m, float *sum); /* s = exp(s - m[j]); sum[j] = column sum */
+    void (*scale_cols)(float *s, int rows, const float *f);             /* s[i][j] *= f[j] */
 } mae_attn_isa;
 
 /* Sequences longer than this use the flash path when probs is NULL. */

@@ -28,10 +28,12 @@ static float *align64(float *p)
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-/* Three 64-byte aligned areas: A block, B block, residual copy. */
-size_t mae_gemm_scratch_floats(const mae_gemm_isa *g)
+/* Three 64-byte aligned areas: A (an mc-row block of all K, or one k block), B block, residual
+ * copy. */
+size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k)
 {
-    return (size_t)g->mc * g->kc + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
+    size_t a = (size_t)g->mc * ((size_t)(max_k > 0 ? max_k : 0) + g->kc);
+    return a + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
 }
 
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
@@ -40,20 +42,29 @@ size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
     return panels * g->nr * (size_t)K;
 }
 
-void mae_pack_a(float *dst, const float *A, size_t lda, int trans, int m0, int m, int k0, int kc, int mr)
+void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, int trans, int m0, int m,
+                int k0, int kc)
 {
+    int mr = g->mr;
     for (int i0 = 0; i0 < m; i0 += mr) {
         int rows = min_i(mr, m - i0);
         float *d = dst + (size_t)i0 * kc;
-        if (!trans) {
-            for (int r = 0; r < rows; r++) {
-                const float *src = A + (size_t)(m0 + i0 + r) * lda + k0;
-                for (int k = 0; k < kc; k++)
-                    d[(size_t)k * mr + r] = src[k];
+        if (!trans && rows == mr) {
+            g->pack_panel(d, A + (size_t)(m0 + i0) * lda + k0, lda, kc);
+        } else if (!trans) {
+            /* the edge panel: written once, in order, zero rows below the edge */
+            const float *src[MAE_MR_MAX];
+            for (int r = 0; r < rows; r++)
+                src[r] = A + (size_t)(m0 + i0 + r) * lda + k0;
+            for (int k = 0; k < kc; k++) {
+                float *dk = d + (size_t)k * mr;
+                for (int r = 0; r < rows; r++)
+                    dk[r] = src[r][k];
+                for (int r = rows; r < mr; r++)
+                    dk[r] = 0.0f;
             }
-            for (int r = rows; r < mr; r++)
-                for (int k = 0; k < kc; k++)
-                    d[(size_t)k * mr + r] = 0.0f;
+        } else if (rows == mr) {
+            g->pack_panel_t(d, A + (size_t)k0 * lda + m0 + i0, lda, kc);
         } else {
             for (int k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(k0 + k) * lda + m0 + i0;
@@ -73,19 +84,30 @@ void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n
         int cols = min_i(nr, n - j0);
         float *d = dst + (size_t)j0 * kc;
         if (trans) {
-            for (int j = 0; j < cols; j++) {
+            /* four columns at a time: four read streams, four floats per stored row */
+            int j = 0;
+            for (; j + 4 <= cols; j += 4) {
+                const float *s0 = B + (size_t)(n0 + j0 + j) * ldb + k0, *s1 = s0 + ldb;
+                const float *s2 = s1 + ldb, *s3 = s2 + ldb;
+                for (int k = 0; k < kc; k++) {
+                    float *dk = d + (size_t)k * nr + j;
+                    dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
+                }
+            }
+            for (; j < cols; j++) {
                 const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
                 for (int k = 0; k < kc; k++)
                     d[(size_t)k * nr + j] = src[k];
             }
-            for (int j = cols; j < nr; j++)
+            for (; j < nr; j++)
                 for (int k = 0; k < kc; k++)
                     d[(size_t)k * nr + j] = 0.0f;
         } else {
             for (int k = 0; k < kc; k++) {
                 const float *src = B + (size_t)(k0 + k) * ldb + n0 + j0;
                 float *dk = d + (size_t)k * nr;
-                memcpy(dk, src, (size_t)cols * sizeof *dk);
+                for (int j = 0; j < cols; j++)   /* a loop, not memcpy: rows are short */
+                    dk[j] = src[j];
                 for (int j = cols; j < nr; j++)
                     dk[j] = 0.0f;
             }
@@ -122,43 +144,65 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
 {
     const mae_gemm_isa *g = j->g;
     size_t ldc = (size_t)j->N;
+    size_t panel = (size_t)kc * g->nr, calls = (size_t)(m + g->mr - 1) / g->mr;
+    size_t slice = (panel + calls - 1) / calls;
+    mae_epi e = block_epi(j, k0, kc, m0, n0, res, ldr, res_row0, res_col0);
     for (int jr = n0; jr < n1; jr += g->nr) {
         const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
+        const float *next = jr + g->nr < n1 ? b + bp_stride : NULL;
         int nr = min_i(g->nr, n1 - jr);
+        size_t q = 0;
         for (int ir = 0; ir < m; ir += g->mr) {
-            mae_epi e = block_epi(j, k0, kc, m0 + ir, jr, res, ldr, res_row0, res_col0);
+            /* Each call fetches a slice of the next B panel: prepacked weights come from memory,
+             * and the first micro-kernel on a panel would otherwise wait for every line. */
+            if (next)
+                for (size_t end = q + slice < panel ? q + slice : panel; q < end; q += 16)
+                    __builtin_prefetch(next + q, 0, 3);
+            /* the epilogue's pointers follow the tile */
+            e.bias = e.bias ? j->bias + jr : NULL;
+            e.res = e.res ? res + (size_t)(m0 + ir - res_row0) * ldr + (jr - res_col0) : NULL;
             g->ukr(kc, ap + (size_t)ir * kc, b, j->C + (size_t)(m0 + ir) * ldc + jr, ldc,
                    min_i(g->mr, m - ir), nr, &e);
         }
     }
 }
 
-/* Prepacked B (linear): for each m block, for each k block, pack A and sweep the panels. The
- * partial sums live in C between k blocks, so a residual that aliases C is copied first. */
+/* Prepacked B (linear): for each m block, pack A for all of K once; then for each column block
+ * of at most nc, all k blocks. The partial sums live in C between k blocks, and the C block
+ * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. */
 static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
 {
     const mae_gemm_isa *g = j->g;
+    size_t ablock = (size_t)g->mc * g->kc;
+    int nk = (j->K + g->kc - 1) / g->kc;
     float *ap = align64(scratch);
-    float *rc = align64(ap + (size_t)g->mc * g->kc + (size_t)g->kc * g->nc);
+    float *rc = align64(ap + ablock * (size_t)(nk > 0 ? nk : 1));
     for (int ic = m0; ic < m1; ic += g->mc) {
         int m = min_i(g->mc, m1 - ic);
-        const float *res = j->res;
-        size_t ldr = (size_t)j->N;
-        int rr = 0, rcol = 0;
-        if (res && res == j->C) {
-            for (int i = 0; i < m; i++)
-                memcpy(rc + (size_t)i * (n1 - n0), j->res + (size_t)(ic + i) * j->N + n0,
-                       (size_t)(n1 - n0) * sizeof *rc);
-            res = rc; ldr = (size_t)(n1 - n0); rr = ic; rcol = n0;
+        for (int p = 0; p < nk; p++)
+            mae_pack_a(g, ap + p * ablock, j->A, j->lda, j->a_trans, ic, m, p * g->kc,
+                       min_i(g->kc, j->K - p * g->kc));
+        for (int jc = n0; jc < n1; jc += g->nc) {
+            int jn = min_i(jc + g->nc, n1);
+            const float *res = j->res;
+            size_t ldr = (size_t)j->N;
+            int rr = 0, rcol = 0;
+            if (res && res == j->C) {
+                for (int i = 0; i < m; i++)
+                    memcpy(rc + (size_t)i * (jn - jc), j->res + (size_t)(ic + i) * j->N + jc,
+                           (size_t)(jn - jc) * sizeof *rc);
+                res = rc; ldr = (size_t)(jn - jc); rr = ic; rcol = jc;
+            }
+            int k0 = 0, p = 0;
+            do {
+                int kc = min_i(g->kc, j->K - k0);
+                const float *bp = j->B + (size_t)(jc / g->nr) * g->nr * j->K + (size_t)k0 * g->nr;
+                block_product(j, ap + p * ablock, bp, (size_t)g->nr * j->K, ic, m, jc, jn, k0, kc,
+                              res, ldr, rr, rcol);
+                k0 += kc;
+                p++;
+            } while (k0 < j->K);
         }
-        int k0 = 0;
-        do {
-            int kc = min_i(g->kc, j->K - k0);
-            mae_pack_a(ap, j->A, j->lda, j->a_trans, ic, m, k0, kc, g->mr);
-            const float *bp = j->B + (size_t)(n0 / g->nr) * g->nr * j->K + (size_t)k0 * g->nr;
-            block_product(j, ap, bp, (size_t)g->nr * j->K, ic, m, n0, n1, k0, kc, res, ldr, rr, rcol);
-            k0 += kc;
-        } while (k0 < j->K);
     }
 }
 
@@ -174,7 +218,7 @@ static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int
         mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, n0, n1 - n0, k0, kc, g->nr);
         for (int ic = m0; ic < m1; ic += g->mc) {
             int m = min_i(g->mc, m1 - ic);
-            mae_pack_a(ap, j->A, j->lda, j->a_trans, ic, m, k0, kc, g->mr);
+            mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
             block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, n0, n1, k0, kc, NULL, 0, 0, 0);
         }
         k0 += kc;

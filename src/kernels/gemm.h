@@ -32,17 +32,24 @@ typedef struct mae_epi {
 typedef void (*mae_ukr_fn)(int kc, const float *a, const float *b, float *c, size_t ldc,
                            int mr, int nr, const mae_epi *e);
 
-/* A tier's micro-kernel and block sizes. mc is a multiple of mr, nc of nr. */
+/* A tier's micro-kernel and block sizes. mc is a multiple of mr, nc of nr, mr <= MAE_MR_MAX. */
+#define MAE_MR_MAX 32
 typedef struct mae_gemm_isa {
     int mr, nr;          /* micro-tile */
     int kc;              /* k block: a B micro-panel (kc*nr) stays in L1 */
     int mc;              /* m block: a packed A block (mc*kc) stays in L2 */
-    int nc;              /* widest column range one task covers (a packed B block is kc*nc) */
+    int nc;              /* column block: the C block (mc*nc) stays in L2 across k blocks, and a
+                          * packed B block is kc*nc */
     mae_ukr_fn ukr;
+    /* Packs one whole micro-panel: d[k*mr + i] = a[i*lda + k] for i < mr, k < kc (the common
+     * case of mae_pack_a, unrolled for the tier's mr). */
+    void (*pack_panel)(float *d, const float *a, size_t lda, int kc);
+    /* The same from A stored transposed: d[k*mr + i] = a[k*lda + i]. */
+    void (*pack_panel_t)(float *d, const float *a, size_t lda, int kc);
 } mae_gemm_isa;
 
-/* Per-thread scratch (floats) the products need. */
-size_t mae_gemm_scratch_floats(const mae_gemm_isa *g);
+/* Per-thread scratch (floats) the products need for K up to max_k. */
+size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k);
 
 /* Weight packing for linear: pack_floats(N,K) floats hold W [N,K] as B panels. */
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K);
@@ -60,7 +67,8 @@ void mae_gemm_tn(const mae_gemm_isa *g, const mae_exec *ex, float *C, const floa
 /* Packing helpers, also used by the attention kernels (gemm.c). */
 /* mr-row micro-panels of A rows [m0, m0+m) and columns [k0, k0+kc); A[i*lda + k], or
  * A[k*lda + i] when trans. */
-void mae_pack_a(float *dst, const float *A, size_t lda, int trans, int m0, int m, int k0, int kc, int mr);
+void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, int trans, int m0, int m,
+                int k0, int kc);
 /* nr-column panels of B columns [n0, n0+n) and rows [k0, k0+kc); B[k*ldb + j], or B[j*ldb + k]
  * when trans (a weight stored [N,K]). */
 void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n, int k0, int kc, int nr);

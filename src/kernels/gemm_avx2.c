@@ -6,4 +6,5 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_avx2_gemm = { MR, NV * VL, 256, 96, 256, mae_avx2_ukr };
+const mae_gemm_isa mae_avx2_gemm = { MR, NV * VL, 256, 96, 256, mae_avx2_ukr, mae_avx2_pack_panel,
+                                   mae_avx2_pack_panel_t };

@@ -6,4 +6,5 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_avx512_gemm = { MR, NV * VL, 192, 168, 256, mae_avx512_ukr };
+const mae_gemm_isa mae_avx512_gemm = { MR, NV * VL, 192, 168, 256, mae_avx512_ukr, mae_avx512_pack_panel,
+                                   mae_avx512_pack_panel_t };

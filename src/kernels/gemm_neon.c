@@ -6,4 +6,5 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_neon_gemm = { MR, NV * VL, 256, 96, 240, mae_neon_ukr };
+const mae_gemm_isa mae_neon_gemm = { MR, NV * VL, 256, 96, 240, mae_neon_ukr, mae_neon_pack_panel,
+                                   mae_neon_pack_panel_t };

@@ -16,6 +16,8 @@
     extern const mae_attn_isa mae_##t##_attn; \
     void mae_##t##_ukr(int kc, const float *a, const float *b, float *c, size_t ldc, \
                        int mr, int nr, const mae_epi *e); \
+    void mae_##t##_pack_panel(float *d, const float *a, size_t lda, int kc); \
+    void mae_##t##_pack_panel_t(float *d, const float *a, size_t lda, int kc); \
     void mae_##t##_exp(float *y, const float *x, size_t n); \
     void mae_##t##_erf(float *y, const float *x, size_t n); \
     void mae_##t##_gelu(float *y, const float *x, size_t n); \
@@ -24,9 +26,9 @@
     void mae_##t##_layernorm(const mae_exec *ex, float *out, float *mean, float *rstd, \
                              const float *x, const float *w, const float *b, int N, int C, \
                              float eps); \
-    float mae_##t##_row_scale_max(float *x, int n, float scale); \
-    float mae_##t##_row_exp_sum(float *x, int n, float m); \
-    void mae_##t##_row_scale(float *x, int n, float f);
+    void mae_##t##_scale_colmax(float *s, int rows, float scale, float *mx); \
+    void mae_##t##_exp_colsum(float *s, int rows, const float *m, float *sum); \
+    void mae_##t##_scale_cols(float *s, int rows, const float *f);
 
 MAE_TIER_DECLS(avx2)
 MAE_TIER_DECLS(avx512)

@@ -5,7 +5,7 @@
 
 static size_t ISA(t_scratch_floats)(int max_t, int max_c)
 {
-    size_t g = mae_gemm_scratch_floats(&ISA(gemm));
+    size_t g = mae_gemm_scratch_floats(&ISA(gemm), max_c);
     size_t a = mae_attention_scratch_floats(&ISA(attn), max_t, max_c);
     return g > a ? g : a;
 }
@@ -45,7 +45,7 @@ static void ISA(t_matmul_tn)(const mae_exec *ex, float *C, const float *A, const
 }
 
 const mae_attn_isa ISA(attn) = {
-    &ISA(gemm), ISA(row_scale_max), ISA(row_exp_sum), ISA(row_scale),
+    &ISA(gemm), ISA(scale_colmax), ISA(exp_colsum), ISA(scale_cols),
 };
 
 const mae_kernels ISA_TABLE = {

@@ -86,6 +86,30 @@ static void ISA(epilogue)(const float *t, float *c, size_t ldc, int mr, int nr, 
     }
 }
 
+#define PK_SRC(i) const float *s##i = a + (size_t)(i) * lda;
+#define PK_COPY(i) dk[i] = s##i[k];
+
+void ISA(pack_panel)(float *d, const float *a, size_t lda, int kc)
+{
+    ROWS(PK_SRC)
+    for (int k = 0; k < kc; k++) {
+        float *dk = d + (size_t)k * MR;
+        ROWS(PK_COPY)
+    }
+}
+
+/* The transposed case: d[k*MR + i] = a[k*lda + i] (A stored [K, M]). */
+void ISA(pack_panel_t)(float *d, const float *a, size_t lda, int kc)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *ak = a + (size_t)k * lda;
+        float *dk = d + (size_t)k * MR;
+#define PK_T(i) dk[i] = ak[i];
+        ROWS(PK_T)
+#undef PK_T
+    }
+}
+
 void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
               const mae_epi *e)
 {
@@ -121,3 +145,5 @@ void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int 
 #undef LOAD_B
 #undef EPI1
 #undef EPI_ROW
+#undef PK_SRC
+#undef PK_COPY

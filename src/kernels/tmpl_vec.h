@@ -56,7 +56,7 @@ void ISA(add)(float *y, const float *a, const float *b, size_t n)
         y[i] = a[i] + b[i];
 }
 
-float ISA(row_scale_max)(float *x, int n, float scale)
+static float ISA(row_scale_max)(float *x, int n, float scale)
 {
     vf s = vset1(scale), mx = vset1(-INFINITY);
     int i = 0;
@@ -73,7 +73,7 @@ float ISA(row_scale_max)(float *x, int n, float scale)
     return m;
 }
 
-float ISA(row_exp_sum)(float *x, int n, float m)
+static float ISA(row_exp_sum)(float *x, int n, float m)
 {
     vf vm = vset1(m), acc = vzero();
     int i = 0;
@@ -94,7 +94,7 @@ float ISA(row_exp_sum)(float *x, int n, float m)
     return vhsum(acc);
 }
 
-void ISA(row_scale)(float *x, int n, float f)
+static void ISA(row_scale)(float *x, int n, float f)
 {
     vf s = vset1(f);
     int i = 0;
@@ -103,6 +103,52 @@ void ISA(row_scale)(float *x, int n, float f)
     for (; i < n; i++)
         x[i] *= f;
 }
+
+/* ---- column operations on a score tile [rows][NR] (the attention's softmax) ----------------- */
+
+#define TILE_NR (NV * VL)
+
+void ISA(scale_colmax)(float *s, int rows, float scale, float *mx)
+{
+    vf sc = vset1(scale);
+    for (int v = 0; v < NV; v++) {
+        vf m = vset1(-INFINITY);
+        for (int i = 0; i < rows; i++) {
+            float *p = s + (size_t)i * TILE_NR + v * VL;
+            vf x = vmul(vload(p), sc);
+            vstore(p, x);
+            m = vmax(m, x);
+        }
+        vstore(mx + v * VL, m);
+    }
+}
+
+void ISA(exp_colsum)(float *s, int rows, const float *m, float *sum)
+{
+    for (int v = 0; v < NV; v++) {
+        vf mv = vload(m + v * VL), acc = vzero();
+        for (int i = 0; i < rows; i++) {
+            float *p = s + (size_t)i * TILE_NR + v * VL;
+            vf e = vexp(vsub(vload(p), mv));
+            vstore(p, e);
+            acc = vadd(acc, e);
+        }
+        vstore(sum + v * VL, acc);
+    }
+}
+
+void ISA(scale_cols)(float *s, int rows, const float *f)
+{
+    for (int v = 0; v < NV; v++) {
+        vf fv = vload(f + v * VL);
+        for (int i = 0; i < rows; i++) {
+            float *p = s + (size_t)i * TILE_NR + v * VL;
+            vstore(p, vmul(vload(p), fv));
+        }
+    }
+}
+
+#undef TILE_NR
 
 void ISA(softmax)(float *x, int rows, int n)
 {

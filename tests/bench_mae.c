@@ -1,0 +1,586 @@
+/* libmae's benchmark (make bench; not a timed test). Prints, for the ViT-B/16 MAE at 224x224:
+ *   - the FMA peak of this machine per tier and thread count (an FMA loop, measured here);
+ *   - GFLOP/s and % of peak of every linear shape (batch 1 and 8) per kernel tier, next to
+ *     OpenBLAS's sgemm on the same product when built with it (MAE_BENCH_OPENBLAS);
+ *   - attention per (batch, head) for the encoder and decoder shapes, next to OpenBLAS doing one
+ *     sgemm per (image, head) for Q·Kᵀ and for P·V;
+ *   - end to end: forward images/s and latency (batch 1 and 8, 1 and 2 threads), encoder-only
+ *     features with mask 0, the visible-only vs all-tokens encoder ratio, a training step, and
+ *     the peak RSS of a forward-only process against the size of the weights.
+ * Times are medians of several runs; the machine is shared, so quote medians and ratios.
+ *
+ *   bench_mae [--quick] [--threads N]      (--rss-forward B: internal, one forward-only process) */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include "mae.h"
+#include "../src/kernels/kernels.h"
+#include "../src/util/util.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#ifdef MAE_BENCH_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int n);
+#endif
+
+static int quick;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds per call of fn(arg): `runs` runs, each repeating the call for at least
+ * min_secs (after one warm-up call). */
+typedef void (*bench_fn)(void *arg);
+static double median_time(bench_fn fn, void *arg, int runs, double min_secs)
+{
+    double t[32];
+    if (runs > 32)
+        runs = 32;
+    fn(arg);
+    for (int r = 0; r < runs; r++) {
+        int n = 0;
+        double t0 = now(), el;
+        do {
+            fn(arg);
+            n++;
+            el = now() - t0;
+        } while (el < min_secs);
+        t[r] = el / n;
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    return t[runs / 2];
+}
+
+static float *rnd(size_t n, float scale)
+{
+    float *p = malloc(n * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(2);
+    }
+    uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        p[i] = scale * (float)((double)(s >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
+    }
+    return p;
+}
+
+/* ---- the FMA peak --------------------------------------------------------------------------- */
+
+typedef struct peak_arg { const char *tier; double secs, gflops; float sink; } peak_arg;
+
+#if defined(__x86_64__)
+/* Twelve independent FMA chains in named variables (so they stay in registers), per tier. */
+#define FMA12(FMA) a0 = FMA(a0, b, c); a1 = FMA(a1, b, c); a2 = FMA(a2, b, c); a3 = FMA(a3, b, c); \
+    a4 = FMA(a4, b, c); a5 = FMA(a5, b, c); a6 = FMA(a6, b, c); a7 = FMA(a7, b, c); \
+    a8 = FMA(a8, b, c); a9 = FMA(a9, b, c); a10 = FMA(a10, b, c); a11 = FMA(a11, b, c);
+#define FMA_LOOP(T, SET1, FMA, ADD, LANES) do { \
+    T b = SET1(0.999f), c = SET1(0.001f), a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3); \
+    T a4 = SET1(4), a5 = SET1(5), a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9); \
+    T a10 = SET1(10), a11 = SET1(11); \
+    long n = 0; \
+    double t0 = now(), el; \
+    do { \
+        for (int it = 0; it < 100000; it++) { FMA12(FMA) } \
+        n += 100000; \
+        el = now() - t0; \
+    } while (el < p->secs); \
+    T s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7))); \
+    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11))); \
+    float o[LANES]; \
+    memcpy(o, &s, sizeof o); \
+    p->gflops = (double)n * 12 * 2 * LANES / el / 1e9; \
+    p->sink = o[0]; } while (0)
+
+__attribute__((target("avx2,fma"))) static void fma_avx2(peak_arg *p)
+{
+    FMA_LOOP(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, 8);
+}
+__attribute__((target("avx512f"))) static void fma_avx512(peak_arg *p)
+{
+    FMA_LOOP(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16);
+}
+#endif
+
+static void *peak_thread(void *arg)
+{
+    peak_arg *p = arg;
+    p->gflops = 0;
+#if defined(__x86_64__)
+    if (strcmp(p->tier, "avx2") == 0)
+        fma_avx2(p);
+    else if (strcmp(p->tier, "avx512") == 0)
+        fma_avx512(p);
+#endif
+    return NULL;
+}
+
+/* Sum over nthreads threads running the FMA loop at once; 0 if unknown for the tier. */
+static double fma_peak(const char *tier, int nthreads)
+{
+    pthread_t th[8];
+    peak_arg pa[8];
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double sum = 0;
+        for (int i = 0; i < nthreads; i++) {
+            pa[i].tier = tier;
+            pa[i].secs = 0.2;
+            pthread_create(&th[i], NULL, peak_thread, &pa[i]);
+        }
+        for (int i = 0; i < nthreads; i++) {
+            pthread_join(th[i], NULL);
+            sum += pa[i].gflops;
+        }
+        if (sum > best)
+            best = sum;
+    }
+    return best;
+}
+
+/* ---- matmul --------------------------------------------------------------------------------- */
+
+typedef struct mm_case {
+    const mae_kernels *k;
+    mae_exec ex;
+    int M, N, K;
+    const float *A, *W, *wp, *bias;
+    float *out;
+    int blas_threads;
+} mm_case;
+
+static void run_linear(void *arg)
+{
+    mm_case *c = arg;
+    c->k->linear(&c->ex, c->out, c->A, c->wp, c->bias, NULL, c->M, c->N, c->K, MAE_ACT_NONE);
+}
+
+#ifdef MAE_BENCH_OPENBLAS
+static void run_sgemm(void *arg)
+{
+    mm_case *c = arg;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, c->N, c->K, 1.0f, c->A, c->K,
+                c->W, c->K, 0.0f, c->out, c->N);
+}
+#endif
+
+static mae_exec make_exec(const mae_kernels *k, int nthreads, int max_t, int max_c)
+{
+    mae_exec ex;
+    ex.nthreads = nthreads;
+    ex.scratch_per_thread = k->scratch_floats(max_t, max_c);
+    ex.scratch = mae_alloc(ex.scratch_per_thread * nthreads * sizeof(float) + 64);
+    return ex;
+}
+
+typedef struct shape { const char *name; int m1, N, K; } shape;   /* M = m1 * batch */
+
+static const shape vit_shapes[] = {
+    { "patch_embed", 196, 768, 768 },
+    { "enc.qkv", 50, 2304, 768 },
+    { "enc.proj", 50, 768, 768 },
+    { "enc.fc1", 50, 3072, 768 },
+    { "enc.fc2", 50, 768, 3072 },
+    { "decoder_embed", 50, 512, 768 },
+    { "dec.qkv", 197, 1536, 512 },
+    { "dec.proj", 197, 512, 512 },
+    { "dec.fc1", 197, 2048, 512 },
+    { "dec.fc2", 197, 512, 2048 },
+    { "decoder_pred", 196, 768, 512 },
+};
+#define NSHAPES (sizeof vit_shapes / sizeof vit_shapes[0])
+
+static const char *tier_names[] = { "scalar", "avx2", "avx512", "neon" };
+
+static void bench_matmul(int maxthreads, const double *peak)
+{
+    printf("\n## Linear layers (C = A·Wᵀ + bias), GFLOP/s (%% of the tier's FMA peak)\n\n");
+    printf("| shape | M | N | K | threads |");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf(" %s |", tier_names[t]);
+#ifdef MAE_BENCH_OPENBLAS
+    printf(" OpenBLAS | libmae/OpenBLAS |");
+#endif
+    printf(" scalar |\n|---|---|---|---|---|");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf("---|");
+#ifdef MAE_BENCH_OPENBLAS
+    printf("---|---|");
+#endif
+    printf("---|\n");
+    int batches[2] = { 1, 8 };
+    for (int bi = 0; bi < 2; bi++)
+        for (size_t s = 0; s < NSHAPES; s++) {
+            const shape *sh = &vit_shapes[s];
+            int M = sh->m1 * batches[bi], N = sh->N, K = sh->K;
+            float *A = rnd((size_t)M * K, 1), *W = rnd((size_t)N * K, 0.05f), *bias = rnd(N, 0.1f);
+            float *out = malloc((size_t)M * N * sizeof *out);
+            double flop = 2.0 * M * N * K;
+            for (int nt = 1; nt <= maxthreads; nt++) {
+                printf("| %s B=%d | %d | %d | %d | %d |", sh->name, batches[bi], M, N, K, nt);
+                double best_mae = 0;
+                for (int t = 1; t < 4; t++) {
+                    const mae_kernels *k = mae_kernels_get(tier_names[t]);
+                    if (!k)
+                        continue;
+                    size_t pf = k->pack_floats(N, K);
+                    float *wp = pf ? mae_alloc(pf * sizeof *wp) : NULL;
+                    if (pf)
+                        k->pack(wp, W, N, K);
+                    mm_case mc = { k, make_exec(k, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp : W, bias, out, nt };
+                    double g = flop / median_time(run_linear, &mc, quick ? 3 : 7, 0.05) / 1e9;
+                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                    if (g > best_mae)
+                        best_mae = g;
+                    mae_free(mc.ex.scratch);
+                    mae_free(wp);
+                }
+#ifdef MAE_BENCH_OPENBLAS
+                openblas_set_num_threads(nt);
+                mm_case c = { NULL, { 0, NULL, 0 }, M, N, K, A, W, W, bias, out, nt };
+                double gb = flop / median_time(run_sgemm, &c, quick ? 3 : 7, 0.05) / 1e9;
+                printf(" %.1f | %.2f |", gb, best_mae / gb);
+#endif
+                /* the scalar reference, once per shape at batch 1 (it is slow) */
+                if (batches[bi] == 1 && nt == 1) {
+                    const mae_kernels *k = mae_kernels_get("scalar");
+                    mm_case sc = { k, make_exec(k, 1, 1, N > K ? N : K), M, N, K, A, W, W, bias, out, 1 };
+                    double t0 = now();
+                    run_linear(&sc);
+                    printf(" %.2f |\n", flop / (now() - t0) / 1e9);
+                    mae_free(sc.ex.scratch);
+                } else {
+                    printf(" |\n");
+                }
+                fflush(stdout);
+            }
+            free(A); free(W); free(bias); free(out);
+        }
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+typedef struct attn_case {
+    const mae_kernels *k;
+    mae_exec ex;
+    int B, T, C, H;
+    const float *qkv;
+    float *out, *s;
+} attn_case;
+
+static void run_attention(void *arg)
+{
+    attn_case *c = arg;
+    c->k->attention(&c->ex, c->out, NULL, c->qkv, c->B, c->T, c->C, c->H);
+}
+
+#ifdef MAE_BENCH_OPENBLAS
+/* The usual library route: per (image, head) S = Q·Kᵀ (sgemm), row softmax, O = P·V (sgemm). */
+static void run_blas_attention(void *arg)
+{
+    attn_case *c = arg;
+    int T = c->T, C = c->C, hd = C / c->H;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->H; h++) {
+            const float *q = c->qkv + (size_t)b * T * 3 * C + (size_t)h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, 3 * C, q + C,
+                        3 * C, 0.0f, c->s, T);
+            for (int i = 0; i < T; i++) {
+                float *r = c->s + (size_t)i * T, mx = r[0], sum = 0;
+                for (int j = 1; j < T; j++)
+                    mx = r[j] > mx ? r[j] : mx;
+                for (int j = 0; j < T; j++)
+                    sum += r[j] = expf(r[j] - mx);
+                for (int j = 0; j < T; j++)
+                    r[j] /= sum;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, c->s, T,
+                        q + 2 * C, 3 * C, 0.0f, c->out + (size_t)b * T * C + (size_t)h * hd, C);
+        }
+}
+#endif
+
+static void bench_attention(int maxthreads, const double *peak)
+{
+    printf("\n## Attention (scores, softmax, ·V), GFLOP/s (4·B·H·T²·hd flops)\n\n");
+    printf("| shape | B | T | C | H | threads |");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf(" %s |", tier_names[t]);
+#ifdef MAE_BENCH_OPENBLAS
+    printf(" OpenBLAS per head |");
+#endif
+    printf("\n|---|---|---|---|---|---|");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf("---|");
+#ifdef MAE_BENCH_OPENBLAS
+    printf("---|");
+#endif
+    printf("\n");
+    int cases[][4] = { { 1, 50, 768, 12 }, { 8, 50, 768, 12 }, { 1, 197, 512, 16 }, { 8, 197, 512, 16 },
+                       { 1, 1025, 1024, 16 } };
+    const char *names[] = { "encoder", "encoder", "decoder", "decoder", "ViT-L/16 at 512px (flash path)" };
+    for (int ci = 0; ci < (quick ? 4 : 5); ci++) {
+        int B = cases[ci][0], T = cases[ci][1], C = cases[ci][2], H = cases[ci][3];
+        float *qkv = rnd((size_t)B * T * 3 * C, 1), *out = malloc((size_t)B * T * C * sizeof *out);
+        float *s = malloc((size_t)T * T * sizeof *s);
+        double flop = 4.0 * B * H * (double)T * T * (C / H);
+        for (int nt = 1; nt <= maxthreads; nt++) {
+            printf("| %s | %d | %d | %d | %d | %d |", names[ci], B, T, C, H, nt);
+            for (int t = 1; t < 4; t++) {
+                const mae_kernels *k = mae_kernels_get(tier_names[t]);
+                if (!k)
+                    continue;
+                attn_case ac = { k, make_exec(k, nt, T, 3 * C), B, T, C, H, qkv, out, s };
+                double g = flop / median_time(run_attention, &ac, quick ? 3 : 7, 0.05) / 1e9;
+                printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                mae_free(ac.ex.scratch);
+            }
+#ifdef MAE_BENCH_OPENBLAS
+            openblas_set_num_threads(nt);
+            attn_case c = { NULL, { 0, NULL, 0 }, B, T, C, H, qkv, out, s };
+            printf(" %.1f |", flop / median_time(run_blas_attention, &c, quick ? 3 : 7, 0.05) / 1e9);
+#endif
+            printf("\n");
+            fflush(stdout);
+        }
+        free(qkv); free(out); free(s);
+    }
+}
+
+/* ---- end to end ----------------------------------------------------------------------------- */
+
+/* FLOPs of one image: the linears and attention of ViT-B/16 MAE with t_enc encoder tokens. */
+static double model_flops(int t_enc, int decoder)
+{
+    double D = 768, Dd = 512, L = 196, T = 197;
+    double f = 2 * L * D * 768;                                             /* patch embedding */
+    f += 12 * (2 * t_enc * 12 * D * D + 4.0 * t_enc * t_enc * D);          /* encoder */
+    if (decoder) {
+        f += 2 * t_enc * D * Dd;                                            /* decoder_embed */
+        f += 8 * (2 * T * 12 * Dd * Dd + 4 * T * T * Dd);                   /* decoder */
+        f += 2 * L * Dd * 768;                                              /* decoder_pred */
+    }
+    return f;
+}
+
+typedef struct fwd_case {
+    mae_ctx *c;
+    const mae_model *m;
+    const float *imgs;
+    float *pred, *mask, *tokens, *latent;
+    int32_t *ids;
+    int B, mode;     /* 0: mae_forward; 1: encoder visible only; 2: encoder all tokens */
+    mae_trainer *t;
+} fwd_case;
+
+static void run_forward(void *arg)
+{
+    fwd_case *f = arg;
+    float loss;
+    if (f->mode == 0) {
+        mae_forward(f->c, f->imgs, f->B, NULL, &loss, f->pred, f->mask, NULL);
+        return;
+    }
+    const mae_patch_embed *pe;
+    const mae_masker *mk;
+    const mae_encoder *enc;
+    mae_model_patch_embed(f->m, &pe);
+    mae_model_masker(f->m, &mk);
+    mae_model_encoder(f->m, &enc);
+    mae_patch_embed_forward(pe, f->c, f->imgs, f->B, f->tokens);
+    if (f->mode == 1) {
+        int keep;
+        mae_masker_forward(mk, f->c, f->B, NULL, f->ids, NULL, NULL, &keep);
+        mae_encoder_forward(enc, f->c, f->tokens, f->B, f->ids, keep, f->latent);
+    } else {
+        mae_encoder_forward(enc, f->c, f->tokens, f->B, NULL, 196, f->latent);
+    }
+}
+
+static void run_train_step(void *arg)
+{
+    fwd_case *f = arg;
+    float loss;
+    mae_trainer_forward_backward(f->t, f->imgs, f->B, NULL, &loss);
+    mae_trainer_step(f->t);
+}
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* The forward-only process for the memory figure: model, context for batch B, one forward. */
+static int rss_forward(int B)
+{
+    mae_config cfg;
+    mae_model *m;
+    mae_ctx *c;
+    if (mae_config_init(&cfg, sizeof cfg, "base") || mae_model_create(&cfg, 1, &m) || mae_ctx_create(m, B, &c))
+        return 1;
+    float *imgs = rnd((size_t)B * 3 * 224 * 224, 1), *pred = malloc((size_t)B * 196 * 768 * sizeof *pred);
+    float loss;
+    long before = peak_rss_kib();
+    mae_forward(c, imgs, B, NULL, &loss, pred, NULL, NULL);
+    size_t np;
+    mae_model_num_params(m, &np);
+    printf("%ld %ld %zu\n", before, peak_rss_kib(), np);
+    return 0;
+}
+
+static void bench_model(int maxthreads, const char *self)
+{
+    printf("\n## ViT-B/16 MAE at 224x224, table '%s'\n\n", mae_kernels_name());
+    mae_config cfg;
+    mae_model *m;
+    mae_ctx *c;
+    if (mae_config_init(&cfg, sizeof cfg, "base") != MAE_OK || mae_model_create(&cfg, 1, &m) != MAE_OK ||
+        mae_ctx_create(m, 8, &c) != MAE_OK) {
+        printf("cannot create the model: %s\n", mae_last_error());
+        return;
+    }
+    float *imgs = rnd((size_t)8 * 3 * 224 * 224, 1);
+    float *pred = malloc((size_t)8 * 196 * 768 * sizeof *pred), *mask = malloc(8 * 196 * sizeof *mask);
+    float *tokens = malloc((size_t)8 * 196 * 768 * sizeof *tokens);
+    float *latent = malloc((size_t)8 * 197 * 768 * sizeof *latent);
+    int32_t *ids = malloc(8 * 196 * sizeof *ids);
+    double f_fwd = model_flops(50, 1), f_vis = model_flops(50, 0), f_all = model_flops(197, 0);
+    printf("FLOPs per image: forward (mask 0.75) %.2f G; encoder visible only %.2f G; encoder on all "
+           "197 tokens %.2f G\n\n", f_fwd / 1e9, f_vis / 1e9, f_all / 1e9);
+    printf("| run | batch | threads | images/s | latency ms | GFLOP/s |\n|---|---|---|---|---|---|\n");
+    double vis_t[9] = { 0 }, all_t[9] = { 0 };
+    for (int nt = 1; nt <= maxthreads; nt++) {
+        mae_ctx_set_threads(c, nt);
+        int bs[2] = { 1, 8 };
+        for (int bi = 0; bi < 2; bi++) {
+            int B = bs[bi];
+            fwd_case f = { c, m, imgs, pred, mask, tokens, latent, ids, B, 0, NULL };
+            mae_ctx_set_mask_ratio(c, 0.75f);
+            double t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
+            printf("| forward, mask 0.75 | %d | %d | %.2f | %.1f | %.1f |\n", B, nt, B / t, t * 1e3, B * f_fwd / t / 1e9);
+            f.mode = 1;
+            t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
+            if (B == 8)
+                vis_t[nt] = t;
+            printf("| encoder, visible patches (mask 0.75) | %d | %d | %.2f | %.1f | %.1f |\n", B, nt, B / t, t * 1e3, B * f_vis / t / 1e9);
+            f.mode = 2;
+            mae_ctx_set_mask_ratio(c, 0.0f);
+            t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
+            if (B == 8)
+                all_t[nt] = t;
+            printf("| encoder features, mask 0 (all tokens) | %d | %d | %.2f | %.1f | %.1f |\n", B, nt, B / t, t * 1e3, B * f_all / t / 1e9);
+            fflush(stdout);
+        }
+    }
+    mae_ctx_set_mask_ratio(c, 0.75f);
+    for (int nt = 1; nt <= maxthreads; nt++)
+        printf("\nEncoder all tokens / visible only, batch 8, %d thread(s): %.2fx slower (FLOP ratio %.2fx)",
+               nt, all_t[nt] / vis_t[nt], f_all / f_vis);
+    printf("\n");
+    mae_ctx_free(c);
+
+    /* training step: forward, backward, AdamW */
+    mae_model *mt;
+    mae_trainer *tr;
+    if (!quick && mae_model_create(&cfg, 2, &mt) == MAE_OK && mae_trainer_create(mt, 8, &tr) == MAE_OK) {
+        printf("\n| training step (forward + backward + AdamW) | batch | threads | images/s | ms/step |\n|---|---|---|---|---|\n");
+        for (int nt = 1; nt <= maxthreads; nt++) {
+            mae_trainer_set_threads(tr, nt);
+            fwd_case f = { NULL, mt, imgs, NULL, NULL, NULL, NULL, NULL, 8, 0, tr };
+            double t = median_time(run_train_step, &f, 3, 0.1);
+            printf("| | 8 | %d | %.2f | %.0f |\n", nt, 8 / t, t * 1e3);
+            fflush(stdout);
+        }
+        printf("peak RSS of this process after training: %.0f MiB\n", peak_rss_kib() / 1024.0);
+        mae_trainer_free(tr);
+        mae_model_free(mt);
+    }
+    mae_model_free(m);
+
+    /* memory: a fresh process that only runs forward passes */
+    char cmd[1024];
+    for (int i = 0; i < 2; i++) {
+        int B = i ? 8 : 1;
+        snprintf(cmd, sizeof cmd, "%s --rss-forward %d", self, B);
+        FILE *p = popen(cmd, "r");
+        long before = 0, after = 0;
+        size_t np = 0;
+        if (p && fscanf(p, "%ld %ld %zu", &before, &after, &np) == 3) {
+            double w = np * 4.0 / 1048576.0;
+            printf("forward-only process, batch %d: peak RSS %.0f MiB = %.2fx the weights (%.0f MiB, %zu floats); "
+                   "%.0f MiB before the first forward\n", B, after / 1024.0, after / 1024.0 / w, w, np, before / 1024.0);
+        }
+        if (p)
+            pclose(p);
+    }
+    free(imgs); free(pred); free(mask); free(tokens); free(latent); free(ids);
+}
+
+int main(int argc, char **argv)
+{
+    int maxthreads = 2;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            maxthreads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--rss-forward") == 0 && i + 1 < argc)
+            return rss_forward(atoi(argv[i + 1]));
+    }
+    if (maxthreads < 1 || maxthreads > 7)
+        maxthreads = 2;
+    char cpu[600] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *v = strchr(line, ':');
+            snprintf(cpu, sizeof cpu, "%s", v ? v + 2 : line);
+            cpu[strcspn(cpu, "\n")] = 0;
+            break;
+        }
+    if (f)
+        fclose(f);
+    time_t tt = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&tt));
+    printf("# libmae bench — %s, %s, %d thread(s) max, libmae %s, best table '%s'\n",
+           cpu, date, maxthreads, mae_version_string(), mae_kernels_name());
+    double peak[4 * 8] = { 0 };
+    printf("\nFMA peak (GFLOP/s, measured):");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            for (int nt = 1; nt <= maxthreads; nt++) {
+                peak[t * 8 + nt] = fma_peak(tier_names[t], nt);
+                printf(" %s x%d = %.1f;", tier_names[t], nt, peak[t * 8 + nt]);
+            }
+    printf("\n");
+    bench_matmul(maxthreads, peak);
+    bench_attention(maxthreads, peak);
+    bench_model(maxthreads, argv[0]);
+    return 0;
+}
