@@ -50,6 +50,15 @@ def main():
             out = ctx.forward(imgs)
             print("seed_loss %.9g" % out.loss)
             print("seed_mask " + "".join("1" if v else "0" for v in flat(out.mask)))
+        # a few pretraining steps through the binding (after the comparison: they change the model)
+        with mae.Trainer(model, max_batch=B) as trainer:
+            losses = [trainer.forward_backward(imgs, noise=noise) for _ in range(1)]
+            for _ in range(3):
+                trainer.step()
+                losses.append(trainer.forward_backward(imgs, noise=noise))
+            if trainer.steps != 3 or not all(v == v and v > 0 for v in losses):
+                raise SystemExit("python: trainer: steps %d, losses %s" % (trainer.steps, losses))
+            sys.stderr.write("python: 3 training steps, loss %.4f -> %.4f\n" % (losses[0], losses[-1]))
     sys.stderr.write("python: libmae %s, kernels %s, numpy %s\n"
                      % (mae.version(), mae.kernels(), mae.np.__version__ if mae.np is not None else "absent"))
 

@@ -105,6 +105,16 @@ _declare("mae_ctx_set_threads", _status, _vp, ctypes.c_int)
 _declare("mae_ctx_get_dims", _status, _vp, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int),
          ctypes.POINTER(ctypes.c_int))
 _declare("mae_forward", _status, _vp, _f32p, ctypes.c_int, _f32p, _f32p, _f32p, _f32p, _f32p)
+_declare("mae_trainer_create", _status, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+_declare("mae_trainer_free", None, _vp)
+_declare("mae_trainer_set_seed", _status, _vp, ctypes.c_uint64)
+_declare("mae_trainer_set_threads", _status, _vp, ctypes.c_int)
+_declare("mae_trainer_forward_backward", _status, _vp, _f32p, ctypes.c_int, _f32p, _f32p)
+_declare("mae_trainer_step", _status, _vp)
+_declare("mae_trainer_get_step", _status, _vp, ctypes.POINTER(ctypes.c_int64))
+_declare("mae_trainer_get_lr", _status, _vp, ctypes.POINTER(ctypes.c_double))
+_declare("mae_trainer_save", _status, _vp, ctypes.c_char_p)
+_declare("mae_trainer_load", _status, _vp, ctypes.c_char_p)
 
 
 class Error(Exception):
@@ -288,6 +298,85 @@ class Context:
     def close(self):
         if self._h:
             _lib.mae_ctx_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+
+class Trainer:
+    """A mae_trainer: pretraining of a model in place (backward pass, AdamW with the official
+    schedule; the settings are mae_train_config_init's defaults). Use the model elsewhere only
+    between steps."""
+
+    def __init__(self, model, max_batch=1):
+        self.model = model
+        h = _vp()
+        _check(_lib.mae_trainer_create(model._handle(), max_batch, ctypes.byref(h)))
+        self._h = h
+        cfg = model.config
+        self._per_image = cfg.in_chans * cfg.img_height * cfg.img_width
+
+    def set_seed(self, seed):
+        _check(_lib.mae_trainer_set_seed(self._handle(), seed))
+
+    def set_threads(self, n):
+        _check(_lib.mae_trainer_set_threads(self._handle(), n))
+
+    def forward_backward(self, imgs, batch=None, noise=None):
+        """Adds the gradients of the MAE loss on imgs [B, C, H, W]; returns the loss."""
+        if batch is None:
+            batch = int((np.asarray(imgs).size if np is not None else len(imgs)) // self._per_image)
+        imgs_p, imgs_keep = _input(imgs, batch * self._per_image, "imgs")
+        noise_p, noise_keep = None, None
+        if noise is not None:
+            L = (self.model.config.img_height // self.model.config.patch_size) * \
+                (self.model.config.img_width // self.model.config.patch_size)
+            noise_p, noise_keep = _input(noise, batch * L, "noise")
+        loss = ctypes.c_float()
+        _check(_lib.mae_trainer_forward_backward(self._handle(), imgs_p, batch, noise_p, ctypes.pointer(loss)))
+        del imgs_keep, noise_keep
+        return loss.value
+
+    def step(self):
+        """One AdamW step with the scheduled learning rate; the gradients are then zeroed."""
+        _check(_lib.mae_trainer_step(self._handle()))
+
+    @property
+    def steps(self):
+        n = ctypes.c_int64()
+        _check(_lib.mae_trainer_get_step(self._handle(), ctypes.byref(n)))
+        return n.value
+
+    @property
+    def lr(self):
+        v = ctypes.c_double()
+        _check(_lib.mae_trainer_get_lr(self._handle(), ctypes.byref(v)))
+        return v.value
+
+    def save(self, path):
+        _check(_lib.mae_trainer_save(self._handle(), os.fsencode(path)))
+
+    def load(self, path):
+        _check(_lib.mae_trainer_load(self._handle(), os.fsencode(path)))
+
+    def _handle(self):
+        if not self._h:
+            raise Error(7, "the trainer was closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            _lib.mae_trainer_free(self._h)
             self._h = None
 
     def __enter__(self):
