@@ -244,11 +244,12 @@ static void gemm_task(void *arg, int task, int thread)
         task_unpacked(j, scratch, m0, m1, n0, n1);
 }
 
-/* Tasks are column ranges: with prepacked weights one per thread (each task packs all of A once
- * per k block, so fewer tasks means less packing); otherwise ranges of at most nc columns (the
- * packed B block), as many as a multiple of the thread count so that the static schedule
- * balances. Rows are split too only when there are fewer column ranges than threads. The split
- * changes which thread computes an element, never how. */
+/* Tasks: with prepacked weights, one per thread, as row ranges when there are many rows, else as
+ * column ranges (each task packs its rows of A once, so fewer tasks means less packing).
+ * Otherwise ranges of at most nc columns (the packed B block), as many as a multiple of the
+ * thread count so that the static schedule balances; rows are split too only when there are
+ * fewer column ranges than threads. The split changes which thread computes an element, never
+ * how. */
 static void run(gemm_job *j)
 {
     const mae_gemm_isa *g = j->g;
@@ -258,12 +259,19 @@ static void run(gemm_job *j)
     j->mp = (j->M + g->mr - 1) / g->mr;
     j->np = (j->N + g->nr - 1) / g->nr;
     int per = g->nc / g->nr;
-    j->nb_n = j->b_form == B_PACKED ? 1 : (j->np + per - 1) / per;
-    if (nt > 1)
-        j->nb_n = min_i((j->nb_n + nt - 1) / nt * nt, j->np);
-    j->nb_m = 1;
-    if (j->nb_n < nt)
-        j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
+    if (j->b_form == B_PACKED && j->mp >= 8 * nt) {
+        /* many rows: each thread takes a row range and packs only its part of A; the threads
+         * share the weight panels through the last-level cache */
+        j->nb_m = nt;
+        j->nb_n = 1;
+    } else {
+        j->nb_n = j->b_form == B_PACKED ? 1 : (j->np + per - 1) / per;
+        if (nt > 1)
+            j->nb_n = min_i((j->nb_n + nt - 1) / nt * nt, j->np);
+        j->nb_m = 1;
+        if (j->nb_n < nt)
+            j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
+    }
     mae_parallel_for(nt, j->nb_m * j->nb_n, gemm_task, j);
 }
 
