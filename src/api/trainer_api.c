@@ -1,7 +1,11 @@
 /* Public training calls: argument checks, the trainer's life cycle, settings and the step. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "../model/model.h"
+#include "../io/safetensors.h"
 
 /* ---- the training config -------------------------------------------------------------------- */
 
@@ -409,6 +413,312 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
+/* The implementation below needs the safetensors reader/writer of src/io (mae_st_open,
+ * mae_st_write). It was run against a stand-in; until src/io provides them it is compiled out
+ * and the placeholders at the end answer MAE_ERR_UNSUPPORTED. When they land: delete the #if,
+ * the #else branch and the #endif. */
+#if defined(MAE_TRAINER_CHECKPOINTS)
+
+/* The RNG state as floats that hold it exactly: 16-bit halves of the 624 words, then the index. */
+#define RNG_FLOATS (624 * 2 + 1)
+#define NAME_MAX_LEN 96   /* "optim.exp_avg_sq." + a tensor name */
+
+/* Metadata: the model config under the official constructor names (so mae_model_load reads the
+ * file as a model), then the trainer's state under "trainer.*". */
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    snprintf(meta[n].key, sizeof meta[n].key, "%s", key);
+    va_start(ap, fmt);
+    vsnprintf(meta[n].value, sizeof meta[n].value, fmt, ap);
+    va_end(ap);
+    return n + 1;
+}
+
+#define MAX_META 40
+
+static int build_meta(const mae_trainer *t, mae_st_meta *meta)
+{
+    const mae_cfg *c = &t->m->cfg;
+    const mae_train_config *tc = &t->cfg;
+    int n = 0;
+    n = add_meta(meta, n, "format", "%s", "libmae-trainer-1");
+    n = add_meta(meta, n, "img_size", "%d", c->img);
+    n = add_meta(meta, n, "img_height", "%d", c->ih);
+    n = add_meta(meta, n, "img_width", "%d", c->iw);
+    n = add_meta(meta, n, "patch_size", "%d", c->p);
+    n = add_meta(meta, n, "in_chans", "%d", c->C);
+    n = add_meta(meta, n, "embed_dim", "%d", c->D);
+    n = add_meta(meta, n, "depth", "%d", c->depth);
+    n = add_meta(meta, n, "num_heads", "%d", c->H);
+    n = add_meta(meta, n, "decoder_embed_dim", "%d", c->Dd);
+    n = add_meta(meta, n, "decoder_depth", "%d", c->ddepth);
+    n = add_meta(meta, n, "decoder_num_heads", "%d", c->dH);
+    n = add_meta(meta, n, "mlp_ratio", "%.9g", (double)c->mlp_ratio);
+    n = add_meta(meta, n, "norm_pix_loss", "%s", c->norm_pix ? "true" : "false");
+    n = add_meta(meta, n, "mask_ratio", "%.9g", (double)c->mask_ratio);
+    n = add_meta(meta, n, "layer_norm_eps", "%.9g", (double)c->eps);
+    n = add_meta(meta, n, "learned_pos", "%s", t->train_pos ? "true" : "false");
+    n = add_meta(meta, n, "trainer.step", "%lld", (long long)t->step);
+    n = add_meta(meta, n, "trainer.mask_ratio", "%.9g", (double)t->ratio);
+    n = add_meta(meta, n, "trainer.grad_norm", "%.17g", t->grad_norm);
+    n = add_meta(meta, n, "trainer.accum_iter", "%d", (int)tc->accum_iter);
+    n = add_meta(meta, n, "trainer.blr", "%.17g", tc->blr);
+    n = add_meta(meta, n, "trainer.lr", "%.17g", tc->lr);
+    n = add_meta(meta, n, "trainer.min_lr", "%.17g", tc->min_lr);
+    n = add_meta(meta, n, "trainer.weight_decay", "%.17g", tc->weight_decay);
+    n = add_meta(meta, n, "trainer.beta1", "%.17g", tc->beta1);
+    n = add_meta(meta, n, "trainer.beta2", "%.17g", tc->beta2);
+    n = add_meta(meta, n, "trainer.eps", "%.17g", tc->eps);
+    n = add_meta(meta, n, "trainer.warmup_epochs", "%.17g", tc->warmup_epochs);
+    n = add_meta(meta, n, "trainer.epochs", "%.17g", tc->epochs);
+    n = add_meta(meta, n, "trainer.iters_per_epoch", "%d", (int)tc->iters_per_epoch);
+    n = add_meta(meta, n, "trainer.batch_size", "%d", (int)tc->batch_size);
+    n = add_meta(meta, n, "trainer.world_size", "%d", (int)tc->world_size);
+    n = add_meta(meta, n, "trainer.clip_grad", "%.9g", (double)tc->clip_grad);
+    n = add_meta(meta, n, "trainer.train_pos", "%d", (int)tc->train_pos);
+    return n;
+}
+
+MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_save: %s is NULL", !t ? "trainer" : "path");
+    const mae_model *m = t->m;
+    int nt = m->n_tensors, n = 0;
+    /* names: up to two moment tensors per model tensor */
+    size_t nbytes = (size_t)nt * 2 * NAME_MAX_LEN;
+    mae_st_out *out = mae_calloc((size_t)nt * 3 + 1, sizeof *out);
+    int64_t *shapes = mae_calloc((size_t)nt * 3 + 1, 4 * sizeof *shapes);
+    char *names = mae_calloc(nbytes, 1);
+    mae_st_meta *meta = mae_calloc(MAX_META, sizeof *meta);
+    float *rng = mae_alloc(RNG_FLOATS * sizeof *rng);
+    mae_status s = MAE_OK;
+    if (!out || !shapes || !names || !meta || !rng) {
+        s = mae_fail(MAE_ERR_NOMEM, "mae_trainer_save: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nt; i++) {
+        const mae_tensor *tn = &m->tensors[i];
+        out[n++] = (mae_st_out){ tn->name, m->data + tn->offset, tn->ndim, tn->shape };
+    }
+    for (int i = 0, k = 0; i < nt; i++) {
+        const mae_tensor *tn = &m->tensors[i];
+        if (!(t->tflags[i] & MAE_T_TRAIN))
+            continue;
+        char *n1 = names + (size_t)k++ * NAME_MAX_LEN, *n2 = names + (size_t)k++ * NAME_MAX_LEN;
+        snprintf(n1, NAME_MAX_LEN, "optim.exp_avg.%s", tn->name);
+        snprintf(n2, NAME_MAX_LEN, "optim.exp_avg_sq.%s", tn->name);
+        out[n++] = (mae_st_out){ n1, t->exp_avg + tn->offset, tn->ndim, tn->shape };
+        out[n++] = (mae_st_out){ n2, t->exp_avg_sq + tn->offset, tn->ndim, tn->shape };
+    }
+    for (int i = 0; i < 624; i++) {
+        rng[2 * i] = (float)(t->rng.mt[i] & 0xFFFFu);
+        rng[2 * i + 1] = (float)(t->rng.mt[i] >> 16);
+    }
+    rng[RNG_FLOATS - 1] = (float)t->rng.idx;
+    shapes[0] = RNG_FLOATS;
+    out[n++] = (mae_st_out){ "trainer.rng", rng, 1, shapes };
+    s = mae_st_write(path, out, n, meta, build_meta(t, meta));
+done:
+    mae_free(out); mae_free(shapes); mae_free(names); mae_free(meta); mae_free(rng);
+    return s;
+}
+
+/* Metadata readers: 0 and a message when the key is missing or malformed. */
+static mae_status meta_double(const mae_st_file *f, const char *key, double *v)
+{
+    const char *s = mae_st_meta_get(f, key);
+    char *end;
+    if (!s)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' is missing", key);
+    *v = strtod(s, &end);
+    if (end == s || *end)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' = '%s' is not a number", key, s);
+    return MAE_OK;
+}
+
+static mae_status meta_int(const mae_st_file *f, const char *key, long long lo, long long hi, long long *v)
+{
+    double d;
+    mae_status s = meta_double(f, key, &d);
+    if (s != MAE_OK)
+        return s;
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d))
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' = %g is not an integer in [%lld, %lld]", key, d, lo, hi);
+    *v = (long long)d;
+    return MAE_OK;
+}
+
+/* The training config and counters from the metadata, checked like mae_trainer_set_config. */
+static mae_status read_meta(const mae_trainer *t, const mae_st_file *f, mae_train_config *tc,
+                            int64_t *step, float *ratio, double *grad_norm)
+{
+    mae_train_config c;
+    config_defaults(&c);
+    double d[9];
+    long long v[6];
+    const char *dk[9] = { "trainer.blr", "trainer.lr", "trainer.min_lr", "trainer.weight_decay", "trainer.beta1",
+                          "trainer.beta2", "trainer.eps", "trainer.warmup_epochs", "trainer.epochs" };
+    mae_status s;
+    for (int i = 0; i < 9; i++)
+        if ((s = meta_double(f, dk[i], &d[i])) != MAE_OK)
+            return s;
+    double clip, r, gn;
+    if ((s = meta_int(f, "trainer.step", 0, INT64_MAX / 2, &v[0])) != MAE_OK ||
+        (s = meta_int(f, "trainer.accum_iter", 1, INT32_MAX, &v[1])) != MAE_OK ||
+        (s = meta_int(f, "trainer.iters_per_epoch", 0, INT32_MAX, &v[2])) != MAE_OK ||
+        (s = meta_int(f, "trainer.batch_size", 0, INT32_MAX, &v[3])) != MAE_OK ||
+        (s = meta_int(f, "trainer.world_size", 1, INT32_MAX, &v[4])) != MAE_OK ||
+        (s = meta_int(f, "trainer.train_pos", -1, 1, &v[5])) != MAE_OK ||
+        (s = meta_double(f, "trainer.clip_grad", &clip)) != MAE_OK ||
+        (s = meta_double(f, "trainer.mask_ratio", &r)) != MAE_OK ||
+        (s = meta_double(f, "trainer.grad_norm", &gn)) != MAE_OK)
+        return s;
+    c.blr = d[0]; c.lr = d[1]; c.min_lr = d[2]; c.weight_decay = d[3]; c.beta1 = d[4];
+    c.beta2 = d[5]; c.eps = d[6]; c.warmup_epochs = d[7]; c.epochs = d[8];
+    c.accum_iter = (int32_t)v[1]; c.iters_per_epoch = (int32_t)v[2]; c.batch_size = (int32_t)v[3];
+    c.world_size = (int32_t)v[4]; c.train_pos = (int32_t)v[5]; c.clip_grad = (float)clip;
+    if ((s = read_config("mae_trainer_load", &c, t->max_batch, tc)) != MAE_OK)
+        return s;
+    int L = t->m->cfg.L;
+    if (!(r >= 0.0 && r < 1.0) || mae_keep_count(L, (float)r) >= L)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: trainer.mask_ratio %g is not usable", r);
+    *step = v[0];
+    *ratio = (float)r;
+    *grad_norm = gn;
+    return MAE_OK;
+}
+
+/* Every tensor of the model must be in the file with the same shape; the config keys that the
+ * shapes do not show must agree too. */
+static mae_status check_arch(const mae_model *m, const mae_st_file *f)
+{
+    const mae_cfg *c = &m->cfg;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const mae_tensor *tn = &m->tensors[i];
+        const mae_st_entry *e = mae_st_find(f, tn->name);
+        if (!e)
+            return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: tensor '%s' is missing", tn->name);
+        int same = e->ndim == tn->ndim && e->count == tn->count;
+        for (int d = 0; same && d < tn->ndim; d++)
+            same = e->shape[d] == tn->shape[d];
+        if (!same)
+            return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: tensor '%s' has another shape than the model's", tn->name);
+    }
+    double heads, dheads, eps;
+    mae_status s;
+    if ((s = meta_double(f, "num_heads", &heads)) != MAE_OK ||
+        (s = meta_double(f, "decoder_num_heads", &dheads)) != MAE_OK ||
+        (s = meta_double(f, "layer_norm_eps", &eps)) != MAE_OK)
+        return s;
+    const char *np = mae_st_meta_get(f, "norm_pix_loss");
+    int norm_pix = np && strcmp(np, "true") == 0;
+    if (heads != c->H || dheads != c->dH || (float)eps != c->eps || norm_pix != c->norm_pix)
+        return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: the checkpoint's heads, layer_norm_eps or norm_pix_loss differ from the model's");
+    return MAE_OK;
+}
+
+/* Reads the RNG state tensor, checking that every value is what save wrote. */
+static mae_status read_rng(const mae_st_file *f, float *buf, mae_rng *r)
+{
+    const mae_st_entry *e = mae_st_find(f, "trainer.rng");
+    if (!e || e->count != RNG_FLOATS)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: tensor 'trainer.rng' [%d] is missing", RNG_FLOATS);
+    mae_status s = mae_st_read_f32(f, e, buf, RNG_FLOATS);
+    if (s != MAE_OK)
+        return s;
+    for (int i = 0; i < RNG_FLOATS; i++) {
+        float hi = i == RNG_FLOATS - 1 ? 624.0f : 65535.0f;
+        if (!(buf[i] >= 0.0f && buf[i] <= hi) || buf[i] != floorf(buf[i]))
+            return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: 'trainer.rng' value %d is out of range", i);
+    }
+    for (int i = 0; i < 624; i++)
+        r->mt[i] = (uint32_t)buf[2 * i] | (uint32_t)buf[2 * i + 1] << 16;
+    r->idx = (int)buf[RNG_FLOATS - 1];
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
+{
+    if (!t || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_load: %s is NULL", !t ? "trainer" : "path");
+    mae_model *m = t->m;
+    size_t total = m->lay.total;
+    mae_st_file f;
+    mae_status s = mae_st_open(path, &f);
+    if (s != MAE_OK)
+        return s;
+    float *p = NULL, *m1 = NULL, *m2 = NULL, *rbuf = NULL;
+    mae_train_config tc;
+    int64_t step = 0;
+    float ratio = 0.0f;
+    double gn = 0.0;
+    mae_rng rng;
+    int tp = 0, tdp = 0, keep;
+    const char *fmt = mae_st_meta_get(&f, "format");
+    if (!fmt || strcmp(fmt, "libmae-trainer-1") != 0) {
+        s = mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: '%s' is not a libmae trainer checkpoint (format '%s')", path, fmt ? fmt : "");
+        goto done;
+    }
+    if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK)
+        goto done;
+    p = mae_alloc(total * sizeof *p);
+    m1 = mae_calloc(total, sizeof *m1);
+    m2 = mae_calloc(total, sizeof *m2);
+    rbuf = mae_alloc(RNG_FLOATS * sizeof *rbuf);
+    if (!p || !m1 || !m2 || !rbuf) {
+        s = mae_fail(MAE_ERR_NOMEM, "mae_trainer_load: out of memory");
+        goto done;
+    }
+    if ((s = read_rng(&f, rbuf, &rng)) != MAE_OK)
+        goto done;
+    for (int i = 0; i < m->n_tensors && s == MAE_OK; i++) {
+        const mae_tensor *tn = &m->tensors[i];
+        char nm[2][NAME_MAX_LEN];
+        float *dst[2] = { m1 + tn->offset, m2 + tn->offset };
+        s = mae_st_read_f32(&f, mae_st_find(&f, tn->name), p + tn->offset, tn->count);
+        snprintf(nm[0], sizeof nm[0], "optim.exp_avg.%s", tn->name);
+        snprintf(nm[1], sizeof nm[1], "optim.exp_avg_sq.%s", tn->name);
+        for (int k = 0; k < 2 && s == MAE_OK; k++) {
+            const mae_st_entry *e = mae_st_find(&f, nm[k]);   /* absent: a tensor that was frozen */
+            if (e && e->count != tn->count)
+                s = mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: '%s' has %zu values, not %zu", nm[k], e->count, tn->count);
+            else if (e)
+                s = mae_st_read_f32(&f, e, dst[k], tn->count);
+        }
+    }
+    if (s != MAE_OK || (s = decide_pos(m, p, tc.train_pos, &tp, &tdp)) != MAE_OK)
+        goto done;
+    keep = mae_keep_count(m->cfg.L, ratio);
+    if (keep > t->keep_cap && (s = mae_trainer_plan(t, keep)) != MAE_OK)
+        goto done;
+    /* nothing fails from here on */
+    memcpy(m->data, p, total * sizeof *p);
+    memcpy(t->exp_avg, m1, total * sizeof *m1);
+    memcpy(t->exp_avg_sq, m2, total * sizeof *m2);
+    memset(t->grads, 0, total * sizeof *t->grads);
+    mae_model_repack(m);
+    apply_pos(t, tp, tdp);
+    t->cfg = tc;
+    t->step = step;
+    t->ratio = ratio;
+    t->grad_norm = gn;
+    t->rng = rng;
+done:
+    mae_free(p); mae_free(m1); mae_free(m2); mae_free(rbuf);
+    mae_st_close(&f);
+    return s;
+}
+
+#else
+
 /* Placeholders until the safetensors reader/writer (src/io) lands; the implementation waits. */
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path)
 {
@@ -423,3 +733,5 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_load: %s is NULL", !t ? "trainer" : "path");
     return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_load: not implemented yet (needs the safetensors reader)");
 }
+
+#endif
