@@ -293,6 +293,67 @@ static void test_attention(const tier *t, const mae_kernels *k)
     printf("%s attention: 23 cases (exact, probs, flash)\n", t->name);
 }
 
+/* The backward of attention from the saved softmax rows (taken from the scalar forward). */
+static void check_attention_backward(const tier *t, const mae_kernels *k, int B, int T, int C, int H)
+{
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    float *qkv = fresh(nq, -2, 2), *dout = fresh(no, -1, 1), *out = tu_malloc(no * sizeof *out);
+    float *probs = tu_malloc(np * sizeof *probs);
+    float *d = tu_malloc((nq + 1) * sizeof *d), *ref = tu_malloc(nq * sizeof *ref);
+    exec_buf es = make_exec(S, 2, T, 3 * C);
+    S->attention(&es.ex, out, probs, qkv + 1, B, T, C, H);
+    free(es.mem);
+    es.ex.scratch_per_thread = S->backward_scratch_floats(T, 3 * C);
+    es.mem = tu_malloc(2 * es.ex.scratch_per_thread * sizeof(float) + 4);
+    es.ex.scratch = es.mem;
+    S->attention_backward(&es.ex, ref, dout + 1, qkv + 1, probs, B, T, C, H);
+    exec_buf eb;
+    eb.ex.nthreads = 2;
+    eb.ex.scratch_per_thread = k->backward_scratch_floats(T, 3 * C);
+    eb.mem = tu_malloc(2 * eb.ex.scratch_per_thread * sizeof(float) + 4);
+    tu_poison(eb.mem, 2 * eb.ex.scratch_per_thread);
+    eb.ex.scratch = eb.mem;
+    tu_poison(d, nq + 1);
+    k->attention_backward(&eb.ex, d + 1, dout + 1, qkv + 1, probs, B, T, C, H);
+    double e = tu_rel_l2(d + 1, ref, nq);
+    CHECK(e < 1e-5, "%s attention_backward B=%d T=%d C=%d H=%d: rel err %.3g", t->name, B, T, C, H, e);
+    /* one thread gives the same bits */
+    float *d1 = tu_malloc(nq * sizeof *d1);
+    eb.ex.nthreads = 1;
+    k->attention_backward(&eb.ex, d1, dout + 1, qkv + 1, probs, B, T, C, H);
+    CHECK(memcmp(d1, d + 1, nq * sizeof *d1) == 0, "%s attention_backward: 1 and 2 threads differ", t->name);
+    free(qkv); free(dout); free(out); free(probs); free(d); free(ref); free(d1); free(es.mem); free(eb.mem);
+}
+
+static void test_backward_kernels(const tier *t, const mae_kernels *k)
+{
+    const mae_gemm_isa *g = t->g;
+    int shapes[][4] = { { 1, 1, 16, 1 }, { 2, 5, 24, 3 }, { 1, g->mr + 1, 40, 2 }, { 1, g->nr + 1, 64, 2 },
+                        { 2, 33, 96, 3 }, { 1, 50, 768, 12 }, { 1, 197, 512, 16 } };
+    for (int i = 0; i < (quick ? 5 : 7); i++)
+        check_attention_backward(t, k, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
+
+    /* GELU backward: a sweep, in place and not */
+    size_t n = 100003;
+    float *x = tu_malloc(n * sizeof *x), *dy = fresh(n, -1, 1), *dx = tu_malloc((n + 1) * sizeof *dx);
+    float *ref = tu_malloc(n * sizeof *ref);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(-10.0 + 20.0 * (double)i / (double)(n - 1));
+    exec_buf eb = make_exec(k, 2, 1, 16), es = make_exec(S, 2, 1, 16);
+    tu_poison(dx, n + 1);
+    k->gelu_backward(&eb.ex, dx + 1, x, dy + 1, n);
+    S->gelu_backward(&es.ex, ref, x, dy + 1, n);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)dx[1 + i] - ref[i]) <= 4e-7 * fabs((double)dy[1 + i]) + 1e-37))
+            bad++;
+    CHECK(bad == 0, "%s gelu_backward: %d values off by more than 4e-7 |dy|", t->name, bad);
+    k->gelu_backward(&eb.ex, dy + 1, x, dy + 1, n);   /* dx aliases dy */
+    CHECK(memcmp(dy + 1, dx + 1, n * sizeof *dx) == 0, "%s gelu_backward: in place differs", t->name);
+    free(x); free(dy); free(dx); free(ref); free(eb.mem); free(es.mem);
+    printf("%s backward: attention (%d shapes), GELU\n", t->name, quick ? 5 : 7);
+}
+
 /* ---- LayerNorm, softmax, GELU, add ---------------------------------------------------------- */
 
 static void check_layernorm(const tier *t, const mae_kernels *k, int N, int C, double offset,
@@ -587,7 +648,8 @@ int main(int argc, char **argv)
         /* the tier's own kernels are in its table, not the scalar fallback */
         CHECK(k->linear != S->linear && k->attention != S->attention && k->layernorm != S->layernorm &&
               k->gelu != S->gelu && k->softmax != S->softmax && k->add != S->add &&
-              k->matmul_nn != S->matmul_nn && k->matmul_tn != S->matmul_tn,
+              k->matmul_nn != S->matmul_nn && k->matmul_tn != S->matmul_tn &&
+              k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward,
               "%s: an entry falls back to scalar", t->name);
         test_vmath(t);
         test_linear_shapes(t, k);
@@ -595,6 +657,7 @@ int main(int argc, char **argv)
         test_matmul(t, k);
         test_attention(t, k);
         test_vector_kernels(t, k);
+        test_backward_kernels(t, k);
         test_threads(t, k);
     }
     return tu_finish("test_kernels");

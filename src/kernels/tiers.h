@@ -28,7 +28,10 @@
                              float eps); \
     void mae_##t##_scale_colmax(float *s, int rows, float scale, float *mx); \
     void mae_##t##_exp_colsum(float *s, int rows, const float *m, float *sum); \
-    void mae_##t##_scale_cols(float *s, int rows, const float *f);
+    void mae_##t##_scale_cols(float *s, int rows, const float *f); \
+    void mae_##t##_softmax_backward_row(float *ds, const float *p, int n, float scale); \
+    void mae_##t##_gelu_backward(const mae_exec *ex, float *dx, const float *x, const float *dy, \
+                                 size_t n);
 
 MAE_TIER_DECLS(avx2)
 MAE_TIER_DECLS(avx512)

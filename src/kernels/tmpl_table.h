@@ -1,7 +1,7 @@
-/* A SIMD tier's kernel table: the portable drivers (gemm.c, attention.c) bound to the tier's
- * micro-kernel and row operations, plus its vector kernels. Include after simd_*.h and tiers.h;
- * the layer names the table (ISA_NAME, ISA_TABLE). Entries left out are filled from the scalar
- * table by the dispatch (the backward kernels, for now). */
+/* A SIMD tier's kernel table: the portable drivers (gemm.c, attention.c, attention_backward.c)
+ * bound to the tier's micro-kernel and row operations, plus its vector kernels. Include after
+ * simd_*.h and tiers.h; the layer names the table (ISA_NAME, ISA_TABLE). Entries left out are
+ * filled from the scalar table by the dispatch (LayerNorm and bias backward, for now). */
 
 static size_t ISA(t_scratch_floats)(int max_t, int max_c)
 {
@@ -44,8 +44,21 @@ static void ISA(t_matmul_tn)(const mae_exec *ex, float *C, const float *A, const
     mae_gemm_tn(&ISA(gemm), ex, C, A, B, M, N, K, accumulate);
 }
 
+static size_t ISA(t_backward_scratch_floats)(int max_t, int max_c)
+{
+    size_t g = mae_gemm_scratch_floats(&ISA(gemm), max_c);
+    size_t a = mae_attention_backward_scratch_floats(&ISA(attn), max_t, max_c);
+    return g > a ? g : a;
+}
+
+static void ISA(t_attention_backward)(const mae_exec *ex, float *dqkv, const float *dout,
+                                      const float *qkv, const float *probs, int B, int T, int C, int H)
+{
+    mae_attention_backward_run(&ISA(attn), ex, dqkv, dout, qkv, probs, B, T, C, H);
+}
+
 const mae_attn_isa ISA(attn) = {
-    &ISA(gemm), ISA(scale_colmax), ISA(exp_colsum), ISA(scale_cols),
+    &ISA(gemm), ISA(scale_colmax), ISA(exp_colsum), ISA(scale_cols), ISA(softmax_backward_row),
 };
 
 const mae_kernels ISA_TABLE = {
@@ -61,4 +74,7 @@ const mae_kernels ISA_TABLE = {
     .softmax = ISA(softmax),
     .matmul_nn = ISA(t_matmul_nn),
     .matmul_tn = ISA(t_matmul_tn),
+    .backward_scratch_floats = ISA(t_backward_scratch_floats),
+    .gelu_backward = ISA(gelu_backward),
+    .attention_backward = ISA(t_attention_backward),
 };

@@ -150,6 +150,59 @@ void ISA(scale_cols)(float *s, int rows, const float *f)
 
 #undef TILE_NR
 
+void ISA(softmax_backward_row)(float *ds, const float *p, int n, float scale)
+{
+    vf acc = vzero();
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        acc = vfma(vload(p + i), vload(ds + i), acc);
+    float d = vhsum(acc);
+    for (; i < n; i++)
+        d += p[i] * ds[i];
+    vf vd = vset1(d), vs = vset1(scale);
+    for (i = 0; i + VL <= n; i += VL)
+        vstore(ds + i, vmul(vmul(vload(p + i), vsub(vload(ds + i), vd)), vs));
+    for (; i < n; i++)
+        ds[i] = p[i] * (ds[i] - d) * scale;
+}
+
+/* ---- GELU backward: dx = dy * (Phi(x) + x * phi(x)) ------------------------------------------ */
+
+#define GELUB_CHUNK 4096
+
+typedef struct ISA(gelub_args) { float *dx; const float *x, *dy; size_t n; } ISA(gelub_args);
+
+static inline vf ISA(gelu_grad)(vf x)
+{
+    vf cdf = vfma(verf(vmul(x, vset1(0.70710678118654752f))), vset1(0.5f), vset1(0.5f));
+    vf pdf = vmul(vexp(vmul(vmul(x, x), vset1(-0.5f))), vset1(0.39894228040143267794f));
+    return vfma(x, pdf, cdf);
+}
+
+static void ISA(gelub_task)(void *p, int task, int thread)
+{
+    const ISA(gelub_args) *a = p;
+    (void)thread;
+    size_t i = (size_t)task * GELUB_CHUNK, end = i + GELUB_CHUNK < a->n ? i + GELUB_CHUNK : a->n;
+    for (; i + VL <= end; i += VL)
+        vstore(a->dx + i, vmul(vload(a->dy + i), ISA(gelu_grad)(vload(a->x + i))));
+    if (i < end) {
+        float tx[VL] = { 0 }, td[VL] = { 0 };
+        memcpy(tx, a->x + i, (end - i) * sizeof *tx);
+        memcpy(td, a->dy + i, (end - i) * sizeof *td);
+        vstore(td, vmul(vload(td), ISA(gelu_grad)(vload(tx))));
+        memcpy(a->dx + i, td, (end - i) * sizeof *td);
+    }
+}
+
+void ISA(gelu_backward)(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n)
+{
+    ISA(gelub_args) a = { dx, x, dy, n };
+    mae_parallel_for(ex->nthreads, (int)((n + GELUB_CHUNK - 1) / GELUB_CHUNK), ISA(gelub_task), &a);
+}
+
+#undef GELUB_CHUNK
+
 void ISA(softmax)(float *x, int rows, int n)
 {
     for (int r = 0; r < rows; r++) {
