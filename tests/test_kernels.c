@@ -333,6 +333,41 @@ static void test_backward_kernels(const tier *t, const mae_kernels *k)
     for (int i = 0; i < (quick ? 5 : 7); i++)
         check_attention_backward(t, k, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
 
+    /* LayerNorm and bias backward: they accumulate into dx, dw, db */
+    int lnshapes[][2] = { { 1, 1 }, { 7, 7 }, { 3, 8 }, { 5, 9 }, { 50, 33 }, { 4, 65 }, { 9, 130 },
+                          { 197, 768 }, { 13, 1001 } };
+    for (int i = 0; i < 9; i++) {
+        int N = lnshapes[i][0], C = lnshapes[i][1];
+        size_t nc = (size_t)N * C;
+        float *x = fresh(nc, -2, 2), *dy = fresh(nc, -1, 1), *w = fresh(C, 0.5, 1.5), *b = fresh(C, -1, 1);
+        float *y = tu_malloc(nc * sizeof *y), *mean = tu_malloc(N * sizeof *mean), *rstd = tu_malloc(N * sizeof *rstd);
+        float *dx0 = fresh(nc, -1, 1), *dw0 = fresh(C, -1, 1), *db0 = fresh(C, -1, 1);
+        float *dx[2], *dw[2], *db[2];
+        exec_buf e2 = make_exec(S, 2, 1, C);
+        S->layernorm(&e2.ex, y, mean, rstd, x + 1, w + 1, b + 1, N, C, 1e-6f);
+        for (int v = 0; v < 2; v++) {
+            const mae_kernels *kk = v ? k : S;
+            dx[v] = tu_malloc((nc + 2) * sizeof(float));
+            dw[v] = tu_malloc((C + 2) * sizeof(float));
+            db[v] = tu_malloc((C + 2) * sizeof(float));
+            memcpy(dx[v], dx0, (nc + 2) * sizeof(float));
+            memcpy(dw[v], dw0, (C + 2) * sizeof(float));
+            memcpy(db[v], db0, (C + 2) * sizeof(float));
+            kk->layernorm_backward(&e2.ex, dx[v] + 1, dw[v] + 1, db[v] + 1, dy + 1, x + 1, mean, rstd, w + 1, N, C);
+            kk->bias_backward(&e2.ex, db[v] + 1, dy + 1, N, C);
+        }
+        double ex_ = tu_rel_l2(dx[1] + 1, dx[0] + 1, nc), ew = tu_rel_l2(dw[1] + 1, dw[0] + 1, C);
+        double eb_ = tu_rel_l2(db[1] + 1, db[0] + 1, C);
+        CHECK(ex_ < 1e-5 && ew < 1e-5 && eb_ < 1e-5 && dx[1][0] == dx0[0] && dx[1][nc + 1] == dx0[nc + 1] &&
+              dw[1][C + 1] == dw0[C + 1] && db[1][C + 1] == db0[C + 1],
+              "%s layernorm/bias backward N=%d C=%d: rel err dx %.3g dw %.3g db %.3g", t->name, N, C, ex_, ew, eb_);
+        free(x); free(dy); free(w); free(b); free(y); free(mean); free(rstd); free(dx0); free(dw0); free(db0);
+        for (int v = 0; v < 2; v++) {
+            free(dx[v]); free(dw[v]); free(db[v]);
+        }
+        free(e2.mem);
+    }
+
     /* GELU backward: a sweep, in place and not */
     size_t n = 100003;
     float *x = tu_malloc(n * sizeof *x), *dy = fresh(n, -1, 1), *dx = tu_malloc((n + 1) * sizeof *dx);
@@ -351,7 +386,7 @@ static void test_backward_kernels(const tier *t, const mae_kernels *k)
     k->gelu_backward(&eb.ex, dy + 1, x, dy + 1, n);   /* dx aliases dy */
     CHECK(memcmp(dy + 1, dx + 1, n * sizeof *dx) == 0, "%s gelu_backward: in place differs", t->name);
     free(x); free(dy); free(dx); free(ref); free(eb.mem); free(es.mem);
-    printf("%s backward: attention (%d shapes), GELU\n", t->name, quick ? 5 : 7);
+    printf("%s backward: attention (%d shapes), LayerNorm and bias (9 shapes), GELU\n", t->name, quick ? 5 : 7);
 }
 
 /* ---- LayerNorm, softmax, GELU, add ---------------------------------------------------------- */
@@ -649,7 +684,9 @@ int main(int argc, char **argv)
         CHECK(k->linear != S->linear && k->attention != S->attention && k->layernorm != S->layernorm &&
               k->gelu != S->gelu && k->softmax != S->softmax && k->add != S->add &&
               k->matmul_nn != S->matmul_nn && k->matmul_tn != S->matmul_tn &&
-              k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward,
+              k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward &&
+              k->layernorm_backward != S->layernorm_backward && k->bias_backward != S->bias_backward &&
+              k->backward_scratch_floats != S->backward_scratch_floats,
               "%s: an entry falls back to scalar", t->name);
         test_vmath(t);
         test_linear_shapes(t, k);

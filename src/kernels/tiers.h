@@ -31,7 +31,11 @@
     void mae_##t##_scale_cols(float *s, int rows, const float *f); \
     void mae_##t##_softmax_backward_row(float *ds, const float *p, int n, float scale); \
     void mae_##t##_gelu_backward(const mae_exec *ex, float *dx, const float *x, const float *dy, \
-                                 size_t n);
+                                 size_t n); \
+    void mae_##t##_layernorm_backward(const mae_exec *ex, float *dx, float *dw, float *db, \
+                                      const float *dy, const float *x, const float *mean, \
+                                      const float *rstd, const float *w, int N, int C); \
+    void mae_##t##_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C);
 
 MAE_TIER_DECLS(avx2)
 MAE_TIER_DECLS(avx512)

@@ -1,7 +1,7 @@
 /* A SIMD tier's kernel table: the portable drivers (gemm.c, attention.c, attention_backward.c)
  * bound to the tier's micro-kernel and row operations, plus its vector kernels. Include after
- * simd_*.h and tiers.h; the layer names the table (ISA_NAME, ISA_TABLE). Entries left out are
- * filled from the scalar table by the dispatch (LayerNorm and bias backward, for now). */
+ * simd_*.h and tiers.h; the layer names the table (ISA_NAME, ISA_TABLE). Every entry is set;
+ * an entry left out would be filled from the scalar table by the dispatch. */
 
 static size_t ISA(t_scratch_floats)(int max_t, int max_c)
 {
@@ -75,6 +75,8 @@ const mae_kernels ISA_TABLE = {
     .matmul_nn = ISA(t_matmul_nn),
     .matmul_tn = ISA(t_matmul_tn),
     .backward_scratch_floats = ISA(t_backward_scratch_floats),
+    .layernorm_backward = ISA(layernorm_backward),
     .gelu_backward = ISA(gelu_backward),
     .attention_backward = ISA(t_attention_backward),
+    .bias_backward = ISA(bias_backward),
 };

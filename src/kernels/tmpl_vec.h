@@ -203,6 +203,137 @@ void ISA(gelu_backward)(const mae_exec *ex, float *dx, const float *x, const flo
 
 #undef GELUB_CHUNK
 
+/* ---- LayerNorm and bias backward ------------------------------------------------------------- */
+
+#define LNB_ROWS 8
+#define COL_VECS 8                      /* a column task: 8 vectors wide */
+#define COL_WIDTH (COL_VECS * VL)
+
+typedef struct ISA(lnb_args) {
+    float *dx, *dw, *db;
+    const float *dy, *x, *mean, *rstd, *w;
+    int N, C;
+} ISA(lnb_args);
+
+/* dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd */
+static void ISA(lnb_rows)(void *p, int task, int thread)
+{
+    const ISA(lnb_args) *a = p;
+    (void)thread;
+    int C = a->C, r0 = task * LNB_ROWS, r1 = r0 + LNB_ROWS < a->N ? r0 + LNB_ROWS : a->N;
+    for (int r = r0; r < r1; r++) {
+        const float *dy = a->dy + (size_t)r * C, *x = a->x + (size_t)r * C, *w = a->w;
+        float *dx = a->dx + (size_t)r * C;
+        float mu = a->mean[r], rs = a->rstd[r];
+        vf vmu = vset1(mu), vrs = vset1(rs), s1 = vzero(), s2 = vzero();
+        int c = 0;
+        for (; c + VL <= C; c += VL) {
+            vf g = vmul(vload(dy + c), vload(w + c));
+            s1 = vadd(s1, g);
+            s2 = vfma(g, vmul(vsub(vload(x + c), vmu), vrs), s2);
+        }
+        float m1 = vhsum(s1), m2 = vhsum(s2);
+        for (int t = c; t < C; t++) {
+            float g = dy[t] * w[t];
+            m1 += g;
+            m2 += g * ((x[t] - mu) * rs);
+        }
+        m1 /= (float)C;
+        m2 /= (float)C;
+        vf vm1 = vset1(m1), vm2 = vset1(m2);
+        for (c = 0; c + VL <= C; c += VL) {
+            vf g = vmul(vload(dy + c), vload(w + c)), xh = vmul(vsub(vload(x + c), vmu), vrs);
+            vstore(dx + c, vfma(vrs, vfnma(xh, vm2, vsub(g, vm1)), vload(dx + c)));
+        }
+        for (; c < C; c++) {
+            float g = dy[c] * w[c], xh = (x[c] - mu) * rs;
+            dx[c] += rs * ((g - m1) - xh * m2);
+        }
+    }
+}
+
+/* dw[c] += sum over rows of dy * xhat, db[c] += sum of dy: a block of columns per task, the rows
+ * in order. */
+static void ISA(lnb_cols)(void *p, int task, int thread)
+{
+    const ISA(lnb_args) *a = p;
+    (void)thread;
+    int C = a->C, c0 = task * COL_WIDTH, c1 = c0 + COL_WIDTH < C ? c0 + COL_WIDTH : C;
+    int nv = (c1 - c0) / VL;
+    vf sw[COL_VECS], sb[COL_VECS];
+    for (int v = 0; v < COL_VECS; v++)
+        sw[v] = sb[v] = vzero();
+    float tw[VL] = { 0 }, tb[VL] = { 0 };
+    for (int r = 0; r < a->N; r++) {
+        const float *dy = a->dy + (size_t)r * C, *x = a->x + (size_t)r * C;
+        float mu = a->mean[r], rs = a->rstd[r];
+        vf vmu = vset1(mu), vrs = vset1(rs);
+        for (int v = 0; v < nv; v++) {
+            int c = c0 + v * VL;
+            vf d = vload(dy + c);
+            sw[v] = vfma(d, vmul(vsub(vload(x + c), vmu), vrs), sw[v]);
+            sb[v] = vadd(sb[v], d);
+        }
+        for (int c = c0 + nv * VL; c < c1; c++) {
+            tw[c - c0 - nv * VL] += dy[c] * ((x[c] - mu) * rs);
+            tb[c - c0 - nv * VL] += dy[c];
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        int c = c0 + v * VL;
+        vstore(a->dw + c, vadd(vload(a->dw + c), sw[v]));
+        vstore(a->db + c, vadd(vload(a->db + c), sb[v]));
+    }
+    for (int c = c0 + nv * VL; c < c1; c++) {
+        a->dw[c] += tw[c - c0 - nv * VL];
+        a->db[c] += tb[c - c0 - nv * VL];
+    }
+}
+
+void ISA(layernorm_backward)(const mae_exec *ex, float *dx, float *dw, float *db, const float *dy,
+                             const float *x, const float *mean, const float *rstd, const float *w,
+                             int N, int C)
+{
+    ISA(lnb_args) a = { dx, dw, db, dy, x, mean, rstd, w, N, C };
+    mae_parallel_for(ex->nthreads, (N + LNB_ROWS - 1) / LNB_ROWS, ISA(lnb_rows), &a);
+    mae_parallel_for(ex->nthreads, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(lnb_cols), &a);
+}
+
+typedef struct ISA(biasb_args) { float *db; const float *dy; int N, C; } ISA(biasb_args);
+
+static void ISA(biasb_task)(void *p, int task, int thread)
+{
+    const ISA(biasb_args) *a = p;
+    (void)thread;
+    int C = a->C, c0 = task * COL_WIDTH, c1 = c0 + COL_WIDTH < C ? c0 + COL_WIDTH : C;
+    int nv = (c1 - c0) / VL;
+    vf sb[COL_VECS];
+    for (int v = 0; v < COL_VECS; v++)
+        sb[v] = vzero();
+    float tb[VL] = { 0 };
+    for (int r = 0; r < a->N; r++) {
+        const float *dy = a->dy + (size_t)r * C;
+        for (int v = 0; v < nv; v++)
+            sb[v] = vadd(sb[v], vload(dy + c0 + v * VL));
+        for (int c = c0 + nv * VL; c < c1; c++)
+            tb[c - c0 - nv * VL] += dy[c];
+    }
+    for (int v = 0; v < nv; v++)
+        vstore(a->db + c0 + v * VL, vadd(vload(a->db + c0 + v * VL), sb[v]));
+    for (int c = c0 + nv * VL; c < c1; c++)
+        a->db[c] += tb[c - c0 - nv * VL];
+}
+
+void ISA(bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, int C)
+{
+    ISA(biasb_args) a = { db, dy, N, C };
+    mae_parallel_for(ex->nthreads, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(biasb_task), &a);
+}
+
+#undef LNB_ROWS
+#undef COL_VECS
+#undef COL_WIDTH
+
 void ISA(softmax)(float *x, int rows, int n)
 {
     for (int r = 0; r < rows; r++) {
