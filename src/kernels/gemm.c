@@ -36,6 +36,13 @@ size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k)
     return a + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
 }
 
+size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int max_n)
+{
+    size_t f = mae_gemm_scratch_floats(g, max_k);
+    size_t b = (size_t)g->mc * g->kc + (size_t)g->kc * (((size_t)max_n + g->nr - 1) / g->nr * g->nr) + 64;
+    return f > b ? f : b;
+}
+
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
 {
     size_t panels = ((size_t)N + g->nr - 1) / g->nr;
@@ -45,29 +52,16 @@ size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
 void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, int trans, int m0, int m,
                 int k0, int kc)
 {
-    int mr = g->mr;
-    for (int i0 = 0; i0 < m; i0 += mr) {
-        int rows = min_i(mr, m - i0);
-        float *d = dst + (size_t)i0 * kc;
-        if (!trans && rows == mr) {
-            g->pack_panel(d, A + (size_t)(m0 + i0) * lda + k0, lda, kc);
-        } else if (!trans) {
-            /* the edge panel: written once, in order, zero rows below the edge */
-            const float *src[MAE_MR_MAX];
-            for (int r = 0; r < rows; r++)
-                src[r] = A + (size_t)(m0 + i0 + r) * lda + k0;
+    int mr = g->mr, full = m / mr * mr, rows = m - full;
+    if (trans) {
+        /* A stored [K, M]: each row of A is read once, contiguously, for the whole block (far
+         * apart rows panel by panel would cost a TLB miss per element) */
+        if (full)
+            g->pack_panels_t(dst, A + (size_t)k0 * lda + m0, lda, full / mr, kc);
+        if (rows) {
+            float *d = dst + (size_t)full * kc;
             for (int k = 0; k < kc; k++) {
-                float *dk = d + (size_t)k * mr;
-                for (int r = 0; r < rows; r++)
-                    dk[r] = src[r][k];
-                for (int r = rows; r < mr; r++)
-                    dk[r] = 0.0f;
-            }
-        } else if (rows == mr) {
-            g->pack_panel_t(d, A + (size_t)k0 * lda + m0 + i0, lda, kc);
-        } else {
-            for (int k = 0; k < kc; k++) {
-                const float *src = A + (size_t)(k0 + k) * lda + m0 + i0;
+                const float *src = A + (size_t)(k0 + k) * lda + m0 + full;
                 float *dk = d + (size_t)k * mr;
                 for (int r = 0; r < rows; r++)
                     dk[r] = src[r];
@@ -75,43 +69,64 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
                     dk[r] = 0.0f;
             }
         }
+        return;
+    }
+    for (int i0 = 0; i0 < full; i0 += mr)
+        g->pack_panel(dst + (size_t)i0 * kc, A + (size_t)(m0 + i0) * lda + k0, lda, kc);
+    if (rows) {
+        /* the edge panel: written once, in order, zero rows below the edge */
+        float *d = dst + (size_t)full * kc;
+        const float *src[MAE_MR_MAX];
+        for (int r = 0; r < rows; r++)
+            src[r] = A + (size_t)(m0 + full + r) * lda + k0;
+        for (int k = 0; k < kc; k++) {
+            float *dk = d + (size_t)k * mr;
+            for (int r = 0; r < rows; r++)
+                dk[r] = src[r][k];
+            for (int r = rows; r < mr; r++)
+                dk[r] = 0.0f;
+        }
     }
 }
 
 void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n, int k0, int kc, int nr)
 {
-    for (int j0 = 0; j0 < n; j0 += nr) {
-        int cols = min_i(nr, n - j0);
-        float *d = dst + (size_t)j0 * kc;
-        if (trans) {
-            /* four columns at a time: four read streams, four floats per stored row */
-            int j = 0;
-            for (; j + 4 <= cols; j += 4) {
-                const float *s0 = B + (size_t)(n0 + j0 + j) * ldb + k0, *s1 = s0 + ldb;
-                const float *s2 = s1 + ldb, *s3 = s2 + ldb;
-                for (int k = 0; k < kc; k++) {
-                    float *dk = d + (size_t)k * nr + j;
-                    dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
-                }
-            }
-            for (; j < cols; j++) {
-                const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
-                for (int k = 0; k < kc; k++)
-                    d[(size_t)k * nr + j] = src[k];
-            }
-            for (; j < nr; j++)
-                for (int k = 0; k < kc; k++)
-                    d[(size_t)k * nr + j] = 0.0f;
-        } else {
-            for (int k = 0; k < kc; k++) {
-                const float *src = B + (size_t)(k0 + k) * ldb + n0 + j0;
-                float *dk = d + (size_t)k * nr;
-                for (int j = 0; j < cols; j++)   /* a loop, not memcpy: rows are short */
-                    dk[j] = src[j];
+    if (!trans) {
+        /* B [K, N] row-major: each row read once for all the panels */
+        for (int k = 0; k < kc; k++) {
+            const float *src = B + (size_t)(k0 + k) * ldb + n0;
+            for (int j0 = 0; j0 < n; j0 += nr) {
+                int cols = min_i(nr, n - j0);
+                float *dk = dst + (size_t)j0 * kc + (size_t)k * nr;
+                for (int j = 0; j < cols; j++)
+                    dk[j] = src[j0 + j];
                 for (int j = cols; j < nr; j++)
                     dk[j] = 0.0f;
             }
         }
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += nr) {
+        int cols = min_i(nr, n - j0);
+        float *d = dst + (size_t)j0 * kc;
+        /* B stored [N, K]: four columns at a time, four read streams, four floats per stored row */
+        int j = 0;
+        for (; j + 4 <= cols; j += 4) {
+            const float *s0 = B + (size_t)(n0 + j0 + j) * ldb + k0, *s1 = s0 + ldb;
+            const float *s2 = s1 + ldb, *s3 = s2 + ldb;
+            for (int k = 0; k < kc; k++) {
+                float *dk = d + (size_t)k * nr + j;
+                dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
+            }
+        }
+        for (; j < cols; j++) {
+            const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
+            for (int k = 0; k < kc; k++)
+                d[(size_t)k * nr + j] = src[k];
+        }
+        for (; j < nr; j++)
+            for (int k = 0; k < kc; k++)
+                d[(size_t)k * nr + j] = 0.0f;
     }
 }
 
@@ -206,23 +221,31 @@ static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n
     }
 }
 
-/* B packed here (matmul_nn / matmul_tn): for each k block pack B once, then the m blocks. */
+/* B packed here (matmul_nn / matmul_tn), BLIS order: for each column block as wide as the
+ * scratch allows (all of a backward product's columns with backward_scratch_floats), for each k
+ * block pack B once, then the m blocks, packing A. A is packed once per column block. */
 static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
 {
     const mae_gemm_isa *g = j->g;
     float *ap = align64(scratch);
     float *bp = align64(ap + (size_t)g->mc * g->kc);
-    int k0 = 0;
-    do {
-        int kc = min_i(g->kc, j->K - k0);
-        mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, n0, n1 - n0, k0, kc, g->nr);
-        for (int ic = m0; ic < m1; ic += g->mc) {
-            int m = min_i(g->mc, m1 - ic);
-            mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
-            block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, n0, n1, k0, kc, NULL, 0, 0, 0);
-        }
-        k0 += kc;
-    } while (k0 < j->K);
+    size_t room = j->ex->scratch_per_thread - (size_t)(bp - scratch) - 16;
+    int width = (int)(room / (size_t)g->kc / (size_t)g->nr) * g->nr;
+    width = width < g->nc ? g->nc : width;   /* scratch_floats guarantees nc columns */
+    for (int jc = n0; jc < n1; jc += width) {
+        int jn = min_i(jc + width, n1);
+        int k0 = 0;
+        do {
+            int kc = min_i(g->kc, j->K - k0);
+            mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc, g->nr);
+            for (int ic = m0; ic < m1; ic += g->mc) {
+                int m = min_i(g->mc, m1 - ic);
+                mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
+                block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, jc, jn, k0, kc, NULL, 0, 0, 0);
+            }
+            k0 += kc;
+        } while (k0 < j->K);
+    }
 }
 
 static void gemm_task(void *arg, int task, int thread)
@@ -244,12 +267,10 @@ static void gemm_task(void *arg, int task, int thread)
         task_unpacked(j, scratch, m0, m1, n0, n1);
 }
 
-/* Tasks: with prepacked weights, one per thread, as row ranges when there are many rows, else as
- * column ranges (each task packs its rows of A once, so fewer tasks means less packing).
- * Otherwise ranges of at most nc columns (the packed B block), as many as a multiple of the
- * thread count so that the static schedule balances; rows are split too only when there are
- * fewer column ranges than threads. The split changes which thread computes an element, never
- * how. */
+/* Tasks: one per thread; row ranges when there are many rows (each task packs only its rows
+ * of A, and the threads share B through the last-level cache), else column ranges, and rows too
+ * when there are fewer column panels than threads. The split changes which thread computes an
+ * element, never how. */
 static void run(gemm_job *j)
 {
     const mae_gemm_isa *g = j->g;
@@ -258,16 +279,11 @@ static void run(gemm_job *j)
     int nt = j->ex->nthreads < 1 ? 1 : j->ex->nthreads;
     j->mp = (j->M + g->mr - 1) / g->mr;
     j->np = (j->N + g->nr - 1) / g->nr;
-    int per = g->nc / g->nr;
-    if (j->b_form == B_PACKED && j->mp >= 8 * nt) {
-        /* many rows: each thread takes a row range and packs only its part of A; the threads
-         * share the weight panels through the last-level cache */
+    if (j->mp >= 8 * nt) {
         j->nb_m = nt;
         j->nb_n = 1;
     } else {
-        j->nb_n = j->b_form == B_PACKED ? 1 : (j->np + per - 1) / per;
-        if (nt > 1)
-            j->nb_n = min_i((j->nb_n + nt - 1) / nt * nt, j->np);
+        j->nb_n = min_i(j->np, nt);
         j->nb_m = 1;
         if (j->nb_n < nt)
             j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);

@@ -44,12 +44,15 @@ typedef struct mae_gemm_isa {
     /* Packs one whole micro-panel: d[k*mr + i] = a[i*lda + k] for i < mr, k < kc (the common
      * case of mae_pack_a, unrolled for the tier's mr). */
     void (*pack_panel)(float *d, const float *a, size_t lda, int kc);
-    /* The same from A stored transposed: d[k*mr + i] = a[k*lda + i]. */
-    void (*pack_panel_t)(float *d, const float *a, size_t lda, int kc);
+    /* Whole micro-panels from A stored transposed, row by row of A: panel p (columns p*mr ..)
+     * goes to d + p*mr*kc, d[p*mr*kc + k*mr + i] = a[k*lda + p*mr + i]. */
+    void (*pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc);
 } mae_gemm_isa;
 
-/* Per-thread scratch (floats) the products need for K up to max_k. */
+/* Per-thread scratch (floats) the products need for K up to max_k. matmul_nn/tn run with it,
+ * and faster with the backward size, which lets them pack B for up to max_n columns at once. */
 size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k);
+size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int max_n);
 
 /* Weight packing for linear: pack_floats(N,K) floats hold W [N,K] as B panels. */
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K);

@@ -7,4 +7,4 @@
 #include "tmpl_ukr.h"
 
 const mae_gemm_isa mae_avx2_gemm = { MR, NV * VL, 256, 96, 256, mae_avx2_ukr, mae_avx2_pack_panel,
-                                   mae_avx2_pack_panel_t };
+                                   mae_avx2_pack_panels_t };

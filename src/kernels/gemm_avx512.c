@@ -7,4 +7,4 @@
 #include "tmpl_ukr.h"
 
 const mae_gemm_isa mae_avx512_gemm = { MR, NV * VL, 192, 168, 256, mae_avx512_ukr, mae_avx512_pack_panel,
-                                   mae_avx512_pack_panel_t };
+                                   mae_avx512_pack_panels_t };

@@ -7,4 +7,4 @@
 #include "tmpl_ukr.h"
 
 const mae_gemm_isa mae_neon_gemm = { MR, NV * VL, 256, 96, 240, mae_neon_ukr, mae_neon_pack_panel,
-                                   mae_neon_pack_panel_t };
+                                   mae_neon_pack_panels_t };

@@ -17,7 +17,7 @@
     void mae_##t##_ukr(int kc, const float *a, const float *b, float *c, size_t ldc, \
                        int mr, int nr, const mae_epi *e); \
     void mae_##t##_pack_panel(float *d, const float *a, size_t lda, int kc); \
-    void mae_##t##_pack_panel_t(float *d, const float *a, size_t lda, int kc); \
+    void mae_##t##_pack_panels_t(float *d, const float *a, size_t lda, int panels, int kc); \
     void mae_##t##_exp(float *y, const float *x, size_t n); \
     void mae_##t##_erf(float *y, const float *x, size_t n); \
     void mae_##t##_gelu(float *y, const float *x, size_t n); \

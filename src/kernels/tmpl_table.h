@@ -46,7 +46,7 @@ static void ISA(t_matmul_tn)(const mae_exec *ex, float *C, const float *A, const
 
 static size_t ISA(t_backward_scratch_floats)(int max_t, int max_c)
 {
-    size_t g = mae_gemm_scratch_floats(&ISA(gemm), max_c);
+    size_t g = mae_gemm_backward_scratch_floats(&ISA(gemm), max_c, max_c);
     size_t a = mae_attention_backward_scratch_floats(&ISA(attn), max_t, max_c);
     return g > a ? g : a;
 }

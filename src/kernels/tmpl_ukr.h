@@ -98,15 +98,18 @@ void ISA(pack_panel)(float *d, const float *a, size_t lda, int kc)
     }
 }
 
-/* The transposed case: d[k*MR + i] = a[k*lda + i] (A stored [K, M]). */
-void ISA(pack_panel_t)(float *d, const float *a, size_t lda, int kc)
+/* The transposed case (A stored [K, M]), several panels, row by row of A. */
+void ISA(pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc)
 {
+    size_t stride = (size_t)MR * kc;
     for (int k = 0; k < kc; k++) {
         const float *ak = a + (size_t)k * lda;
         float *dk = d + (size_t)k * MR;
+        for (int p = 0; p < panels; p++, ak += MR, dk += stride) {
 #define PK_T(i) dk[i] = ak[i];
-        ROWS(PK_T)
+            ROWS(PK_T)
 #undef PK_T
+        }
     }
 }
 
@@ -115,6 +118,14 @@ void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int 
 {
     ROWS(ACC_DECL)
     const float *ap = a, *bp = b;
+    /* The tile of C read by the epilogue (partial sums, or the residual) comes from L2 or
+     * further: ask for it now, the products hide the wait. */
+    if (e->beta || e->res)
+        for (int i = 0; i < mr; i++) {
+            const float *ci = e->beta ? c + (size_t)i * ldc : e->res + (size_t)i * e->ldr;
+            __builtin_prefetch(ci);
+            __builtin_prefetch(ci + NR - 1);
+        }
     for (int k = 0; k < kc; k++) {
         LOAD_B(bp) ROWS(ACC_FMA)
         ap += MR; bp += NR;
