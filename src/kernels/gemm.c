@@ -159,15 +159,18 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
 {
     const mae_gemm_isa *g = j->g;
     size_t ldc = (size_t)j->N;
-    size_t panel = (size_t)kc * g->nr, calls = (size_t)(m + g->mr - 1) / g->mr;
-    size_t slice = (panel + calls - 1) / calls;
+    /* a short last panel of A (at most mr/2 rows) goes to the edge kernel, two B panels at a time */
+    int tail = m % g->mr, half = g->ukr_half && tail && tail <= g->mr / 2;
+    int mfull = half ? m - tail : m;
+    size_t panel = (size_t)kc * g->nr, calls = (size_t)(mfull + g->mr - 1) / g->mr;
+    size_t slice = calls ? (panel + calls - 1) / calls : panel;
     mae_epi e = block_epi(j, k0, kc, m0, n0, res, ldr, res_row0, res_col0);
     for (int jr = n0; jr < n1; jr += g->nr) {
         const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
         const float *next = jr + g->nr < n1 ? b + bp_stride : NULL;
         int nr = min_i(g->nr, n1 - jr);
         size_t q = 0;
-        for (int ir = 0; ir < m; ir += g->mr) {
+        for (int ir = 0; ir < mfull; ir += g->mr) {
             /* Each call fetches a slice of the next B panel: prepacked weights come from memory,
              * and the first micro-kernel on a panel would otherwise wait for every line. */
             if (next)
@@ -179,6 +182,19 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
             g->ukr(kc, ap + (size_t)ir * kc, b, j->C + (size_t)(m0 + ir) * ldc + jr, ldc,
                    min_i(g->mr, m - ir), nr, &e);
         }
+    }
+    if (!half)
+        return;
+    for (int jr = n0; jr < n1; jr += 2 * g->nr) {
+        const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
+        float *c = j->C + (size_t)(m0 + mfull) * ldc + jr;
+        e.bias = e.bias ? j->bias + jr : NULL;
+        e.res = e.res ? res + (size_t)(m0 + mfull - res_row0) * ldr + (jr - res_col0) : NULL;
+        if (jr + g->nr < n1)
+            g->ukr_half(kc, ap + (size_t)mfull * kc, b, b + bp_stride, c, ldc, tail,
+                        min_i(g->nr, n1 - jr - g->nr), &e);
+        else
+            g->ukr(kc, ap + (size_t)mfull * kc, b, c, ldc, tail, n1 - jr, &e);
     }
 }
 

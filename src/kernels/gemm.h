@@ -41,6 +41,10 @@ typedef struct mae_gemm_isa {
     int nc;              /* column block: the C block (mc*nc) stays in L2 across k blocks, and a
                           * packed B block is kc*nc */
     mae_ukr_fn ukr;
+    /* Optional edge kernel for a last panel of at most mr/2 rows, over two B panels (b0 whole,
+     * b1 with nr1 columns, the second tile at c + nr); NULL: ukr does those panels. */
+    void (*ukr_half)(int kc, const float *a, const float *b0, const float *b1, float *c, size_t ldc,
+                     int mr, int nr1, const mae_epi *e);
     /* Packs one whole micro-panel: d[k*mr + i] = a[i*lda + k] for i < mr, k < kc (the common
      * case of mae_pack_a, unrolled for the tier's mr). */
     void (*pack_panel)(float *d, const float *a, size_t lda, int kc);

@@ -6,5 +6,8 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_avx2_gemm = { MR, NV * VL, 256, 96, 256, mae_avx2_ukr, mae_avx2_pack_panel,
-                                   mae_avx2_pack_panels_t };
+const mae_gemm_isa mae_avx2_gemm = {
+    .mr = MR, .nr = NV * VL, .kc = 256, .mc = 96, .nc = 256,
+    .ukr = mae_avx2_ukr, .ukr_half = mae_avx2_ukr_half,
+    .pack_panel = mae_avx2_pack_panel, .pack_panels_t = mae_avx2_pack_panels_t,
+};

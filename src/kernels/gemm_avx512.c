@@ -6,5 +6,8 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_avx512_gemm = { MR, NV * VL, 192, 168, 256, mae_avx512_ukr, mae_avx512_pack_panel,
-                                   mae_avx512_pack_panels_t };
+const mae_gemm_isa mae_avx512_gemm = {
+    .mr = MR, .nr = NV * VL, .kc = 192, .mc = 168, .nc = 256,
+    .ukr = mae_avx512_ukr, .ukr_half = NULL,
+    .pack_panel = mae_avx512_pack_panel, .pack_panels_t = mae_avx512_pack_panels_t,
+};

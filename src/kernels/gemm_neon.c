@@ -6,5 +6,8 @@
 #include "tmpl_vmath.h"
 #include "tmpl_ukr.h"
 
-const mae_gemm_isa mae_neon_gemm = { MR, NV * VL, 256, 96, 240, mae_neon_ukr, mae_neon_pack_panel,
-                                   mae_neon_pack_panels_t };
+const mae_gemm_isa mae_neon_gemm = {
+    .mr = MR, .nr = NV * VL, .kc = 256, .mc = 96, .nc = 240,
+    .ukr = mae_neon_ukr, .ukr_half = mae_neon_ukr_half,
+    .pack_panel = mae_neon_pack_panel, .pack_panels_t = mae_neon_pack_panels_t,
+};

@@ -64,5 +64,7 @@ static inline float vhmax(vf v)
 #define MR 6
 #define NV 2
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+/* The edge kernel for short last panels: MR/2 rows over two B panels. */
+#define HALF_ROWS(X) X(0) X(1) X(2)
 
 #endif

@@ -48,5 +48,7 @@ static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
 #define MR 14
 #define NV 2
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+/* No HALF_ROWS: 7 rows over two B panels would need 28 accumulators, 7 broadcasts and a B
+ * vector, more than 32 registers; short last panels use ukr. */
 
 #endif

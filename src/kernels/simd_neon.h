@@ -44,5 +44,7 @@ static inline float vhmax(vf v) { return vmaxvq_f32(v); }
 #define MR 8
 #define NV 3
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+/* The edge kernel for short last panels: MR/2 rows over two B panels. */
+#define HALF_ROWS(X) X(0) X(1) X(2) X(3)
 
 #endif

@@ -16,6 +16,8 @@
     extern const mae_attn_isa mae_##t##_attn; \
     void mae_##t##_ukr(int kc, const float *a, const float *b, float *c, size_t ldc, \
                        int mr, int nr, const mae_epi *e); \
+    void mae_##t##_ukr_half(int kc, const float *a, const float *b0, const float *b1, float *c, \
+                            size_t ldc, int mr, int nr1, const mae_epi *e); \
     void mae_##t##_pack_panel(float *d, const float *a, size_t lda, int kc); \
     void mae_##t##_pack_panels_t(float *d, const float *a, size_t lda, int panels, int kc); \
     void mae_##t##_exp(float *y, const float *x, size_t n); \

@@ -149,6 +149,71 @@ void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int 
     ISA(epilogue)(t, c, ldc, mr, nr, e);
 }
 
+#ifdef HALF_ROWS
+/* The edge micro-kernel for a short last panel of A (at most MR/2 rows): two B panels at once,
+ * so that the MR/2 x 2NR accumulators keep the FMA units as busy as a whole tile does. Each
+ * element sees the operations of ukr. The left panel is whole; the right one has nr1 columns;
+ * e is the left tile's epilogue (the right one's is derived). */
+#define H_A(i) vf a##i = vbcast(ap + i);
+#if NV == 2
+#define H_DECL(i) vf l##i##_0 = vzero(), l##i##_1 = vzero(), r##i##_0 = vzero(), r##i##_1 = vzero();
+#define H_STORE(i) vstore(tl + (i) * NR, l##i##_0); vstore(tl + (i) * NR + VL, l##i##_1); \
+    vstore(tr + (i) * NR, r##i##_0); vstore(tr + (i) * NR + VL, r##i##_1);
+#define H_STEP(side, v, src) { vf b_ = vload(src); HALF_ROWS(H_FMA_##side##v) }
+#define H_FMA_L0(i) l##i##_0 = vfma(a##i, b_, l##i##_0);
+#define H_FMA_L1(i) l##i##_1 = vfma(a##i, b_, l##i##_1);
+#define H_FMA_R0(i) r##i##_0 = vfma(a##i, b_, r##i##_0);
+#define H_FMA_R1(i) r##i##_1 = vfma(a##i, b_, r##i##_1);
+#define H_ALL(pl, pr) H_STEP(L, 0, pl) H_STEP(L, 1, (pl) + VL) H_STEP(R, 0, pr) H_STEP(R, 1, (pr) + VL)
+#else
+#define H_DECL(i) vf l##i##_0 = vzero(), l##i##_1 = vzero(), l##i##_2 = vzero(), \
+    r##i##_0 = vzero(), r##i##_1 = vzero(), r##i##_2 = vzero();
+#define H_STORE(i) vstore(tl + (i) * NR, l##i##_0); vstore(tl + (i) * NR + VL, l##i##_1); \
+    vstore(tl + (i) * NR + 2 * VL, l##i##_2); vstore(tr + (i) * NR, r##i##_0); \
+    vstore(tr + (i) * NR + VL, r##i##_1); vstore(tr + (i) * NR + 2 * VL, r##i##_2);
+#define H_STEP(side, v, src) { vf b_ = vload(src); HALF_ROWS(H_FMA_##side##v) }
+#define H_FMA_L0(i) l##i##_0 = vfma(a##i, b_, l##i##_0);
+#define H_FMA_L1(i) l##i##_1 = vfma(a##i, b_, l##i##_1);
+#define H_FMA_L2(i) l##i##_2 = vfma(a##i, b_, l##i##_2);
+#define H_FMA_R0(i) r##i##_0 = vfma(a##i, b_, r##i##_0);
+#define H_FMA_R1(i) r##i##_1 = vfma(a##i, b_, r##i##_1);
+#define H_FMA_R2(i) r##i##_2 = vfma(a##i, b_, r##i##_2);
+#define H_ALL(pl, pr) H_STEP(L, 0, pl) H_STEP(L, 1, (pl) + VL) H_STEP(L, 2, (pl) + 2 * VL) \
+    H_STEP(R, 0, pr) H_STEP(R, 1, (pr) + VL) H_STEP(R, 2, (pr) + 2 * VL)
+#endif
+
+void ISA(ukr_half)(int kc, const float *a, const float *b0, const float *b1, float *c, size_t ldc,
+                   int mr, int nr1, const mae_epi *e)
+{
+    HALF_ROWS(H_DECL)
+    const float *ap = a, *bl = b0, *br = b1;
+    for (int k = 0; k < kc; k++) {
+        HALF_ROWS(H_A)
+        H_ALL(bl, br)
+        ap += MR; bl += NR; br += NR;
+    }
+    float tl[MR * NR], tr[MR * NR];
+    HALF_ROWS(H_STORE)
+    mae_epi er = *e;
+    er.bias = e->bias ? e->bias + NR : NULL;
+    er.res = e->res ? e->res + NR : NULL;
+    ISA(epilogue)(tl, c, ldc, mr, NR, e);
+    ISA(epilogue)(tr, c + NR, ldc, mr, nr1, &er);
+}
+
+#undef H_A
+#undef H_DECL
+#undef H_STORE
+#undef H_STEP
+#undef H_ALL
+#undef H_FMA_L0
+#undef H_FMA_L1
+#undef H_FMA_L2
+#undef H_FMA_R0
+#undef H_FMA_R1
+#undef H_FMA_R2
+#endif
+
 #undef NR
 #undef ACC_DECL
 #undef ACC_FMA
