@@ -198,6 +198,20 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
     }
 }
 
+/* Rows of the m block starting at ic within [m0, m1): the range is cut into as few blocks of at
+ * most mc rows as possible, of nearly equal whole micro-panels, so that no block is a small
+ * remainder (a block of a few rows would stream all of B for little work). */
+static int block_rows(const mae_gemm_isa *g, int ic, int m0, int m1)
+{
+    int panels = (m1 - m0 + g->mr - 1) / g->mr, per = g->mc / g->mr;
+    int blocks = (panels + per - 1) / per, done = (ic - m0) / g->mr;
+    int b = (int)((int64_t)done * blocks / panels);   /* the block ic starts */
+    while ((int)((int64_t)panels * (b + 1) / blocks) <= done)
+        b++;
+    int end = (int)((int64_t)panels * (b + 1) / blocks) * g->mr + m0;
+    return min_i(end, m1) - ic;
+}
+
 /* Prepacked B (linear): for each m block, pack A for all of K once; then for each column block
  * of at most nc, all k blocks. The partial sums live in C between k blocks, and the C block
  * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. */
@@ -208,8 +222,8 @@ static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n
     int nk = (j->K + g->kc - 1) / g->kc;
     float *ap = align64(scratch);
     float *rc = align64(ap + ablock * (size_t)(nk > 0 ? nk : 1));
-    for (int ic = m0; ic < m1; ic += g->mc) {
-        int m = min_i(g->mc, m1 - ic);
+    for (int ic = m0, m; ic < m1; ic += m) {
+        m = block_rows(g, ic, m0, m1);
         for (int p = 0; p < nk; p++)
             mae_pack_a(g, ap + p * ablock, j->A, j->lda, j->a_trans, ic, m, p * g->kc,
                        min_i(g->kc, j->K - p * g->kc));
@@ -254,8 +268,8 @@ static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int
         do {
             int kc = min_i(g->kc, j->K - k0);
             mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc, g->nr);
-            for (int ic = m0; ic < m1; ic += g->mc) {
-                int m = min_i(g->mc, m1 - ic);
+            for (int ic = m0, m; ic < m1; ic += m) {
+                m = block_rows(g, ic, m0, m1);
                 mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
                 block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, jc, jn, k0, kc, NULL, 0, 0, 0);
             }
