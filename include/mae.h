@@ -10,6 +10,7 @@
  *   5. the five parts (patch embedder, masker, encoder, decoder, loss), each callable on its own
  *   6. kernels, allocator
  *   7. pretraining: the trainer (backward pass, AdamW, checkpoints)
+ *   8. images: PNG/PGM/PPM/IDX files, pixels <-> model tensors, the demo figure
  *
  * A minimal program:
  *
@@ -357,6 +358,123 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
  * an uninterrupted run. On failure the trainer and its model are unchanged. */
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * 8. Images: files in and out, model inputs from pixels, pixels from predictions, the demo grid
+ *
+ * Pixel buffers are 8-bit, rows top to bottom, channels interleaved: 1 gray, 2 gray+alpha,
+ * 3 RGB, 4 RGBA. stride is the distance in bytes from one row to the next: 0 means packed
+ * (width * channels); a negative stride walks a bottom-up buffer (pass its top row's address).
+ * Buffers the library returns are packed and freed with mae_image_free.
+ *
+ * Readers treat files as hostile: every length and checksum is checked, and images above 2^28
+ * pixels are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Reads a PNG (8/16-bit and 1/2/4-bit gray, gray+alpha, RGB, RGBA, palette with tRNS, Adam7
+ * interlaced or not; 16-bit samples are rounded to 8 bits) or a binary PGM/PPM (P5/P6, any
+ * maxval), told apart by their signature. desired_channels 0 keeps the file's channels (palette
+ * -> RGB, or RGBA with tRNS; a tRNS colour key adds alpha); 1..4 converts (gray is replicated,
+ * RGB becomes gray by the ITU-R 601 luma, a missing alpha is 255). *channels gets the buffer's
+ * channel count. */
+MAE_API mae_status mae_image_load(const char *path, int desired_channels, uint8_t **pixels,
+                                  int *width, int *height, int *channels);
+MAE_API mae_status mae_image_load_memory(const void *data, size_t size, int desired_channels,
+                                         uint8_t **pixels, int *width, int *height, int *channels);
+/* Frees any buffer returned by a function of this section. NULL is fine. */
+MAE_API void       mae_image_free(void *buffer);
+
+/* Writes 8-bit pixels (1..4 channels) as a PNG, atomically (temporary file, flush, rename). */
+MAE_API mae_status mae_png_write(const char *path, const uint8_t *pixels, int width, int height,
+                                 int channels, ptrdiff_t stride);
+/* The same file image in memory: *png (free with mae_image_free), *size bytes. */
+MAE_API mae_status mae_png_encode(const uint8_t *pixels, int width, int height, int channels,
+                                  ptrdiff_t stride, uint8_t **png, size_t *size);
+/* Writes a binary PGM (1 channel) or PPM (3 channels), maxval 255, atomically. */
+MAE_API mae_status mae_pnm_write(const char *path, const uint8_t *pixels, int width, int height,
+                                 int channels, ptrdiff_t stride);
+
+/* Reads an IDX file (the MNIST / Fashion-MNIST format), plain or gzip-compressed (checked: header
+ * fields, CRC-32, ISIZE): unsigned-byte data only (type 0x08), 1..4 dimensions. *data gets the
+ * values in file order (free with mae_image_free), dims[0..ndim) the sizes. Fashion-MNIST's
+ * train-images-idx3-ubyte.gz gives ndim 3, dims {60000, 28, 28}; its labels ndim 1, {60000}. */
+MAE_API mae_status mae_idx_load(const char *path, uint8_t **data, int *ndim, int64_t dims[4]);
+MAE_API mae_status mae_idx_load_memory(const void *buf, size_t size, uint8_t **data, int *ndim,
+                                       int64_t dims[4]);
+
+/* Resampling filters, as Pillow defines them (antialiased when downscaling). */
+typedef enum mae_filter {
+    MAE_FILTER_NEAREST = 0,
+    MAE_FILTER_BILINEAR = 1,   /* triangle, support 1 */
+    MAE_FILTER_BICUBIC = 2     /* Keys cubic with a = -0.5, support 2 (Pillow's BICUBIC) */
+} mae_filter;
+
+/* Normalization constants of the official models and of Fashion-MNIST, for mean/std below. */
+#define MAE_IMAGENET_MEAN { 0.485f, 0.456f, 0.406f }
+#define MAE_IMAGENET_STD  { 0.229f, 0.224f, 0.225f }
+#define MAE_FASHION_MNIST_MEAN { 0.2860f }
+#define MAE_FASHION_MNIST_STD  { 0.3530f }
+
+/* Turns 8-bit pixels into one model input out [out_channels, out_height, out_width]:
+ *   1. channels: gray -> RGB replicates, RGB -> gray is 0.299 R + 0.587 G + 0.114 B, alpha is
+ *      ignored;
+ *   2. geometry: with center_crop 0 the whole image is stretched to out_height x out_width; with
+ *      1 the largest centred box of the output's aspect ratio is used (as Resize(shorter side)
+ *      followed by CenterCrop); resampled with filter, then clamped to [0, 255];
+ *   3. value: (v / 255 - mean[c]) / std[c] in double, rounded to float. mean/std have
+ *      out_channels entries; NULL means 0 / 1 (plain v / 255).
+ * Same size and no crop copies the pixels exactly, whatever the filter. */
+MAE_API mae_status mae_image_to_input(const uint8_t *pixels, int width, int height, int channels,
+                                      ptrdiff_t stride, int out_channels, int out_height,
+                                      int out_width, mae_filter filter, int center_crop,
+                                      const float *mean, const float *std, float *out);
+
+/* The inverse of step 3 for one tensor img [channels, height, width]:
+ * round(clamp((x * std[c] + mean[c]) * 255, 0, 255)) into pixels with out_channels (1..4; gray
+ * is replicated to RGB, RGB becomes luma, alpha is 255). The official notebook truncates instead
+ * of rounding: values differ by at most 1. */
+MAE_API mae_status mae_input_to_image(const float *img, int channels, int height, int width,
+                                      const float *mean, const float *std, uint8_t *pixels,
+                                      ptrdiff_t stride, int out_channels);
+
+/* What a prediction holds, for mae_output_to_image and mae_visualize. */
+typedef enum mae_pred_space {
+    MAE_PRED_PIXELS = 0,        /* normalized pixels: models trained with norm_pix_loss = 0 */
+    MAE_PRED_NORM_OWN = 1,      /* per-patch normalized (norm_pix_loss = 1); each patch gets back the
+                                 * mean and unbiased variance of its own pixels in the original
+                                 * image (display only: the removed patches' statistics leak in) */
+    MAE_PRED_NORM_VISIBLE = 2   /* per-patch normalized; visible patches get their own statistics,
+                                 * removed patches the average of the nearest visible patches'
+                                 * (Chebyshev distance on the grid): nothing hidden is used */
+} mae_pred_space;
+
+/* One image's prediction pred [L, p*p*C] (as mae_forward writes it) -> pixels of the model's
+ * height x width: un-normalized per patch as space says (pred * sqrt(var + 1e-6) + mean, the
+ * inverse of the loss's target), unpatchified, then as mae_input_to_image. img [C,H,W] is the
+ * normalized input (needed by the NORM spaces, else may be NULL); mask [L] (1 = removed) is
+ * needed by MAE_PRED_NORM_VISIBLE, which fails with MAE_ERR_INVALID_ARG if no patch is visible. */
+MAE_API mae_status mae_output_to_image(const mae_model *m, const float *pred, const float *img,
+                                       const float *mask, mae_pred_space space, const float *mean,
+                                       const float *std, uint8_t *pixels, ptrdiff_t stride,
+                                       int out_channels);
+
+/* The official demo's figure for a batch: one row per image, four panels left to right:
+ * original | masked (removed patches set to 0 in normalized space, i.e. the mean colour) |
+ * reconstruction | reconstruction with the visible patches pasted back
+ * (x * (1 - mask) + y * mask). imgs [B,C,H,W], pred [B,L,p*p*C], mask [B,L] as mae_forward
+ * gives them; mean/std as for mae_input_to_image (C entries or NULL). Each panel is enlarged
+ * scale times (1..16, nearest neighbour, for small images), panels and rows are separated by
+ * 2 * scale white pixels. *rgb gets a packed RGB8 buffer of *width x *height (free with
+ * mae_image_free). */
+MAE_API mae_status mae_visualize(const mae_model *m, const float *imgs, const float *pred,
+                                 const float *mask, int batch, mae_pred_space space,
+                                 const float *mean, const float *std, int scale, uint8_t **rgb,
+                                 int *width, int *height);
+/* The same figure written to a PNG file (atomically). */
+MAE_API mae_status mae_visualize_png(const mae_model *m, const float *imgs, const float *pred,
+                                     const float *mask, int batch, mae_pred_space space,
+                                     const float *mean, const float *std, int scale,
+                                     const char *path);
 
 #ifdef __cplusplus
 }

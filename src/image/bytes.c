@@ -1,0 +1,64 @@
+/* Growable byte buffers for the codecs' output. */
+#include <string.h>
+#include "image.h"
+#include "../util/util.h"
+
+void mae_bytes_init(mae_bytes *b, size_t limit)
+{
+    b->data = NULL;
+    b->size = b->cap = 0;
+    b->limit = limit;
+    b->fixed = 0;
+}
+
+void mae_bytes_fixed(mae_bytes *b, uint8_t *buf, size_t cap)
+{
+    b->data = buf;
+    b->size = 0;
+    b->cap = b->limit = cap;
+    b->fixed = 1;
+}
+
+mae_status mae_bytes_reserve(mae_bytes *b, size_t n, const char *what)
+{
+    size_t need;
+    if (!mae_add_size(b->size, n, &need) || need > b->limit)
+        return mae_fail(MAE_ERR_FORMAT, "%s: more data than %s (%zu bytes)",
+                        what, b->fixed ? "expected" : "the limit", b->limit);
+    if (need <= b->cap)
+        return MAE_OK;
+    /* Double, so that appending n bytes one at a time costs O(n) copies in all. */
+    size_t cap = b->cap < 4096 ? 4096 : b->cap;
+    if (cap > b->limit)
+        cap = b->limit;
+    while (cap < need)
+        cap = cap > b->limit / 2 ? b->limit : cap * 2;
+    uint8_t *p = mae_alloc(cap);
+    if (!p)
+        return mae_fail(MAE_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, cap);
+    if (b->size)
+        memcpy(p, b->data, b->size);
+    mae_free(b->data);
+    b->data = p;
+    b->cap = cap;
+    return MAE_OK;
+}
+
+mae_status mae_bytes_put(mae_bytes *b, const void *p, size_t n, const char *what)
+{
+    mae_status s = mae_bytes_reserve(b, n, what);
+    if (s != MAE_OK)
+        return s;
+    if (n)
+        memcpy(b->data + b->size, p, n);
+    b->size += n;
+    return MAE_OK;
+}
+
+void mae_bytes_free(mae_bytes *b)
+{
+    if (!b->fixed)
+        mae_free(b->data);
+    b->data = NULL;
+    b->size = b->cap = 0;
+}

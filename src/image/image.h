@@ -1,0 +1,139 @@
+/* Internal interface of the image module: checksums, DEFLATE in both directions, the zlib and
+ * gzip containers, the PNG/PNM/IDX codecs, file helpers, channel conversion and resampling.
+ * Every decoder treats its input as hostile: lengths are checked before use and output sizes are
+ * bounded by what the input can actually produce. */
+#ifndef MAE_IMAGE_H
+#define MAE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mae.h"
+
+/* Images larger than this many pixels are refused (MAE_ERR_UNSUPPORTED), whatever the header
+ * says: 2^28 pixels is 1 GiB as RGBA8. */
+#define MAE_IMAGE_MAX_PIXELS ((uint64_t)1 << 28)
+/* Largest IDX payload (and so gzip output) we will produce: 1 GiB. */
+#define MAE_IDX_MAX_BYTES ((size_t)1 << 30)
+
+/* ---- checksums (crc.c) ------------------------------------------------------------------- */
+
+/* Running CRC-32 (ISO-HDLC, as PNG and gzip use): start with crc = 0. */
+uint32_t mae_crc32(uint32_t crc, const uint8_t *p, size_t n);
+/* Running Adler-32 (zlib): start with adler = 1. */
+uint32_t mae_adler32(uint32_t adler, const uint8_t *p, size_t n);
+
+/* ---- growable byte buffers (bytes.c) -------------------------------------------------------- */
+
+/* Output of the compressors and decompressors. With fixed set, data is the caller's buffer of
+ * cap bytes and may not grow; else it grows (mae_alloc) up to limit bytes. */
+typedef struct mae_bytes {
+    uint8_t *data;
+    size_t size, cap, limit;
+    int fixed;
+} mae_bytes;
+
+void       mae_bytes_init(mae_bytes *b, size_t limit);
+void       mae_bytes_fixed(mae_bytes *b, uint8_t *buf, size_t cap);
+/* Makes room for n more bytes: MAE_ERR_NOMEM on allocation failure, MAE_ERR_FORMAT when a
+ * fixed buffer or the limit would be exceeded ("what" names the data in the message). */
+mae_status mae_bytes_reserve(mae_bytes *b, size_t n, const char *what);
+mae_status mae_bytes_put(mae_bytes *b, const void *p, size_t n, const char *what);
+void       mae_bytes_free(mae_bytes *b);             /* only a growable buffer's memory */
+
+/* ---- DEFLATE (inflate.c, deflate.c) --------------------------------------------------------- */
+
+/* Decodes one raw DEFLATE stream (RFC 1951) from in[0..n) and appends it to out. *used gets the
+ * bytes consumed (the stream ends on a byte boundary after its last block). Back references may
+ * reach only into bytes this call produced. */
+mae_status mae_inflate(const uint8_t *in, size_t n, size_t *used, mae_bytes *out);
+
+/* Compresses in[0..n) to a raw DEFLATE stream appended to out: LZ77 with hash chains, each block
+ * stored, fixed- or dynamic-Huffman, whichever is smallest. */
+mae_status mae_deflate(const uint8_t *in, size_t n, mae_bytes *out);
+
+/* ---- containers (zlib.c) -------------------------------------------------------------------- */
+
+/* zlib stream (RFC 1950): header checked (method 8, window <= 32K, no preset dictionary, FCHECK),
+ * Adler-32 checked; the whole of in must be the stream. Output appended to out. */
+mae_status mae_zlib_decompress(const uint8_t *in, size_t n, mae_bytes *out);
+mae_status mae_zlib_compress(const uint8_t *in, size_t n, mae_bytes *out);
+/* gzip file (RFC 1952), one or more members: header fields, the optional header CRC, the CRC-32
+ * and ISIZE of every member checked; nothing may follow the last member. */
+mae_status mae_gzip_decompress(const uint8_t *in, size_t n, mae_bytes *out);
+mae_status mae_gzip_compress(const uint8_t *in, size_t n, mae_bytes *out);
+
+/* ---- files (file.c) ------------------------------------------------------------------------- */
+
+/* Reads a whole file into a mae_alloc'd buffer (fn names the caller in messages). */
+mae_status mae_file_read(const char *fn, const char *path, uint8_t **data, size_t *size);
+/* Writes n bytes to path atomically: a temporary file in the same directory, flushed, synced and
+ * renamed over path. On failure path is untouched and the temporary file removed. */
+mae_status mae_file_write_atomic(const char *fn, const char *path, const uint8_t *data, size_t n);
+
+/* ---- pixel buffers (pixels.c) --------------------------------------------------------------- */
+
+/* A decoded 8-bit image, rows packed (stride = w * channels). */
+typedef struct mae_raw_image {
+    uint8_t *pixels;
+    int w, h, channels;
+} mae_raw_image;
+
+/* Checks the arguments that describe a caller's pixel buffer and resolves stride 0 to
+ * w * channels. fn names the public function in messages. */
+mae_status mae_pixels_check(const char *fn, const void *pixels, int w, int h, int channels,
+                            ptrdiff_t *stride);
+/* Copies a w x h image between channel counts (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA): gray is
+ * replicated to RGB, RGB becomes gray by the ITU-R 601 luma (R 19595 + G 38470 + B 7471 + 2^15)
+ * >> 16, a missing alpha becomes 255, an unwanted one is dropped. */
+void mae_pixels_convert(const uint8_t *src, ptrdiff_t src_stride, int sc, uint8_t *dst,
+                        ptrdiff_t dst_stride, int dc, int w, int h);
+/* A packed copy with dc channels (mae_alloc'd). */
+mae_status mae_pixels_copy(const uint8_t *src, ptrdiff_t src_stride, int sc, int w, int h, int dc,
+                           uint8_t **out);
+
+/* ---- codecs (png_read.c, png_write.c, pnm.c, idx.c) ----------------------------------------- */
+
+int        mae_png_signature(const uint8_t *p, size_t n);   /* 1 if p starts with PNG's */
+mae_status mae_png_decode(const uint8_t *p, size_t n, mae_raw_image *out);
+/* Encodes 8-bit pixels (any stride) as a PNG file image appended to out. */
+mae_status mae_png_encode_bytes(const uint8_t *pixels, int w, int h, int channels, ptrdiff_t stride,
+                          mae_bytes *out);
+
+int        mae_pnm_signature(const uint8_t *p, size_t n);   /* 1 if p starts with P1..P7 */
+mae_status mae_pnm_decode(const uint8_t *p, size_t n, mae_raw_image *out);
+mae_status mae_pnm_encode(const uint8_t *pixels, int w, int h, int channels, ptrdiff_t stride,
+                          mae_bytes *out);
+
+/* An IDX file image (plain or gzip) -> unsigned bytes with dims. */
+mae_status mae_idx_decode(const uint8_t *p, size_t n, uint8_t **data, int *ndim, int64_t dims[4]);
+
+/* ---- resampling (resize.c) ------------------------------------------------------------------ */
+
+/* Resamples the box [x0,x1) x [y0,y1) (source pixel units, fractional allowed) of a C-plane
+ * float image src [C,h,w] to dst [C,oh,ow] with Pillow's convolution scheme: output pixel i
+ * samples at x0 + (i + 0.5) * scale, and on downscaling the filter is stretched by the scale
+ * (antialiasing). filter is MAE_FILTER_*. No clamping. */
+mae_status mae_resample(const float *src, int C, int h, int w, double x0, double y0, double x1,
+                        double y1, int filter, float *dst, int oh, int ow);
+
+/* ---- tensors and predictions (convert.c) ---------------------------------------------------- */
+
+/* Unchecked core of mae_input_to_image: img [C,H,W] -> 8-bit pixels with oc channels. */
+void mae_tensor_to_pixels(const float *img, int C, int H, int W, const float *mean, const float *std,
+                          uint8_t *pixels, ptrdiff_t stride, int oc);
+/* mean/std: NULL, or n finite values with std != 0. */
+mae_status mae_norm_check(const char *fn, const float *mean, const float *std, int n);
+/* The argument checks shared by mae_output_to_image and mae_visualize. */
+mae_status mae_pred_check(const char *fn, const mae_model *m, const float *pred, const float *img,
+                          const float *mask, mae_pred_space space);
+/* One allocation holding the scratch of mae_pred_to_tensor (stats: 4 L doubles, patches: L P
+ * floats) and extra_floats more for the caller. Free with mae_free(*stats). */
+mae_status mae_pred_alloc(const mae_model *m, size_t extra_floats, double **stats, float **patches,
+                          float **extra);
+/* One image's prediction [L,P] -> normalized image tensor out [C,H,W], un-normalized per patch
+ * as space says (img [C,H,W] and mask [L] as mae_output_to_image needs them). Fails only for
+ * MAE_PRED_NORM_VISIBLE without a visible patch. */
+mae_status mae_pred_to_tensor(const mae_model *m, const float *pred, const float *img, const float *mask,
+                              mae_pred_space space, double *stats, float *patches, float *out);
+
+#endif
