@@ -30,28 +30,25 @@ static mae_status check_size(const char *fn, const char *what, int h, int w)
 
 /* ---- pixels -> input ------------------------------------------------------------------------- */
 
-/* The channel-converted source as float planes [oc, h, w] with values 0..255. */
-static mae_status source_planes(const uint8_t *pixels, int w, int h, int ch, ptrdiff_t stride, int oc,
-                                float **out)
+/* A caller's pixel buffer, read as model channels. */
+typedef struct source {
+    const uint8_t *pixels;
+    ptrdiff_t stride;
+    int w, ch, oc;
+} source;
+
+/* Row y converted to oc channels, as floats 0..255 in planes `plane` floats apart. */
+static void source_row(void *ctx, int y, float *out, size_t plane)
 {
-    size_t plane = (size_t)w * (size_t)h;
-    float *f = mae_alloc(plane * (size_t)oc * sizeof *f);
-    if (!f)
-        return mae_fail(MAE_ERR_NOMEM, "mae_image_to_input: cannot allocate %zu bytes",
-                        plane * (size_t)oc * sizeof *f);
+    const source *s = ctx;
     uint8_t px[4 * 64];
-    for (int y = 0; y < h; y++)
-        for (int x0 = 0; x0 < w; x0 += 64) {
-            int n = w - x0 < 64 ? w - x0 : 64;
-            mae_pixels_convert(pixels + y * stride + (ptrdiff_t)x0 * ch, 0, ch, px, 0, oc, n, 1);
-            for (int c = 0; c < oc; c++) {
-                float *dst = f + (size_t)c * plane + (size_t)y * w + (size_t)x0;
-                for (int i = 0; i < n; i++)
-                    dst[i] = px[i * oc + c];
-            }
-        }
-    *out = f;
-    return MAE_OK;
+    for (int x0 = 0; x0 < s->w; x0 += 64) {
+        int n = s->w - x0 < 64 ? s->w - x0 : 64;
+        mae_pixels_convert(s->pixels + y * s->stride + (ptrdiff_t)x0 * s->ch, 0, s->ch, px, 0, s->oc, n, 1);
+        for (int c = 0; c < s->oc; c++)
+            for (int i = 0; i < n; i++)
+                out[(size_t)c * plane + (size_t)x0 + (size_t)i] = px[i * s->oc + c];
+    }
 }
 
 MAE_API mae_status mae_image_to_input(const uint8_t *pixels, int width, int height, int channels,
@@ -86,34 +83,28 @@ MAE_API mae_status mae_image_to_input(const uint8_t *pixels, int width, int heig
         x1 = x0 + out_width * sc;
         y1 = y0 + out_height * sc;
     }
-    float *src = NULL, *res = NULL;
-    if ((s = source_planes(pixels, width, height, channels, stride, out_channels, &src)) != MAE_OK)
-        return s;
-    size_t n = (size_t)out_channels * (size_t)out_height * (size_t)out_width;
+    source src = { pixels, stride, width, channels, out_channels };
+    size_t plane = (size_t)out_height * (size_t)out_width;
     int same = x0 == 0 && y0 == 0 && x1 == width && y1 == height && out_width == width && out_height == height;
     if (same) {
-        res = src;
+        /* no resampling: the rows go straight into the output planes */
+        for (int y = 0; y < height; y++)
+            source_row(&src, y, out + (size_t)y * width, plane);
     } else {
-        res = mae_alloc(n * sizeof *res);
-        s = res ? mae_resample(src, out_channels, height, width, x0, y0, x1, y1, (int)filter, res,
-                               out_height, out_width)
-                : mae_fail(MAE_ERR_NOMEM, "%s: cannot allocate %zu bytes", fn, n * sizeof *res);
-        mae_free(src);
-        if (s != MAE_OK) {
-            mae_free(res);
+        s = mae_resample(source_row, &src, out_channels, height, width, x0, y0, x1, y1, (int)filter, out,
+                         out_height, out_width);
+        if (s != MAE_OK)
             return s;
-        }
     }
-    size_t plane = (size_t)out_height * (size_t)out_width;
+    /* normalize in place */
     for (int c = 0; c < out_channels; c++) {
         double mu = mean ? mean[c] : 0.0, sd = std ? std[c] : 1.0;
         for (size_t i = 0; i < plane; i++) {
-            double v = res[(size_t)c * plane + i];
+            double v = out[(size_t)c * plane + i];
             v = v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v;
             out[(size_t)c * plane + i] = (float)((v / 255.0 - mu) / sd);
         }
     }
-    mae_free(res);
     return MAE_OK;
 }
 

@@ -109,12 +109,18 @@ mae_status mae_idx_decode(const uint8_t *p, size_t n, uint8_t **data, int *ndim,
 
 /* ---- resampling (resize.c) ------------------------------------------------------------------ */
 
-/* Resamples the box [x0,x1) x [y0,y1) (source pixel units, fractional allowed) of a C-plane
- * float image src [C,h,w] to dst [C,oh,ow] with Pillow's convolution scheme: output pixel i
- * samples at x0 + (i + 0.5) * scale, and on downscaling the filter is stretched by the scale
- * (antialiasing). filter is MAE_FILTER_*. No clamping. */
-mae_status mae_resample(const float *src, int C, int h, int w, double x0, double y0, double x1,
-                        double y1, int filter, float *dst, int oh, int ow);
+/* Fills out[c * plane + x] (the C channels of one row, plane floats apart) with row y of the
+ * source image. */
+typedef void (*mae_row_fn)(void *ctx, int y, float *out, size_t plane);
+
+/* Resamples the box [x0,x1) x [y0,y1) (source pixel units, fractional allowed) of a C-channel
+ * w x h float image, read row by row through row(), to dst [C,oh,ow] with Pillow's convolution
+ * scheme: output pixel i samples at x0 + (i + 0.5) * scale, and on downscaling the filter is
+ * stretched by the scale (antialiasing). filter is MAE_FILTER_*. No clamping. Only the rows the
+ * box needs are read; memory is C * h * ow floats plus one row. Fails only when that cannot be
+ * allocated, before dst is touched. */
+mae_status mae_resample(mae_row_fn row, void *ctx, int C, int h, int w, double x0, double y0,
+                        double x1, double y1, int filter, float *dst, int oh, int ow);
 
 /* ---- tensors and predictions (convert.c) ---------------------------------------------------- */
 

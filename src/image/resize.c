@@ -79,23 +79,24 @@ static void axis_weights(axis *a, int in_size, double in0, double in1, int out_s
     }
 }
 
-mae_status mae_resample(const float *src, int C, int h, int w, double x0, double y0, double x1,
-                        double y1, int filter, float *dst, int oh, int ow)
+mae_status mae_resample(mae_row_fn row, void *ctx, int C, int h, int w, double x0, double y0,
+                        double x1, double y1, int filter, float *dst, int oh, int ow)
 {
     int kx = axis_ksize(w, x0, x1, ow, filter), ky = axis_ksize(h, y0, y1, oh, filter);
-    /* One block: both axes' tables and the horizontally resampled rows [C, h, ow]. */
+    /* One block: both axes' tables, one source row [C, w] and the horizontally resampled rows
+     * [C, h, ow] (only the rows the vertical pass reads are computed). */
     size_t n_int = 2 * ((size_t)ow + (size_t)oh);
     size_t n_w = (size_t)ow * (size_t)kx + (size_t)oh * (size_t)ky;
-    size_t n_tmp = (size_t)C * (size_t)h * (size_t)ow;
-    size_t bytes = n_w * sizeof(double) + n_tmp * sizeof(float) + n_int * sizeof(int);
+    size_t n_tmp = (size_t)C * (size_t)h * (size_t)ow, n_row = (size_t)C * (size_t)w;
+    size_t bytes = n_w * sizeof(double) + (n_tmp + n_row) * sizeof(float) + n_int * sizeof(int);
     char *block = mae_alloc(bytes);
     if (!block)
         return mae_fail(MAE_ERR_NOMEM, "resize: cannot allocate %zu bytes", bytes);
     axis ax, ay;
     ax.w = (double *)block;
     ay.w = ax.w + (size_t)ow * (size_t)kx;
-    float *tmp = (float *)(ay.w + (size_t)oh * (size_t)ky);
-    ax.start = (int *)(tmp + n_tmp);
+    float *tmp = (float *)(ay.w + (size_t)oh * (size_t)ky), *src = tmp + n_tmp;
+    ax.start = (int *)(src + n_row);
     ax.count = ax.start + ow;
     ay.start = ax.count + ow;
     ay.count = ay.start + oh;
@@ -104,9 +105,17 @@ mae_status mae_resample(const float *src, int C, int h, int w, double x0, double
     axis_weights(&ax, w, x0, x1, ow, filter);
     axis_weights(&ay, h, y0, y1, oh, filter);
 
-    for (int c = 0; c < C; c++)
-        for (int y = 0; y < h; y++) {
-            const float *in = src + ((size_t)c * h + y) * w;
+    int ylo = h, yhi = 0;
+    for (int j = 0; j < oh; j++) {
+        if (ay.start[j] < ylo)
+            ylo = ay.start[j];
+        if (ay.start[j] + ay.count[j] > yhi)
+            yhi = ay.start[j] + ay.count[j];
+    }
+    for (int y = ylo; y < yhi; y++) {
+        row(ctx, y, src, (size_t)w);
+        for (int c = 0; c < C; c++) {
+            const float *in = src + (size_t)c * w;
             float *out = tmp + ((size_t)c * h + y) * ow;
             for (int i = 0; i < ow; i++) {
                 const double *k = ax.w + (size_t)i * kx;
@@ -117,6 +126,7 @@ mae_status mae_resample(const float *src, int C, int h, int w, double x0, double
                 out[i] = (float)s;
             }
         }
+    }
     for (int c = 0; c < C; c++)
         for (int j = 0; j < oh; j++) {
             const double *k = ay.w + (size_t)j * ky;
