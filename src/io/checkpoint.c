@@ -1,14 +1,425 @@
-/* Placeholder until the safetensors reader lands: loading and saving are not available yet. */
+/* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
+ * ViTMAE tensor names. The config comes from __metadata__ where it is given and is inferred from
+ * the tensor shapes and the presets where it is not (docs/FORMAT.md). */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 #include "../model/model.h"
+#include "safetensors.h"
+#include "names.h"
+#include "json.h"
+
+/* ---- the config from __metadata__ ----------------------------------------------------------- */
+
+enum { K_INT, K_FLOAT, K_BOOL };
+
+typedef struct meta_key {
+    const char *key;
+    int kind;
+    size_t off;       /* of the field in mae_cfg */
+} meta_key;
+
+/* The official constructor's argument names, plus libmae's run size of a resized model. */
+static const meta_key meta_keys[] = {
+    { "img_size", K_INT, offsetof(mae_cfg, img) },
+    { "img_height", K_INT, offsetof(mae_cfg, ih) },
+    { "img_width", K_INT, offsetof(mae_cfg, iw) },
+    { "patch_size", K_INT, offsetof(mae_cfg, p) },
+    { "in_chans", K_INT, offsetof(mae_cfg, C) },
+    { "embed_dim", K_INT, offsetof(mae_cfg, D) },
+    { "depth", K_INT, offsetof(mae_cfg, depth) },
+    { "num_heads", K_INT, offsetof(mae_cfg, H) },
+    { "decoder_embed_dim", K_INT, offsetof(mae_cfg, Dd) },
+    { "decoder_depth", K_INT, offsetof(mae_cfg, ddepth) },
+    { "decoder_num_heads", K_INT, offsetof(mae_cfg, dH) },
+    { "mlp_ratio", K_FLOAT, offsetof(mae_cfg, mlp_ratio) },
+    { "norm_pix_loss", K_BOOL, offsetof(mae_cfg, norm_pix) },
+    { "mask_ratio", K_FLOAT, offsetof(mae_cfg, mask_ratio) },
+    { "layer_norm_eps", K_FLOAT, offsetof(mae_cfg, eps) },
+};
+enum { N_KEYS = sizeof meta_keys / sizeof meta_keys[0] };
+
+/* Reads every key that is present into c; have[k] says which were. */
+static mae_status read_meta(const mae_st_file *f, mae_cfg *c, int have[N_KEYS])
+{
+    for (int k = 0; k < N_KEYS; k++) {
+        const meta_key *mk = &meta_keys[k];
+        const char *v = mae_st_meta_get(f, mk->key);
+        double d;
+        have[k] = v != NULL;
+        if (!v)
+            continue;
+        void *field = (char *)c + mk->off;
+        if (mk->kind == K_BOOL) {
+            int t = strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "1") == 0;
+            int fl = strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "0") == 0;
+            if (!t && !fl)
+                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not true or false", mk->key, v);
+            *(int *)field = t;
+        } else if (!mae_decimal_parse(v, &d) || !isfinite(d)) {
+            return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not a decimal number", mk->key, v);
+        } else if (mk->kind == K_INT) {
+            if (d != floor(d) || d < INT_MIN || d > INT_MAX)
+                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not an integer", mk->key, v);
+            *(int *)field = (int)d;
+        } else {
+            if (fabs(d) > 3.4e38)
+                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is out of range", mk->key, v);
+            *(float *)field = (float)d;
+        }
+    }
+    return MAE_OK;
+}
+
+static int key_index(const char *key)
+{
+    for (int k = 0; k < N_KEYS; k++)
+        if (strcmp(meta_keys[k].key, key) == 0)
+            return k;
+    return -1;
+}
+
+/* ---- the config from the shapes ------------------------------------------------------------- */
+
+int mae_ckpt_default_heads(int dim, int decoder)
+{
+    if (decoder && dim == 512)
+        return 16;
+    if (!decoder && dim == 768)
+        return 12;
+    if (!decoder && (dim == 1024 || dim == 1280))
+        return 16;
+    return dim > 0 && dim % 64 == 0 ? dim / 64 : 0;
+}
+
+static int to_int(int64_t v)
+{
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+/* The shape without leading 1s (the official files keep [1, 1+L, D] for pos_embed). */
+static int squeeze(int ndim, const int64_t *shape, int64_t *out)
+{
+    int first = 0;
+    while (first < ndim && shape[first] == 1)
+        first++;
+    for (int i = first; i < ndim; i++)
+        out[i - first] = shape[i];
+    return ndim - first;
+}
+
+/* A tensor the inference needs: its entry, squeezed to want_ndim dimensions, or a message. */
+static mae_status need(const mae_names *nm, const char *official, int want_ndim, int64_t *dims)
+{
+    char name[160];
+    mae_names_map(nm, official, 0, name, sizeof name);
+    const mae_st_entry *e = mae_st_find(nm->f, name);
+    if (!e)
+        return mae_fail(MAE_ERR_FORMAT, "tensor '%s' is missing", name);
+    if (squeeze(e->ndim, e->shape, dims) != want_ndim)
+        return mae_fail(MAE_ERR_SHAPE, "tensor '%s' has %d dimensions, expected %d", name, e->ndim, want_ndim);
+    return MAE_OK;
+}
+
+static int64_t isqrt(int64_t n)
+{
+    int64_t r = (int64_t)sqrt((double)n);
+    while (r > 0 && r * r > n)
+        r--;
+    while ((r + 1) * (r + 1) <= n)
+        r++;
+    return r;
+}
+
+/* Image side from the position table's patch count, when the metadata does not say. */
+static mae_status infer_image(const mae_names *nm, mae_cfg *c)
+{
+    int64_t d[MAE_ST_MAX_DIMS];
+    mae_status s = need(nm, "pos_embed", 2, d);
+    if (s != MAE_OK)
+        return s;
+    int64_t L = d[0] - 1, g = L > 0 && L < ((int64_t)1 << 40) ? isqrt(L) : 0;
+    if (g == 0 || g * g != L)
+        return mae_fail(MAE_ERR_FORMAT, "pos_embed holds %lld patch rows, not a square grid: give img_size (or img_height "
+                        "and img_width) in __metadata__", (long long)L);
+    c->img = to_int(g * c->p);
+    return MAE_OK;
+}
+
+/* MLP width from the first encoder block's fc1 weight: the float ratio whose product with the
+ * width the config truncates back to exactly that MLP width. */
+static mae_status infer_mlp_ratio(const mae_names *nm, mae_cfg *c)
+{
+    int64_t d[MAE_ST_MAX_DIMS];
+    mae_status s = need(nm, "blocks.0.mlp.fc1.weight", 2, d);
+    if (s != MAE_OK)
+        return s;
+    int hidden = to_int(d[0]);
+    if (c->D <= 0 || hidden <= 0)
+        return MAE_OK;   /* the config check reports it */
+    float r = (float)hidden / (float)c->D;
+    while ((int)((double)c->D * r) < hidden)
+        r = nextafterf(r, INFINITY);
+    c->mlp_ratio = r;
+    return MAE_OK;
+}
+
+static mae_status infer_heads(int dim, int decoder, int *heads)
+{
+    *heads = mae_ckpt_default_heads(dim, decoder);
+    if (*heads == 0)
+        return mae_fail(MAE_ERR_FORMAT, "cannot infer %s for width %d (no preset, 64 does not divide it): give it in __metadata__",
+                        decoder ? "decoder_num_heads" : "num_heads", dim);
+    return MAE_OK;
+}
+
+/* Every field the metadata left open, from the shapes (have[] says which it gave). */
+static mae_status infer_config(const mae_names *nm, const int have[N_KEYS], mae_cfg *c)
+{
+#define HAVE(key) have[key_index(key)]
+    int64_t d[MAE_ST_MAX_DIMS];
+    mae_status s = need(nm, "patch_embed.proj.weight", 4, d);
+    if (s != MAE_OK)
+        return s;
+    if (d[2] != d[3])
+        return mae_fail(MAE_ERR_FORMAT, "the patch embedding weight is not square: %lld x %lld", (long long)d[2], (long long)d[3]);
+    if (!HAVE("embed_dim")) c->D = to_int(d[0]);
+    if (!HAVE("in_chans")) c->C = to_int(d[1]);
+    if (!HAVE("patch_size")) c->p = to_int(d[2]);
+    if (!HAVE("img_size") && HAVE("img_height") && HAVE("img_width"))
+        c->img = c->ih;
+    else if (!HAVE("img_size") && (s = infer_image(nm, c)) != MAE_OK)
+        return s;
+    if (!HAVE("depth")) c->depth = mae_names_count_blocks(nm, 0);
+    if (!HAVE("num_heads") && (s = infer_heads(c->D, 0, &c->H)) != MAE_OK)
+        return s;
+    c->has_decoder = mae_names_has_decoder(nm);
+    if (c->has_decoder) {
+        if (!HAVE("decoder_embed_dim")) {
+            if ((s = need(nm, "decoder_embed.weight", 2, d)) != MAE_OK)
+                return s;
+            c->Dd = to_int(d[0]);
+        }
+        if (!HAVE("decoder_depth")) c->ddepth = mae_names_count_blocks(nm, 1);
+        if (!HAVE("decoder_num_heads") && (s = infer_heads(c->Dd, 1, &c->dH)) != MAE_OK)
+            return s;
+    }
+    if (!HAVE("mlp_ratio") && c->depth > 0)
+        return infer_mlp_ratio(nm, c);
+    return MAE_OK;
+#undef HAVE
+}
+
+/* The whole config: defaults, metadata, inference, then the library's own checks. */
+static mae_status file_config(const mae_names *nm, mae_cfg *c)
+{
+    int have[N_KEYS];
+    memset(c, 0, sizeof *c);
+    c->mlp_ratio = 4.0f;
+    c->mask_ratio = 0.75f;
+    c->eps = nm->hf ? 1e-12f : 1e-6f;   /* Hugging Face configs vs the official presets */
+    mae_status s = read_meta(nm->f, c, have);
+    if (s == MAE_OK)
+        s = infer_config(nm, have, c);
+    if (s != MAE_OK)
+        return s;
+    if ((s = mae_cfg_finish(c)) != MAE_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", mae_last_error());
+        return mae_fail(MAE_ERR_FORMAT, "%s (from the file's metadata and shapes)", msg);
+    }
+    return MAE_OK;
+}
+
+/* ---- the weights ---------------------------------------------------------------------------- */
+
+static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+/* Parameters of a config, in floats (mirrors the layout of params.c), to refuse a config that
+ * asks for far more weights than the file can hold before anything is allocated for it. */
+static double block_floats(double C, double hidden)
+{
+    return 4 * C + 3 * C * C + 3 * C + C * C + C + 2 * hidden * C + hidden + C;
+}
+
+static double config_floats(const mae_cfg *c)
+{
+    double D = c->D, T = 1.0 + c->L;
+    double n = D + T * D + D * c->P + D + c->depth * block_floats(D, c->hidden) + 2 * D;
+    if (c->has_decoder) {
+        double Dd = c->Dd;
+        n += Dd + T * Dd + Dd * D + Dd + c->ddepth * block_floats(Dd, c->dhidden) + 2 * Dd + c->P * Dd + c->P;
+    }
+    return n;
+}
+
+static mae_status check_size(const mae_st_file *f, const mae_cfg *c)
+{
+    double held = 0, needed = config_floats(c);
+    for (int i = 0; i < f->n; i++)
+        held += (double)f->t[i].count;
+    if (needed > 2 * held + 1e6)
+        return mae_fail(MAE_ERR_FORMAT, "the config (embed_dim %d, depth %d, %d patches) needs %.0f weights, the file holds "
+                        "%.0f values: tensors are missing or the metadata disagrees with them", c->D, c->depth, c->L, needed, held);
+    return MAE_OK;
+}
+
+/* One tensor of the model from the file: one entry, or three (q, k, v) stacked into qkv. */
+static mae_status fill_tensor(const mae_names *nm, mae_model *m, const mae_tensor *t)
+{
+    char name[160], want[96], found[96];
+    int parts = mae_names_map(nm, t->name, 0, name, sizeof name);
+    if (parts == 0)
+        return mae_fail(MAE_ERR_FORMAT, "tensor '%s' has no name in this file", t->name);
+    int64_t shape[4], sq_want[4], sq_found[MAE_ST_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] /= parts;
+    size_t count = t->count / (size_t)parts;
+    for (int part = 0; part < parts; part++) {
+        mae_names_map(nm, t->name, part, name, sizeof name);
+        const mae_st_entry *e = mae_st_find(nm->f, name);
+        if (!e)
+            return mae_fail(MAE_ERR_FORMAT, "tensor '%s' is missing%s%s%s", name, nm->hf ? " (official name '" : "",
+                            nm->hf ? t->name : "", nm->hf ? "')" : "");
+        int nw = squeeze(t->ndim, shape, sq_want), nf = squeeze(e->ndim, e->shape, sq_found);
+        if (nw != nf || memcmp(sq_want, sq_found, (size_t)nw * sizeof *sq_want) != 0) {
+            shape_text(want, sizeof want, t->ndim, shape);
+            shape_text(found, sizeof found, e->ndim, e->shape);
+            return mae_fail(MAE_ERR_SHAPE, "tensor '%s': the config needs shape %s, the file has %s", name, want, found);
+        }
+        mae_status s = mae_st_read_f32(nm->f, e, m->data + t->offset + (size_t)part * count, count);
+        if (s != MAE_OK)
+            return s;
+    }
+    return MAE_OK;
+}
+
+mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
+{
+    if (!f || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_from_st: %s is NULL", !f ? "f" : "out");
+    mae_names nm;
+    mae_cfg c;
+    mae_model *m = NULL;
+    mae_status s = mae_names_detect(f, &nm);
+    if (s == MAE_OK)
+        s = file_config(&nm, &c);
+    if (s == MAE_OK)
+        s = check_size(f, &c);
+    if (s == MAE_OK)
+        s = mae_model_alloc(&c, &m);
+    for (int i = 0; s == MAE_OK && i < m->n_tensors; i++)
+        s = fill_tensor(&nm, m, &m->tensors[i]);
+    if (s == MAE_OK)
+        s = mae_model_pack(m);
+    if (s != MAE_OK) {
+        mae_model_free(m);
+        return s;
+    }
+    *out = m;
+    return MAE_OK;
+}
+
+mae_status mae_model_load_memory(const unsigned char *buf, size_t size, mae_model **out)
+{
+    if (!out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_memory: out is NULL");
+    mae_st_file f;
+    mae_status s = mae_st_parse(buf, size, &f);
+    if (s != MAE_OK)
+        return s;
+    s = mae_model_from_st(&f, out);
+    mae_st_close(&f);
+    return s;
+}
 
 MAE_API mae_status mae_model_load(const char *path, mae_model **out)
 {
-    (void)path; (void)out;
-    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_model_load: not implemented yet");
+    if (!path || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load: %s is NULL", !path ? "path" : "out");
+    mae_st_file f;
+    mae_status s = mae_st_open(path, &f);
+    if (s != MAE_OK)
+        return s;
+    s = mae_model_from_st(&f, out);
+    mae_st_close(&f);
+    if (s != MAE_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", mae_last_error());
+        return mae_fail(s, "'%s': %s", path, msg);
+    }
+    return MAE_OK;
+}
+
+/* ---- saving --------------------------------------------------------------------------------- */
+
+enum { MAX_META = 20 };
+
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *value)
+{
+    snprintf(meta[n].key, sizeof meta[n].key, "%s", key);
+    snprintf(meta[n].value, sizeof meta[n].value, "%s", value);
+    return n + 1;
+}
+
+static int add_int(mae_st_meta *meta, int n, const char *key, int v)
+{
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d", v);
+    return add_meta(meta, n, key, buf);
+}
+
+static int add_float(mae_st_meta *meta, int n, const char *key, float v)
+{
+    char buf[32];
+    mae_decimal_format(buf, sizeof buf, (double)v, 9);   /* 9 digits: the float back exactly */
+    return add_meta(meta, n, key, buf);
+}
+
+static int config_meta(const mae_cfg *c, mae_st_meta *meta)
+{
+    int n = add_meta(meta, 0, "format", "pt");
+    n = add_int(meta, n, "img_size", c->img);
+    n = add_int(meta, n, "img_height", c->ih);
+    n = add_int(meta, n, "img_width", c->iw);
+    n = add_int(meta, n, "patch_size", c->p);
+    n = add_int(meta, n, "in_chans", c->C);
+    n = add_int(meta, n, "embed_dim", c->D);
+    n = add_int(meta, n, "depth", c->depth);
+    n = add_int(meta, n, "num_heads", c->H);
+    if (c->has_decoder) {
+        n = add_int(meta, n, "decoder_embed_dim", c->Dd);
+        n = add_int(meta, n, "decoder_depth", c->ddepth);
+        n = add_int(meta, n, "decoder_num_heads", c->dH);
+    }
+    n = add_float(meta, n, "mlp_ratio", c->mlp_ratio);
+    n = add_meta(meta, n, "norm_pix_loss", c->norm_pix ? "true" : "false");
+    n = add_float(meta, n, "mask_ratio", c->mask_ratio);
+    n = add_float(meta, n, "layer_norm_eps", c->eps);
+    return n;
 }
 
 MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
 {
-    (void)m; (void)path;
-    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_model_save: not implemented yet");
+    if (!m || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save: %s is NULL", !m ? "model" : "path");
+    mae_st_meta meta[MAX_META];
+    mae_st_out *out = mae_alloc((size_t)m->n_tensors * sizeof *out);
+    if (!out)
+        return mae_fail(MAE_ERR_NOMEM, "mae_model_save: out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const mae_tensor *t = &m->tensors[i];
+        out[i] = (mae_st_out){ t->name, m->data + t->offset, t->ndim, t->shape };
+    }
+    mae_status s = mae_st_write(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta));
+    mae_free(out);
+    return s;
 }

@@ -9,7 +9,15 @@
 
 enum { MAE_DT_F32 = 0, MAE_DT_F16 = 1, MAE_DT_BF16 = 2, MAE_DT_F64 = 3, MAE_DT_I32 = 4, MAE_DT_I64 = 5 };
 
+/* The other dtypes of the safetensors spec; every dtype is readable as float32. */
+enum { MAE_DT_BOOL = 6, MAE_DT_U8 = 7, MAE_DT_I8 = 8, MAE_DT_I16 = 9, MAE_DT_U16 = 10, MAE_DT_U32 = 11,
+       MAE_DT_U64 = 12, MAE_DT_F8_E5M2 = 13, MAE_DT_F8_E4M3 = 14, MAE_DT_COUNT = 15 };
+
 #define MAE_ST_MAX_DIMS 8
+#define MAE_ST_MAX_HEADER 100000000u   /* header bytes accepted, as the reference implementation */
+
+size_t      mae_st_dtype_size(int dtype);   /* bytes per element; 0 for an unknown id */
+const char *mae_st_dtype_name(int dtype);   /* "F32", ...; NULL for an unknown id */
 
 typedef struct mae_st_entry {
     char    name[160];
@@ -59,5 +67,14 @@ typedef struct mae_st_out {
  * directory, flushed and renamed: a crash never leaves a half-written file at path. */
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta);
+
+/* ---- models (checkpoint.c) -------------------------------------------------------------------- */
+
+/* mae_model_load on a parsed file or a file image in memory (the fuzz target's entry). */
+mae_status mae_model_from_st(const mae_st_file *f, mae_model **out);
+mae_status mae_model_load_memory(const unsigned char *buf, size_t size, mae_model **out);
+/* Head count for a width when the metadata has none: the presets' (768 -> 12, 1024 and 1280 ->
+ * 16; decoder 512 -> 16), else dim / 64 when 64 divides dim, else 0 (the file must say). */
+int mae_ckpt_default_heads(int dim, int decoder);
 
 #endif

@@ -1,0 +1,754 @@
+/* safetensors: the reader (hostile input: every length, offset and shape is checked before it is
+ * used), the conversions of every dtype to float32, and the atomic writer.
+ *
+ * File layout: u64 little-endian N, N bytes of JSON (an object: "__metadata__" -> a string map,
+ * every other key a tensor {"dtype", "shape", "data_offsets": [begin, end)} relative to the data
+ * section), then the data section. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "safetensors.h"
+#include "json.h"
+#include "../util/util.h"
+
+typedef struct dtype_info { const char *name; size_t size; } dtype_info;
+
+/* indexed by MAE_DT_* */
+static const dtype_info dtypes[MAE_DT_COUNT] = {
+    { "F32", 4 }, { "F16", 2 }, { "BF16", 2 }, { "F64", 8 }, { "I32", 4 }, { "I64", 8 },
+    { "BOOL", 1 }, { "U8", 1 }, { "I8", 1 }, { "I16", 2 }, { "U16", 2 }, { "U32", 4 }, { "U64", 8 },
+    { "F8_E5M2", 1 }, { "F8_E4M3", 1 },
+};
+
+size_t mae_st_dtype_size(int dtype)
+{
+    return dtype >= 0 && dtype < MAE_DT_COUNT ? dtypes[dtype].size : 0;
+}
+
+const char *mae_st_dtype_name(int dtype)
+{
+    return dtype >= 0 && dtype < MAE_DT_COUNT ? dtypes[dtype].name : NULL;
+}
+
+/* strerror without its shared buffer (the library may run on many threads). */
+static const char *errtext(int err, char *buf, size_t cap)
+{
+    if (strerror_r(err, buf, cap) != 0)
+        snprintf(buf, cap, "error %d", err);
+    return buf;
+}
+
+/* Re-records the current message behind a prefix (mae_fail reuses the message buffer). */
+static mae_status with_prefix(mae_status s, const char *prefix)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", mae_last_error());
+    return mae_fail(s, "%s%s", prefix, msg);
+}
+
+/* ---- the header ----------------------------------------------------------------------------- */
+
+enum { HAVE_DTYPE = 1, HAVE_SHAPE = 2, HAVE_OFFSETS = 4 };
+
+static mae_status parse_dtype(mae_json *j, mae_st_entry *e)
+{
+    char buf[16];
+    size_t len;
+    mae_status s = mae_json_string(j, buf, sizeof buf, &len);
+    if (s != MAE_OK)
+        return s;
+    for (int i = 0; i < MAE_DT_COUNT; i++)
+        if (len < sizeof buf && strcmp(buf, dtypes[i].name) == 0) {
+            e->dtype = i;
+            return MAE_OK;
+        }
+    return mae_fail(MAE_ERR_FORMAT, "unknown dtype '%s'%s", buf, len >= sizeof buf ? "..." : "");
+}
+
+static mae_status parse_shape(mae_json *j, mae_st_entry *e)
+{
+    mae_status s = mae_json_open(j, '[');
+    int more = 1;
+    for (int i = 0; s == MAE_OK; i++) {
+        if ((s = mae_json_next(j, ']', i, &more)) != MAE_OK || !more)
+            break;
+        if (i == MAE_ST_MAX_DIMS)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: more than %d dimensions", mae_json_where(j), MAE_ST_MAX_DIMS);
+        uint64_t d;
+        if ((s = mae_json_uint(j, INT64_MAX, &d)) == MAE_OK) {
+            e->shape[i] = (int64_t)d;
+            e->ndim = i + 1;
+        }
+    }
+    return s;
+}
+
+static mae_status parse_offsets(mae_json *j, mae_st_entry *e)
+{
+    mae_status s = mae_json_open(j, '[');
+    int more = 1, i = 0;
+    uint64_t v[2] = { 0, 0 };
+    for (; s == MAE_OK; i++) {
+        if ((s = mae_json_next(j, ']', i, &more)) != MAE_OK || !more)
+            break;
+        if (i == 2)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: data_offsets holds more than 2 numbers", mae_json_where(j));
+        s = mae_json_uint(j, SIZE_MAX, &v[i]);
+    }
+    if (s == MAE_OK && i != 2)
+        return mae_fail(MAE_ERR_FORMAT, "data_offsets holds %d number(s), not 2", i);
+    e->begin = (size_t)v[0];
+    e->end = (size_t)v[1];
+    return s;
+}
+
+/* What the entry's fields say about its bytes, checked against the data section. */
+static mae_status check_entry(mae_st_entry *e, size_t data_size)
+{
+    size_t count = 1, bytes;
+    for (int i = 0; i < e->ndim; i++)
+        if (!mae_mul_size(count, (size_t)e->shape[i], &count))
+            return mae_fail(MAE_ERR_FORMAT, "the shape's element count overflows");
+    if (!mae_mul_size(count, dtypes[e->dtype].size, &bytes))
+        return mae_fail(MAE_ERR_FORMAT, "the shape's byte size overflows");
+    e->count = count;
+    if (e->begin > e->end)
+        return mae_fail(MAE_ERR_FORMAT, "data_offsets [%zu, %zu] are reversed", e->begin, e->end);
+    if (e->end > data_size)
+        return mae_fail(MAE_ERR_FORMAT, "data_offsets [%zu, %zu] reach past the %zu-byte data section (file truncated?)",
+                        e->begin, e->end, data_size);
+    if (e->end - e->begin != bytes)
+        return mae_fail(MAE_ERR_FORMAT, "data_offsets [%zu, %zu] hold %zu bytes, but %zu %s values need %zu",
+                        e->begin, e->end, e->end - e->begin, count, dtypes[e->dtype].name, bytes);
+    return MAE_OK;
+}
+
+/* One tensor's object into *e (its name already there). */
+static mae_status parse_tensor(mae_json *j, mae_st_entry *e, size_t data_size)
+{
+    int have = 0, more = 1;
+    mae_status s = mae_json_open(j, '{');
+    for (int i = 0; s == MAE_OK; i++) {
+        if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
+            break;
+        char key[16];
+        size_t len;
+        size_t at = mae_json_where(j);
+        if ((s = mae_json_string(j, key, sizeof key, &len)) != MAE_OK || (s = mae_json_colon(j)) != MAE_OK)
+            break;
+        int field = len >= sizeof key ? 0 : strcmp(key, "dtype") == 0 ? HAVE_DTYPE :
+                    strcmp(key, "shape") == 0 ? HAVE_SHAPE : strcmp(key, "data_offsets") == 0 ? HAVE_OFFSETS : 0;
+        if (field & have)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: '%s' appears twice", at, key);
+        have |= field;
+        s = field == HAVE_DTYPE ? parse_dtype(j, e) : field == HAVE_SHAPE ? parse_shape(j, e) :
+            field == HAVE_OFFSETS ? parse_offsets(j, e) : mae_json_skip(j);   /* unknown keys are ignored */
+    }
+    if (s != MAE_OK)
+        return s;
+    if (have != (HAVE_DTYPE | HAVE_SHAPE | HAVE_OFFSETS))
+        return mae_fail(MAE_ERR_FORMAT, "no %s", !(have & HAVE_DTYPE) ? "dtype" : !(have & HAVE_SHAPE) ? "shape" : "data_offsets");
+    return check_entry(e, data_size);
+}
+
+/* "__metadata__": string -> string. Pairs that do not fit mae_st_meta are skipped. */
+static mae_status parse_meta(mae_json *j, mae_st_file *f, int store)
+{
+    int more = 1;
+    mae_status s = mae_json_open(j, '{');
+    for (int i = 0; s == MAE_OK; i++) {
+        if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
+            break;
+        mae_st_meta m;
+        size_t klen, vlen;
+        if ((s = mae_json_string(j, m.key, sizeof m.key, &klen)) != MAE_OK || (s = mae_json_colon(j)) != MAE_OK)
+            break;
+        if (mae_json_peek(j) != '"')
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ value of '%s' is not a string",
+                            mae_json_where(j), m.key);
+        if ((s = mae_json_string(j, m.value, sizeof m.value, &vlen)) != MAE_OK)
+            break;
+        int fits = klen < sizeof m.key && vlen < sizeof m.value && strlen(m.key) == klen && strlen(m.value) == vlen;
+        if (fits && store)
+            f->meta[f->n_meta] = m;
+        f->n_meta += fits;
+    }
+    return s;
+}
+
+/* Walks the header; with store == 0 it only counts tensors and metadata pairs (into f->n and
+ * f->n_meta), with store == 1 it fills the arrays sized by the counting pass. */
+static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
+{
+    int more = 1, have_meta = 0;
+    mae_status s = mae_json_open(j, '{');
+    f->n = f->n_meta = 0;
+    for (int i = 0; s == MAE_OK; i++) {
+        if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
+            break;
+        mae_st_entry e;
+        memset(&e, 0, sizeof e);
+        size_t at = mae_json_where(j), len;
+        if ((s = mae_json_string(j, e.name, sizeof e.name, &len)) != MAE_OK || (s = mae_json_colon(j)) != MAE_OK)
+            break;
+        if (len >= sizeof e.name)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: a tensor name of %zu bytes (at most %zu)", at, len, sizeof e.name - 1);
+        if (strlen(e.name) != len)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: a tensor name holds a NUL character", at);
+        if (strcmp(e.name, "__metadata__") == 0) {
+            if (have_meta)
+                return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ appears twice", at);
+            have_meta = 1;
+            if ((s = parse_meta(j, f, store)) != MAE_OK)
+                return with_prefix(s, "in __metadata__: ");
+            continue;
+        }
+        if (mae_json_peek(j) != '{')
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: tensor '%s' is not an object", mae_json_where(j), e.name);
+        if ((s = parse_tensor(j, &e, f->data_size)) != MAE_OK) {
+            char pre[200];
+            snprintf(pre, sizeof pre, "tensor '%s': ", e.name);
+            return with_prefix(s, pre);
+        }
+        if (store)
+            f->t[f->n] = e;
+        f->n++;
+    }
+    if (s == MAE_OK && mae_json_peek(j) >= 0)
+        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: text after the header's object", mae_json_where(j));
+    return s;
+}
+
+/* ---- checks across entries ------------------------------------------------------------------ */
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(const mae_st_entry *const *)a)->name, (*(const mae_st_entry *const *)b)->name);
+}
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp((*(const mae_st_meta *const *)a)->key, (*(const mae_st_meta *const *)b)->key);
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const mae_st_entry *x = *(const mae_st_entry *const *)a, *y = *(const mae_st_entry *const *)b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Duplicate names and keys, and tensors whose bytes overlap (empty tensors overlap nothing). */
+static mae_status check_entries(const mae_st_file *f)
+{
+    int most = f->n > f->n_meta ? f->n : f->n_meta;
+    if (most < 2)
+        return MAE_OK;
+    const void **p = mae_alloc((size_t)most * sizeof *p);
+    if (!p)
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d entries", most);
+    mae_status s = MAE_OK;
+    for (int i = 0; i < f->n_meta; i++)
+        p[i] = &f->meta[i];
+    qsort(p, (size_t)f->n_meta, sizeof *p, by_key);
+    for (int i = 1; i < f->n_meta && s == MAE_OK; i++)
+        if (by_key(&p[i - 1], &p[i]) == 0)
+            s = mae_fail(MAE_ERR_FORMAT, "__metadata__ key '%s' appears twice", ((const mae_st_meta *)p[i])->key);
+    for (int i = 0; i < f->n; i++)
+        p[i] = &f->t[i];
+    qsort(p, (size_t)f->n, sizeof *p, by_name);
+    for (int i = 1; i < f->n && s == MAE_OK; i++)
+        if (by_name(&p[i - 1], &p[i]) == 0)
+            s = mae_fail(MAE_ERR_FORMAT, "tensor '%s' appears twice", ((const mae_st_entry *)p[i])->name);
+    qsort(p, (size_t)f->n, sizeof *p, by_offset);
+    const mae_st_entry *prev = NULL;
+    for (int i = 0; i < f->n && s == MAE_OK; i++) {
+        const mae_st_entry *e = p[i];
+        if (e->begin == e->end)
+            continue;
+        if (prev && e->begin < prev->end)
+            s = mae_fail(MAE_ERR_FORMAT, "tensor '%s' (bytes %zu..%zu) overlaps tensor '%s' (bytes %zu..%zu)",
+                         e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
+        prev = e;
+    }
+    mae_free(p);
+    return s;
+}
+
+/* ---- parse, open, close, find --------------------------------------------------------------- */
+
+mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_parse: f is NULL");
+    memset(f, 0, sizeof *f);
+    if (!buf && size)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_parse: buf is NULL");
+    if (size < 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: %zu bytes is too short for the 8-byte header length", size);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | buf[i];
+    if (n > size - 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 reaches past the end of the %zu-byte file",
+                        (unsigned long long)n, size);
+    if (n > MAE_ST_MAX_HEADER)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 is larger than %u",
+                        (unsigned long long)n, MAE_ST_MAX_HEADER);
+    if (n < 2 || buf[8] != '{')
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: the header at byte 8 does not start with '{' (not a safetensors file)");
+    mae_st_file tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.data = buf + 8 + n;
+    tmp.data_size = size - 8 - (size_t)n;
+    mae_json j;
+    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
+    mae_status s = parse_header(&j, &tmp, 0);
+    if (s != MAE_OK)
+        return with_prefix(s, "safetensors: ");
+    int n_t = tmp.n, n_m = tmp.n_meta;
+    tmp.t = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.t) : NULL;
+    tmp.meta = n_m ? mae_calloc((size_t)n_m, sizeof *tmp.meta) : NULL;
+    if ((n_t && !tmp.t) || (n_m && !tmp.meta)) {
+        mae_st_close(&tmp);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d tensors", n_t);
+    }
+    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
+    if ((s = parse_header(&j, &tmp, 1)) == MAE_OK && (tmp.n != n_t || tmp.n_meta != n_m))
+        s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
+    if (s == MAE_OK && (s = check_entries(&tmp)) != MAE_OK && s == MAE_ERR_FORMAT)
+        s = with_prefix(s, "safetensors: ");
+    if (s != MAE_OK) {
+        mae_st_close(&tmp);
+        return s;
+    }
+    *f = tmp;
+    return MAE_OK;
+}
+
+mae_status mae_st_open(const char *path, mae_st_file *f)
+{
+    if (!f || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_open: %s is NULL", !f ? "f" : "path");
+    memset(f, 0, sizeof *f);
+    FILE *fp = fopen(path, "rb");
+    char err[128];
+    if (!fp)
+        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, errtext(errno, err, sizeof err));
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(fp);
+        return mae_fail(MAE_ERR_IO, "'%s': not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX - 1) {
+        fclose(fp);
+        return mae_fail(MAE_ERR_NOMEM, "'%s': %lld bytes do not fit in memory", path, (long long)st.st_size);
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    unsigned char *buf = mae_alloc(size + 1);
+    if (!buf) {
+        fclose(fp);
+        return mae_fail(MAE_ERR_NOMEM, "'%s': cannot allocate %zu bytes to read it", path, size);
+    }
+    while (got < size) {
+        size_t r = fread(buf + got, 1, size - got, fp);
+        if (r == 0)
+            break;
+        got += r;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad || got != size) {
+        mae_free(buf);
+        return mae_fail(MAE_ERR_IO, "'%s': read %zu of %zu bytes", path, got, size);
+    }
+    mae_status s = mae_st_parse(buf, size, f);
+    if (s != MAE_OK) {
+        char pre[300];
+        snprintf(pre, sizeof pre, "'%s': ", path);
+        mae_free(buf);
+        return with_prefix(s, pre);
+    }
+    f->owned = buf;
+    return MAE_OK;
+}
+
+void mae_st_close(mae_st_file *f)
+{
+    if (!f)
+        return;
+    mae_free(f->owned);
+    mae_free(f->t);
+    mae_free(f->meta);
+    memset(f, 0, sizeof *f);
+}
+
+const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name)
+{
+    if (!f || !name)
+        return NULL;
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->t[i].name, name) == 0)
+            return &f->t[i];
+    return NULL;
+}
+
+const char *mae_st_meta_get(const mae_st_file *f, const char *key)
+{
+    if (!f || !key)
+        return NULL;
+    for (int i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta[i].key, key) == 0)
+            return f->meta[i].value;
+    return NULL;
+}
+
+/* ---- conversion to float32 ------------------------------------------------------------------ */
+
+static uint64_t load_le(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static float bits_to_float(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* IEEE binary16: subnormals scale exactly by 2^-24; inf and NaN keep their sign and payload. */
+static float half_to_float(uint32_t h)
+{
+    uint32_t sign = (h & 0x8000u) << 16, e = h >> 10 & 0x1F, m = h & 0x3FF;
+    if (e == 0) {
+        float x = (float)m * 0x1p-24f;
+        return sign ? -x : x;
+    }
+    if (e == 31)
+        return bits_to_float(sign | 0x7F800000u | m << 13);
+    return bits_to_float(sign | (e + 112) << 23 | m << 13);
+}
+
+/* float8 e4m3fn (bias 7, no infinities, S.1111.111 is NaN). */
+static float e4m3_to_float(uint32_t b)
+{
+    uint32_t e = b >> 3 & 0xF, m = b & 7;
+    float x = e == 0 ? (float)m * 0x1p-9f : e == 15 && m == 7 ? NAN : ldexpf(1.0f + (float)m / 8.0f, (int)e - 7);
+    return b & 0x80 ? -x : x;
+}
+
+/* Rounds to nearest like a cast, with overflow to infinity defined here rather than left to
+ * the compiler (a cast of an out-of-range double is undefined in C). */
+static float double_to_float(double d)
+{
+    const double limit = 0x1.ffffffp127;   /* FLT_MAX + half an ulp: from here on it rounds to inf */
+    if (d >= limit)
+        return INFINITY;
+    if (d <= -limit)
+        return -INFINITY;
+    return (float)d;
+}
+
+static int host_little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static float convert_one(int dtype, const unsigned char *p)
+{
+    uint64_t v = load_le(p, dtypes[dtype].size);
+    double d;
+    switch (dtype) {
+    case MAE_DT_F32: return bits_to_float((uint32_t)v);
+    case MAE_DT_F16: return half_to_float((uint32_t)v);
+    case MAE_DT_BF16: return bits_to_float((uint32_t)v << 16);
+    case MAE_DT_F64: memcpy(&d, &v, sizeof d); return double_to_float(d);
+    case MAE_DT_I32: return (float)(int32_t)(uint32_t)v;
+    case MAE_DT_I64: return (float)(int64_t)v;
+    case MAE_DT_BOOL: return v ? 1.0f : 0.0f;
+    case MAE_DT_U8: case MAE_DT_U16: case MAE_DT_U32: case MAE_DT_U64: return (float)v;
+    case MAE_DT_I8: return (float)(int8_t)(uint8_t)v;
+    case MAE_DT_I16: return (float)(int16_t)(uint16_t)v;
+    case MAE_DT_F8_E5M2: return half_to_float((uint32_t)v << 8);
+    case MAE_DT_F8_E4M3: return e4m3_to_float((uint32_t)v);
+    }
+    return NAN;
+}
+
+mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t count)
+{
+    if (!f || !e || (!dst && count))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_read_f32: %s is NULL", !f ? "f" : !e ? "the entry" : "dst");
+    if (count != e->count)
+        return mae_fail(MAE_ERR_SHAPE, "tensor '%s': %zu values asked for, the file holds %zu", e->name, count, e->count);
+    size_t size = mae_st_dtype_size(e->dtype), bytes;
+    /* the entry was checked when parsed; checked again so that a stray entry cannot read outside */
+    if (!size || !mae_mul_size(count, size, &bytes) || e->begin > f->data_size || bytes > f->data_size - e->begin)
+        return mae_fail(MAE_ERR_INVALID_ARG, "tensor '%s': the entry does not belong to this file", e->name);
+    const unsigned char *src = f->data + e->begin;
+    if (e->dtype == MAE_DT_F32 && host_little_endian()) {
+        if (count)
+            memcpy(dst, src, bytes);
+        return MAE_OK;
+    }
+    if (e->dtype == MAE_DT_F16)   /* the common dtypes of published weights get their own loops */
+        for (size_t i = 0; i < count; i++)
+            dst[i] = half_to_float((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
+    else if (e->dtype == MAE_DT_BF16)
+        for (size_t i = 0; i < count; i++)
+            dst[i] = bits_to_float((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
+    else
+        for (size_t i = 0; i < count; i++)
+            dst[i] = convert_one(e->dtype, src + i * size);
+    return MAE_OK;
+}
+
+/* ---- the writer ----------------------------------------------------------------------------- */
+
+/* Text built in two passes: with buf NULL it only measures. */
+typedef struct text {
+    char *buf;
+    size_t len;
+    int overflow;
+} text;
+
+static void emit(text *t, const char *s, size_t n)
+{
+    if (n > SIZE_MAX / 2 - t->len) {
+        t->overflow = 1;
+        return;
+    }
+    if (t->buf)
+        memcpy(t->buf + t->len, s, n);
+    t->len += n;
+}
+
+static void emit_str(text *t, const char *s)
+{
+    emit(t, s, strlen(s));
+}
+
+static void emit_json_string(text *t, const char *s, size_t max)
+{
+    emit(t, "\"", 1);
+    for (size_t i = 0; i < max && s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            emit(t, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            emit(t, esc, 6);
+        } else {
+            emit(t, &s[i], 1);
+        }
+    }
+    emit(t, "\"", 1);
+}
+
+/* The header: metadata first, then the tensors in the given order with contiguous offsets,
+ * padded with spaces to a multiple of 8 bytes so that the data section starts aligned. */
+static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta)
+{
+    char num[64];
+    emit_str(t, "{");
+    if (n_meta > 0) {
+        emit_str(t, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i)
+                emit_str(t, ",");
+            emit_json_string(t, meta[i].key, sizeof meta[i].key);
+            emit_str(t, ":");
+            emit_json_string(t, meta[i].value, sizeof meta[i].value);
+        }
+        emit_str(t, n > 0 ? "}," : "}");
+    }
+    size_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        size_t count = 1;
+        for (int d = 0; d < ts[i].ndim; d++)
+            count *= (size_t)ts[i].shape[d];   /* checked by check_outputs */
+        emit_json_string(t, ts[i].name, SIZE_MAX);
+        emit_str(t, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < ts[i].ndim; d++) {
+            snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
+            emit_str(t, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + count * 4);
+        emit_str(t, num);
+        emit_str(t, i + 1 < n ? "," : "");
+        offset += count * 4;
+    }
+    emit_str(t, "}");
+    while (t->len % 8 && !t->overflow)
+        emit_str(t, " ");
+}
+
+/* Everything that can be wrong with the caller's tensors and metadata; *bytes gets the size of
+ * the data section. */
+static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, size_t *bytes)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const mae_st_out *t = &ts[i];
+        if (!t->name || !t->name[0] || strlen(t->name) >= sizeof(((mae_st_entry *)0)->name) || strcmp(t->name, "__metadata__") == 0)
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor %d has no usable name (1..159 bytes, not __metadata__)", i);
+        if (t->ndim < 0 || t->ndim > MAE_ST_MAX_DIMS || (t->ndim > 0 && !t->shape))
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has %d dimensions", t->name, t->ndim);
+        size_t count = 1, b;
+        for (int d = 0; d < t->ndim; d++)
+            if (t->shape[d] < 0 || !mae_mul_size(count, (size_t)t->shape[d], &count))
+                return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has a bad shape", t->name);
+        if (!mae_mul_size(count, 4, &b) || !mae_add_size(total, b, &total))
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the tensors' size overflows");
+        if (count && !t->data)
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has no data", t->name);
+        for (int k = 0; k < i; k++)
+            if (strcmp(ts[k].name, t->name) == 0)
+                return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' appears twice", t->name);
+    }
+    for (int i = 0; i < n_meta; i++) {
+        if (!meta[i].key[0] || !memchr(meta[i].key, 0, sizeof meta[i].key) || !memchr(meta[i].value, 0, sizeof meta[i].value))
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata pair %d is empty or not terminated", i);
+        for (int k = 0; k < i; k++)
+            if (strcmp(meta[k].key, meta[i].key) == 0)
+                return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata key '%s' appears twice", meta[i].key);
+    }
+    *bytes = total;
+    return MAE_OK;
+}
+
+/* Header length, header, then every tensor as little-endian float32, through a small buffer so
+ * that the byte order does not depend on the host. 0 on a write error (errno set). */
+static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n)
+{
+    unsigned char buf[16384];
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
+    if (fwrite(buf, 1, 8, fp) != 8 || fwrite(h->buf, 1, h->len, fp) != h->len)
+        return 0;
+    for (int t = 0; t < n; t++) {
+        size_t count = 1, fill = 0;
+        for (int d = 0; d < ts[t].ndim; d++)
+            count *= (size_t)ts[t].shape[d];
+        for (size_t i = 0; i < count; i++) {
+            uint32_t u;
+            memcpy(&u, &ts[t].data[i], sizeof u);
+            buf[fill++] = (unsigned char)u;
+            buf[fill++] = (unsigned char)(u >> 8);
+            buf[fill++] = (unsigned char)(u >> 16);
+            buf[fill++] = (unsigned char)(u >> 24);
+            if (fill == sizeof buf || i + 1 == count) {
+                if (fwrite(buf, 1, fill, fp) != fill)
+                    return 0;
+                fill = 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* A new file next to path (so that rename stays within one file system), created exclusively
+ * so that concurrent writers never share one; NULL with errno set on failure. */
+static FILE *create_temp(const char *path, char *tmp, size_t cap)
+{
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        snprintf(tmp, cap, "%s.tmp.%ld.%d", path, (long)getpid(), attempt);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            FILE *fp = fdopen(fd, "wb");
+            if (!fp) {
+                int err = errno;
+                close(fd);
+                unlink(tmp);
+                errno = err;
+            }
+            return fp;
+        }
+        if (errno != EEXIST)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* After the rename, the directory entry itself is flushed too (best effort: some file systems
+ * refuse fsync on a directory, and the data is safe either way). */
+static void sync_dir(const char *path, char *buf, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, cap, ".");
+    else
+        snprintf(buf, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int fd = open(buf, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
+                        const mae_st_meta *meta, int n_meta)
+{
+    if (!path || !path[0] || n < 0 || (n > 0 && !tensors) || n_meta < 0 || (n_meta > 0 && !meta))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: bad arguments (path, %d tensors, %d metadata pairs)", n, n_meta);
+    size_t data_bytes = 0;
+    mae_status s = check_outputs(tensors, n, meta, n_meta, &data_bytes);
+    if (s != MAE_OK)
+        return s;
+    text h = { NULL, 0, 0 };
+    build_header(&h, tensors, n, meta, n_meta);
+    if (h.overflow || h.len > MAE_ST_MAX_HEADER)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);
+    size_t cap = strlen(path) + 48;
+    h.buf = mae_alloc(h.len);
+    char *tmp = mae_alloc(cap);
+    if (!h.buf || !tmp) {
+        mae_free(h.buf);
+        mae_free(tmp);
+        return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for the header of '%s'", path);
+    }
+    size_t len = h.len;
+    h.len = 0;
+    build_header(&h, tensors, n, meta, n_meta);
+    char err[128];
+    FILE *fp = create_temp(path, tmp, cap);
+    if (!fp) {
+        s = mae_fail(MAE_ERR_IO, "'%s': cannot create a temporary file next to it: %s", path, errtext(errno, err, sizeof err));
+    } else {
+        int ok = h.len == len && write_stream(fp, &h, tensors, n) && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+        int e = errno;
+        if (fclose(fp) != 0 && ok) {
+            ok = 0;
+            e = errno;
+        }
+        if (ok && rename(tmp, path) != 0) {
+            ok = 0;
+            e = errno;
+        }
+        if (!ok) {
+            unlink(tmp);
+            s = mae_fail(MAE_ERR_IO, "'%s': writing %zu bytes failed: %s", path, 8 + len + data_bytes, errtext(e, err, sizeof err));
+        } else {
+            sync_dir(path, tmp, cap);
+        }
+    }
+    mae_free(h.buf);
+    mae_free(tmp);
+    return s;
+}
