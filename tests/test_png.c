@@ -252,7 +252,7 @@ static void check_vector(const char *name, const uint8_t *png, size_t n, const u
 }
 
 /* Expected 8-bit output of a generator grid image. */
-static void check_grid(const char *name, const uint8_t *png, size_t n, int w, int h, int ns, int depth, int has_key)
+static void check_grid(const char *name, const uint8_t *png, size_t n, int w, int h, int ns, int depth)
 {
     size_t count = (size_t)w * h * ns;
     uint8_t *expect = tu_malloc(count);
@@ -260,25 +260,24 @@ static void check_grid(const char *name, const uint8_t *png, size_t n, int w, in
         for (int x = 0; x < w; x++)
             for (int c = 0; c < ns; c++)
                 expect[((size_t)y * w + x) * ns + c] = (uint8_t)to8(gen_v(x, y, c, depth), depth);
-    (void)has_key;
     check_vector(name, png, n, expect, w, h, ns);
     free(expect);
 }
 
 static void test_vectors(void)
 {
-    check_grid("rgb, filters 0-4, 3 IDATs", png_rgb_filters, sizeof png_rgb_filters, 5, 5, 3, 8, 0);
-    check_grid("gray 16-bit", png_gray16, sizeof png_gray16, 3, 4, 1, 16, 0);
-    check_grid("gray 1-bit", png_gray1, sizeof png_gray1, 10, 3, 1, 1, 0);
-    check_grid("gray 2-bit", png_gray2, sizeof png_gray2, 5, 3, 1, 2, 0);
-    check_grid("gray 4-bit, stored blocks", png_gray4, sizeof png_gray4, 5, 3, 1, 4, 0);
-    check_grid("gray+alpha, fixed codes", png_ga8, sizeof png_ga8, 4, 3, 2, 8, 0);
-    check_grid("rgba 8-bit", png_rgba8, sizeof png_rgba8, 4, 3, 4, 8, 0);
-    check_grid("rgba 16-bit", png_rgba16, sizeof png_rgba16, 3, 2, 4, 16, 0);
-    check_grid("rgb 16-bit", png_rgb16, sizeof png_rgb16, 2, 2, 3, 16, 0);
-    check_grid("rgb Adam7", png_rgb_adam7, sizeof png_rgb_adam7, 9, 7, 3, 8, 0);
-    check_grid("gray 1-bit Adam7", png_gray1_adam7, sizeof png_gray1_adam7, 11, 5, 1, 1, 0);
-    check_grid("gray+alpha 16-bit Adam7", png_ga16_adam7, sizeof png_ga16_adam7, 3, 9, 2, 16, 0);
+    check_grid("rgb, filters 0-4, 3 IDATs", png_rgb_filters, sizeof png_rgb_filters, 5, 5, 3, 8);
+    check_grid("gray 16-bit", png_gray16, sizeof png_gray16, 3, 4, 1, 16);
+    check_grid("gray 1-bit", png_gray1, sizeof png_gray1, 10, 3, 1, 1);
+    check_grid("gray 2-bit", png_gray2, sizeof png_gray2, 5, 3, 1, 2);
+    check_grid("gray 4-bit, stored blocks", png_gray4, sizeof png_gray4, 5, 3, 1, 4);
+    check_grid("gray+alpha, fixed codes", png_ga8, sizeof png_ga8, 4, 3, 2, 8);
+    check_grid("rgba 8-bit", png_rgba8, sizeof png_rgba8, 4, 3, 4, 8);
+    check_grid("rgba 16-bit", png_rgba16, sizeof png_rgba16, 3, 2, 4, 16);
+    check_grid("rgb 16-bit", png_rgb16, sizeof png_rgb16, 2, 2, 3, 16);
+    check_grid("rgb Adam7", png_rgb_adam7, sizeof png_rgb_adam7, 9, 7, 3, 8);
+    check_grid("gray 1-bit Adam7", png_gray1_adam7, sizeof png_gray1_adam7, 11, 5, 1, 1);
+    check_grid("gray+alpha 16-bit Adam7", png_ga16_adam7, sizeof png_ga16_adam7, 3, 9, 2, 16);
     check_vector("palette 2x2 + tRNS", png_pal2x2, sizeof png_pal2x2, png_pal2x2_expect, 2, 2, 4);
     check_vector("palette 4-bit + tRNS", png_pal4_trns, sizeof png_pal4_trns, png_pal4_trns_expect, 7, 3, 4);
     check_vector("gray colour key + tEXt", png_gray_key, sizeof png_gray_key, png_gray_key_expect, 4, 1, 2);
