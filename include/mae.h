@@ -416,8 +416,8 @@ typedef enum mae_filter {
 #define MAE_FASHION_MNIST_STD  { 0.3530f }
 
 /* Turns 8-bit pixels into one model input out [out_channels, out_height, out_width]:
- *   1. channels: gray -> RGB replicates, RGB -> gray is 0.299 R + 0.587 G + 0.114 B, alpha is
- *      ignored;
+ *   1. channels converted as mae_image_load does (gray replicated; RGB -> gray by the 8-bit ITU-R
+ *      601 luma; alpha dropped, or 255 where out_channels 2 or 4 asks for one that is missing);
  *   2. geometry: with center_crop 0 the whole image is stretched to out_height x out_width; with
  *      1 the largest centred box of the output's aspect ratio is used (as Resize(shorter side)
  *      followed by CenterCrop); resampled with filter, then clamped to [0, 255];
@@ -462,9 +462,9 @@ MAE_API mae_status mae_output_to_image(const mae_model *m, const float *pred, co
  * original | masked (removed patches set to 0 in normalized space, i.e. the mean colour) |
  * reconstruction | reconstruction with the visible patches pasted back
  * (x * (1 - mask) + y * mask). imgs [B,C,H,W], pred [B,L,p*p*C], mask [B,L] as mae_forward
- * gives them; mean/std as for mae_input_to_image (C entries or NULL). Each panel is enlarged
- * scale times (1..16, nearest neighbour, for small images), panels and rows are separated by
- * 2 * scale white pixels. *rgb gets a packed RGB8 buffer of *width x *height (free with
+ * gives them, batch in [1, 4096]; mean/std as for mae_input_to_image (C entries or NULL). Each
+ * panel is enlarged scale times (1..16, nearest neighbour, for small images), panels and rows are
+ * separated by 2 * scale white pixels. *rgb gets a packed RGB8 buffer of *width x *height (free with
  * mae_image_free). */
 MAE_API mae_status mae_visualize(const mae_model *m, const float *imgs, const float *pred,
                                  const float *mask, int batch, mae_pred_space space,
