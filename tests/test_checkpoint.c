@@ -676,7 +676,7 @@ static int write_corpus(const char *out)
     arch a = { 4, 2, 1, 8, 1, 2, 8, 1, 2, 1.0f, 0.75f, 1e-6f, 0 };
     mae_model *m = create(&a, 1);
     const char *meta[] = { "num_heads=2", "decoder_num_heads=2", "norm_pix_loss=true", NULL };
-    struct { const char *name; bytes b; } files[6];
+    struct { const char *name; bytes b; } files[8];
     int n = 0;
     files[n].name = "official.safetensors";
     files[n++].b = official_file(m, 0, meta, NULL, 0);
@@ -712,6 +712,21 @@ static int write_corpus(const char *out)
         tf_add_f32(&t, "a", 2, s2, x);
         tf_add(&t, "b", "I64", 1, s2, x, 16);
         files[n++].b = tf_finish(&t);
+    }
+    files[n].name = "truncated.safetensors";   /* the official file cut in its data */
+    files[n].b.n = files[0].b.n * 3 / 4;
+    files[n].b.p = tu_malloc(files[n].b.n);
+    memcpy(files[n].b.p, files[0].b.p, files[n].b.n);
+    n++;
+    files[n].name = "bad_json.safetensors";
+    {
+        const char *h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,],\"data_offsets\":[0,4]}}";
+        size_t hl = strlen(h);
+        files[n].b.n = 8 + hl + 4;
+        files[n].b.p = calloc(1, files[n].b.n);
+        files[n].b.p[0] = (unsigned char)hl;
+        memcpy(files[n].b.p + 8, h, hl);
+        n++;
     }
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", out, files[i].name);
