@@ -518,6 +518,19 @@ static void test_args(void)
     };
     for (size_t k = 0; k < sizeof t / sizeof t[0]; k++)
         CHECK(t[k].got == t[k].want, "%s: got %s, want %s", t[k].what, mae_status_str(t[k].got), mae_status_str(t[k].want));
+
+    /* a model with more channels than an image can show */
+    mae_model *m5 = make_model(5, 4, 8, 8);
+    if (m5) {
+        float pred[4 * 80] = { 0 }, mask[4] = { 0 }, imgs5[5 * 8 * 8] = { 0 };
+        uint8_t px[8 * 8 * 3], *rgb = NULL;
+        int w, h;
+        CHECK(mae_output_to_image(m5, pred, NULL, NULL, MAE_PRED_PIXELS, NULL, NULL, px, 0, 3) == MAE_ERR_UNSUPPORTED,
+              "5-channel model to pixels");
+        CHECK(mae_visualize(m5, imgs5, pred, mask, 1, MAE_PRED_PIXELS, NULL, NULL, 1, &rgb, &w, &h) == MAE_ERR_UNSUPPORTED,
+              "5-channel model figure");
+        mae_model_free(m5);
+    }
 }
 
 static long fail_at, alloc_count, live;

@@ -71,6 +71,8 @@ mae_status mae_pred_check(const char *fn, const mae_model *m, const float *pred,
 {
     if (!m || !pred)
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: %s is NULL", fn, !m ? "model" : "pred");
+    if (m->cfg.C > 4)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "%s: the model has %d channels; images have 1..4", fn, m->cfg.C);
     if (space != MAE_PRED_PIXELS && space != MAE_PRED_NORM_OWN && space != MAE_PRED_NORM_VISIBLE)
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: unknown prediction space %d", fn, (int)space);
     if (space != MAE_PRED_PIXELS && !img)
