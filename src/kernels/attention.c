@@ -64,7 +64,8 @@ size_t mae_attention_scratch_floats(const mae_attn_isa *ai, int max_t, int max_c
 {
     /* qkv is a linear's output, so 3C <= max_c bounds the head width; with the softmax rows
      * asked for, the exact path may see all max_t keys in one block */
-    return carve(NULL, NULL, ai->g, max_t, (max_c + 2) / 3, max_t);
+    attn_scratch unused;
+    return carve(&unused, NULL, ai->g, max_t, (max_c + 2) / 3, max_t);
 }
 
 /* Sᵀ rows [0, nk) = K[k0, k0+nk) · Qᵀ */

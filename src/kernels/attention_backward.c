@@ -54,7 +54,8 @@ static size_t carve(attnb_scratch *sc, float *base, const mae_gemm_isa *g, int T
 
 size_t mae_attention_backward_scratch_floats(const mae_attn_isa *ai, int max_t, int max_c)
 {
-    return carve(NULL, NULL, ai->g, max_t, (max_c + 2) / 3);
+    attnb_scratch unused;
+    return carve(&unused, NULL, ai->g, max_t, (max_c + 2) / 3);
 }
 
 /* One task's view: its (sequence, head) operands and its scratch. */
