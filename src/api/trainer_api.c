@@ -413,11 +413,6 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
-/* The implementation below needs the safetensors reader/writer of src/io (mae_st_open,
- * mae_st_write). It was run against a stand-in; until src/io provides them it is compiled out
- * and the placeholders at the end answer MAE_ERR_UNSUPPORTED. When they land: delete the #if,
- * the #else branch and the #endif. */
-#if defined(MAE_TRAINER_CHECKPOINTS)
 
 /* The RNG state as floats that hold it exactly: 16-bit halves of the 624 words, then the index. */
 #define RNG_FLOATS (624 * 2 + 1)
@@ -717,21 +712,3 @@ done:
     return s;
 }
 
-#else
-
-/* Placeholders until the safetensors reader/writer (src/io) lands; the implementation waits. */
-MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path)
-{
-    if (!t || !path)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_save: %s is NULL", !t ? "trainer" : "path");
-    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_save: not implemented yet (needs the safetensors writer)");
-}
-
-MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
-{
-    if (!t || !path)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_load: %s is NULL", !t ? "trainer" : "path");
-    return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_load: not implemented yet (needs the safetensors reader)");
-}
-
-#endif
