@@ -155,3 +155,10 @@ uninstall:
 
 abi-baseline:
 	sh tests/check_abi.sh --update
+
+# The command-line tool (examples/cli: one file per subcommand).
+CLI_SRCS := $(sort $(wildcard examples/cli/*.c))
+$(BUILD)/examples/mae: $(CLI_SRCS) examples/cli/cli.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(CLI_SRCS) -o $@ $(STATIC) $(LDLIBS)
+examples: $(BUILD)/examples/mae

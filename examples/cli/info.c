@@ -1,0 +1,62 @@
+/* mae info: what a checkpoint holds. */
+#include <stdio.h>
+#include <string.h>
+#include "cli.h"
+
+static void print_tensors(const mae_model *m)
+{
+    int n = 0;
+    mae_model_tensor_count(m, &n);
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        int nd;
+        int64_t sh[4];
+        mae_model_tensor_name(m, i, &name);
+        mae_model_tensor(m, name, NULL, NULL, &nd, sh);
+        printf("  %-44s [", name);
+        for (int d = 0; d < nd; d++)
+            printf("%lld%s", (long long)sh[d], d + 1 < nd ? ", " : "");
+        printf("]\n");
+    }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: mae info MODEL.safetensors [--tensors]\n"
+               "Prints the config, the parameter count, whether the checkpoint has a decoder,\n"
+               "and with --tensors every tensor's official name and shape.\n");
+        return 0;
+    }
+    int list = argc == 3 && strcmp(argv[2], "--tensors") == 0;
+    if (argc != 2 && !list)
+        return cli_usage_error("info", "expects one checkpoint path");
+    mae_model *m;
+    mae_status s = mae_model_load(argv[1], &m);
+    if (s != MAE_OK)
+        return cli_fail("info", argv[1], s);
+    mae_config c;
+    c.struct_size = sizeof c;
+    mae_model_get_config(m, &c);
+    size_t n = 0;
+    mae_model_num_params(m, &n);
+    int dec = 0;
+    mae_model_has_decoder(m, &dec);
+    printf("file:        %s\n", argv[1]);
+    printf("image:       %dx%d, patch %d, %d channel%s\n", c.img_height, c.img_width, c.patch_size,
+           c.in_chans, c.in_chans == 1 ? "" : "s");
+    printf("encoder:     width %d, depth %d, heads %d, mlp_ratio %g\n", c.embed_dim, c.depth,
+           c.num_heads, (double)c.mlp_ratio);
+    if (dec)
+        printf("decoder:     width %d, depth %d, heads %d\n", c.decoder_embed_dim, c.decoder_depth,
+               c.decoder_num_heads);
+    else
+        printf("decoder:     none (encoder-only checkpoint: features, no reconstruction)\n");
+    printf("loss:        %s, mask ratio %g, layer_norm_eps %g\n",
+           c.norm_pix_loss ? "norm_pix" : "pixels", (double)c.mask_ratio, (double)c.layer_norm_eps);
+    printf("parameters:  %zu (%.1f MB as float32)\n", n, n * 4.0 / 1e6);
+    if (list)
+        print_tensors(m);
+    mae_model_free(m);
+    return 0;
+}
