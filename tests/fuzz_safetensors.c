@@ -1,7 +1,7 @@
 /* libFuzzer target for the safetensors reader and the model loader (run by tests/check_fuzz.sh;
  * seeds in tests/fuzz_corpus/safetensors/). Every input is parsed; a parsed file has each tensor
- * converted and is then loaded as a model. Built with -DMAE_FUZZ_FORWARD, a small loaded model
- * also runs a forward pass, so that odd but accepted configs reach the whole pipeline. */
+ * converted and is then loaded as a model, and a small model runs a forward pass, so that odd
+ * but accepted configs reach the whole pipeline. */
 #include <stdint.h>
 #include <string.h>
 #include "mae.h"
@@ -12,7 +12,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static float buf[1 << 14];
 
-#if defined(MAE_FUZZ_FORWARD)
 static void run_model(const mae_model *m)
 {
     const mae_cfg *c = &m->cfg;
@@ -36,12 +35,6 @@ static void run_model(const mae_model *m)
         mae_forward(ctx, imgs, 1, noise, NULL, NULL, NULL, latent);
     mae_ctx_free(ctx);
 }
-#else
-static void run_model(const mae_model *m)
-{
-    (void)m;
-}
-#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
