@@ -565,6 +565,19 @@ static void test_inference(void)
         free(b.p);
     }
     mae_model_free(m);
+
+    /* an MLP width whose ratio is not exact in float: 7 = (int)(20 * r) needs r just above 0.35f */
+    arch c = { 8, 4, 1, 20, 1, 4, 20, 1, 4, nextafterf(0.35f, 1.0f), 0.75f, 1e-6f, 0 };
+    m = create(&c, 15);
+    CHECK(m->cfg.hidden == 7, "hidden %d", m->cfg.hidden);
+    const char *heads[] = { "num_heads=4", "decoder_num_heads=4", NULL };
+    bytes b = official_file(m, 0, heads, NULL, 0);
+    mae_model *r = NULL;
+    CHECK_OK(mae_model_load_memory(b.p, b.n, &r));
+    CHECK(r && r->cfg.hidden == 7 && same_config(m, r) && same_tensors(m, r), "inexact mlp_ratio inferred");
+    mae_model_free(r);
+    free(b.p);
+    mae_model_free(m);
 }
 
 typedef struct bad_file {
@@ -586,6 +599,7 @@ static void test_bad_models(void)
         { "fractional integer", { "num_heads=4.5", "decoder_num_heads=2" }, NULL, MAE_ERR_FORMAT, { "not an integer" } },
         { "malformed boolean", { "num_heads=4", "decoder_num_heads=2", "norm_pix_loss=yes" }, NULL, MAE_ERR_FORMAT, { "norm_pix_loss" } },
         { "infinite float", { "num_heads=4", "decoder_num_heads=2", "mlp_ratio=1e999" }, NULL, MAE_ERR_FORMAT, { "mlp_ratio" } },
+        { "float beyond float32", { "num_heads=4", "decoder_num_heads=2", "layer_norm_eps=1e39" }, NULL, MAE_ERR_FORMAT, { "out of range" } },
         { "heads do not divide", { "num_heads=5", "decoder_num_heads=2" }, NULL, MAE_ERR_FORMAT, { "num_heads 5" } },
         { "mask ratio 1", { "num_heads=4", "decoder_num_heads=2", "mask_ratio=1" }, NULL, MAE_ERR_FORMAT, { "mask_ratio" } },
         { "width disagrees", { "num_heads=4", "decoder_num_heads=2", "embed_dim=64" }, NULL, MAE_ERR_SHAPE, { "cls_token", "[1, 1, 64]", "[1, 1, 32]" } },

@@ -1,6 +1,7 @@
 /* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
  * ViTMAE tensor names. The config comes from __metadata__ where it is given and is inferred from
  * the tensor shapes and the presets where it is not (docs/FORMAT.md). */
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -58,13 +59,13 @@ static mae_status read_meta(const mae_st_file *f, mae_cfg *c, int have[N_KEYS])
                 return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not true or false", mk->key, v);
             *(int *)field = t;
         } else if (!mae_decimal_parse(v, &d) || !isfinite(d)) {
-            return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not a decimal number", mk->key, v);
+            return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not a finite decimal number", mk->key, v);
         } else if (mk->kind == K_INT) {
             if (d != floor(d) || d < INT_MIN || d > INT_MAX)
                 return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not an integer", mk->key, v);
             *(int *)field = (int)d;
         } else {
-            if (fabs(d) > 3.4e38)
+            if (fabs(d) > FLT_MAX)
                 return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is out of range", mk->key, v);
             *(float *)field = (float)d;
         }
