@@ -1,6 +1,7 @@
 /* Chooses the kernel table once: the best tier the CPU and OS support, or a lower one named by
  * MAE_KERNELS or mae_kernels_force(). A tier may leave entries NULL; they are filled from the
  * scalar reference (BLIS-style: start from the reference, override what is faster). */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +41,11 @@ static int cpu_has(const mae_kernels *k)
 }
 
 static mae_kernels completed[NTIERS];
-static atomic_int completed_ready;
 
 /* Fills NULL entries of every tier from the scalar table. Idempotent, so a race between two
  * first callers writes the same bytes. */
-static void complete_tables(void)
+static void fill_tables(void)
 {
-    if (atomic_load(&completed_ready))
-        return;
     size_t nptr = sizeof(mae_kernels) / sizeof(void (*)(void));
     for (size_t i = 0; i < NTIERS; i++) {
         mae_kernels k = *tiers[i];
@@ -61,7 +59,13 @@ static void complete_tables(void)
         memcpy(&completed[i], fk, sizeof k);
         completed[i].name = tiers[i]->name;
     }
-    atomic_store(&completed_ready, 1);
+}
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void complete_tables(void)
+{
+    pthread_once(&tables_once, fill_tables);
 }
 
 const mae_kernels *mae_kernels_get(const char *name)
