@@ -102,7 +102,7 @@ check: test
 clean:
 	rm -rf build build-san lib/libmae.a lib/libmae.so*
 
-# The main job: reconstruct masked images with a model trained by libmae.
+# The main job (for now: one MAE forward pass on a small model; the reconstruction demo comes next).
 demo: lib $(BUILD)/examples/forward
 	$(BUILD)/examples/forward
 
