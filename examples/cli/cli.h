@@ -15,5 +15,10 @@ int cli_wants_help(int argc, char **argv);
 int cli_write_npy(const char *path, const float *data, const long long *shape, int ndim);
 
 int cmd_info(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_features(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif
