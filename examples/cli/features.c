@@ -1,9 +1,225 @@
-/* mae features: being written this session. */
+/* mae features: the encoder's output for whole (unmasked) images, pooled, as .npy or .safetensors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "cli.h"
+
+#define CMD "features"
+#define MAX_IMAGES (1 << 24)
+
+typedef enum pool_kind { POOL_CLS, POOL_MEAN, POOL_CLS_MEAN, POOL_TOKENS } pool_kind;
+
+typedef struct feat_opts {
+    const char *model, *out;
+    char **images;
+    int nimages;
+    pool_kind pool;
+    int batch;
+    cli_input_opts in;
+} feat_opts;
+
+static void usage(void)
+{
+    printf("usage: mae features MODEL.safetensors IMAGE... -o OUT.npy|OUT.safetensors [options]\n"
+           "       mae features MODEL.safetensors --idx FILE [--first K] [--count N] -o OUT.npy\n"
+           "Runs the encoder on whole images (mask ratio 0) and writes one row of features per\n"
+           "image: float32, as .npy or as .safetensors with one tensor named \"features\".\n"
+           "Encoder-only checkpoints work too.\n"
+           "options:\n"
+           "  -o, --output PATH  .npy or .safetensors file (required)\n"
+           "  --pool KIND        cls: the cls token [N, D]; mean: mean of the patch tokens [N, D];\n"
+           "                     cls+mean: both [N, 2D] (default); tokens: all [N, 1+L, D] with\n"
+           "                     the patch tokens in image order (row by row)\n"
+           "  --batch N          images per forward pass (default 64)\n"
+           "  --norm NAME        imagenet | fashion-mnist | none (default: fashion-mnist for\n"
+           "                     1-channel models, imagenet for 3-channel ones)\n"
+           "  --filter NAME      bicubic | bilinear resampling (default bicubic)\n"
+           "  --idx FILE         take the images from an IDX file instead of image files\n"
+           "  --first K          first image of the IDX file to use (default 0)\n"
+           "  --count N          how many IDX images (default: all from --first on)\n");
+}
+
+static int parse_pool(const char *v, pool_kind *out)
+{
+    static const char *names[] = { "cls", "mean", "cls+mean", "tokens" };
+    for (int k = 0; k < 4; k++)
+        if (strcmp(v, names[k]) == 0) {
+            *out = (pool_kind)k;
+            return 0;
+        }
+    return cli_usage_errorf(CMD, "--pool: '%s' is not cls, mean, cls+mean or tokens", v);
+}
+
+static int parse(int argc, char **argv, feat_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pool = POOL_CLS_MEAN;
+    o->batch = 64;
+    cli_input_opts_init(&o->in);
+    o->images = malloc((size_t)argc * sizeof *o->images);
+    if (!o->images)
+        return cli_errorf(CMD, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int r = cli_input_option(CMD, argc, argv, &i, &o->in);
+        if (r >= 0) {
+            if (r)
+                return r;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (!(o->out = cli_arg_value(CMD, argc, argv, &i)))
+                return 2;
+        } else if (strcmp(a, "--pool") == 0) {
+            if (!(v = cli_arg_value(CMD, argc, argv, &i)) || parse_pool(v, &o->pool))
+                return 2;
+        } else if (strcmp(a, "--batch") == 0) {
+            if ((r = cli_arg_int(CMD, argc, argv, &i, 1, 4096, &o->batch)))
+                return r;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_errorf(CMD, "unknown option '%s'", a);
+        } else if (!o->model) {
+            o->model = a;
+        } else {
+            o->images[o->nimages++] = argv[i];
+        }
+    }
+    if (!o->model)
+        return cli_usage_error(CMD, "no model (the first argument is a .safetensors checkpoint)");
+    if (!o->out)
+        return cli_usage_error(CMD, "no output file (-o OUT.npy or OUT.safetensors)");
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* latent [b, T, D] -> rows of out, as the pool says. */
+static void pool_rows(pool_kind pool, const float *latent, int b, int T, int D, float *out)
+{
+    for (int i = 0; i < b; i++) {
+        const float *z = latent + (size_t)i * (size_t)T * (size_t)D;
+        if (pool == POOL_TOKENS) {
+            memcpy(out + (size_t)i * (size_t)T * (size_t)D, z, (size_t)T * (size_t)D * sizeof *z);
+            continue;
+        }
+        int width = pool == POOL_CLS_MEAN ? 2 * D : D;
+        float *row = out + (size_t)i * (size_t)width;
+        if (pool != POOL_MEAN)
+            memcpy(row, z, (size_t)D * sizeof *z);
+        if (pool == POOL_CLS)
+            continue;
+        float *mean = pool == POOL_MEAN ? row : row + D;
+        for (int d = 0; d < D; d++) {
+            double sum = 0;   /* in double: 196+ tokens summed in float lose digits */
+            for (int t = 1; t < T; t++)
+                sum += z[(size_t)t * (size_t)D + (size_t)d];
+            mean[d] = (float)(sum / (T - 1));
+        }
+    }
+}
+
+static int write_out(const char *path, const float *data, const long long *shape, int ndim)
+{
+    int bad = ends_with(path, ".safetensors") ? cli_write_safetensors(path, "features", data, shape, ndim)
+                                              : cli_write_npy(path, data, shape, ndim);
+    return bad ? cli_errorf(CMD, "%s: cannot write the file", path) : 0;
+}
+
+/* Encodes all images, batch by batch, into out [N, row]. */
+static int encode(const feat_opts *o, const mae_model *m, const cli_inputs *in, int L, int D, float *out,
+                  size_t row)
+{
+    int bmax = o->batch < in->count ? o->batch : in->count, T = 1 + L;
+    size_t per = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
+    mae_ctx *c;
+    mae_status s = mae_ctx_create(m, bmax, &c);
+    if (s != MAE_OK)
+        return cli_fail(CMD, "context", s);
+    float *imgs = malloc((size_t)bmax * per * sizeof(float));
+    float *latent = malloc((size_t)bmax * (size_t)T * (size_t)D * sizeof(float));
+    float *noise = malloc((size_t)bmax * (size_t)L * sizeof(float));
+    int r = (!imgs || !latent || !noise) ? cli_errorf(CMD, "out of memory for a batch of %d", bmax) : 0;
+    /* Ratio 0 keeps every patch, but the latent still lists them in the order of the noise's
+     * argsort: ascending noise keeps them in image order. */
+    for (int i = 0; !r && i < bmax * L; i++)
+        noise[i] = (float)(i % L);
+    if (!r && (s = mae_ctx_set_mask_ratio(c, 0)) != MAE_OK)
+        r = cli_fail(CMD, "context", s);
+    for (int start = 0; !r && start < in->count; start += bmax) {
+        int b = in->count - start < bmax ? in->count - start : bmax;
+        r = cli_inputs_fill(CMD, in, start, b, imgs);
+        if (!r && (s = mae_forward(c, imgs, b, noise, NULL, NULL, NULL, latent)) != MAE_OK)
+            r = cli_fail(CMD, "forward", s);
+        if (!r)
+            pool_rows(o->pool, latent, b, T, D, out + (size_t)start * row);
+    }
+    free(imgs);
+    free(latent);
+    free(noise);
+    mae_ctx_free(c);
+    return r;
+}
+
+static int run(const feat_opts *o, const mae_model *m, const cli_inputs *in)
+{
+    mae_config cfg;
+    cfg.struct_size = sizeof cfg;
+    mae_model_get_config(m, &cfg);
+    int D = cfg.embed_dim, p = cfg.patch_size;
+    int L = (in->height / p) * (in->width / p);
+    long long shape[3] = { in->count, D, 0 };
+    int ndim = 2;
+    if (o->pool == POOL_CLS_MEAN)
+        shape[1] = 2LL * D;
+    if (o->pool == POOL_TOKENS) {
+        shape[1] = 1 + L;
+        shape[2] = D;
+        ndim = 3;
+    }
+    size_t row = (size_t)shape[1] * (ndim == 3 ? (size_t)D : 1);
+    float *out = malloc((size_t)in->count * row * sizeof(float));
+    if (!out)
+        return cli_errorf(CMD, "out of memory for %d x %zu features", in->count, row);
+    int r = encode(o, m, in, L, D, out, row);
+    if (!r)
+        r = write_out(o->out, out, shape, ndim);
+    free(out);
+    if (r)
+        return r;
+    printf("wrote %s: %d image%s, shape [", o->out, in->count, in->count == 1 ? "" : "s");
+    for (int d = 0; d < ndim; d++)
+        printf("%lld%s", shape[d], d + 1 < ndim ? ", " : "");
+    printf("] float32, norm %s\n", in->norm_name);
+    return 0;
+}
 
 int cmd_features(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_usage_error("features", "not built yet");
+    if (cli_wants_help(argc, argv)) {
+        usage();
+        return 0;
+    }
+    feat_opts o;
+    int r = parse(argc, argv, &o);
+    if (!r && !ends_with(o.out, ".npy") && !ends_with(o.out, ".safetensors"))
+        r = cli_usage_errorf(CMD, "-o %s: the name must end in .npy or .safetensors", o.out);
+    mae_model *m = NULL;
+    if (!r) {
+        mae_status s = mae_model_load(o.model, &m);
+        if (s != MAE_OK)
+            r = cli_fail(CMD, o.model, s);
+    }
+    cli_inputs in;
+    if (!r) {
+        r = cli_inputs_open(CMD, m, &o.in, o.images, o.nimages, 0, MAX_IMAGES, &in);
+        if (!r) {
+            r = run(&o, m, &in);
+            cli_inputs_close(&in);
+        }
+    }
+    mae_model_free(m);
+    free(o.images);
+    return r;
 }

@@ -1,9 +1,224 @@
-/* mae reconstruct: being written this session. */
+/* mae reconstruct: mask images, reconstruct them, and write the official demo's 4-panel grid. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "cli.h"
+
+#define CMD "reconstruct"
+#define MAX_IMAGES 256       /* one grid row each; more makes an unwieldy PNG */
+#define DEFAULT_IDX_COUNT 8
+
+typedef struct recon_opts {
+    const char *model, *out;
+    char **images;           /* the positional arguments after the model */
+    int nimages;
+    double ratio;            /* < 0: the model's */
+    uint64_t seed;
+    int scale;               /* 0: chosen from the image size */
+    cli_input_opts in;
+} recon_opts;
+
+static void usage(void)
+{
+    printf("usage: mae reconstruct MODEL.safetensors IMAGE... -o GRID.png [options]\n"
+           "       mae reconstruct MODEL.safetensors --idx FILE [--first K] [--count N] -o GRID.png\n"
+           "Masks each image, runs the model, prints each image's loss and writes the official\n"
+           "demo's grid: one row per image, panels original | masked | reconstruction |\n"
+           "reconstruction with the visible patches pasted back.\n"
+           "Images: PNG, PPM or PGM of any size (centre-cropped and resized to the model's input),\n"
+           "or --idx with an IDX file such as Fashion-MNIST's t10k-images-idx3-ubyte.gz.\n"
+           "options:\n"
+           "  -o, --output PATH  the grid PNG (required)\n"
+           "  --mask-ratio R     fraction of patches removed, in [0, 1) (default: the model's)\n"
+           "  --seed S           seed of the random masks (default 0)\n"
+           "  --scale N          enlarge each panel N times, 1..16 (default: a panel >= 112 px)\n"
+           "  --norm NAME        imagenet | fashion-mnist | none (default: fashion-mnist for\n"
+           "                     1-channel models, imagenet for 3-channel ones)\n"
+           "  --filter NAME      bicubic | bilinear resampling (default bicubic)\n"
+           "  --idx FILE         take the images from an IDX file instead of image files\n"
+           "  --first K          first image of the IDX file to use (default 0)\n"
+           "  --count N          how many IDX images (default %d, at most %d)\n",
+           DEFAULT_IDX_COUNT, MAX_IMAGES);
+}
+
+static int parse(int argc, char **argv, recon_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->ratio = -1;
+    cli_input_opts_init(&o->in);
+    o->images = malloc((size_t)argc * sizeof *o->images);
+    if (!o->images)
+        return cli_errorf(CMD, "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_input_option(CMD, argc, argv, &i, &o->in);
+        if (r >= 0) {
+            if (r)
+                return r;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            if (!(o->out = cli_arg_value(CMD, argc, argv, &i)))
+                return 2;
+        } else if (strcmp(a, "--mask-ratio") == 0) {
+            if ((r = cli_arg_double(CMD, argc, argv, &i, 0, 1, 1, &o->ratio)))
+                return r;
+        } else if (strcmp(a, "--seed") == 0) {
+            if ((r = cli_arg_u64(CMD, argc, argv, &i, &o->seed)))
+                return r;
+        } else if (strcmp(a, "--scale") == 0) {
+            if ((r = cli_arg_int(CMD, argc, argv, &i, 1, 16, &o->scale)))
+                return r;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_errorf(CMD, "unknown option '%s'", a);
+        } else if (!o->model) {
+            o->model = a;
+        } else {
+            o->images[o->nimages++] = argv[i];
+        }
+    }
+    if (!o->model)
+        return cli_usage_error(CMD, "no model (the first argument is a .safetensors checkpoint)");
+    if (!o->out)
+        return cli_usage_error(CMD, "no output file (-o GRID.png)");
+    return 0;
+}
+
+/* Smallest enlargement that makes the shorter panel side at least 112 px, within [1, 16]. */
+static int auto_scale(int height, int width)
+{
+    int side = height < width ? height : width;
+    int s = (112 + side - 1) / side;
+    return s < 1 ? 1 : s > 16 ? 16 : s;
+}
+
+/* Buffers of one run, freed together. */
+typedef struct recon_bufs {
+    float *imgs, *pred, *mask, *loss;
+} recon_bufs;
+
+static void free_bufs(recon_bufs *b)
+{
+    free(b->imgs);
+    free(b->pred);
+    free(b->mask);
+    free(b->loss);
+}
+
+/* The loss of each image alone. mae_forward reports the batch's mean over all removed patches;
+ * re-running an image by itself with its own mask as the noise (stable argsort keeps the
+ * visible patches first, in image order) removes exactly the same patches, so this is that
+ * image's share: the batch loss is the mean of these (every image has the same number removed). */
+static int per_image_loss(mae_ctx *c, const cli_inputs *in, int L, const recon_bufs *b)
+{
+    size_t per = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
+    for (int i = 0; i < in->count; i++) {
+        mae_status s = mae_forward(c, b->imgs + (size_t)i * per, 1, b->mask + (size_t)i * (size_t)L,
+                                   &b->loss[i], NULL, NULL, NULL);
+        if (s != MAE_OK)
+            return cli_fail(CMD, "forward (one image)", s);
+    }
+    return 0;
+}
+
+static int write_grid(const recon_opts *o, const mae_model *m, const cli_inputs *in,
+                      const recon_bufs *b, int norm_pix)
+{
+    int scale = o->scale ? o->scale : auto_scale(in->height, in->width);
+    mae_pred_space space = norm_pix ? MAE_PRED_NORM_VISIBLE : MAE_PRED_PIXELS;
+    uint8_t *rgb;
+    int w, h;
+    mae_status s = mae_visualize(m, b->imgs, b->pred, b->mask, in->count, space, cli_inputs_mean(in),
+                                 cli_inputs_std(in), scale, &rgb, &w, &h);
+    if (s != MAE_OK)
+        return cli_fail(CMD, "grid", s);
+    s = mae_png_write(o->out, rgb, w, h, 3, 0);
+    mae_image_free(rgb);
+    if (s != MAE_OK)
+        return cli_fail(CMD, o->out, s);
+    printf("wrote %s: %d row%s, %dx%d px (scale %d; original | masked | reconstruction | "
+           "reconstruction + visible)\n", o->out, in->count, in->count == 1 ? "" : "s", w, h, scale);
+    return 0;
+}
+
+static int report(const recon_opts *o, const cli_inputs *in, const recon_bufs *b, int L,
+                  int keep, float batch_loss, float ratio)
+{
+    for (int i = 0; i < in->count; i++) {
+        char label[512];
+        cli_inputs_label(in, i, label, sizeof label);
+        printf("%s: loss %.6f\n", label, (double)b->loss[i]);
+    }
+    printf("batch loss %.6f (%d of %d patches removed per image, mask ratio %g, seed %llu, "
+           "norm %s)\n", (double)batch_loss, L - keep, L, (double)ratio,
+           (unsigned long long)o->seed, in->norm_name);
+    return 0;
+}
+
+static int run(const recon_opts *o, const mae_model *m, const cli_inputs *in)
+{
+    mae_config cfg;
+    cfg.struct_size = sizeof cfg;
+    mae_model_get_config(m, &cfg);
+    int B = in->count, L, keep, P;
+    float ratio = o->ratio >= 0 ? (float)o->ratio : cfg.mask_ratio, loss;
+    mae_ctx *c;
+    mae_status s = mae_ctx_create(m, B, &c);
+    if (s != MAE_OK)
+        return cli_fail(CMD, "context", s);
+    if ((s = mae_ctx_set_mask_ratio(c, ratio)) != MAE_OK || (s = mae_ctx_set_seed(c, o->seed)) != MAE_OK ||
+        (s = mae_ctx_get_dims(c, &L, &keep, &P)) != MAE_OK) {
+        mae_ctx_free(c);
+        return cli_fail(CMD, "context", s);
+    }
+    size_t per = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
+    recon_bufs b = { malloc((size_t)B * per * sizeof(float)),
+                     malloc((size_t)B * (size_t)L * (size_t)P * sizeof(float)),
+                     malloc((size_t)B * (size_t)L * sizeof(float)), malloc((size_t)B * sizeof(float)) };
+    int r = 0;
+    if (!b.imgs || !b.pred || !b.mask || !b.loss)
+        r = cli_errorf(CMD, "out of memory for %d images", B);
+    if (!r)
+        r = cli_inputs_fill(CMD, in, 0, B, b.imgs);
+    if (!r && (s = mae_forward(c, b.imgs, B, NULL, &loss, b.pred, b.mask, NULL)) != MAE_OK)
+        r = cli_fail(CMD, "forward", s);
+    if (!r)
+        r = per_image_loss(c, in, L, &b);
+    if (!r)
+        r = report(o, in, &b, L, keep, loss, ratio);
+    if (!r)
+        r = write_grid(o, m, in, &b, cfg.norm_pix_loss);
+    free_bufs(&b);
+    mae_ctx_free(c);
+    return r;
+}
 
 int cmd_reconstruct(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_usage_error("reconstruct", "not built yet");
+    if (cli_wants_help(argc, argv)) {
+        usage();
+        return 0;
+    }
+    recon_opts o;
+    int r = parse(argc, argv, &o);
+    mae_model *m = NULL;
+    if (!r) {
+        mae_status s = mae_model_load(o.model, &m);
+        if (s != MAE_OK)
+            r = cli_fail(CMD, o.model, s);
+    }
+    int dec = 0;
+    if (!r && (mae_model_has_decoder(m, &dec) != MAE_OK || !dec))
+        r = cli_errorf(CMD, "%s: an encoder-only checkpoint cannot reconstruct (mae features "
+                       "encodes with it)", o.model);
+    cli_inputs in;
+    if (!r) {
+        r = cli_inputs_open(CMD, m, &o.in, o.images, o.nimages, DEFAULT_IDX_COUNT, MAX_IMAGES, &in);
+        if (!r) {
+            r = run(&o, m, &in);
+            cli_inputs_close(&in);
+        }
+    }
+    mae_model_free(m);
+    free(o.images);
+    return r;
 }

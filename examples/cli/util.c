@@ -1,5 +1,10 @@
-/* What the subcommands share: error lines and the .npy writer. */
+/* What the subcommands share: error lines, number parsing, the .npy and .safetensors writers. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 
@@ -46,6 +51,125 @@ int cli_write_npy(const char *path, const float *data, const long long *shape, i
     for (int i = 0; i < pad && ok; i++)
         ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;
+    ok = ok && fwrite(data, sizeof *data, count, f) == count;   /* little-endian hosts */
+    ok = (fclose(f) == 0) && ok;
+    return ok ? 0 : -1;
+}
+
+int cli_errorf(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mae %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_usage_errorf(const char *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cli_usage_error(cmd, msg);
+}
+
+const char *cli_arg_value(const char *cmd, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_errorf(cmd, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+int cli_arg_long(const char *cmd, int argc, char **argv, int *i, long lo, long hi, long *out)
+{
+    const char *opt = argv[*i], *v = cli_arg_value(cmd, argc, argv, i);
+    if (!v)
+        return 2;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno == ERANGE)
+        return cli_usage_errorf(cmd, "%s: '%s' is not an integer", opt, v);
+    if (x < lo || x > hi)
+        return cli_usage_errorf(cmd, "%s: %ld is outside [%ld, %ld]", opt, x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+int cli_arg_int(const char *cmd, int argc, char **argv, int *i, int lo, int hi, int *out)
+{
+    long x;
+    int r = cli_arg_long(cmd, argc, argv, i, lo, hi, &x);
+    if (r == 0)
+        *out = (int)x;
+    return r;
+}
+
+int cli_arg_u64(const char *cmd, int argc, char **argv, int *i, uint64_t *out)
+{
+    const char *opt = argv[*i], *v = cli_arg_value(cmd, argc, argv, i);
+    if (!v)
+        return 2;
+    char *end;
+    errno = 0;
+    /* strtoull accepts "-1" and wraps it; a seed is never negative, so refuse any sign */
+    unsigned long long x = strtoull(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno == ERANGE)
+        return cli_usage_errorf(cmd, "%s: '%s' is not an integer in [0, 2^64)", opt, v);
+    *out = (uint64_t)x;
+    return 0;
+}
+
+int cli_arg_double(const char *cmd, int argc, char **argv, int *i, double lo, double hi,
+                   int hi_open, double *out)
+{
+    const char *opt = argv[*i], *v = cli_arg_value(cmd, argc, argv, i);
+    if (!v)
+        return 2;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end != '\0' || errno == ERANGE || !isfinite(x))
+        return cli_usage_errorf(cmd, "%s: '%s' is not a number", opt, v);
+    if (x < lo || x > hi || (hi_open && x == hi))
+        return cli_usage_errorf(cmd, "%s: %g is outside [%g, %g%s", opt, x, lo, hi, hi_open ? ")" : "]");
+    *out = x;
+    return 0;
+}
+
+int cli_write_safetensors(const char *path, const char *name, const float *data,
+                          const long long *shape, int ndim)
+{
+    char header[512], dims[160] = "";
+    size_t count = 1, used = 0;
+    for (int i = 0; i < ndim; i++) {
+        used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld%s", shape[i],
+                                 i + 1 < ndim ? "," : "");
+        count *= (size_t)shape[i];
+    }
+    int n = snprintf(header, sizeof header,
+                     "{\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[0,%zu]}}", name,
+                     dims, count * sizeof *data);
+    if (n < 0 || (size_t)n >= sizeof header)
+        return -1;
+    /* the data starts 8-byte aligned: the header is padded with spaces, which JSON allows */
+    size_t hlen = ((size_t)n + 7) / 8 * 8;
+    unsigned char pre[8];
+    for (int i = 0; i < 8; i++)
+        pre[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int ok = fwrite(pre, 1, 8, f) == 8 && fwrite(header, 1, (size_t)n, f) == (size_t)n;
+    for (size_t i = (size_t)n; i < hlen && ok; i++)
+        ok = fputc(' ', f) != EOF;
     ok = ok && fwrite(data, sizeof *data, count, f) == count;   /* little-endian hosts */
     ok = (fclose(f) == 0) && ok;
     return ok ? 0 : -1;
