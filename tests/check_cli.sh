@@ -1,0 +1,166 @@
+#!/bin/sh
+# The `mae` command-line tool (examples/cli): every --help exits 0; reconstruct writes a grid PNG
+# of the documented geometry and per-image losses whose mean is the batch loss; features writes
+# .npy / .safetensors files whose shape and values match a reference computed by
+# tests/cli_helper.c through the part API (patch embedder + encoder, no masker); --idx gives the
+# same features as the same images as files; bench runs; bad input exits non-zero with exactly
+# one line on stderr (2 for usage errors, 1 for runtime ones).
+set -eu
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+SANITIZE=${SANITIZE:-}
+mae=$BUILD/examples/mae
+[ -x "$mae" ] || make -s CC="$CC" SANITIZE="$SANITIZE" "$mae"
+static=lib/libmae.a
+[ -n "$SANITIZE" ] && static=$BUILD/libmae.a
+[ -f "$static" ] || make -s CC="$CC" SANITIZE="$SANITIZE" "$static"
+dir=$BUILD/check_cli
+rm -rf "$dir"
+mkdir -p "$dir"
+
+san=""
+[ -n "$SANITIZE" ] && san="-fsanitize=$SANITIZE -fno-omit-frame-pointer"
+helper=$dir/cli_helper
+# the library is built with OpenMP unless OPENMP=0: try with it first
+# shellcheck disable=SC2086
+$CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/cli_helper.c -o "$helper" \
+    "$static" -lm -fopenmp 2>/dev/null ||
+    $CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/cli_helper.c -o "$helper" \
+        "$static" -lm
+"$helper" images "$dir"
+
+rgb=tests/data/tiny.model.safetensors     # 16x16, patch 4, 3 channels, pixel loss
+gray=tests/data/gray.model.safetensors    # 28x28, patch 7, 1 channel, norm_pix_loss
+enc=$dir/encoder_only.safetensors
+"$helper" encoder-only "$rgb" "$enc"
+checks=0
+die() { echo "check_cli: $*"; exit 1; }
+ok() { checks=$((checks + 1)); }
+
+# --- help ---
+"$mae" --help > "$dir/out" || die "mae --help failed"
+for cmd in info reconstruct features bench; do
+    "$mae" "$cmd" --help > "$dir/out" || die "mae $cmd --help exits non-zero"
+    grep -q "^usage: mae $cmd" "$dir/out" || die "mae $cmd --help prints no usage line"
+    ok
+done
+
+# --- reconstruct ---
+# grid: 4 panels of W*s plus 5 gaps of 2s across; B rows of H*s plus B+1 gaps down
+grid_check() {   # PNG B H W s
+    set -- $("$helper" png-size "$1") "$2" "$3" "$4" "$5"
+    want_w=$((4 * $5 * $6 + 10 * $6)); want_h=$(($3 * $4 * $6 + ($3 + 1) * 2 * $6))
+    [ "$1" = "$want_w" ] && [ "$2" = "$want_h" ] || die "grid is $1x$2, want ${want_w}x$want_h"
+}
+"$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/wide.ppm" -o "$dir/a.png" \
+    > "$dir/rec.txt" || die "reconstruct failed"
+grid_check "$dir/a.png" 3 16 16 7        # default scale: ceil(112 / 16) = 7
+# the batch loss is the mean of the per-image losses (same number of patches removed in each)
+awk '/: loss / { s += $NF; n++ } /^batch loss/ { b = $3 }
+     END { if (n != 3 || b == "" || (s / n - b) > 1e-5 * b || (b - s / n) > 1e-5 * b) exit 1 }' \
+    "$dir/rec.txt" || die "per-image losses do not average to the batch loss: $(cat "$dir/rec.txt")"
+grep -q "^wrote $dir/a.png" "$dir/rec.txt" || die "reconstruct does not say where the PNG is"
+ok
+# the same seed gives the same grid, another seed another one
+"$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/wide.ppm" -o "$dir/b.png" > /dev/null
+cmp -s "$dir/a.png" "$dir/b.png" || die "reconstruct with the same seed differs"
+"$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/wide.ppm" -o "$dir/c.png" --seed 7 > /dev/null
+cmp -s "$dir/a.png" "$dir/c.png" && die "reconstruct with another seed gives the same grid"
+ok
+"$mae" reconstruct "$gray" --idx "$dir/gray.idx" --first 1 --count 2 --scale 3 --mask-ratio 0.5 \
+    --norm none --filter bilinear -o "$dir/g.png" > "$dir/rec.txt" || die "reconstruct --idx failed"
+grid_check "$dir/g.png" 2 28 28 3
+grep -q "gray.idx\[2\]: loss" "$dir/rec.txt" || die "reconstruct --idx labels: $(cat "$dir/rec.txt")"
+grep -q "8 of 16 patches removed" "$dir/rec.txt" || die "--mask-ratio 0.5: $(cat "$dir/rec.txt")"
+ok
+
+# --- features ---
+for pool in cls mean cls+mean tokens; do
+    "$mae" features "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/rgb2.ppm" --pool "$pool" --batch 2 \
+        -o "$dir/f.npy" > /dev/null || die "features --pool $pool failed"
+    "$helper" check "$rgb" "$dir/f.npy" "$pool" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/rgb2.ppm" ||
+        die "features --pool $pool"
+    ok
+done
+"$mae" features "$rgb" "$dir/rgb2.ppm" "$dir/rgb0.ppm" -o "$dir/f.safetensors" > /dev/null ||
+    die "features .safetensors failed"
+"$helper" check "$rgb" "$dir/f.safetensors" cls+mean "$dir/rgb2.ppm" "$dir/rgb0.ppm" ||
+    die "features .safetensors"
+ok
+if command -v python3 >/dev/null 2>&1; then   # the header is JSON, the data fills the rest
+    python3 -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+ok = n % 8 == 0 and list(h) == ['features'] and h['features'] == {
+    'dtype': 'F32', 'shape': [2, 64], 'data_offsets': [0, len(b) - 8 - n]} and len(b) - 8 - n == 512
+sys.exit(not ok)" "$dir/f.safetensors" || die "the .safetensors header is not what the format says"
+    ok
+fi
+# an encoder-only checkpoint gives the same features as the full one
+"$mae" features "$enc" "$dir/rgb2.ppm" "$dir/rgb0.ppm" -o "$dir/e.safetensors" > /dev/null ||
+    die "features on an encoder-only checkpoint failed"
+cmp -s "$dir/f.safetensors" "$dir/e.safetensors" || die "encoder-only features differ"
+ok
+# --idx --first 1 --count 2 is the same as the images given as files
+"$mae" features "$gray" --idx "$dir/gray.idx" --first 1 --count 2 -o "$dir/i.npy" > /dev/null ||
+    die "features --idx failed"
+"$mae" features "$gray" "$dir/gray1.pgm" "$dir/gray2.pgm" -o "$dir/p.npy" > /dev/null ||
+    die "features on PGM files failed"
+cmp -s "$dir/i.npy" "$dir/p.npy" || die "features --idx differs from the same images as files"
+"$helper" check "$gray" "$dir/p.npy" cls+mean "$dir/gray1.pgm" "$dir/gray2.pgm" || die "features (gray)"
+ok
+if command -v python3 >/dev/null 2>&1 && python3 -c "import numpy" 2>/dev/null; then
+    python3 -c "import numpy, sys; a = numpy.load(sys.argv[1]); sys.exit(a.shape != (2, 96) or a.dtype != numpy.float32)" \
+        "$dir/p.npy" || die "numpy reads another shape or dtype from the .npy"
+    ok
+fi
+
+# --- bench ---
+"$mae" bench --iters 2 --batch 2 --threads 1 > "$dir/bench.txt" || die "bench failed"
+grep -q "^forward: .*median .* ms, min .* images/s" "$dir/bench.txt" || die "bench output: $(cat "$dir/bench.txt")"
+"$mae" bench "$rgb" --train --iters 1 --batch 2 > "$dir/bench.txt" || die "bench --train failed"
+grep -q "^train step: .*median" "$dir/bench.txt" || die "bench --train output: $(cat "$dir/bench.txt")"
+grep -q "kernels $("$mae" --help | sed -n 's/.*kernels \([a-z0-9]*\)\./\1/p')" "$dir/bench.txt" ||
+    die "bench does not name the kernel table"
+ok
+
+# --- bad input: exit status $1, exactly one line on stderr ---
+head -c 20 "$dir/rgb0.ppm" > "$dir/cut.ppm"
+bad() {
+    want=$1; shift
+    set +e
+    "$mae" "$@" > /dev/null 2> "$dir/err"
+    rc=$?
+    set -e
+    [ "$rc" = "$want" ] || die "mae $*: exit $rc, want $want ($(cat "$dir/err"))"
+    [ "$(wc -l < "$dir/err")" = 1 ] || die "mae $*: stderr is not one line: $(cat "$dir/err")"
+    grep -q "^mae $1: " "$dir/err" || die "mae $*: stderr does not start with 'mae $1: '"
+    ok
+}
+bad 1 reconstruct "$rgb" "$dir/missing.ppm" -o "$dir/x.png"
+bad 1 reconstruct "$dir/missing.safetensors" "$dir/rgb0.ppm" -o "$dir/x.png"
+bad 1 reconstruct "$rgb" "$dir/cut.ppm" -o "$dir/x.png"
+bad 1 reconstruct "$enc" "$dir/rgb0.ppm" -o "$dir/x.png"
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --mask-ratio 0.5x
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --mask-ratio 1
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --scale 17
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --seed -3
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --frobnicate
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm"
+bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o
+bad 1 features "$rgb" "$dir/cut.ppm" -o "$dir/x.npy"
+bad 1 features "$gray" --idx "$dir/gray.idx" --first 3 --count 2 -o "$dir/x.npy"
+bad 1 features "$gray" --idx "$dir/cut.ppm" -o "$dir/x.npy"
+bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.txt"
+bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --pool max
+bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --batch 0
+bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --first 1
+bad 2 features "$gray" "$dir/gray0.pgm" -o "$dir/x.npy" --norm imagenet
+bad 2 bench --iters 1x
+bad 2 bench --threads 0
+bad 2 bench --preset huge
+bad 1 bench "$dir/missing.safetensors"
+bad 1 bench "$enc" --train --iters 1
+echo "check_cli: $checks checks passed"
