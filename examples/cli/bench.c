@@ -19,6 +19,7 @@ static void usage(void)
     printf("usage: mae bench [MODEL.safetensors | --preset tiny|base|large] [options]\n"
            "Times mae_forward on random images (one warm-up run, then --iters timed runs) and\n"
            "prints the median and minimum latency, images/s, the kernel table and the threads.\n"
+           "A checkpoint without a decoder times the encoder alone (the latent output).\n"
            "options:\n"
            "  --preset NAME      a freshly initialized tiny (default), base or large model\n"
            "  --batch N          images per call, 1..4096 (default 8)\n"
@@ -108,21 +109,25 @@ static int bench_forward(const bench_opts *o, const mae_model *m, const float *i
     mae_status s = mae_ctx_create(m, o->batch, &c);
     if (s != MAE_OK)
         return cli_fail(CMD, "context", s);
-    int dec = 0;
+    int dec = 0, L = 0, keep = 0, P = 0;
     mae_model_has_decoder(m, &dec);
-    s = mae_ctx_set_threads(c, o->threads);
-    if (s == MAE_OK && o->ratio >= 0)
-        s = mae_ctx_set_mask_ratio(c, (float)o->ratio);
-    /* encoder-only checkpoints: time the encoder (latent only) */
-    size_t latent_floats = 0;
-    int L = 0, keep = 0, P = 0;
     mae_config cfg;
     cfg.struct_size = sizeof cfg;
     mae_model_get_config(m, &cfg);
+    s = mae_ctx_set_threads(c, o->threads);
+    if (s == MAE_OK && o->ratio >= 0)
+        s = mae_ctx_set_mask_ratio(c, (float)o->ratio);
     if (s == MAE_OK)
         s = mae_ctx_get_dims(c, &L, &keep, &P);
-    latent_floats = (size_t)o->batch * (size_t)(1 + keep) * (size_t)cfg.embed_dim;
-    float *latent = dec ? NULL : malloc(latent_floats * sizeof(float));
+    /* with a decoder: the whole pipeline up to the loss; encoder-only checkpoints: the latent */
+    float *latent = NULL;
+    if (s == MAE_OK && !dec) {
+        latent = malloc((size_t)o->batch * (size_t)(1 + keep) * (size_t)cfg.embed_dim * sizeof(float));
+        if (!latent) {
+            mae_ctx_free(c);
+            return cli_errorf(CMD, "out of memory for the latent");
+        }
+    }
     for (int i = 0; s == MAE_OK && i <= o->iters; i++) {
         double t0 = now();
         s = mae_forward(c, imgs, o->batch, NULL, dec ? &loss : NULL, NULL, NULL, latent);
@@ -223,9 +228,11 @@ int cmd_bench(int argc, char **argv)
     if (!r) {
         print_model(&o, m);
         fflush(stdout);
+        int dec = 0;
+        mae_model_has_decoder(m, &dec);
         r = bench_forward(&o, m, imgs, t);
-        if (!r)
-            print_times("forward:", t, o.iters, o.batch);
+        if (!r)   /* an encoder-only model's forward pass stops at the latent */
+            print_times(dec ? "forward:" : "encoder:", t, o.iters, o.batch);
     }
     if (!r && o.train) {
         fflush(stdout);

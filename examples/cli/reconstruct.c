@@ -1,5 +1,4 @@
 /* mae reconstruct: mask images, reconstruct them, and write the official demo's 4-panel grid. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
