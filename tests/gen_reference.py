@@ -8,13 +8,14 @@ Writes into tests/data/ (see docs/TESTING.md for what each file holds):
   <name>.io.safetensors      inputs and expected outputs of one forward pass
   <name>.grad.safetensors    gradients and 3 AdamW steps (configs tiny, odd, gray)
 
-Run with Debian's python3-torch:  /usr/bin/python3 tests/gen_reference.py
+Run with Debian's python3-torch:  /usr/bin/python3 tests/gen_reference.py [config names]
 CI never runs this; the generated files are committed.
 """
 import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -50,6 +51,16 @@ CONFIGS = [
     dict(BASE, name="ties", seed=106, img_size=20, patch_size=4, embed_dim=24, depth=1, num_heads=2,
          decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=4, mask_ratio=0.9, batch=2,
          pos="learned", ties=True),
+    # Weights made for 32x32 (a 4x4 grid of 8x8 patches) that run at 24x40 (a 3x5 grid): the C side
+    # loads the 32x32 file and calls mae_model_resize. rect_sc: fixed sin-cos tables, regenerated
+    # for the 3x5 grid; rect_lp: learned tables (encoder and decoder) resampled as Hugging Face's
+    # interpolate_pos_encoding does (see resize_table).
+    dict(BASE, name="rect_sc", seed=107, img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
+         decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2, mlp_ratio=2.0, batch=1,
+         run=(24, 40)),
+    dict(BASE, name="rect_lp", seed=108, img_size=32, patch_size=8, in_chans=1, embed_dim=16, depth=1,
+         num_heads=2, decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
+         norm_pix_loss=True, mask_ratio=0.5, batch=2, pos="learned", run=(24, 40)),
 ]
 WEIGHT_SEED = 1234             # torch.manual_seed for "torch_rand" weights
 MASK_SEEDS = [2, 77, 4294967299]   # the last one checks that only seed & 0xffffffff counts
@@ -86,13 +97,26 @@ def f32(t):
 
 # ---- configuration helpers --------------------------------------------------------------------
 def dims(cfg):
+    """Grid side, patch count and patch size of the size the weights were made for."""
     g = cfg["img_size"] // cfg["patch_size"]
     L = g * g
     return g, L, cfg["patch_size"] ** 2 * cfg["in_chans"]
 
 
+def run_size(cfg):
+    """(height, width) of the images the forward pass runs on: img_size unless the config says."""
+    return cfg.get("run", (cfg["img_size"], cfg["img_size"]))
+
+
+def run_grid(cfg):
+    """(gh, gw, L) of the run size's patch grid."""
+    H, W = run_size(cfg)
+    gh, gw = H // cfg["patch_size"], W // cfg["patch_size"]
+    return gh, gw, gh * gw
+
+
 def keep_count(cfg):
-    L = dims(cfg)[1]
+    L = run_grid(cfg)[2]
     keep = int(L * (1 - cfg["mask_ratio"]))   # the official rule, in float64
     # The C config holds the ratio as float32; make sure that gives the same count.
     keep32 = int(L * (1 - float(np.float32(cfg["mask_ratio"]))))
@@ -150,14 +174,14 @@ def is_norm_weight(name, shape):
 
 
 # ---- parameters -------------------------------------------------------------------------------
-def sincos_table(dim, g):
-    """Official 2-D sin-cos table (util/pos_embed.py): float64, then rounded to float32.
-    First half encodes the column, second the row; each half is [sin | cos]; cls row zero."""
+def sincos_table(dim, gh, gw):
+    """Official 2-D sin-cos table (util/pos_embed.py) of a gh x gw grid: float64, then rounded to
+    float32. First half encodes the column, second the row; each half is [sin | cos]; cls row zero."""
     q = dim // 4
     omega = 1.0 / 10000 ** (np.arange(q, dtype=np.float64) / q)
     rows = [np.zeros(dim)]
-    for i in range(g):
-        for j in range(g):
+    for i in range(gh):
+        for j in range(gw):
             rows.append(np.concatenate([np.sin(j * omega), np.cos(j * omega),
                                         np.sin(i * omega), np.cos(i * omega)]))
     return np.stack(rows).astype(np.float32)
@@ -174,7 +198,7 @@ def normal_params(cfg):
     for name, shape in param_shapes(cfg):
         if is_pos(name) and cfg["pos"] == "sincos":
             dim = shape[2]
-            t = torch.from_numpy(sincos_table(dim, g)).reshape(shape)
+            t = torch.from_numpy(sincos_table(dim, g, g)).reshape(shape)
         else:
             z = torch.randn(shape, generator=gen, dtype=torch.float64)
             if is_norm_weight(name, shape):
@@ -222,6 +246,36 @@ def rand_params(cfg):
         assert v.dtype == torch.float32
         params[name] = v.reshape(shape).to(torch.float64)
     return params
+
+
+def resize_table(cfg, table):
+    """A [1, 1+g*g, dim] position table for the run grid. Fixed tables: the sin-cos table of the
+    new grid (what the official code would build at that size). Learned tables: Hugging Face's
+    ViTMAEEmbeddings.interpolate_pos_encoding: the cls row untouched, the grid rows reshaped to
+    [1, dim, g, g] and resampled with F.interpolate(size=(gh, gw), mode="bicubic",
+    align_corners=False). Rounded to float32, as a float32 model holds it."""
+    g = dims(cfg)[0]
+    gh, gw, L = run_grid(cfg)
+    dim = table.shape[2]
+    if (gh, gw) == (g, g):
+        return table
+    if cfg["pos"] == "sincos":
+        out = torch.from_numpy(sincos_table(dim, gh, gw)).reshape(1, 1 + L, dim)
+    else:
+        cls, grid = table[:, :1, :], table[:, 1:, :]
+        grid = grid.reshape(1, g, g, dim).permute(0, 3, 1, 2)
+        grid = torch.nn.functional.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+        grid = grid.permute(0, 2, 3, 1).reshape(1, L, dim)
+        out = torch.cat([cls, grid], dim=1).to(torch.float32)
+    return out.to(torch.float64)
+
+
+def run_params(cfg, P):
+    """The parameters at the run size: P with both position tables resized."""
+    R = dict(P)
+    for name in ("pos_embed", "decoder_pos_embed"):
+        R[name] = resize_table(cfg, P[name])
+    return R
 
 
 # ---- the model in float64 ---------------------------------------------------------------------
@@ -285,7 +339,8 @@ def forward(P, cfg, imgs, noise):
     D, Dd = cfg["embed_dim"], cfg["decoder_embed_dim"]
     keep = keep_count(cfg)
     B = imgs.shape[0]
-    L = dims(cfg)[1]
+    L = run_grid(cfg)[2]
+    assert P["pos_embed"].shape[1] == L + 1
     # patch embedding: strided convolution, then + pos_embed[1:] before masking
     x = torch.nn.functional.conv2d(imgs, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"], stride=p)
     x = x.flatten(2).transpose(1, 2)
@@ -392,15 +447,17 @@ def train_reference(cfg, P0, imgs32, noises):
 # ---- one config -------------------------------------------------------------------------------
 def generate(cfg):
     name, B = cfg["name"], cfg["batch"]
-    g, L, Pdim = dims(cfg)
+    Pdim = dims(cfg)[2]
+    H, W = run_size(cfg)
+    gh, gw, L = run_grid(cfg)
     keep = keep_count(cfg)
     P = normal_params(cfg) if cfg["weights"] == "file" else rand_params(cfg)
+    R = run_params(cfg, P)
     gen = torch.Generator().manual_seed(cfg["seed"] + 1000)
-    imgs32 = torch.randn(B, cfg["in_chans"], cfg["img_size"], cfg["img_size"], generator=gen,
-                         dtype=torch.float32)
+    imgs32 = torch.randn(B, cfg["in_chans"], H, W, generator=gen, dtype=torch.float32)
     noises = [make_noise(cfg, gen, B, L) for _ in range(ADAM["steps"])]
     with torch.no_grad():
-        ref = forward(P, cfg, imgs32.to(torch.float64), noises[0])
+        ref = forward(R, cfg, imgs32.to(torch.float64), noises[0])
     meta = dict(config_meta(cfg))
     files = []
     if cfg["weights"] == "file":
@@ -416,11 +473,18 @@ def generate(cfg):
         meta["num_tensors"] = len(P)
     meta.update(batch=B, num_patches=L, keep=keep, patch_dim=Pdim, seeds=",".join(map(str, MASK_SEEDS)),
                 ids_dtype="I64", generator="tests/gen_reference.py (float64, torch %s)" % torch.__version__)
+    if "run" in cfg:
+        # Run at another size than the weights': the C side calls mae_model_resize(height, width).
+        meta.update(run_height=H, run_width=W, run_grid=f"{gh}x{gw}",
+                    resize="sincos: regenerated" if cfg["pos"] == "sincos" else
+                    "learned: HF interpolate_pos_encoding (bicubic, align_corners=False, cls kept)")
     io = [("imgs", imgs32.numpy()), ("noise", noises[0].numpy()),
           ("ids_shuffle", ref["ids_shuffle"].numpy()), ("ids_restore", ref["ids_restore"].numpy()),
           ("mask", f32(ref["mask"])), ("tokens", f32(ref["tokens"])), ("latent", f32(ref["latent"])),
           ("pred", f32(ref["pred"])), ("target", f32(ref["target"])), ("loss", f32(ref["loss"].reshape(1)))]
     io += [(n, f32(m)) for n, m in seed_masks(cfg, B, L, keep)]
+    if "run" in cfg:
+        io += [("run." + n, f32(R[n])) for n in ("pos_embed", "decoder_pos_embed")]
     if cfg["weights"] == "torch_rand":
         # Fingerprints of the regenerated weights, in state_dict order: the first value of every
         # tensor (exact) and its sum, so that a C side that diverges says where.
@@ -433,6 +497,7 @@ def generate(cfg):
     print(f"{name}: L={L} keep={keep} loss={ref['loss'].item():.9g}")
 
     if cfg["grads"]:
+        assert "run" not in cfg
         grads, after, losses, lrs = train_reference(cfg, P, imgs32, noises)
         gmeta = dict(config_meta(cfg))
         gmeta.update(
@@ -456,14 +521,17 @@ def generate(cfg):
     return files
 
 
-def main():
+def main(names):
+    """Writes the configs named on the command line, or all of them."""
     os.makedirs(OUT, exist_ok=True)
     total = 0
     for cfg in CONFIGS:
+        if names and cfg["name"] not in names:
+            continue
         for f in generate(cfg):
             total += os.path.getsize(f)
     print(f"total {total} bytes")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -6,6 +6,9 @@
  *   - the masker gives the stored ids_shuffle / ids_restore exactly (stable argsort, with ties);
  *   - the parts run one by one give bitwise the pipeline's results; 1 and 2 threads agree bitwise;
  *   - noise == NULL with mae_ctx_set_seed(s) gives the masks of torch.manual_seed(s); torch.rand.
+ * Configs whose io file names a run_height x run_width (rect_*) hold weights made for img_size
+ * and run at that non-square size: mae_model_resize regenerates sin-cos tables or resamples
+ * learned ones (checked against the reference's tables), then everything above runs on the copy.
  * All of it for every kernel table the CPU supports (scalar, avx2, avx512, neon).
  * The per-tensor errors are printed: they are the numbers quoted in reports. */
 #include "testutil.h"
@@ -15,7 +18,7 @@
 #define DATA "tests/data/"
 #define TOL 1e-5
 
-static const char *const CONFIGS[] = { "tiny", "odd", "gray", "ratio0", "vitb1", "ties" };
+static const char *const CONFIGS[] = { "tiny", "odd", "gray", "ratio0", "vitb1", "ties", "rect_sc", "rect_lp" };
 /* Every kernel table this CPU runs is checked against the references, not only the best one. */
 static const char *const TIERS[] = { "scalar", "avx2", "avx512", "neon" };
 
@@ -205,6 +208,38 @@ static mae_model *open_model(const mae_st_file *io)
     return m;
 }
 
+/* The model at the io file's run size (the weights' own size if it names none): m itself, or a
+ * resized copy that replaces it (m freed). The copy's position tables must match the
+ * reference's (sin-cos regenerated, or learned ones resampled as Hugging Face does). */
+static mae_model *at_run_size(const char *name, const mae_st_file *io, mae_model *m, int *H, int *W)
+{
+    *H = *W = meta_int(io, "img_size");
+    if (!mae_st_meta_get(io, "run_height"))
+        return m;
+    *H = meta_int(io, "run_height");
+    *W = meta_int(io, "run_width");
+    mae_model *r = NULL;
+    mae_status s = mae_model_resize(m, *H, *W, &r);
+    CHECK(s == MAE_OK, "%s: mae_model_resize(%d, %d) -> %s: %s", name, *H, *W, mae_status_str(s), mae_last_error());
+    mae_model_free(m);
+    if (s != MAE_OK)
+        return NULL;
+    static const char *const tables[] = { "pos_embed", "decoder_pos_embed" };
+    for (int i = 0; i < 2; i++) {
+        const float *got = NULL;
+        size_t n = 0;
+        char key[64];
+        snprintf(key, sizeof key, "run.%s", tables[i]);
+        CHECK_OK(mae_model_tensor(r, tables[i], &got, &n, NULL, NULL));
+        float *want = got ? read_tensor(io, key, n) : NULL;
+        double e = want ? tu_rel_l2(got, want, n) : INFINITY;
+        CHECK(e <= TOL, "%s: %s at %dx%d: rel err %.3g against the reference", name, tables[i], *H, *W, e);
+        printf("  %-7s %s at %dx%d: rel err %.2e\n", name, tables[i], *H, *W, e);
+        free(want);
+    }
+    return r;
+}
+
 /* ---- one config ------------------------------------------------------------------------------ */
 
 /* What the pipeline produced, kept to compare the parts and the thread counts against. */
@@ -338,7 +373,10 @@ static void run_config(const char *name)
     CHECK(s == MAE_OK, "mae_st_open(%s) -> %s: %s", path, mae_status_str(s), mae_last_error());
     if (s != MAE_OK)
         return;
+    int H = 0, W = 0;
     mae_model *m = open_model(&io);
+    if (m)
+        m = at_run_size(name, &io, m, &H, &W);
     mae_ctx *c = NULL;
     if (m)
         CHECK_OK(mae_ctx_create(m, meta_int(&io, "batch"), &c));
@@ -349,12 +387,11 @@ static void run_config(const char *name)
     }
     int B = meta_int(&io, "batch"), L = meta_int(&io, "num_patches"), keep = meta_int(&io, "keep");
     int P = meta_int(&io, "patch_dim"), D = meta_int(&io, "embed_dim"), C = meta_int(&io, "in_chans");
-    int img = meta_int(&io, "img_size");
     int gL = 0, gk = 0, gP = 0;
     CHECK_OK(mae_ctx_get_dims(c, &gL, &gk, &gP));
     CHECK(gL == L && gk == keep && gP == P, "%s: dims L %d keep %d P %d, expected %d %d %d", name, gL, gk, gP, L, keep, P);
 
-    size_t nimg = (size_t)B * C * img * img, nl = (size_t)B * L;
+    size_t nimg = (size_t)B * C * H * W, nl = (size_t)B * L;
     size_t nlat = (size_t)B * (1 + keep) * D, npred = nl * P;
     float *imgs = read_tensor(&io, "imgs", nimg), *noise = read_tensor(&io, "noise", nl);
     float *want_mask = read_tensor(&io, "mask", nl), *want_lat = read_tensor(&io, "latent", nlat);
