@@ -73,6 +73,11 @@ grid_check "$dir/g.png" 2 28 28 3
 grep -q "gray.idx\[2\]: loss" "$dir/rec.txt" || die "reconstruct --idx labels: $(cat "$dir/rec.txt")"
 grep -q "8 of 16 patches removed" "$dir/rec.txt" || die "--mask-ratio 0.5: $(cat "$dir/rec.txt")"
 ok
+# mask ratio 0 removes nothing: the loss is NaN (as in the official code) and says so
+"$mae" reconstruct "$rgb" "$dir/rgb0.ppm" --mask-ratio 0 -o "$dir/z.png" > "$dir/rec.txt" ||
+    die "reconstruct --mask-ratio 0 failed"
+grep -q "^batch loss nan (no patch removed) (0 of 16" "$dir/rec.txt" || die "ratio 0: $(cat "$dir/rec.txt")"
+ok
 
 # --- features ---
 for pool in cls mean cls+mean tokens; do
@@ -143,6 +148,7 @@ bad 1 reconstruct "$rgb" "$dir/missing.ppm" -o "$dir/x.png"
 bad 1 reconstruct "$dir/missing.safetensors" "$dir/rgb0.ppm" -o "$dir/x.png"
 bad 1 reconstruct "$rgb" "$dir/cut.ppm" -o "$dir/x.png"
 bad 1 reconstruct "$enc" "$dir/rgb0.ppm" -o "$dir/x.png"
+bad 1 reconstruct "$gray" "$dir/gray0.pgm" -o "$dir/x.png" --mask-ratio 0.99   # norm_pix: none visible
 bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --mask-ratio 0.5x
 bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --mask-ratio 1
 bad 2 reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/x.png" --scale 17

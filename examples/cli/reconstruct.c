@@ -1,4 +1,5 @@
 /* mae reconstruct: mask images, reconstruct them, and write the official demo's 4-panel grid. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,38 +120,47 @@ static int per_image_loss(mae_ctx *c, const cli_inputs *in, int L, const recon_b
     return 0;
 }
 
+/* The grid PNG; *w, *h, *scale get its geometry. */
 static int write_grid(const recon_opts *o, const mae_model *m, const cli_inputs *in,
-                      const recon_bufs *b, int norm_pix)
+                      const recon_bufs *b, int norm_pix, int *w, int *h, int *scale)
 {
-    int scale = o->scale ? o->scale : auto_scale(in->height, in->width);
+    *scale = o->scale ? o->scale : auto_scale(in->height, in->width);
     mae_pred_space space = norm_pix ? MAE_PRED_NORM_VISIBLE : MAE_PRED_PIXELS;
     uint8_t *rgb;
-    int w, h;
     mae_status s = mae_visualize(m, b->imgs, b->pred, b->mask, in->count, space, cli_inputs_mean(in),
-                                 cli_inputs_std(in), scale, &rgb, &w, &h);
+                                 cli_inputs_std(in), *scale, &rgb, w, h);
     if (s != MAE_OK)
         return cli_fail(CMD, "grid", s);
-    s = mae_png_write(o->out, rgb, w, h, 3, 0);
+    s = mae_png_write(o->out, rgb, *w, *h, 3, 0);
     mae_image_free(rgb);
-    if (s != MAE_OK)
-        return cli_fail(CMD, o->out, s);
-    printf("wrote %s: %d row%s, %dx%d px (scale %d; original | masked | reconstruction | "
-           "reconstruction + visible)\n", o->out, in->count, in->count == 1 ? "" : "s", w, h, scale);
-    return 0;
+    return s == MAE_OK ? 0 : cli_fail(CMD, o->out, s);
 }
 
-static int report(const recon_opts *o, const cli_inputs *in, const recon_bufs *b, int L,
-                  int keep, float batch_loss, float ratio)
+/* A loss as text: NaN (mask ratio 0 removes nothing) says so instead of glibc's "-nan". */
+static const char *loss_text(float loss, char *buf, size_t size)
 {
+    if (isnan(loss))
+        snprintf(buf, size, "nan (no patch removed)");
+    else
+        snprintf(buf, size, "%.6f", (double)loss);
+    return buf;
+}
+
+/* Printed once everything has worked, so that a failure leaves stdout empty. */
+static void report(const recon_opts *o, const cli_inputs *in, const recon_bufs *b, int L,
+                   int keep, float batch_loss, float ratio, int w, int h, int scale)
+{
+    char text[64];
     for (int i = 0; i < in->count; i++) {
         char label[512];
         cli_inputs_label(in, i, label, sizeof label);
-        printf("%s: loss %.6f\n", label, (double)b->loss[i]);
+        printf("%s: loss %s\n", label, loss_text(b->loss[i], text, sizeof text));
     }
-    printf("batch loss %.6f (%d of %d patches removed per image, mask ratio %g, seed %llu, "
-           "norm %s)\n", (double)batch_loss, L - keep, L, (double)ratio,
+    printf("batch loss %s (%d of %d patches removed per image, mask ratio %g, seed %llu, "
+           "norm %s)\n", loss_text(batch_loss, text, sizeof text), L - keep, L, (double)ratio,
            (unsigned long long)o->seed, in->norm_name);
-    return 0;
+    printf("wrote %s: %d row%s, %dx%d px (scale %d; original | masked | reconstruction | "
+           "reconstruction + visible)\n", o->out, in->count, in->count == 1 ? "" : "s", w, h, scale);
 }
 
 static int run(const recon_opts *o, const mae_model *m, const cli_inputs *in)
@@ -182,10 +192,11 @@ static int run(const recon_opts *o, const mae_model *m, const cli_inputs *in)
         r = cli_fail(CMD, "forward", s);
     if (!r)
         r = per_image_loss(c, in, L, &b);
+    int w, h, scale;
     if (!r)
-        r = report(o, in, &b, L, keep, loss, ratio);
+        r = write_grid(o, m, in, &b, cfg.norm_pix_loss, &w, &h, &scale);
     if (!r)
-        r = write_grid(o, m, in, &b, cfg.norm_pix_loss);
+        report(o, in, &b, L, keep, loss, ratio, w, h, scale);
     free_bufs(&b);
     mae_ctx_free(c);
     return r;
