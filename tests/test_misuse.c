@@ -1,8 +1,10 @@
 /* Every public function with every class of invalid argument: NULL pointers, struct sizes that
  * are too small, negative/zero/huge batches and counts, a context or part of another model, mask
- * ratios out of range, unknown presets and names, bad indices. Each call must return the right
- * status, set a message, leave its outputs untouched, and leave the objects usable: a call after
- * a failed one gives the same result as if the failure had not happened. */
+ * ratios out of range, unknown presets and names, bad indices, and for the image functions
+ * (section 8) zero/negative/huge sizes, bad channel counts, strides too small, unknown filters
+ * and prediction spaces, bad mean/std, files that are missing or not images. Each call must
+ * return the right status, set a message, leave its outputs untouched, and leave the objects
+ * usable: a call after a failed one gives the same result as if the failure had not happened. */
 #include <limits.h>
 #include <stdio.h>
 #include "testutil.h"
@@ -573,6 +575,340 @@ static void test_nan_noise(mae_model *m)
     mae_ctx_free(c);
 }
 
+/* ---- 8. images -------------------------------------------------------------------------------- */
+
+#define IW 6
+#define IH 5
+
+/* A caller's pixel buffer as one function of section 8 takes it; the wrappers below put every such
+ * function behind this shape so that one list of bad arguments reaches all of them. */
+typedef mae_status (*pixels_fn)(const uint8_t *px, int w, int h, int channels, ptrdiff_t stride);
+
+static char img_path[64];                 /* where the file writers write; must stay absent */
+static mae_model *img_model;              /* for mae_output_to_image */
+static uint8_t *enc_png = SENT_PTR;       /* mae_png_encode's outputs, left alone on failure */
+static size_t enc_size = 77;
+static float to_input_out[3 * 4 * 4];
+
+static mae_status call_png_encode(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    uint8_t *png = SENT_PTR;
+    size_t size = 77;
+    mae_status s = mae_png_encode(px, w, h, ch, stride, &png, &size);
+    if (s == MAE_OK)
+        mae_image_free(png);
+    else
+        enc_png = png, enc_size = size;
+    return s;
+}
+static mae_status call_png_write(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    return mae_png_write(img_path, px, w, h, ch, stride);
+}
+static mae_status call_pnm_write(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    return mae_pnm_write(img_path, px, w, h, ch == 4 ? 3 : ch, stride);
+}
+static mae_status call_to_input(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    return mae_image_to_input(px, w, h, ch, stride, 3, 4, 4, MAE_FILTER_BILINEAR, 1, NULL, NULL, to_input_out);
+}
+/* The pixel buffer is the output here: w, h and channels are the tensor's and the buffer's. */
+static mae_status call_input_to_image(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    static float img[3 * IW * IH];
+    return mae_input_to_image(img, 3, h, w, NULL, NULL, (uint8_t *)px, stride, ch);
+}
+/* The model fixes w and h (32 x 32 for tiny): the other sizes cannot be passed. */
+static mae_status call_output_to_image(const uint8_t *px, int w, int h, int ch, ptrdiff_t stride)
+{
+    static float pred[16 * 192];
+    (void)w; (void)h;
+    return mae_output_to_image(img_model, pred, NULL, NULL, MAE_PRED_PIXELS, NULL, NULL, (uint8_t *)px, stride, ch);
+}
+
+#define EXPECT_IN(fname, expr, want) do { \
+    const char *p_ = primed_message(); \
+    mae_status s_ = (expr); \
+    CHECK(s_ == (want), "%s: %s -> %s (%s), want %s", fname, #expr, mae_status_str(s_), mae_last_error(), mae_status_str(want)); \
+    CHECK(mae_last_error()[0] && strcmp(mae_last_error(), p_) != 0, "%s: %s: no message of its own", fname, #expr); \
+} while (0)
+
+/* Every class of bad pixel-buffer argument: NULL, zero/negative/huge sizes, bad channel counts,
+ * strides too small either way, a stride whose rows leave the address space. sized: the function
+ * takes w and h (not the model's). */
+static void bad_pixel_args(const char *fname, pixels_fn f, const uint8_t *px, int ch, int sized)
+{
+    const ptrdiff_t row = IW * ch, far = PTRDIFF_MAX / 2 + 1;
+    EXPECT_IN(fname, f(NULL, IW, IH, ch, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, 0, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, 5, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, -1, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, INT_MAX, 0), MAE_ERR_INVALID_ARG);
+    if (!sized)
+        return;
+    EXPECT_IN(fname, f(px, 0, IH, ch, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, 0, ch, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, -IW, IH, ch, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, INT_MIN, ch, 0), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, ch, row - 1), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, ch, -(row - 1)), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, IH, ch, 1), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, 3, ch, far), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, IW, 3, ch, -far), MAE_ERR_INVALID_ARG);
+    EXPECT_IN(fname, f(px, INT_MAX, INT_MAX, ch, 0), MAE_ERR_UNSUPPORTED);   /* above 2^28 pixels */
+    EXPECT_IN(fname, f(px, 1 << 15, 1 << 14, ch, 0), MAE_ERR_UNSUPPORTED);
+}
+
+static void test_image_files(const uint8_t *px)
+{
+    uint8_t *pixels = SENT_PTR, *png = NULL;
+    int w = -7, h = -7, ch = -7;
+    size_t n = 0;
+    CHECK_OK(mae_png_encode(px, IW, IH, 3, 0, &png, &n));
+    if (!png)
+        return;
+    EXPECT(mae_image_load_memory(NULL, n, 0, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, 0, NULL, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, 0, &pixels, NULL, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, 0, &pixels, &w, NULL, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, 0, &pixels, &w, &h, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, -1, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, 5, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, n, INT_MIN, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load_memory(png, 0, 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);
+    EXPECT(mae_image_load_memory(png, 7, 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);      /* half a signature */
+    EXPECT(mae_image_load_memory(png, n - 1, 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);  /* no whole IEND */
+    EXPECT(mae_image_load_memory("GIF89a", 6, 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);
+    EXPECT(mae_image_load_memory("P7\n", 3, 0, &pixels, &w, &h, &ch), MAE_ERR_UNSUPPORTED);   /* PAM */
+    EXPECT(mae_image_load(NULL, 0, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 0, NULL, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 0, &pixels, NULL, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 0, &pixels, &w, NULL, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 0, &pixels, &w, &h, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 9, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_load(img_path, 0, &pixels, &w, &h, &ch), MAE_ERR_IO);             /* no such file */
+    EXPECT(mae_image_load("tests/testutil.h", 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);
+    CHECK(pixels == SENT_PTR && w == -7 && h == -7 && ch == -7, "a failed image load wrote its outputs");
+    /* after all that, the same call with good arguments works */
+    EXPECT(mae_image_load_memory(png, n, 0, &pixels, &w, &h, &ch), MAE_OK);
+    CHECK(pixels != SENT_PTR && w == IW && h == IH && ch == 3 && memcmp(pixels, px, IW * IH * 3) == 0,
+          "the load after failed ones differs from the encoded pixels");
+    if (pixels != SENT_PTR)
+        mae_image_free(pixels);
+    mae_image_free(png);
+    mae_image_free(NULL);
+
+    /* writers: NULL path and outputs, a missing directory; a failed write leaves no file */
+    EXPECT(mae_png_encode(px, IW, IH, 3, 0, NULL, &n), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_png_encode(px, IW, IH, 3, 0, &png, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_png_write(NULL, px, IW, IH, 3, 0), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_pnm_write(NULL, px, IW, IH, 3, 0), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_pnm_write(img_path, px, IW, IH, 2, 0), MAE_ERR_UNSUPPORTED);   /* PNM has no alpha */
+    EXPECT(mae_pnm_write(img_path, px, IW, IH, 4, 0), MAE_ERR_UNSUPPORTED);
+    EXPECT(mae_png_write("/nonexistent-dir-mae/x.png", px, IW, IH, 3, 0), MAE_ERR_IO);
+    EXPECT(mae_pnm_write("/nonexistent-dir-mae/x.ppm", px, IW, IH, 3, 0), MAE_ERR_IO);
+
+    /* IDX */
+    static const uint8_t idx[12] = { 0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 1 };   /* 2 x 1, data missing */
+    uint8_t *data = SENT_PTR;
+    int ndim = -7;
+    int64_t dims[4] = { -7, -7, -7, -7 };
+    EXPECT(mae_idx_load_memory(NULL, 12, &data, &ndim, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load_memory(idx, 12, NULL, &ndim, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load_memory(idx, 12, &data, NULL, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load_memory(idx, 12, &data, &ndim, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load_memory(idx, 0, &data, &ndim, dims), MAE_ERR_FORMAT);
+    EXPECT(mae_idx_load_memory(idx, 12, &data, &ndim, dims), MAE_ERR_FORMAT);
+    EXPECT(mae_idx_load(NULL, &data, &ndim, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load(img_path, NULL, &ndim, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load(img_path, &data, NULL, dims), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load(img_path, &data, &ndim, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_idx_load(img_path, &data, &ndim, dims), MAE_ERR_IO);
+    CHECK(data == SENT_PTR && ndim == -7 && dims[0] == -7 && dims[3] == -7, "a failed IDX load wrote its outputs");
+    uint8_t full[14];
+    memcpy(full, idx, 12);
+    full[12] = 200;
+    full[13] = 7;
+    EXPECT(mae_idx_load_memory(full, 14, &data, &ndim, dims), MAE_OK);
+    CHECK(data != SENT_PTR && ndim == 2 && dims[0] == 2 && dims[1] == 1 && data[0] == 200 && data[1] == 7,
+          "the IDX load after failed ones");
+    if (data != SENT_PTR)
+        mae_image_free(data);
+}
+
+/* Model-side image functions: NULL model/pred/img/mask, unknown spaces, bad mean/std, batch and
+ * scale out of range, a figure too large, a model with more channels than an image holds. */
+static void test_image_model(mae_model *m)
+{
+    const int L = 16, P = 192, n = 3 * 32 * 32;
+    float *imgs = tu_malloc(2 * n * sizeof *imgs), *pred = tu_malloc(2 * L * P * sizeof *pred);
+    float mask[2 * 16], all_removed[16];
+    tu_fill(imgs, 2 * (size_t)n, -1, 1);
+    tu_fill(pred, 2 * (size_t)L * P, -1, 1);
+    for (int i = 0; i < 2 * L; i++)
+        mask[i] = i % 4 ? 1.0f : 0.0f;
+    for (int i = 0; i < L; i++)
+        all_removed[i] = 1.0f;
+    const float zero_std[3] = { 1, 0, 1 }, inf_std[3] = { 1, 1, INFINITY }, nan_mean[3] = { 0, NAN, 0 };
+    uint8_t *out = tu_malloc((size_t)n);
+    memset(out, 0xAB, (size_t)n);
+
+    EXPECT(mae_output_to_image(NULL, pred, imgs, mask, MAE_PRED_PIXELS, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, NULL, imgs, mask, MAE_PRED_PIXELS, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, NULL, mask, MAE_PRED_NORM_OWN, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, NULL, mask, MAE_PRED_NORM_VISIBLE, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, NULL, MAE_PRED_NORM_VISIBLE, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, all_removed, MAE_PRED_NORM_VISIBLE, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, mask, (mae_pred_space)3, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, mask, (mae_pred_space)-1, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, mask, MAE_PRED_PIXELS, NULL, zero_std, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_output_to_image(m, pred, imgs, mask, MAE_PRED_PIXELS, nan_mean, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    bad_pixel_args("mae_output_to_image", call_output_to_image, out, 3, 0);
+    EXPECT(mae_output_to_image(m, pred, imgs, mask, MAE_PRED_PIXELS, NULL, NULL, out, 32 * 3 - 1, 3), MAE_ERR_INVALID_ARG);
+    int untouched = 1;
+    for (int i = 0; i < n; i++)
+        untouched &= out[i] == 0xAB;
+    CHECK(untouched, "a failed mae_output_to_image wrote pixels");
+
+    uint8_t *rgb = SENT_PTR, *first = NULL;
+    int w = -7, h = -7, fw = 0, fh = 0;
+    const mae_pred_space NV = MAE_PRED_NORM_VISIBLE;
+    CHECK_OK(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, &first, &fw, &fh));
+    EXPECT(mae_visualize(NULL, imgs, pred, mask, 2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, NULL, pred, mask, 2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, NULL, pred, mask, 2, MAE_PRED_PIXELS, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, NULL, mask, 2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, NULL, 2, MAE_PRED_PIXELS, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, NULL, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, &rgb, NULL, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, &rgb, &w, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 0, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, -2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 4097, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, INT_MAX, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 0, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 17, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, INT_MIN, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, (mae_pred_space)7, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, inf_std, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, nan_mean, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    /* the second image has no visible patch: the whole call fails, the first image's work is dropped */
+    float mask2[32];
+    memcpy(mask2, mask, 16 * sizeof *mask2);
+    memcpy(mask2 + 16, all_removed, sizeof all_removed);
+    EXPECT(mae_visualize(m, imgs, pred, mask2, 2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize_png(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize_png(NULL, imgs, pred, mask, 2, NV, NULL, NULL, 1, img_path), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize_png(m, imgs, pred, mask, 2, NV, NULL, NULL, 99, img_path), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_visualize_png(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, "/nonexistent-dir-mae/f.png"), MAE_ERR_IO);
+    /* 256 images of 32 x 32 at scale 16: 2208 x 139296 pixels, above 2^28 (checked before drawing) */
+    {
+        const int B = 256;
+        float *bi = tu_malloc((size_t)B * n * sizeof *bi), *bp = tu_malloc((size_t)B * L * P * sizeof *bp);
+        float *bm = tu_malloc((size_t)B * L * sizeof *bm);
+        memset(bi, 0, (size_t)B * n * sizeof *bi);
+        memset(bp, 0, (size_t)B * L * P * sizeof *bp);
+        memset(bm, 0, (size_t)B * L * sizeof *bm);
+        EXPECT(mae_visualize(m, bi, bp, bm, B, MAE_PRED_PIXELS, NULL, NULL, 16, &rgb, &w, &h), MAE_ERR_UNSUPPORTED);
+        free(bi); free(bp); free(bm);
+    }
+    CHECK(rgb == SENT_PTR && w == -7 && h == -7, "a failed mae_visualize wrote its outputs");
+    /* the same figure as before the failures */
+    EXPECT(mae_visualize(m, imgs, pred, mask, 2, NV, NULL, NULL, 1, &rgb, &w, &h), MAE_OK);
+    CHECK(rgb != SENT_PTR && first && w == fw && h == fh && memcmp(rgb, first, (size_t)w * h * 3) == 0,
+          "the figure after failed calls differs from the first");
+    if (rgb != SENT_PTR)
+        mae_image_free(rgb);
+    mae_image_free(first);
+
+    /* five channels have no image form */
+    mae_config cfg;
+    mae_model *m5 = NULL;
+    CHECK_OK(mae_config_init(&cfg, sizeof cfg, "tiny"));
+    cfg.in_chans = 5;
+    CHECK_OK(mae_model_create(&cfg, 1, &m5));
+    if (m5) {
+        float *p5 = tu_malloc((size_t)L * 320 * sizeof *p5), *i5 = tu_malloc(5 * 32 * 32 * sizeof *i5);
+        float m5mask[16] = { 0 };
+        tu_fill(p5, (size_t)L * 320, -1, 1);
+        tu_fill(i5, 5 * 32 * 32, -1, 1);
+        EXPECT(mae_output_to_image(m5, p5, i5, m5mask, MAE_PRED_PIXELS, NULL, NULL, out, 0, 3), MAE_ERR_UNSUPPORTED);
+        EXPECT(mae_visualize(m5, i5, p5, m5mask, 1, MAE_PRED_PIXELS, NULL, NULL, 1, &rgb, &w, &h), MAE_ERR_UNSUPPORTED);
+        free(p5); free(i5);
+        mae_model_free(m5);
+    }
+    free(imgs); free(pred); free(out);
+}
+
+static void test_images(mae_model *m)
+{
+    uint8_t px[IW * IH * 4];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 37 + 11);
+    snprintf(img_path, sizeof img_path, "/tmp/mae_test_misuse_%u.img", (unsigned)(tu_uniform() * 1e9));
+    remove(img_path);
+    img_model = m;
+    test_image_files(px);
+
+    for (int ch = 1; ch <= 4; ch++) {
+        bad_pixel_args("mae_png_encode", call_png_encode, px, ch, 1);
+        bad_pixel_args("mae_png_write", call_png_write, px, ch, 1);
+        bad_pixel_args("mae_image_to_input", call_to_input, px, ch, 1);
+    }
+    CHECK(enc_png == SENT_PTR && enc_size == 77, "a failed mae_png_encode wrote its outputs");
+    bad_pixel_args("mae_pnm_write", call_pnm_write, px, 1, 1);
+    bad_pixel_args("mae_pnm_write", call_pnm_write, px, 3, 1);
+    FILE *f = fopen(img_path, "rb");
+    CHECK(f == NULL, "a failed write left %s behind", img_path);
+    if (f)
+        fclose(f);
+
+    /* mae_image_to_input's own arguments; out keeps its sentinels */
+    for (size_t i = 0; i < sizeof to_input_out / sizeof *to_input_out; i++)
+        to_input_out[i] = SENT_F;
+    float *o = to_input_out;
+    const float zero_std[3] = { 1, 0, 1 }, nan_mean[3] = { 0, NAN, 0 };
+    const mae_filter BL = MAE_FILTER_BILINEAR;
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, BL, 0, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 0, 4, 4, BL, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 5, 4, 4, BL, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, -3, 4, 4, BL, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 0, 4, BL, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, -4, BL, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, INT_MAX, INT_MAX, BL, 0, NULL, NULL, o), MAE_ERR_UNSUPPORTED);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, (mae_filter)3, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, (mae_filter)-1, 0, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, BL, 2, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, BL, -1, NULL, NULL, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, BL, 0, NULL, zero_std, o), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_image_to_input(px, IW, IH, 3, 0, 3, 4, 4, BL, 0, nan_mean, NULL, o), MAE_ERR_INVALID_ARG);
+    CHECK(all_equal(o, sizeof to_input_out / sizeof *o, SENT_F), "a failed mae_image_to_input wrote out");
+    /* a bottom-up buffer: the top row is the last in memory */
+    EXPECT(mae_image_to_input(px + (IH - 1) * IW * 3, IW, IH, 3, -(ptrdiff_t)IW * 3, 3, 4, 4, BL, 0, NULL, NULL, o), MAE_OK);
+    CHECK(!all_equal(o, 1, SENT_F), "a bottom-up buffer (negative stride) converts");
+
+    /* mae_input_to_image: the tensor side, then the pixel side through the shared list */
+    static float img[3 * IW * IH];
+    uint8_t out[IW * IH * 4];
+    memset(out, 0xAB, sizeof out);
+    EXPECT(mae_input_to_image(NULL, 3, IH, IW, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_input_to_image(img, 0, IH, IW, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_input_to_image(img, 5, IH, IW, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_input_to_image(img, -1, IH, IW, NULL, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_input_to_image(img, 3, IH, IW, nan_mean, NULL, out, 0, 3), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_input_to_image(img, 3, IH, IW, NULL, zero_std, out, 0, 3), MAE_ERR_INVALID_ARG);
+    for (int ch = 1; ch <= 4; ch++)
+        bad_pixel_args("mae_input_to_image", call_input_to_image, out, ch, 1);
+    int untouched = 1;
+    for (size_t i = 0; i < sizeof out; i++)
+        untouched &= out[i] == 0xAB;
+    CHECK(untouched, "a failed mae_input_to_image wrote pixels");
+
+    test_image_model(m);
+    remove(img_path);
+}
+
 int main(void)
 {
     mae_allocator a = { capped_alloc, capped_free, NULL };
@@ -587,6 +923,7 @@ int main(void)
     test_kernels_allocator();
     test_trainer(m);
     test_nan_noise(m);
+    test_images(m);
     mae_model_free(m);
     mae_model_free(other);
     CHECK_OK(mae_set_allocator(NULL));
