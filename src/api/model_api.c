@@ -1,12 +1,16 @@
 /* Public entry points for configs and models: argument checks, then the model code. */
 #include <string.h>
 #include "../model/model.h"
+#include "../util/sized.h"
+
+/* The size of mae_config's first version (through layer_norm_eps). */
+#define CONFIG_V1_SIZE (offsetof(mae_config, layer_norm_eps) + sizeof(float))
 
 MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const char *preset)
 {
     if (!cfg)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: cfg is NULL");
-    if (struct_size < offsetof(mae_config, layer_norm_eps) + sizeof(float))
+    if (struct_size < CONFIG_V1_SIZE)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: struct_size %zu is smaller than version 1 of mae_config", struct_size);
     mae_cfg c;
     memset(&c, 0, sizeof c);
@@ -25,20 +29,16 @@ MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const ch
     } else {
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: unknown preset '%s' (base, large, huge, tiny)", preset);
     }
-    mae_cfg_to_public(cfg, &c, struct_size);
-    return MAE_OK;
+    mae_config full;
+    mae_cfg_to_public(&full, &c, sizeof full);
+    return mae_sized_write("mae_config_init", cfg, struct_size, &full, sizeof full, CONFIG_V1_SIZE);
 }
 
 /* Reads a caller's config of any size: fields it lacks keep the base preset's values. */
 static mae_status read_config(const mae_config *cfg, mae_config *full)
 {
-    if (cfg->struct_size < offsetof(mae_config, layer_norm_eps) + sizeof(float))
-        return mae_fail(MAE_ERR_INVALID_ARG, "config: struct_size %u is too small (use mae_config_init)", cfg->struct_size);
     mae_config_init(full, sizeof *full, "base");
-    size_t n = cfg->struct_size < sizeof *full ? cfg->struct_size : sizeof *full;
-    memcpy(full, cfg, n);
-    full->struct_size = sizeof *full;
-    return MAE_OK;
+    return mae_sized_read("mae_model_create", cfg, full, sizeof *full, CONFIG_V1_SIZE);
 }
 
 MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_model **out)
@@ -71,10 +71,11 @@ MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg)
 {
     if (!m || !cfg)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_get_config: %s is NULL", !m ? "model" : "cfg");
-    if (cfg->struct_size < sizeof(uint32_t) + sizeof(int32_t))
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_get_config: set cfg->struct_size first");
-    mae_cfg_to_public(cfg, &m->cfg, cfg->struct_size);
-    return MAE_OK;
+    /* Any size that holds a field is served, not only whole first versions. */
+    mae_config full;
+    mae_cfg_to_public(&full, &m->cfg, sizeof full);
+    return mae_sized_write("mae_model_get_config (set cfg->struct_size first)", cfg, cfg->struct_size, &full,
+                           sizeof full, sizeof(uint32_t) + sizeof(int32_t));
 }
 
 MAE_API mae_status mae_model_has_decoder(const mae_model *m, int *has_decoder)

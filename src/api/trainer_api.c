@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../model/model.h"
+#include "../io/json.h"
 #include "../io/safetensors.h"
+#include "../util/sized.h"
 
 /* ---- the training config -------------------------------------------------------------------- */
 
@@ -41,10 +43,7 @@ MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_si
                         struct_size, (size_t)CONFIG_V1_SIZE);
     mae_train_config full;
     config_defaults(&full);
-    full.struct_size = (uint32_t)(struct_size < sizeof full ? struct_size : sizeof full);
-    memcpy(cfg, &full, full.struct_size);
-    cfg->struct_size = (uint32_t)struct_size;
-    return MAE_OK;
+    return mae_sized_write("mae_train_config_init", cfg, struct_size, &full, sizeof full, CONFIG_V1_SIZE);
 }
 
 static int finite_nonneg(double v) { return v >= 0.0 && isfinite(v); }
@@ -52,11 +51,10 @@ static int finite_nonneg(double v) { return v >= 0.0 && isfinite(v); }
 /* Reads a caller's config of any size (missing fields keep the defaults) and checks it. */
 static mae_status read_config(const char *fn, const mae_train_config *in, int max_batch, mae_train_config *c)
 {
-    if (in->struct_size < CONFIG_V1_SIZE)
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: struct_size %u is too small (use mae_train_config_init)", fn, in->struct_size);
     config_defaults(c);
-    memcpy(c, in, in->struct_size < sizeof *c ? in->struct_size : sizeof *c);
-    c->struct_size = sizeof *c;
+    mae_status s = mae_sized_read(fn, in, c, sizeof *c, CONFIG_V1_SIZE);
+    if (s != MAE_OK)
+        return s;
     if (c->accum_iter < 1)
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: accum_iter %d must be at least 1", fn, c->accum_iter);
     if (!finite_nonneg(c->blr) || !finite_nonneg(c->lr) || !finite_nonneg(c->min_lr))
@@ -249,13 +247,8 @@ MAE_API mae_status mae_trainer_get_config(const mae_trainer *t, mae_train_config
 {
     if (!t || !cfg)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_get_config: %s is NULL", !t ? "trainer" : "cfg");
-    if (cfg->struct_size < CONFIG_V1_SIZE)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_get_config: set cfg->struct_size first (at least %zu)", (size_t)CONFIG_V1_SIZE);
-    size_t n = cfg->struct_size < sizeof t->cfg ? cfg->struct_size : sizeof t->cfg;
-    uint32_t size = cfg->struct_size;
-    memcpy(cfg, &t->cfg, n);
-    cfg->struct_size = size;
-    return MAE_OK;
+    return mae_sized_write("mae_trainer_get_config (set cfg->struct_size first)", cfg, cfg->struct_size, &t->cfg,
+                           sizeof t->cfg, CONFIG_V1_SIZE);
 }
 
 MAE_API mae_status mae_trainer_set_mask_ratio(mae_trainer *t, float ratio)
@@ -436,6 +429,15 @@ static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, 
     return n + 1;
 }
 
+/* A number as mae_decimal_format writes it: '.' whatever the locale, digits 9 for a float and
+ * 17 for a double, so that meta_double reads back the same value. */
+static int add_meta_num(mae_st_meta *meta, int n, const char *key, double v, int digits)
+{
+    snprintf(meta[n].key, sizeof meta[n].key, "%s", key);
+    mae_decimal_format(meta[n].value, sizeof meta[n].value, v, digits);
+    return n + 1;
+}
+
 #define MAX_META 40
 
 static int build_meta(const mae_trainer *t, mae_st_meta *meta)
@@ -455,28 +457,28 @@ static int build_meta(const mae_trainer *t, mae_st_meta *meta)
     n = add_meta(meta, n, "decoder_embed_dim", "%d", c->Dd);
     n = add_meta(meta, n, "decoder_depth", "%d", c->ddepth);
     n = add_meta(meta, n, "decoder_num_heads", "%d", c->dH);
-    n = add_meta(meta, n, "mlp_ratio", "%.9g", (double)c->mlp_ratio);
+    n = add_meta_num(meta, n, "mlp_ratio", (double)c->mlp_ratio, 9);
     n = add_meta(meta, n, "norm_pix_loss", "%s", c->norm_pix ? "true" : "false");
-    n = add_meta(meta, n, "mask_ratio", "%.9g", (double)c->mask_ratio);
-    n = add_meta(meta, n, "layer_norm_eps", "%.9g", (double)c->eps);
+    n = add_meta_num(meta, n, "mask_ratio", (double)c->mask_ratio, 9);
+    n = add_meta_num(meta, n, "layer_norm_eps", (double)c->eps, 9);
     n = add_meta(meta, n, "learned_pos", "%s", t->train_pos ? "true" : "false");
     n = add_meta(meta, n, "trainer.step", "%lld", (long long)t->step);
-    n = add_meta(meta, n, "trainer.mask_ratio", "%.9g", (double)t->ratio);
-    n = add_meta(meta, n, "trainer.grad_norm", "%.17g", t->grad_norm);
+    n = add_meta_num(meta, n, "trainer.mask_ratio", (double)t->ratio, 9);
+    n = add_meta_num(meta, n, "trainer.grad_norm", t->grad_norm, 17);
     n = add_meta(meta, n, "trainer.accum_iter", "%d", (int)tc->accum_iter);
-    n = add_meta(meta, n, "trainer.blr", "%.17g", tc->blr);
-    n = add_meta(meta, n, "trainer.lr", "%.17g", tc->lr);
-    n = add_meta(meta, n, "trainer.min_lr", "%.17g", tc->min_lr);
-    n = add_meta(meta, n, "trainer.weight_decay", "%.17g", tc->weight_decay);
-    n = add_meta(meta, n, "trainer.beta1", "%.17g", tc->beta1);
-    n = add_meta(meta, n, "trainer.beta2", "%.17g", tc->beta2);
-    n = add_meta(meta, n, "trainer.eps", "%.17g", tc->eps);
-    n = add_meta(meta, n, "trainer.warmup_epochs", "%.17g", tc->warmup_epochs);
-    n = add_meta(meta, n, "trainer.epochs", "%.17g", tc->epochs);
+    n = add_meta_num(meta, n, "trainer.blr", tc->blr, 17);
+    n = add_meta_num(meta, n, "trainer.lr", tc->lr, 17);
+    n = add_meta_num(meta, n, "trainer.min_lr", tc->min_lr, 17);
+    n = add_meta_num(meta, n, "trainer.weight_decay", tc->weight_decay, 17);
+    n = add_meta_num(meta, n, "trainer.beta1", tc->beta1, 17);
+    n = add_meta_num(meta, n, "trainer.beta2", tc->beta2, 17);
+    n = add_meta_num(meta, n, "trainer.eps", tc->eps, 17);
+    n = add_meta_num(meta, n, "trainer.warmup_epochs", tc->warmup_epochs, 17);
+    n = add_meta_num(meta, n, "trainer.epochs", tc->epochs, 17);
     n = add_meta(meta, n, "trainer.iters_per_epoch", "%d", (int)tc->iters_per_epoch);
     n = add_meta(meta, n, "trainer.batch_size", "%d", (int)tc->batch_size);
     n = add_meta(meta, n, "trainer.world_size", "%d", (int)tc->world_size);
-    n = add_meta(meta, n, "trainer.clip_grad", "%.9g", (double)tc->clip_grad);
+    n = add_meta_num(meta, n, "trainer.clip_grad", (double)tc->clip_grad, 9);
     n = add_meta(meta, n, "trainer.train_pos", "%d", (int)tc->train_pos);
     return n;
 }
@@ -530,11 +532,14 @@ done:
 static mae_status meta_double(const mae_st_file *f, const char *key, double *v)
 {
     const char *s = mae_st_meta_get(f, key);
-    char *end;
     if (!s)
         return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' is missing", key);
-    *v = strtod(s, &end);
-    if (end == s || *end)
+    /* a diverged run may have saved a non-finite gradient norm: printf's spellings come back */
+    if (strcmp(s, "nan") == 0 || strcmp(s, "-nan") == 0)
+        *v = NAN;
+    else if (strcmp(s, "inf") == 0 || strcmp(s, "-inf") == 0)
+        *v = s[0] == '-' ? -INFINITY : INFINITY;
+    else if (!mae_decimal_parse(s, v))
         return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' = '%s' is not a number", key, s);
     return MAE_OK;
 }
