@@ -11,9 +11,9 @@
  * learned ones (checked against the reference's tables), then everything above runs on the copy.
  * All of it for every kernel table the CPU supports (scalar, avx2, avx512, neon).
  * The per-tensor errors are printed: they are the numbers quoted in reports. */
-#include "testutil.h"
 #include "../src/model/model.h"
 #include "../src/io/safetensors.h"
+#include "testutil.h"
 
 #define DATA "tests/data/"
 #define TOL 1e-5
@@ -23,22 +23,6 @@ static const char *const CONFIGS[] = { "tiny", "odd", "gray", "ratio0", "vitb1",
 static const char *const TIERS[] = { "scalar", "avx2", "avx512", "neon" };
 
 /* ---- reading the reference files ------------------------------------------------------------ */
-
-/* A tensor of the file as float32, checked to hold `count` values; NULL (and a failed check) if
- * it is missing or has another size. The caller frees it. */
-static float *read_tensor(const mae_st_file *f, const char *name, size_t count)
-{
-    const mae_st_entry *e = mae_st_find(f, name);
-    CHECK(e != NULL, "reference tensor %s is missing", name);
-    if (!e)
-        return NULL;
-    CHECK(e->count == count, "reference tensor %s has %zu values, expected %zu", name, e->count, count);
-    if (e->count != count)
-        return NULL;
-    float *x = tu_malloc(count * sizeof *x);
-    CHECK_OK(mae_st_read_f32(f, e, x, count));
-    return x;
-}
 
 static double meta_num(const mae_st_file *f, const char *key)
 {
@@ -121,7 +105,7 @@ static void check_fingerprints(const mae_model *m, const mae_st_file *io)
     if (meta_int(io, "num_tensors") != m->n_tensors)
         return;
     size_t n = (size_t)m->n_tensors;
-    float *first = read_tensor(io, "param_first", n), *sum = read_tensor(io, "param_sum", n);
+    float *first = tu_st_tensor(io, "param_first", n), *sum = tu_st_tensor(io, "param_sum", n);
     for (size_t i = 0; first && sum && i < n; i++) {
         const mae_tensor *t = &m->tensors[i];
         const float *w = m->data + t->offset;
@@ -157,7 +141,7 @@ static void check_loaded_tensors(const mae_model *m, const char *path)
             CHECK(s != MAE_OK, "%s: %zu values loaded, %zu in the file", e->name, count, e->count);
             continue;
         }
-        float *x = read_tensor(&f, e->name, count);
+        float *x = tu_st_tensor(&f, e->name, count);
         CHECK(x && same_bits(x, data, count * sizeof *x), "%s: loaded values differ from the file", e->name);
         free(x);
         total += count;
@@ -231,7 +215,7 @@ static mae_model *at_run_size(const char *name, const mae_st_file *io, mae_model
         char key[64];
         snprintf(key, sizeof key, "run.%s", tables[i]);
         CHECK_OK(mae_model_tensor(r, tables[i], &got, &n, NULL, NULL));
-        float *want = got ? read_tensor(io, key, n) : NULL;
+        float *want = got ? tu_st_tensor(io, key, n) : NULL;
         double e = want ? tu_rel_l2(got, want, n) : INFINITY;
         CHECK(e <= TOL, "%s: %s at %dx%d: rel err %.3g against the reference", name, tables[i], *H, *W, e);
         printf("  %-7s %s at %dx%d: rel err %.2e\n", name, tables[i], *H, *W, e);
@@ -281,9 +265,9 @@ static void check_seed_masks(const char *name, const mae_st_file *io, mae_ctx *c
         unsigned long long s = strtoull(p, &end, 10);
         char key[64];
         snprintf(key, sizeof key, "seed_mask.%llu", s);
-        float *want = read_tensor(io, key, n);
+        float *want = tu_st_tensor(io, key, n);
         snprintf(key, sizeof key, "seed_mask_next.%llu", s);
-        float *want_next = read_tensor(io, key, n);
+        float *want_next = tu_st_tensor(io, key, n);
         if (want && want_next) {
             CHECK_OK(mae_ctx_set_seed(c, s));
             tu_poison(mask, n);
@@ -345,14 +329,14 @@ static void check_parts(const char *name, const mae_st_file *io, mae_ctx *c, con
           name, (double)loss, (double)ref->loss);
 
     /* ids exactly (stored as integers, converted to float by the reader) */
-    float *want_sh = read_tensor(io, "ids_shuffle", nl), *want_re = read_tensor(io, "ids_restore", nl);
+    float *want_sh = tu_st_tensor(io, "ids_shuffle", nl), *want_re = tu_st_tensor(io, "ids_restore", nl);
     int bad = 0;
     for (size_t i = 0; want_sh && want_re && i < nl; i++)
         bad += (float)sh[i] != want_sh[i] || (float)re[i] != want_re[i];
     CHECK(want_sh && want_re && bad == 0, "%s: %d ids differ from torch's stable argsort", name, bad);
 
     /* tokens and the loss target: not outputs of the pipeline, but they locate an error */
-    float *want_tok = read_tensor(io, "tokens", ntok), *want_tgt = read_tensor(io, "target", npred);
+    float *want_tok = tu_st_tensor(io, "tokens", ntok), *want_tgt = tu_st_tensor(io, "target", npred);
     mae_loss_run(m, imgs, pred, mask, B, target);
     double e_tok = want_tok ? tu_rel_l2(tokens, want_tok, ntok) : INFINITY;
     double e_tgt = want_tgt ? tu_rel_l2(target, want_tgt, npred) : INFINITY;
@@ -393,9 +377,9 @@ static void run_config(const char *name)
 
     size_t nimg = (size_t)B * C * H * W, nl = (size_t)B * L;
     size_t nlat = (size_t)B * (1 + keep) * D, npred = nl * P;
-    float *imgs = read_tensor(&io, "imgs", nimg), *noise = read_tensor(&io, "noise", nl);
-    float *want_mask = read_tensor(&io, "mask", nl), *want_lat = read_tensor(&io, "latent", nlat);
-    float *want_pred = read_tensor(&io, "pred", npred), *want_loss = read_tensor(&io, "loss", 1);
+    float *imgs = tu_st_tensor(&io, "imgs", nimg), *noise = tu_st_tensor(&io, "noise", nl);
+    float *want_mask = tu_st_tensor(&io, "mask", nl), *want_lat = tu_st_tensor(&io, "latent", nlat);
+    float *want_pred = tu_st_tensor(&io, "pred", npred), *want_loss = tu_st_tensor(&io, "loss", 1);
     if (imgs && noise && want_mask && want_lat && want_pred && want_loss && gk == keep) {
         outputs one, two;
         outputs_alloc(&one, npred, nl, nlat);

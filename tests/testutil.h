@@ -67,4 +67,29 @@ static inline void *tu_malloc(size_t n)
     return p;
 }
 
+/* Reference files (the .safetensors files of tests/data), for tests that include
+ * src/io/safetensors.h before this header. */
+#ifdef MAE_SAFETENSORS_H
+/* A tensor of the file as float32, checked to hold `count` values; NULL (and a failed check) if
+ * it is missing or has another size. The caller frees it. */
+static inline float *tu_st_tensor(const mae_st_file *f, const char *name, size_t count)
+{
+    const mae_st_entry *e = mae_st_find(f, name);
+    CHECK(e != NULL, "reference tensor %s is missing", name);
+    if (!e)
+        return NULL;
+    CHECK(e->count == count, "reference tensor %s has %zu values, expected %zu", name, e->count, count);
+    if (e->count != count)
+        return NULL;
+    float *x = tu_malloc(count * sizeof *x);
+    mae_status s = mae_st_read_f32(f, e, x, count);
+    CHECK(s == MAE_OK, "reading reference tensor %s: %s", name, mae_last_error());
+    if (s != MAE_OK) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+#endif
+
 #endif
