@@ -142,6 +142,14 @@ static int same_config(const mae_model *a, const mae_model *b)
     return memcmp(&x, &y, sizeof x) == 0;
 }
 
+/* A tensor's values in PyTorch's layout (a loaded or created model holds its linears packed). */
+static const float *tensor_data(const mae_model *m, const mae_tensor *t)
+{
+    const float *p = NULL;
+    CHECK_OK(mae_model_tensor(m, t->name, &p, NULL, NULL, NULL));
+    return p;
+}
+
 /* Same tensor table, bitwise the same values. */
 static int same_tensors(const mae_model *a, const mae_model *b)
 {
@@ -150,7 +158,7 @@ static int same_tensors(const mae_model *a, const mae_model *b)
     for (int i = 0; i < a->n_tensors; i++) {
         const mae_tensor *x = &a->tensors[i], *y = &b->tensors[i];
         if (strcmp(x->name, y->name) || x->count != y->count || x->ndim != y->ndim ||
-            memcmp(a->data + x->offset, b->data + y->offset, x->count * sizeof(float)) != 0) {
+            memcmp(tensor_data(a, x), tensor_data(b, y), x->count * sizeof(float)) != 0) {
             fprintf(stderr, "tensor %d '%s' differs\n", i, x->name);
             return 0;
         }
@@ -285,7 +293,7 @@ static void test_reference_files(void)
             const mae_tensor *tn = &m->tensors[t];
             const mae_st_entry *e = mae_st_find(&f, tn->name);
             float *x = tu_malloc(tn->count * 4);
-            CHECK(e && mae_st_read_f32(&f, e, x, tn->count) == MAE_OK && memcmp(x, m->data + tn->offset, tn->count * 4) == 0,
+            CHECK(e && mae_st_read_f32(&f, e, x, tn->count) == MAE_OK && memcmp(x, tensor_data(m, tn), tn->count * 4) == 0,
                   "%s: tensor %s", names[i], tn->name);
             free(x);
         }
@@ -347,8 +355,10 @@ static void test_half_files(void)
         mae_model *r = NULL;
         CHECK_OK(mae_model_load_memory(b.p, b.n, &r));
         if (r) {
-            CHECK(r->lay.total == m->lay.total && memcmp(r->data, want, m->lay.total * 4) == 0, "%s weights differ from the decoded values",
-                  bf ? "BF16" : "F16");
+            int same = r->lay.total == m->lay.total;
+            for (int i = 0; same && i < r->n_tensors; i++)
+                same = memcmp(tensor_data(r, &r->tensors[i]), want + r->tensors[i].offset, r->tensors[i].count * 4) == 0;
+            CHECK(same, "%s weights differ from the decoded values", bf ? "BF16" : "F16");
             CHECK(r->cfg.D == 16 && r->cfg.depth == 1 && r->cfg.mlp_ratio == 2.0f && r->cfg.img == 8 && r->cfg.C == 2,
                   "config inferred from a half file");
         }
@@ -428,7 +438,7 @@ static bytes hf_file(const mae_model *m, const char *vit, int decoder, const cha
         for (int p = 0; p < parts; p++) {
             hf_name(tn->name, p, vit, name, sizeof name);
             if (!skip || strcmp(skip, name) != 0)
-                tf_add_f32(&t, name, tn->ndim, shape, m->data + tn->offset + (size_t)p * count);
+                tf_add_f32(&t, name, tn->ndim, shape, tensor_data(m, tn) + (size_t)p * count);
         }
     }
     return tf_finish(&t);
@@ -492,7 +502,7 @@ static bytes official_file(const mae_model *m, int skip_decoder, const char *con
         if ((skip_decoder && dec) || (skip && strcmp(skip, tn->name) == 0))
             continue;
         int lead = squeeze && tn->ndim == 3 ? 1 + (tn->shape[1] == 1) : 0;
-        tf_add_f32(&t, tn->name, tn->ndim - lead, tn->shape + lead, m->data + tn->offset);
+        tf_add_f32(&t, tn->name, tn->ndim - lead, tn->shape + lead, tensor_data(m, tn));
     }
     return tf_finish(&t);
 }

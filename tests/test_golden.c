@@ -74,6 +74,7 @@ static void config_from_meta(const mae_st_file *f, mae_config *cfg)
  *   every other weight: x * 0.05. */
 static void fill_torch_rand(mae_model *m, uint64_t seed)
 {
+    CHECK_OK(mae_model_keep_masters(m));   /* written below in PyTorch's layout */
     mae_rng r;
     mae_rng_seed(&r, seed);
     for (int i = 0; i < m->n_tensors; i++) {

@@ -115,6 +115,40 @@ static double check_linear(const mae_kernels *k, int M, int N, int K, int bias_o
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* unpack inverts pack exactly (unaligned, poisoned buffers); the panel width w = pack_floats(1,1)
+ * packs a weight with N a multiple of w into exactly N*K floats, block of w rows by block in the
+ * rows' own floats (what mae_model_pack_slim relies on). */
+static void test_pack_unpack(const tier *t, const mae_kernels *k)
+{
+    const mae_gemm_isa *g = t->g;
+    int w = (int)k->pack_floats(1, 1);
+    CHECK(w == g->nr, "%s: pack_floats(1,1) = %d, panel width %d", t->name, w, g->nr);
+    int Ns[] = { 1, g->nr - 1, g->nr, g->nr + 1, 3 * g->nr, 61, 2304 };
+    int Ks[] = { 1, 7, g->kc + 1, 33, 768 };
+    for (int i = 0; i < 7; i++)
+        for (int j = 0; j < 5; j++) {
+            int N = Ns[i], K = Ks[j];
+            size_t pf = k->pack_floats(N, K), nk = (size_t)N * K;
+            float *W = fresh(nk + 1, -1, 1), *P = tu_malloc((pf + 1) * sizeof *P);
+            float *U = tu_malloc((nk + 1) * sizeof *U), *B = tu_malloc((nk + 1) * sizeof *B);
+            tu_poison(P, pf + 1);
+            tu_poison(U, nk + 1);
+            k->pack(P + 1, W + 1, N, K);
+            k->unpack(U + 1, P + 1, N, K);
+            CHECK(memcmp(U + 1, W + 1, nk * sizeof *U) == 0, "%s: unpack(pack(W)) != W at %dx%d", t->name, N, K);
+            if (N % w == 0) {
+                CHECK(pf == nk, "%s: %dx%d packs into %zu floats, not %zu", t->name, N, K, pf, nk);
+                memcpy(B + 1, W + 1, nk * sizeof *B);
+                for (int r = 0; r < N; r += w) {
+                    k->pack(U + 1, B + 1 + (size_t)r * K, w, K);
+                    memcpy(B + 1 + (size_t)r * K, U + 1, (size_t)w * K * sizeof *B);
+                }
+                CHECK(memcmp(B + 1, P + 1, nk * sizeof *B) == 0, "%s: block-wise packing differs at %dx%d", t->name, N, K);
+            }
+            free(W); free(P); free(U); free(B);
+        }
+}
+
 static void test_linear_shapes(const tier *t, const mae_kernels *k)
 {
     const mae_gemm_isa *g = t->g;
@@ -686,9 +720,10 @@ int main(int argc, char **argv)
               k->matmul_nn != S->matmul_nn && k->matmul_tn != S->matmul_tn &&
               k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward &&
               k->layernorm_backward != S->layernorm_backward && k->bias_backward != S->bias_backward &&
-              k->backward_scratch_floats != S->backward_scratch_floats,
+              k->backward_scratch_floats != S->backward_scratch_floats && k->unpack != S->unpack,
               "%s: an entry falls back to scalar", t->name);
         test_vmath(t);
+        test_pack_unpack(t, k);
         test_linear_shapes(t, k);
         test_linear_special(t, k);
         test_matmul(t, k);

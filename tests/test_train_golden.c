@@ -193,6 +193,8 @@ static mae_model *load_model(const char *path)
     c.norm_pix_loss = np && strcmp(np, "true") == 0;
     mae_model *m = NULL;
     CHECK_OK(mae_model_create(&c, 0, &m));
+    if (m)   /* written below in PyTorch's layout */
+        CHECK_OK(mae_model_keep_masters(m));
     for (int i = 0; m && i < m->n_tensors; i++) {
         const mae_tensor *t = &m->tensors[i];
         size_t n = 0;

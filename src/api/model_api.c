@@ -59,7 +59,7 @@ MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_mo
     if ((s = mae_model_alloc(&c, &m)) != MAE_OK)
         return s;
     mae_model_init_weights(m, seed);
-    if ((s = mae_model_pack(m)) != MAE_OK) {
+    if ((s = mae_model_pack_slim(m)) != MAE_OK) {
         mae_model_free(m);
         return s;
     }
@@ -102,8 +102,12 @@ MAE_API mae_status mae_model_tensor(const mae_model *m, const char *name, const 
     const mae_tensor *t = mae_model_find(m, name);
     if (!t)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_tensor: no tensor named '%s'", name);
+    const float *view = NULL;
+    mae_status s = data ? mae_model_tensor_view(m, t, &view) : MAE_OK;   /* slim: unpacked once */
+    if (s != MAE_OK)
+        return s;
     if (data)
-        *data = m->data + t->offset;
+        *data = view;
     if (count)
         *count = t->count;
     if (ndim)

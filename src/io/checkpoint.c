@@ -320,7 +320,7 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
     for (int i = 0; s == MAE_OK && i < m->n_tensors; i++)
         s = fill_tensor(&nm, m, &m->tensors[i]);
     if (s == MAE_OK)
-        s = mae_model_pack(m);
+        s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
         mae_model_free(m);
         return s;
@@ -418,9 +418,11 @@ MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
         return mae_fail(MAE_ERR_NOMEM, "mae_model_save: out of memory");
     for (int i = 0; i < m->n_tensors; i++) {
         const mae_tensor *t = &m->tensors[i];
-        out[i] = (mae_st_out){ t->name, m->data + t->offset, t->ndim, t->shape };
+        /* a weight held only packed (data NULL) is unpacked by the writer, one at a time */
+        out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
     }
-    mae_status s = mae_st_write(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta));
+    mae_status s = mae_st_write_fetch(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta),
+                                      mae_model_tensor_fetch, m);
     mae_free(out);
     return s;
 }

@@ -600,7 +600,8 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
 
 /* Everything that can be wrong with the caller's tensors and metadata; *bytes gets the size of
  * the data section. */
-static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, size_t *bytes)
+static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, int fetch,
+                                size_t *bytes)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -615,7 +616,7 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
                 return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has a bad shape", t->name);
         if (!mae_mul_size(count, 4, &b) || !mae_add_size(total, b, &total))
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the tensors' size overflows");
-        if (count && !t->data)
+        if (count && !t->data && !fetch)
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has no data", t->name);
         for (int k = 0; k < i; k++)
             if (strcmp(ts[k].name, t->name) == 0)
@@ -634,7 +635,8 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
 
 /* Header length, header, then every tensor as little-endian float32, through a small buffer so
  * that the byte order does not depend on the host. 0 on a write error (errno set). */
-static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n)
+static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, mae_st_fetch fetch,
+                        const void *arg, float *scratch)
 {
     unsigned char buf[16384];
     for (int i = 0; i < 8; i++)
@@ -645,9 +647,14 @@ static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n)
         size_t count = 1, fill = 0;
         for (int d = 0; d < ts[t].ndim; d++)
             count *= (size_t)ts[t].shape[d];
+        const float *data = ts[t].data;
+        if (!data && count) {
+            fetch(arg, t, scratch);
+            data = scratch;
+        }
         for (size_t i = 0; i < count; i++) {
             uint32_t u;
-            memcpy(&u, &ts[t].data[i], sizeof u);
+            memcpy(&u, &data[i], sizeof u);
             buf[fill++] = (unsigned char)u;
             buf[fill++] = (unsigned char)(u >> 8);
             buf[fill++] = (unsigned char)(u >> 16);
@@ -704,23 +711,38 @@ static void sync_dir(const char *path, char *buf, size_t cap)
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta)
 {
+    return mae_st_write_fetch(path, tensors, n, meta, n_meta, NULL, NULL);
+}
+
+mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
+                              const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg)
+{
     if (!path || !path[0] || n < 0 || (n > 0 && !tensors) || n_meta < 0 || (n_meta > 0 && !meta))
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: bad arguments (path, %d tensors, %d metadata pairs)", n, n_meta);
     size_t data_bytes = 0;
-    mae_status s = check_outputs(tensors, n, meta, n_meta, &data_bytes);
+    mae_status s = check_outputs(tensors, n, meta, n_meta, fetch != NULL, &data_bytes);
     if (s != MAE_OK)
         return s;
     text h = { NULL, 0, 0 };
     build_header(&h, tensors, n, meta, n_meta);
     if (h.overflow || h.len > MAE_ST_MAX_HEADER)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);
-    size_t cap = strlen(path) + 48;
+    size_t cap = strlen(path) + 48, fetched = 0;
+    for (int i = 0; i < n; i++) {   /* the largest tensor given by fetch (sizes checked above) */
+        size_t count = 1;
+        for (int d = 0; d < tensors[i].ndim; d++)
+            count *= (size_t)tensors[i].shape[d];
+        if (!tensors[i].data && count > fetched)
+            fetched = count;
+    }
     h.buf = mae_alloc(h.len);
     char *tmp = mae_alloc(cap);
-    if (!h.buf || !tmp) {
+    float *scratch = fetched ? mae_alloc(fetched * sizeof *scratch) : NULL;
+    if (!h.buf || !tmp || (fetched && !scratch)) {
         mae_free(h.buf);
         mae_free(tmp);
-        return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for the header of '%s'", path);
+        mae_free(scratch);
+        return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for writing '%s'", path);
     }
     size_t len = h.len;
     h.len = 0;
@@ -730,7 +752,7 @@ mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
     if (!fp) {
         s = mae_fail(MAE_ERR_IO, "'%s': cannot create a temporary file next to it: %s", path, errtext(errno, err, sizeof err));
     } else {
-        int ok = h.len == len && write_stream(fp, &h, tensors, n) && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+        int ok = h.len == len && write_stream(fp, &h, tensors, n, fetch, arg, scratch) && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
         int e = errno;
         if (fclose(fp) != 0 && ok) {
             ok = 0;
@@ -749,5 +771,6 @@ mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
     }
     mae_free(h.buf);
     mae_free(tmp);
+    mae_free(scratch);
     return s;
 }

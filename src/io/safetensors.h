@@ -67,6 +67,12 @@ typedef struct mae_st_out {
  * directory, flushed and renamed: a crash never leaves a half-written file at path. */
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta);
+/* The same, where a tensor whose data is NULL gets its values from fetch(arg, i, dst) (i: its
+ * index in tensors) into a scratch buffer the writer holds for one tensor at a time: a model whose
+ * weights exist only packed is saved without a second copy of them. */
+typedef void (*mae_st_fetch)(const void *arg, int i, float *dst);
+mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
+                              const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg);
 
 /* ---- models (checkpoint.c) -------------------------------------------------------------------- */
 

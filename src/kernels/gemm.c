@@ -135,6 +135,20 @@ void mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int
     mae_pack_b(dst, W, (size_t)K, 1, 0, N, 0, K, g->nr);
 }
 
+void mae_gemm_unpack(const mae_gemm_isa *g, float *W, const float *packed, int N, int K)
+{
+    int nr = g->nr;
+    for (int j0 = 0; j0 < N; j0 += nr) {
+        const float *p = packed + (size_t)j0 * K;
+        int cols = min_i(nr, N - j0);
+        for (int j = 0; j < cols; j++) {
+            float *row = W + (size_t)(j0 + j) * K;
+            for (int k = 0; k < K; k++)
+                row[k] = p[(size_t)k * nr + j];
+        }
+    }
+}
+
 /* The epilogue of block [k0, k0+kc) for the tile at (row, col): beta unless it is the first
  * block of a fresh product; bias, activation and residual only on the last block. The residual
  * res [.., ldr] starts at (res_row, res_col) of the output. */

@@ -61,6 +61,7 @@ size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int ma
 /* Weight packing for linear: pack_floats(N,K) floats hold W [N,K] as B panels. */
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K);
 void   mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K);
+void   mae_gemm_unpack(const mae_gemm_isa *g, float *W, const float *packed, int N, int K);
 
 /* The table entries (same contracts as kernels.h). */
 void mae_gemm_linear(const mae_gemm_isa *g, const mae_exec *ex, float *out, const float *A,

@@ -82,6 +82,15 @@ typedef struct mae_kernels {
 
     /* db[c] += sum over the N rows of dy [N,C] (the gradient of a bias). */
     void (*bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, int C);
+
+    /* ---- weights kept only packed (appended) ---- */
+
+    /* The inverse of pack: W [N,K] in PyTorch's layout from packed (pack_floats(N,K) floats).
+     * Exact (a permutation of the values). A table whose pack_floats is 0 copies. Packing is by
+     * whole panels of pack_floats(1,1) rows: when that width divides N, pack_floats(N,K) == N*K
+     * and rows [i*w, (i+1)*w) of W pack into the same floats as they occupy, so a weight can be
+     * packed block by block in its own storage (mae_model_pack_slim does). */
+    void (*unpack)(float *W, const float *packed, int N, int K);
 } mae_kernels;
 
 /* The active table (chosen on first use). */

@@ -24,6 +24,11 @@ static void scalar_pack(float *dst, const float *W, int N, int K)
     memcpy(dst, W, (size_t)N * K * sizeof *W);
 }
 
+static void scalar_unpack(float *W, const float *packed, int N, int K)
+{
+    memcpy(W, packed, (size_t)N * K * sizeof *W);
+}
+
 static float gelu1(float x)
 {
     return (float)(0.5 * x * (1.0 + erf(x * 0.70710678118654752440)));
@@ -238,4 +243,5 @@ const mae_kernels mae_kernels_scalar = {
     .gelu_backward = mae_scalar_gelu_backward,
     .attention_backward = mae_scalar_attention_backward,
     .bias_backward = mae_scalar_bias_backward,
+    .unpack = scalar_unpack,
 };

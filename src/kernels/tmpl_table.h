@@ -20,6 +20,11 @@ static void ISA(t_pack)(float *dst, const float *W, int N, int K)
     mae_gemm_pack(&ISA(gemm), dst, W, N, K);
 }
 
+static void ISA(t_unpack)(float *W, const float *packed, int N, int K)
+{
+    mae_gemm_unpack(&ISA(gemm), W, packed, N, K);
+}
+
 static void ISA(t_linear)(const mae_exec *ex, float *out, const float *A, const float *wp,
                           const float *bias, const float *residual, int M, int N, int K, int act)
 {
@@ -79,4 +84,5 @@ const mae_kernels ISA_TABLE = {
     .gelu_backward = ISA(gelu_backward),
     .attention_backward = ISA(t_attention_backward),
     .bias_backward = ISA(bias_backward),
+    .unpack = ISA(t_unpack),
 };

@@ -3,6 +3,7 @@
 #ifndef MAE_MODEL_H
 #define MAE_MODEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
@@ -37,6 +38,8 @@ typedef struct mae_tensor {
     int     ndim;
     int64_t shape[4];
     int     flags;             /* MAE_T_TRAIN: learned; MAE_T_DECAY: in AdamW's weight-decay group */
+    int     in_place;          /* the floats at offset hold this weight packed for the model's
+                                * table, not in PyTorch's layout (a slim model's linears) */
 } mae_tensor;
 
 /* Per-block tensor offsets, relative to the block's start. */
@@ -79,6 +82,10 @@ struct mae_encoder     { const mae_model *m; };
 struct mae_decoder     { const mae_model *m; };
 struct mae_loss        { const mae_model *m; };
 
+/* A model holds its linear weights either twice, in PyTorch's layout in data and packed in
+ * packed (what a trainer needs: AdamW updates data, then repacks), or, "slim", once: packed in
+ * their own floats of data (tensors marked in_place), what mae_model_create and mae_model_load
+ * give. A slim model's tensors are read through mae_model_tensor_view / mae_model_tensor_read. */
 struct mae_model {
     mae_cfg cfg;
     mae_layout lay;
@@ -90,6 +97,9 @@ struct mae_model {
     float *packed;                 /* NULL when k does not pack */
     const float *pk_pe, *pk_demb, *pk_pred;
     mae_block_pk *pk_blocks, *pk_dblocks;
+    int slim;                      /* some tensors are in_place */
+    _Atomic(float *) *cache;       /* [n_tensors]: unpacked copies of in_place tensors, made on
+                                    * first request and kept until the model is freed */
     struct mae_patch_embed part_pe;
     struct mae_masker      part_mk;
     struct mae_encoder     part_enc;
@@ -99,10 +109,24 @@ struct mae_model {
 
 /* Builds the tensor table and layout for cfg and allocates zeroed weights (no packing yet). */
 mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out);
-/* Packs the linears for the active kernel table; call after the weights are final and again
- * whenever they change (the trainer does after each step). */
+/* Packs the linears for the active kernel table, keeping data in PyTorch's layout (a slim model
+ * is first unpacked, for its own table); call after the weights are final and again whenever
+ * they change (the trainer does after each step). On failure the model is unchanged. */
 mae_status mae_model_pack(mae_model *m);
+/* The same, but every linear whose packed form is as large as the weight is packed in its own
+ * floats (an inference model: weights held once). On failure the model is unchanged. */
+mae_status mae_model_pack_slim(mae_model *m);
+/* Makes a slim model hold PyTorch-layout master weights again (mae_model_pack for its own
+ * table); nothing to do for a model that has them. For trainers. */
+mae_status mae_model_keep_masters(mae_model *m);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
+/* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy
+ * made once per model (thread-safe; MAE_ERR_NOMEM if it cannot be allocated). */
+mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);
+/* Writes tensor t in PyTorch's layout into dst (t->count floats), unpacking if in_place. */
+void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float *dst);
+/* The same for tensor i of model m, as mae_st_write_fetch's callback (mae_model_save). */
+void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);
 /* Official initialization from an RNG. */
 void mae_model_init_weights(mae_model *m, uint64_t seed);

@@ -237,6 +237,11 @@ MAE_API void mae_model_free(mae_model *m)
 {
     if (!m)
         return;
+    if (m->cache) {
+        for (int i = 0; i < m->n_tensors; i++)
+            mae_free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+        mae_free((void *)m->cache);
+    }
     mae_free(m->packed);
     mae_free(m->pk_blocks);
     mae_free(m->pk_dblocks);
@@ -358,22 +363,63 @@ static void each_linear(mae_model *m, linear_visit fn, void *arg)
     fn(arg, m->w.pred_w, c->P, c->Dd, &m->pk_pred);
 }
 
+enum { PACK_COUNT, PACK_FILL, PACK_REFRESH };
+
 typedef struct pack_state {
+    mae_model *m;
     const mae_kernels *k;
-    float *dst;        /* NULL while counting */
-    size_t total;
+    int phase;         /* PACK_COUNT: sizes only, the model untouched */
+    int slim;          /* pack in place where the packed form fits the weight's own floats */
+    float *dst;        /* the packed storage of the linears not packed in place */
+    float *tmp;        /* one block of panel rows, for packing in place */
+    size_t total;      /* floats of dst used */
+    int max_k;         /* widest weight packed in place */
+    int in_place;      /* some weight is (or would be) packed in place */
     int overflow;
 } pack_state;
+
+static mae_tensor *tensor_at(mae_model *m, const float *w)
+{
+    size_t off = (size_t)(w - m->data);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].offset == off)
+            return &m->tensors[i];
+    return NULL;   /* not reached: every linear weight is a tensor */
+}
+
+/* Rows [r, r+pw) of W pack into the floats they occupy (see mae_kernels.unpack), so the weight
+ * is packed one block of panel rows at a time through tmp. */
+static void pack_in_place(const mae_kernels *k, float *w, int N, int K, float *tmp)
+{
+    int pw = (int)k->pack_floats(1, 1);
+    size_t block = (size_t)pw * K;
+    for (int r = 0; r < N; r += pw) {
+        k->pack(tmp, w + (size_t)r * K, pw, K);
+        memcpy(w + (size_t)r * K, tmp, block * sizeof *tmp);
+    }
+}
 
 static void pack_one(void *arg, const float *w, int N, int K, const float **slot)
 {
     pack_state *s = arg;
     size_t n = s->k->pack_floats(N, K);
     if (n == 0) {
-        *slot = w;
+        if (s->phase != PACK_COUNT)
+            *slot = w;
         return;
     }
-    if (s->dst) {
+    if (s->slim && n == (size_t)N * K) {
+        s->in_place = 1;
+        s->max_k = K > s->max_k ? K : s->max_k;
+        if (s->phase == PACK_FILL) {
+            float *wd = s->m->data + (w - s->m->data);
+            pack_in_place(s->k, wd, N, K, s->tmp);
+            tensor_at(s->m, w)->in_place = 1;
+            *slot = wd;
+        }
+        return;   /* PACK_REFRESH: the weight is its packed form already */
+    }
+    if (s->phase != PACK_COUNT) {
         s->k->pack(s->dst + s->total, w, N, K);
         *slot = s->dst + s->total;
     }
@@ -381,36 +427,144 @@ static void pack_one(void *arg, const float *w, int N, int K, const float **slot
         s->overflow = 1;
 }
 
-mae_status mae_model_pack(mae_model *m)
+/* Packs the linears of a model whose data is in PyTorch's layout for table k. All storage is
+ * allocated before anything changes, so on failure the model is as it was. */
+static mae_status pack_with(mae_model *m, const mae_kernels *k, int slim)
 {
-    const mae_kernels *k = mae_kernels_active();
-    mae_block_pk *pb = mae_calloc((size_t)m->cfg.depth, sizeof *pb);
-    mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
-    if (!pb || (m->cfg.has_decoder && !pd)) {
-        mae_free(pb); mae_free(pd);
-        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate the packed-weight table");
-    }
-    mae_free(m->pk_blocks); mae_free(m->pk_dblocks); mae_free(m->packed);
-    m->pk_blocks = pb; m->pk_dblocks = pd; m->packed = NULL;
-    m->k = k;
-    pack_state s = { k, NULL, 0, 0 };
-    each_linear(m, pack_one, &s);   /* count (and point unpacked slots at the weights) */
-    size_t bytes;
+    pack_state s = { m, k, PACK_COUNT, slim, NULL, NULL, 0, 0, 0, 0 };
+    each_linear(m, pack_one, &s);
+    size_t bytes, tmp_floats = s.in_place ? k->pack_floats(1, 1) * (size_t)s.max_k : 0;
     if (s.overflow || !mae_mul_size(s.total, sizeof(float), &bytes))
         return mae_fail(MAE_ERR_NOMEM, "model: packed weights overflow");
-    if (s.total == 0)
-        return MAE_OK;
-    m->packed = mae_alloc(bytes);
-    if (!m->packed)
+    mae_block_pk *pb = mae_calloc((size_t)m->cfg.depth, sizeof *pb);
+    mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
+    float *packed = s.total ? mae_alloc(bytes) : NULL;
+    float *tmp = tmp_floats ? mae_alloc(tmp_floats * sizeof *tmp) : NULL;
+    _Atomic(float *) *cache = m->cache;
+    if (s.in_place && !cache && (cache = mae_calloc((size_t)m->n_tensors, sizeof *cache)) != NULL)
+        for (int i = 0; i < m->n_tensors; i++)
+            atomic_init(&cache[i], NULL);
+    if (!pb || (m->cfg.has_decoder && !pd) || (s.total && !packed) || (tmp_floats && !tmp) ||
+        (s.in_place && !cache)) {
+        mae_free(pb); mae_free(pd); mae_free(packed); mae_free(tmp);
+        if (cache != m->cache)
+            mae_free((void *)cache);
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of packed weights", bytes);
-    mae_model_repack(m);
+    }
+    mae_free(m->pk_blocks); mae_free(m->pk_dblocks); mae_free(m->packed);
+    m->pk_blocks = pb; m->pk_dblocks = pd; m->packed = packed;
+    m->k = k;
+    m->cache = cache;
+    s = (pack_state){ m, k, PACK_FILL, slim, packed, tmp, 0, 0, 0, 0 };
+    each_linear(m, pack_one, &s);
+    m->slim = s.in_place;
+    mae_free(tmp);
     return MAE_OK;
+}
+
+mae_status mae_model_keep_masters(mae_model *m)
+{
+    if (!m->slim)
+        return MAE_OK;
+    size_t bytes = m->lay.total * sizeof(float);   /* allocated once already: no overflow */
+    float *full = mae_alloc(bytes), *old = m->data;
+    if (!full)
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of master weights", bytes);
+    for (int i = 0; i < m->n_tensors; i++)
+        mae_model_tensor_read(m, &m->tensors[i], full + m->tensors[i].offset);
+    /* switch to the unpacked copy; the packed slots still point into old until pack_with */
+    unsigned char *was = mae_alloc((size_t)m->n_tensors);
+    if (!was) {
+        mae_free(full);
+        return mae_fail(MAE_ERR_NOMEM, "model: out of memory");
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        was[i] = (unsigned char)m->tensors[i].in_place;
+        m->tensors[i].in_place = 0;
+    }
+    m->data = full;
+    mae_params_view(&m->lay, full, m->cfg.has_decoder, &m->w);
+    mae_status s = pack_with(m, m->k, 0);
+    if (s != MAE_OK) {   /* back to the slim model as it was */
+        m->data = old;
+        mae_params_view(&m->lay, old, m->cfg.has_decoder, &m->w);
+        for (int i = 0; i < m->n_tensors; i++)
+            m->tensors[i].in_place = was[i];
+        old = full;
+    }
+    mae_free(was);
+    mae_free(old);
+    return s;
+}
+
+mae_status mae_model_pack(mae_model *m)
+{
+    mae_status s = mae_model_keep_masters(m);
+    return s != MAE_OK ? s : pack_with(m, mae_kernels_active(), 0);
+}
+
+mae_status mae_model_pack_slim(mae_model *m)
+{
+    mae_status s = mae_model_keep_masters(m);
+    return s != MAE_OK ? s : pack_with(m, mae_kernels_active(), 1);
 }
 
 void mae_model_repack(mae_model *m)
 {
     if (!m->packed)
         return;
-    pack_state s = { m->k, m->packed, 0, 0 };
+    pack_state s = { m, m->k, PACK_REFRESH, m->slim, m->packed, NULL, 0, 0, 0, 0 };
     each_linear(m, pack_one, &s);
+}
+
+/* A weight's [N, K] view: its first dimension by all the others (patch_embed.proj.weight is
+ * [D, C, p, p]). */
+static void weight_dims(const mae_tensor *t, int *N, int *K)
+{
+    *N = (int)t->shape[0];
+    *K = (int)(t->count / (size_t)t->shape[0]);
+}
+
+void mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float *dst)
+{
+    const float *src = m->data + t->offset;
+    if (!t->in_place) {
+        memcpy(dst, src, t->count * sizeof *dst);
+        return;
+    }
+    int N, K;
+    weight_dims(t, &N, &K);
+    m->k->unpack(dst, src, N, K);
+}
+
+mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out)
+{
+    if (!t->in_place) {
+        *out = m->data + t->offset;
+        return MAE_OK;
+    }
+    /* first request: unpack into a copy of our own and publish it; a thread that loses the race
+     * frees its copy and takes the winner's */
+    _Atomic(float *) *slot = &m->cache[t - m->tensors];
+    float *have = atomic_load_explicit(slot, memory_order_acquire);
+    if (!have) {
+        float *mine = mae_alloc(t->count * sizeof *mine);
+        if (!mine)
+            return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes to unpack '%s'",
+                            t->count * sizeof *mine, t->name);
+        mae_model_tensor_read(m, t, mine);
+        if (atomic_compare_exchange_strong_explicit(slot, &have, mine, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            have = mine;
+        else
+            mae_free(mine);
+    }
+    *out = have;
+    return MAE_OK;
+}
+
+void mae_model_tensor_fetch(const void *model, int i, float *dst)
+{
+    const mae_model *m = model;
+    mae_model_tensor_read(m, &m->tensors[i], dst);
 }

@@ -104,10 +104,10 @@ MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, m
         else if (strcmp(t->name, "decoder_pos_embed") == 0)
             adapt_table(m->w.dpos, &m->cfg, r->w.dpos, &c, c.Dd, tmp);
         else
-            memcpy(r->data + t->offset, m->data + o->offset, t->count * sizeof(float));
+            mae_model_tensor_read(m, o, r->data + t->offset);
     }
     mae_free(tmp);
-    if ((s = mae_model_pack(r)) != MAE_OK) {
+    if ((s = mae_model_pack_slim(r)) != MAE_OK) {
         mae_model_free(r);
         return s;
     }
