@@ -149,6 +149,45 @@ static void test_pack_unpack(const tier *t, const mae_kernels *k)
         }
 }
 
+/* AdamW: bitwise the scalar reference (same double operations per element), on unaligned
+ * buffers of every length around the vector width, with zero, huge and tiny gradients and
+ * moments mixed in, with and without decay, clipping and bias correction. */
+static void test_adamw(const tier *t, const mae_kernels *k)
+{
+    int lens[] = { 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 4099 };
+    mae_adamw_hp hp[3] = {
+        { 1.0, 0.1, 0.95, 0.05, 1.0 - 1e-3 * 0.05, 1e-3 / (1.0 - 0.9), sqrt(1.0 - 0.95), 1e-8 },
+        { 0.37, 0.1, 0.999, 1.0 - 0.999, 1.0, 2.5e-4, 0.31, 1e-6 },
+        { 1.0 / 3.0, 0.2, 0.5, 0.5, 0.999, 0.1, 0.99, 1e-8 },
+    };
+    int bad = 0;
+    for (int li = 0; li < 14; li++)
+        for (int hi = 0; hi < 3; hi++) {
+            size_t n = (size_t)lens[li];
+            float *x[4], *y[4];
+            for (int b = 0; b < 4; b++) {
+                x[b] = fresh(n + 1, b == 2 ? 0 : -1, 1);   /* m2 >= 0 */
+                y[b] = tu_malloc((n + 1) * sizeof *y[b]);
+            }
+            for (size_t i = 1; i <= n; i += 7) {   /* special values */
+                x[3][i] = i % 3 == 1 ? 0.0f : i % 3 == 2 ? 3e4f : -1e-30f;
+                x[2][i] = i % 2 ? 0.0f : 1e-38f;
+            }
+            for (int b = 0; b < 4; b++)
+                memcpy(y[b], x[b], (n + 1) * sizeof *y[b]);
+            k->adamw(x[0] + 1, x[1] + 1, x[2] + 1, x[3] + 1, n, &hp[hi]);
+            S->adamw(y[0] + 1, y[1] + 1, y[2] + 1, y[3] + 1, n, &hp[hi]);
+            for (int b = 0; b < 4; b++)
+                bad += memcmp(x[b], y[b], (n + 1) * sizeof *y[b]) != 0;
+            for (int b = 0; b < 4; b++) {
+                free(x[b]);
+                free(y[b]);
+            }
+        }
+    CHECK(bad == 0, "%s: adamw differs from the scalar reference in %d buffers", t->name, bad);
+    printf("%s adamw: bitwise the scalar reference (14 lengths x 3 settings)\n", t->name);
+}
+
 static void test_linear_shapes(const tier *t, const mae_kernels *k)
 {
     const mae_gemm_isa *g = t->g;
@@ -720,10 +759,12 @@ int main(int argc, char **argv)
               k->matmul_nn != S->matmul_nn && k->matmul_tn != S->matmul_tn &&
               k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward &&
               k->layernorm_backward != S->layernorm_backward && k->bias_backward != S->bias_backward &&
-              k->backward_scratch_floats != S->backward_scratch_floats && k->unpack != S->unpack,
+              k->backward_scratch_floats != S->backward_scratch_floats && k->unpack != S->unpack &&
+              k->adamw != S->adamw,
               "%s: an entry falls back to scalar", t->name);
         test_vmath(t);
         test_pack_unpack(t, k);
+        test_adamw(t, k);
         test_linear_shapes(t, k);
         test_linear_special(t, k);
         test_matmul(t, k);

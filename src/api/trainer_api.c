@@ -377,7 +377,7 @@ MAE_API mae_status mae_trainer_step(mae_trainer *t)
         mul = t->cfg.clip_grad / (norm + 1e-6);   /* torch.nn.utils.clip_grad_norm_ */
     mae_train_adamw(t, mae_train_lr_at(&t->cfg, t->max_batch, t->step), mul);
     memset(t->grads, 0, t->m->lay.total * sizeof(float));
-    mae_model_repack(t->m);
+    mae_model_repack_threads(t->m, t->ex.nthreads);
     t->grad_norm = norm;
     t->step++;
     return MAE_OK;

@@ -17,6 +17,16 @@ typedef struct mae_exec {
 
 enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };
 
+/* AdamW's per-step constants (src/model/optim.c fills them). */
+typedef struct mae_adamw_hp {
+    double grad_mul;                          /* gradient scale (clipping), 1 if none */
+    double one_minus_beta1, beta2, one_minus_beta2;
+    double decay;                             /* 1 - lr * weight_decay, or 1 without decay */
+    double step_size;                         /* lr / (1 - beta1^step) */
+    double bc2_sqrt;                          /* sqrt(1 - beta2^step) */
+    double eps;
+} mae_adamw_hp;
+
 /* All entries after name are function pointers (dispatch.c relies on it to fill a tier's NULL
  * entries from the scalar table). Initialize tables with designated initializers. */
 typedef struct mae_kernels {
@@ -91,7 +101,16 @@ typedef struct mae_kernels {
      * and rows [i*w, (i+1)*w) of W pack into the same floats as they occupy, so a weight can be
      * packed block by block in its own storage (mae_model_pack_slim does). */
     void (*unpack)(float *W, const float *packed, int N, int K);
+
+    /* ---- the optimizer (appended) ---- */
+
+    /* AdamW on n parameters (torch.optim.AdamW's single-tensor path, per element in double):
+     *   g' = g * grad_mul;  m1 += (1-b1)(g' - m1);  m2 = b2 m2 + (1-b2) g'^2  (both stored as
+     *   float, then used as stored);  w = w * decay - step_size * m1 / (sqrt(m2) / bc2_sqrt + eps).
+     * Every tier gives bitwise the scalar result. Single-threaded (the caller splits the work). */
+    void (*adamw)(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h);
 } mae_kernels;
+
 
 /* The active table (chosen on first use). */
 const mae_kernels *mae_kernels_active(void);
@@ -109,5 +128,7 @@ void mae_scalar_gelu_backward(const mae_exec *ex, float *dx, const float *x, con
 void mae_scalar_attention_backward(const mae_exec *ex, float *dqkv, const float *dout,
                                    const float *qkv, const float *probs, int B, int T, int C, int H);
 void mae_scalar_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C);
+/* The scalar AdamW (scalar.c): the reference, and the SIMD tiers' tail. */
+void mae_scalar_adamw(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h);
 
 #endif

@@ -29,6 +29,21 @@ static void scalar_unpack(float *W, const float *packed, int N, int K)
     memcpy(W, packed, (size_t)N * K * sizeof *W);
 }
 
+/* Written as torch.optim.AdamW's single-tensor path computes it (see kernels.h); each product
+ * rounded on its own (this file has no FMA, and -std=c11 forbids contracting). */
+void mae_scalar_adamw(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h)
+{
+    for (size_t j = 0; j < n; j++) {
+        double gd = (double)g[j] * h->grad_mul;
+        double m = m1[j] + h->one_minus_beta1 * (gd - m1[j]);
+        double v = h->beta2 * m2[j] + h->one_minus_beta2 * gd * gd;
+        m1[j] = (float)m;
+        m2[j] = (float)v;
+        double denom = sqrt((double)m2[j]) / h->bc2_sqrt + h->eps;
+        w[j] = (float)(w[j] * h->decay - h->step_size * (double)m1[j] / denom);
+    }
+}
+
 static float gelu1(float x)
 {
     return (float)(0.5 * x * (1.0 + erf(x * 0.70710678118654752440)));
@@ -244,4 +259,5 @@ const mae_kernels mae_kernels_scalar = {
     .attention_backward = mae_scalar_attention_backward,
     .bias_backward = mae_scalar_bias_backward,
     .unpack = scalar_unpack,
+    .adamw = mae_scalar_adamw,
 };

@@ -67,4 +67,18 @@ static inline float vhmax(vf v)
 /* The edge kernel for short last panels: MR/2 rows over two B panels. */
 #define HALF_ROWS(X) X(0) X(1) X(2)
 
+/* Doubles, for the optimizer (tmpl_adamw.h): DL per vector, loaded from and stored to floats
+ * with IEEE conversions (round to nearest on the way back), so a lane computes exactly what
+ * scalar double code does. */
+#define DL 4
+typedef __m256d vdbl;
+static inline vdbl vd_loadf(const float *p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+static inline void vd_storef(float *p, vdbl v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
+static inline vdbl vd_set1(double x) { return _mm256_set1_pd(x); }
+static inline vdbl vd_add(vdbl a, vdbl b) { return _mm256_add_pd(a, b); }
+static inline vdbl vd_sub(vdbl a, vdbl b) { return _mm256_sub_pd(a, b); }
+static inline vdbl vd_mul(vdbl a, vdbl b) { return _mm256_mul_pd(a, b); }
+static inline vdbl vd_div(vdbl a, vdbl b) { return _mm256_div_pd(a, b); }
+static inline vdbl vd_sqrt(vdbl a) { return _mm256_sqrt_pd(a); }
+
 #endif

@@ -51,4 +51,16 @@ static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
 /* No HALF_ROWS: 7 rows over two B panels would need 28 accumulators, 7 broadcasts and a B
  * vector, more than 32 registers; short last panels use ukr. */
 
+/* Doubles, for the optimizer (tmpl_adamw.h); see simd_avx2.h. */
+#define DL 8
+typedef __m512d vdbl;
+static inline vdbl vd_loadf(const float *p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+static inline void vd_storef(float *p, vdbl v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+static inline vdbl vd_set1(double x) { return _mm512_set1_pd(x); }
+static inline vdbl vd_add(vdbl a, vdbl b) { return _mm512_add_pd(a, b); }
+static inline vdbl vd_sub(vdbl a, vdbl b) { return _mm512_sub_pd(a, b); }
+static inline vdbl vd_mul(vdbl a, vdbl b) { return _mm512_mul_pd(a, b); }
+static inline vdbl vd_div(vdbl a, vdbl b) { return _mm512_div_pd(a, b); }
+static inline vdbl vd_sqrt(vdbl a) { return _mm512_sqrt_pd(a); }
+
 #endif

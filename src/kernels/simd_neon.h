@@ -47,4 +47,16 @@ static inline float vhmax(vf v) { return vmaxvq_f32(v); }
 /* The edge kernel for short last panels: MR/2 rows over two B panels. */
 #define HALF_ROWS(X) X(0) X(1) X(2) X(3)
 
+/* Doubles, for the optimizer (tmpl_adamw.h); see simd_avx2.h. */
+#define DL 2
+typedef float64x2_t vdbl;
+static inline vdbl vd_loadf(const float *p) { return vcvt_f64_f32(vld1_f32(p)); }
+static inline void vd_storef(float *p, vdbl v) { vst1_f32(p, vcvt_f32_f64(v)); }
+static inline vdbl vd_set1(double x) { return vdupq_n_f64(x); }
+static inline vdbl vd_add(vdbl a, vdbl b) { return vaddq_f64(a, b); }
+static inline vdbl vd_sub(vdbl a, vdbl b) { return vsubq_f64(a, b); }
+static inline vdbl vd_mul(vdbl a, vdbl b) { return vmulq_f64(a, b); }
+static inline vdbl vd_div(vdbl a, vdbl b) { return vdivq_f64(a, b); }
+static inline vdbl vd_sqrt(vdbl a) { return vsqrtq_f64(a); }
+
 #endif

@@ -37,7 +37,9 @@
     void mae_##t##_layernorm_backward(const mae_exec *ex, float *dx, float *dw, float *db, \
                                       const float *dy, const float *x, const float *mean, \
                                       const float *rstd, const float *w, int N, int C); \
-    void mae_##t##_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C);
+    void mae_##t##_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C); \
+    void mae_##t##_adamw(float *w, float *m1, float *m2, const float *g, size_t n, \
+                         const mae_adamw_hp *h);
 
 MAE_TIER_DECLS(avx2)
 MAE_TIER_DECLS(avx512)

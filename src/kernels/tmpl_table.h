@@ -85,4 +85,5 @@ const mae_kernels ISA_TABLE = {
     .attention_backward = ISA(t_attention_backward),
     .bias_backward = ISA(bias_backward),
     .unpack = ISA(t_unpack),
+    .adamw = ISA(adamw),
 };

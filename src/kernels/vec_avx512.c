@@ -3,3 +3,4 @@
 #include "tiers.h"
 #include "tmpl_vmath.h"
 #include "tmpl_vec.h"
+#include "tmpl_adamw.h"

@@ -120,6 +120,7 @@ mae_status mae_model_pack_slim(mae_model *m);
  * table); nothing to do for a model that has them. For trainers. */
 mae_status mae_model_keep_masters(mae_model *m);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
+void       mae_model_repack_threads(mae_model *m, int nthreads);   /* the same on n threads */
 /* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy
  * made once per model (thread-safe; MAE_ERR_NOMEM if it cannot be allocated). */
 mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);

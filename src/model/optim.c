@@ -56,16 +56,22 @@ static void norm_task(void *p, int task, int thread)
 {
     mae_trainer *t = p;
     (void)thread;
-    double s = 0.0;
+    /* four running sums (element j into sum j % 4 of its slice), so that the additions do not
+     * wait for each other; the order is fixed, so the value does not depend on the threads */
+    double s[4] = { 0.0, 0.0, 0.0, 0.0 };
+    const float *g = t->grads;
     for (int i = 0; i < t->m->n_tensors; i++) {
         const mae_tensor *tn = &t->m->tensors[i];
-        size_t lo, hi;
+        size_t lo, hi, j;
         if (!(t->tflags[i] & MAE_T_TRAIN) || !chunk_slice(tn, task, &lo, &hi))
             continue;
-        for (size_t j = lo; j < hi; j++)
-            s += (double)t->grads[j] * t->grads[j];
+        for (j = lo; j + 4 <= hi; j += 4)
+            for (int q = 0; q < 4; q++)
+                s[q] += (double)g[j + q] * g[j + q];
+        for (; j < hi; j++)
+            s[(j - lo) & 3] += (double)g[j] * g[j];
     }
-    t->norm_parts[task] = s;
+    t->norm_parts[task] = (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 double mae_train_grad_norm(mae_trainer *t)
@@ -80,41 +86,36 @@ double mae_train_grad_norm(mae_trainer *t)
 
 typedef struct adamw_args {
     mae_trainer *t;
-    double lr, grad_mul, bc1, bc2_sqrt;
+    mae_adamw_hp decay_on, decay_off;   /* the two parameter groups */
 } adamw_args;
 
-/* torch.optim.AdamW (single-tensor path), per element in double:
- *   p *= 1 - lr*wd;  m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;
- *   p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
+/* torch.optim.AdamW (single-tensor path) on this chunk's slice of every trainable tensor: one
+ * pass over parameters, gradients and both moments, through the table's vectorized kernel
+ * (bitwise the scalar reference, see mae_kernels.adamw). */
 static void adamw_task(void *p, int task, int thread)
 {
     const adamw_args *a = p;
     mae_trainer *t = a->t;
-    const mae_train_config *c = &t->cfg;
+    const mae_kernels *k = t->m->k;
     (void)thread;
-    double step_size = a->lr / a->bc1;
+    float *w = t->m->data, *m1 = t->exp_avg, *m2 = t->exp_avg_sq, *g = t->grads;
     for (int i = 0; i < t->m->n_tensors; i++) {
         const mae_tensor *tn = &t->m->tensors[i];
         size_t lo, hi;
         if (!(t->tflags[i] & MAE_T_TRAIN) || !chunk_slice(tn, task, &lo, &hi))
             continue;
-        double decay = 1.0 - a->lr * (t->tflags[i] & MAE_T_DECAY ? c->weight_decay : 0.0);
-        float *w = t->m->data, *m1 = t->exp_avg, *m2 = t->exp_avg_sq;
-        for (size_t j = lo; j < hi; j++) {
-            double g = (double)t->grads[j] * a->grad_mul;
-            double m = m1[j] + (1.0 - c->beta1) * (g - m1[j]);
-            double v = c->beta2 * m2[j] + (1.0 - c->beta2) * g * g;
-            m1[j] = (float)m;
-            m2[j] = (float)v;
-            double denom = sqrt((double)m2[j]) / a->bc2_sqrt + c->eps;
-            w[j] = (float)(w[j] * decay - step_size * (double)m1[j] / denom);
-        }
+        const mae_adamw_hp *h = t->tflags[i] & MAE_T_DECAY ? &a->decay_on : &a->decay_off;
+        k->adamw(w + lo, m1 + lo, m2 + lo, g + lo, hi - lo, h);
     }
 }
 
 void mae_train_adamw(mae_trainer *t, double lr, double grad_mul)
 {
+    const mae_train_config *c = &t->cfg;
     double n = (double)(t->step + 1);
-    adamw_args a = { t, lr, grad_mul, 1.0 - pow(t->cfg.beta1, n), sqrt(1.0 - pow(t->cfg.beta2, n)) };
+    mae_adamw_hp h = { grad_mul, 1.0 - c->beta1, c->beta2, 1.0 - c->beta2, 1.0,
+                       lr / (1.0 - pow(c->beta1, n)), sqrt(1.0 - pow(c->beta2, n)), c->eps };
+    adamw_args a = { t, h, h };
+    a.decay_on.decay = 1.0 - lr * c->weight_decay;
     mae_parallel_for(t->ex.nthreads, num_chunks(t), adamw_task, &a);
 }

@@ -1,5 +1,6 @@
 /* Configuration checks, the parameter layout and tensor table (official state_dict order and
  * names), the official initialization, and packing of the linear weights. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -511,10 +512,54 @@ mae_status mae_model_pack_slim(mae_model *m)
 
 void mae_model_repack(mae_model *m)
 {
+    mae_model_repack_threads(m, 1);
+}
+
+/* Repacking in parallel: the packed copies (not the in-place ones) split into blocks of whole
+ * panels of about REPACK_FLOATS floats; task i packs block i (found by walking the linears). */
+#define REPACK_FLOATS 65536
+
+typedef struct repack_task {
+    mae_model *m;
+    int task;          /* the block to pack; INT_MAX while counting */
+    int next;          /* blocks of the linears visited so far */
+    size_t total;      /* their packed floats */
+} repack_task;
+
+static void repack_visit(void *arg, const float *w, int N, int K, const float **slot)
+{
+    repack_task *r = arg;
+    const mae_kernels *k = r->m->k;
+    size_t n = k->pack_floats(N, K);
+    (void)slot;
+    if (r->next > r->task || n == 0 || (r->m->slim && n == (size_t)N * K))
+        return;   /* done, not packed, or packed in place */
+    int pw = (int)k->pack_floats(1, 1);
+    int rb = REPACK_FLOATS / K / pw * pw;
+    rb = rb < pw ? pw : rb;
+    int blocks = (N + rb - 1) / rb;
+    if (r->task < r->next + blocks) {
+        int r0 = (r->task - r->next) * rb, rows = N - r0 < rb ? N - r0 : rb;
+        k->pack(r->m->packed + r->total + (size_t)r0 * K, w + (size_t)r0 * K, rows, K);
+    }
+    r->next += blocks;
+    r->total += n;
+}
+
+static void repack_task_fn(void *arg, int task, int thread)
+{
+    repack_task r = { arg, task, 0, 0 };
+    (void)thread;
+    each_linear(r.m, repack_visit, &r);
+}
+
+void mae_model_repack_threads(mae_model *m, int nthreads)
+{
     if (!m->packed)
         return;
-    pack_state s = { m, m->k, PACK_REFRESH, m->slim, m->packed, NULL, 0, 0, 0, 0 };
-    each_linear(m, pack_one, &s);
+    repack_task count = { m, INT_MAX, 0, 0 };
+    each_linear(m, repack_visit, &count);
+    mae_parallel_for(nthreads, count.next, repack_task_fn, m);
 }
 
 /* A weight's [N, K] view: its first dimension by all the others (patch_embed.proj.weight is
