@@ -339,11 +339,12 @@ typedef void (*linear_visit)(void *arg, const float *w, int N, int K, const floa
 static void each_linear(mae_model *m, linear_visit fn, void *arg)
 {
     const mae_cfg *c = &m->cfg;
+    mae_block_pk none;   /* the slots while a new model has no tables yet (a counting pass) */
     fn(arg, m->w.pe_w, c->D, c->C * c->p * c->p, &m->pk_pe);
     for (int l = 0; l < c->depth; l++) {
         mae_block_w w;
         mae_block_view(&m->lay, m->data, 0, l, &w);
-        mae_block_pk *pk = &m->pk_blocks[l];
+        mae_block_pk *pk = m->pk_blocks ? &m->pk_blocks[l] : &none;
         fn(arg, w.qkv_w, 3 * c->D, c->D, &pk->qkv);
         fn(arg, w.proj_w, c->D, c->D, &pk->proj);
         fn(arg, w.fc1_w, c->hidden, c->D, &pk->fc1);
@@ -355,7 +356,7 @@ static void each_linear(mae_model *m, linear_visit fn, void *arg)
     for (int l = 0; l < c->ddepth; l++) {
         mae_block_w w;
         mae_block_view(&m->lay, m->data, 1, l, &w);
-        mae_block_pk *pk = &m->pk_dblocks[l];
+        mae_block_pk *pk = m->pk_dblocks ? &m->pk_dblocks[l] : &none;
         fn(arg, w.qkv_w, 3 * c->Dd, c->Dd, &pk->qkv);
         fn(arg, w.proj_w, c->Dd, c->Dd, &pk->proj);
         fn(arg, w.fc1_w, c->dhidden, c->Dd, &pk->fc1);
