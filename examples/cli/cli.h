@@ -28,6 +28,8 @@ int cli_errorf(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 int cli_usage_errorf(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* The value of option argv[*i] (advances *i), or NULL after the usage error "needs a value". */
 const char *cli_arg_value(const char *cmd, int argc, char **argv, int *i);
+/* The same as a status: *out = the value and 0, or the usage error and 2. */
+int cli_arg_str(const char *cmd, int argc, char **argv, int *i, const char **out);
 /* Option argv[*i]'s value parsed whole as a number in [lo, hi] (hi_open: [lo, hi)); advances
  * *i. 0 on success, else the usage error is printed and 2 returned. */
 int cli_arg_long(const char *cmd, int argc, char **argv, int *i, long lo, long hi, long *out);

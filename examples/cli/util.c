@@ -87,6 +87,15 @@ const char *cli_arg_value(const char *cmd, int argc, char **argv, int *i)
     return argv[*i];
 }
 
+int cli_arg_str(const char *cmd, int argc, char **argv, int *i, const char **out)
+{
+    const char *v = cli_arg_value(cmd, argc, argv, i);
+    if (!v)
+        return 2;
+    *out = v;
+    return 0;
+}
+
 int cli_arg_long(const char *cmd, int argc, char **argv, int *i, long lo, long hi, long *out)
 {
     const char *opt = argv[*i], *v = cli_arg_value(cmd, argc, argv, i);

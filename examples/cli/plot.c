@@ -1,0 +1,140 @@
+/* The loss plot of `mae train`: axes, log-scale loss, lr, and labels in a 3x5 pixel font. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+#include "plot.h"
+
+enum { W = 800, H = 440, LEFT = 70, RIGHT = 70, TOP = 30, BOTTOM = 50 };
+
+typedef struct canvas {
+    uint8_t *px;
+} canvas;
+
+static void dot(canvas *c, int x, int y, const uint8_t rgb[3])
+{
+    if (x < 0 || y < 0 || x >= W || y >= H)
+        return;
+    memcpy(c->px + ((size_t)y * W + (size_t)x) * 3, rgb, 3);
+}
+
+static void line(canvas *c, double x0, double y0, double x1, double y1, const uint8_t rgb[3])
+{
+    int steps = (int)ceil(fmax(fabs(x1 - x0), fabs(y1 - y0))) + 1;
+    for (int i = 0; i <= steps; i++) {
+        double t = (double)i / steps;
+        dot(c, (int)lround(x0 + t * (x1 - x0)), (int)lround(y0 + t * (y1 - y0)), rgb);
+    }
+}
+
+/* 3x5 glyphs, one row per 3 bits (top row first). */
+static int glyph(char ch)
+{
+    static const char *chars = "0123456789.-elostrpg ";
+    static const int rows[] = {
+        0x7B6F, 0x2C97, 0x73E7, 0x73CF, 0x5BC9, 0x79CF, 0x79EF, 0x7249, 0x7BEF, 0x7BCF,
+        0x0002, 0x01C0, 0x2BE7 /* e */, 0x4924 /* l */, 0x02AA /* o */, 0x03CF /* s */,
+        0x4BA6 /* t */, 0x03E4 /* r */, 0x03EC /* p */, 0x03F9 /* g */, 0x0000 };
+    const char *p = strchr(chars, ch);
+    return p ? rows[p - chars] : 0;
+}
+
+static void text(canvas *c, int x, int y, const char *s, int scale, const uint8_t rgb[3])
+{
+    for (; *s; s++, x += 4 * scale) {
+        int g = glyph(*s);
+        for (int r = 0; r < 5; r++)
+            for (int k = 0; k < 3; k++)
+                if (g >> (14 - (r * 3 + k)) & 1)
+                    for (int dy = 0; dy < scale; dy++)
+                        for (int dx = 0; dx < scale; dx++)
+                            dot(c, x + k * scale + dx, y + r * scale + dy, rgb);
+    }
+}
+
+static void number(canvas *c, int x, int y, double v, const uint8_t rgb[3], int right_align)
+{
+    char buf[32];
+    if (v != 0 && (fabs(v) < 1e-2 || fabs(v) >= 1e5))
+        snprintf(buf, sizeof buf, "%.1e", v);
+    else
+        snprintf(buf, sizeof buf, "%.3g", v);
+    int w = (int)strlen(buf) * 8;
+    text(c, right_align ? x - w : x, y, buf, 2, rgb);
+}
+
+int cli_plot_loss(const char *path, const float *loss, const float *lr, int n)
+{
+    static const uint8_t black[3] = { 0, 0, 0 }, grey[3] = { 190, 190, 190 },
+                         light[3] = { 232, 232, 232 }, blue[3] = { 31, 90, 180 },
+                         orange[3] = { 230, 120, 20 };
+    canvas c = { malloc((size_t)W * H * 3) };
+    if (!c.px || n < 1) {
+        free(c.px);
+        return -1;
+    }
+    memset(c.px, 255, (size_t)W * H * 3);
+    double lo = INFINITY, hi = -INFINITY, lrmax = 0;
+    for (int i = 0; i < n; i++) {
+        if (loss[i] > 0 && isfinite(loss[i])) {
+            lo = fmin(lo, loss[i]);
+            hi = fmax(hi, loss[i]);
+        }
+        lrmax = fmax(lrmax, lr[i]);
+    }
+    if (!(lo < hi)) {
+        lo = lo > 0 && isfinite(lo) ? lo / 2 : 0.1;
+        hi = lo * 4;
+    }
+    double l0 = floor(log10(lo) * 4) / 4, l1 = ceil(log10(hi) * 4) / 4;
+    int pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
+    double xs = n > 1 ? (double)pw / (n - 1) : 0;
+    /* grid lines at 1, 2, 5 times powers of ten inside the range */
+    for (int e = (int)floor(l0); e <= (int)ceil(l1); e++)
+        for (int k = 0; k < 3; k++) {
+            double v = (k == 0 ? 1 : k == 1 ? 2 : 5) * pow(10, e), lv = log10(v);
+            if (lv < l0 || lv > l1)
+                continue;
+            double y = TOP + ph * (l1 - lv) / (l1 - l0);
+            line(&c, LEFT, y, LEFT + pw, y, light);
+            number(&c, LEFT - 6, (int)y - 5, v, black, 1);
+        }
+    for (int i = 1; i < n; i++) {
+        double y0 = TOP + ph * (l1 - log10(fmax(loss[i - 1], lo))) / (l1 - l0);
+        double y1 = TOP + ph * (l1 - log10(fmax(loss[i], lo))) / (l1 - l0);
+        line(&c, LEFT + (i - 1) * xs, y0, LEFT + i * xs, y1, grey);
+    }
+    int win = n / 100 > 1 ? n / 100 : 1;   /* moving average over 1% of the run */
+    double sum = 0, prev_y = 0;
+    for (int i = 0; i < n; i++) {
+        sum += loss[i];
+        if (i >= win)
+            sum -= loss[i - win];
+        double avg = sum / (i + 1 < win ? i + 1 : win);
+        double y = TOP + ph * (l1 - log10(fmax(avg, lo))) / (l1 - l0);
+        if (i > 0)
+            line(&c, LEFT + (i - 1) * xs, prev_y, LEFT + i * xs, y, blue);
+        prev_y = y;
+    }
+    if (lrmax > 0)
+        for (int i = 1; i < n; i++)
+            line(&c, LEFT + (i - 1) * xs, TOP + ph * (1 - lr[i - 1] / lrmax), LEFT + i * xs,
+                 TOP + ph * (1 - lr[i] / lrmax), orange);
+    line(&c, LEFT, TOP, LEFT, TOP + ph, black);
+    line(&c, LEFT, TOP + ph, LEFT + pw, TOP + ph, black);
+    line(&c, LEFT + pw, TOP, LEFT + pw, TOP + ph, black);
+    for (int k = 0; k <= 4; k++) {
+        double x = LEFT + pw * k / 4.0;
+        line(&c, x, TOP + ph, x, TOP + ph + 5, black);
+        number(&c, (int)x - 8, TOP + ph + 10, floor((n - 1) * k / 4.0), black, 0);
+    }
+    number(&c, LEFT + pw + 6, TOP - 5, lrmax, orange, 0);
+    number(&c, LEFT + pw + 6, TOP + ph - 5, 0, orange, 0);
+    text(&c, LEFT, 8, "loss", 2, blue);
+    text(&c, LEFT + 48, 8, "lr", 2, orange);
+    text(&c, LEFT + pw / 2 - 16, H - 18, "step", 2, black);
+    mae_status s = mae_png_write(path, c.px, W, H, 3, 0);
+    free(c.px);
+    return s == MAE_OK ? 0 : -1;
+}

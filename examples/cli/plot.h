@@ -1,0 +1,9 @@
+/* A loss curve as a PNG, drawn with nothing but the library's PNG writer. */
+#ifndef MAE_CLI_PLOT_H
+#define MAE_CLI_PLOT_H
+
+/* loss[n] (log-scale axis, raw in grey and a moving average in blue) and lr[n] (orange, its own
+ * linear scale) against the step. Returns 0 on success. */
+int cli_plot_loss(const char *path, const float *loss, const float *lr, int n);
+
+#endif
