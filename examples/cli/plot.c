@@ -34,8 +34,8 @@ static int glyph(char ch)
     static const char *chars = "0123456789.-elostrpg ";
     static const int rows[] = {
         0x7B6F, 0x2C97, 0x73E7, 0x73CF, 0x5BC9, 0x79CF, 0x79EF, 0x7249, 0x7BEF, 0x7BCF,
-        0x0002, 0x01C0, 0x2BE7 /* e */, 0x4924 /* l */, 0x02AA /* o */, 0x03CF /* s */,
-        0x4BA6 /* t */, 0x03E4 /* r */, 0x03EC /* p */, 0x03F9 /* g */, 0x0000 };
+        0x0002, 0x01C0, 0x2BE3 /* e */, 0x6497 /* l */, 0x0F6F /* o */, 0x388E /* s */,
+        0x2E93 /* t */, 0x0BA4 /* r */, 0x6BA4 /* p */, 0x3ACE /* g */, 0x0000 };
     const char *p = strchr(chars, ch);
     return p ? rows[p - chars] : 0;
 }
