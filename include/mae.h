@@ -123,6 +123,11 @@ MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_mo
  * the encoder loads; reconstruction on it then fails with MAE_ERR_UNSUPPORTED. */
 MAE_API mae_status mae_model_load(const char *path, mae_model **out);        /* safetensors */
 MAE_API mae_status mae_model_save(const mae_model *m, const char *path);     /* safetensors, atomic */
+/* The same with the weights stored as dtype "F32" (= mae_model_save), "F16" or "BF16" (any case):
+ * half the file, rounded to nearest, ties to even; NaN and inf are kept. A finite value that would
+ * become inf (|x| >= 65520 in F16) is MAE_ERR_UNSUPPORTED, naming the tensor, and nothing is
+ * written. Another dtype: MAE_ERR_INVALID_ARG. */
+MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype);
 MAE_API void       mae_model_free(mae_model *m);                             /* NULL is fine */
 
 MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg); /* set cfg->struct_size first */

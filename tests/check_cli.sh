@@ -3,8 +3,10 @@
 # of the documented geometry and per-image losses whose mean is the batch loss; features writes
 # .npy / .safetensors files whose shape and values match a reference computed by
 # tests/cli_helper.c through the part API (patch embedder + encoder, no masker); --idx gives the
-# same features as the same images as files; bench runs; bad input exits non-zero with exactly
-# one line on stderr (2 for usage errors, 1 for runtime ones).
+# same features as the same images as files; convert writes F16/BF16 files about half the size
+# that info and reconstruct load (F16 loss within 1e-2), and F16 -> F32 -> F16 gives the file
+# back; bench runs; bad input exits non-zero with exactly one line on stderr (2 for usage errors,
+# 1 for runtime ones).
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -39,7 +41,7 @@ ok() { checks=$((checks + 1)); }
 
 # --- help ---
 "$mae" --help > "$dir/out" || die "mae --help failed"
-for cmd in info reconstruct features bench; do
+for cmd in info reconstruct features convert bench; do
     "$mae" "$cmd" --help > "$dir/out" || die "mae $cmd --help exits non-zero"
     grep -q "^usage: mae $cmd" "$dir/out" || die "mae $cmd --help prints no usage line"
     ok
@@ -122,6 +124,32 @@ if command -v python3 >/dev/null 2>&1 && python3 -c "import numpy" 2>/dev/null; 
     ok
 fi
 
+# --- convert ---
+# F16 and BF16 files about half the F32 one, loadable by info and reconstruct; F16 -> F32 -> F16
+# gives the same file back (half values are exact in F32)
+"$mae" convert "$rgb" "$dir/h.safetensors" > "$dir/conv.txt" || die "convert failed"
+grep -q "^50 tensors as F16: $rgb [0-9]* bytes -> $dir/h.safetensors [0-9]* bytes$" "$dir/conv.txt" ||
+    die "convert output: $(cat "$dir/conv.txt")"
+"$mae" convert "$rgb" "$dir/bf.safetensors" --dtype bf16 > /dev/null || die "convert --dtype bf16 failed"
+for f in h bf; do
+    size=$(wc -c < "$dir/$f.safetensors"); full=$(wc -c < "$rgb")
+    [ $((size * 100)) -lt $((full * 55)) ] && [ $((size * 100)) -gt $((full * 45)) ] ||
+        die "convert: $f.safetensors is $size bytes, the F32 file $full"
+    "$mae" info "$dir/$f.safetensors" > "$dir/info.txt" || die "info on the converted $f file failed"
+    grep -q "^encoder:     width 32, depth 2, heads 4" "$dir/info.txt" || die "info on $f: $(cat "$dir/info.txt")"
+    "$mae" reconstruct "$dir/$f.safetensors" "$dir/rgb0.ppm" "$dir/rgb1.ppm" -o "$dir/$f.png" > "$dir/rec_$f.txt" ||
+        die "reconstruct with the converted $f file failed"
+    grid_check "$dir/$f.png" 2 16 16 7
+done
+"$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" -o "$dir/full.png" > "$dir/rec_full.txt"
+awk 'FNR == 1 { f++ } /^batch loss/ { b[f] = $3 }
+     END { d = b[1] - b[2]; if (d < 0) d = -d; if (b[1] == "" || d > 1e-2 * b[2]) exit 1 }' \
+    "$dir/rec_h.txt" "$dir/rec_full.txt" || die "the F16 model's loss is far from the F32 one's"
+"$mae" convert "$dir/h.safetensors" "$dir/h32.safetensors" --dtype f32 > /dev/null || die "convert --dtype f32 failed"
+"$mae" convert "$dir/h32.safetensors" "$dir/h2.safetensors" --dtype F16 > /dev/null || die "convert --dtype F16 failed"
+cmp -s "$dir/h.safetensors" "$dir/h2.safetensors" || die "F16 -> F32 -> F16 is not the same file"
+ok
+
 # --- bench ---
 "$mae" bench --iters 2 --batch 2 --threads 1 > "$dir/bench.txt" || die "bench failed"
 grep -q "^forward: .*median .* ms, min .* images/s" "$dir/bench.txt" || die "bench output: $(cat "$dir/bench.txt")"
@@ -164,6 +192,11 @@ bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --pool max
 bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --batch 0
 bad 2 features "$rgb" "$dir/rgb0.ppm" -o "$dir/x.npy" --first 1
 bad 2 features "$gray" "$dir/gray0.pgm" -o "$dir/x.npy" --norm imagenet
+bad 2 convert "$rgb"
+bad 2 convert "$rgb" "$dir/x.safetensors" --dtype f8
+bad 2 convert "$rgb" "$dir/x.safetensors" "$dir/y.safetensors"
+bad 1 convert "$dir/missing.safetensors" "$dir/x.safetensors"
+bad 1 convert "$rgb" "$dir/no/such/dir.safetensors"
 bad 2 bench --iters 1x
 bad 2 bench --threads 0
 bad 2 bench --preset huge

@@ -104,6 +104,7 @@ static outcome run_sequence(void)
     STEP("mae_trainer_forward_backward", mae_trainer_forward_backward(t, imgs, 2, NULL, &loss));
     STEP("mae_trainer_step", mae_trainer_step(t));
     if (have_files) {
+        STEP("mae_model_save_as", mae_model_save_as(m, ckpt_path, "F16"));
         STEP("mae_model_save", mae_model_save(m, ckpt_path));
         loaded = sentinel;
         STEP("mae_model_load", mae_model_load(ckpt_path, &loaded));

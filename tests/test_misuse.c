@@ -245,6 +245,12 @@ static void test_files(mae_model *m)
     EXPECT(mae_model_load(NULL, &out), MAE_ERR_INVALID_ARG);
     EXPECT(mae_model_save(NULL, "/tmp/x.safetensors"), MAE_ERR_INVALID_ARG);
     EXPECT(mae_model_save(m, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(NULL, "/tmp/x.safetensors", "F16"), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(m, NULL, "F16"), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(m, "/tmp/x.safetensors", NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(m, "/tmp/x.safetensors", "F8"), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(m, "/tmp/x.safetensors", ""), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_save_as(m, path, "BF16"), MAE_ERR_IO);
     EXPECT(mae_model_load(path, &out), MAE_ERR_IO);
     s = mae_model_load("/", &out);   /* a directory: it opens on Linux, then reading fails */
     CHECK(s == MAE_ERR_IO || s == MAE_ERR_FORMAT, "load of a directory -> %s", mae_status_str(s));

@@ -88,6 +88,7 @@ void cli_inputs_close(cli_inputs *in);
 int cmd_info(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_features(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -12,6 +12,7 @@ static const command commands[] = {
     { "info",        cmd_info,        "show a checkpoint's config, parameter count and tensors" },
     { "reconstruct", cmd_reconstruct, "mask images and write the reconstruction grid as a PNG" },
     { "features",    cmd_features,    "encode images into features (.npy or .safetensors)" },
+    { "convert",     cmd_convert,     "rewrite a checkpoint with F16, BF16 or F32 weights" },
     { "train",       cmd_train,       "pretrain an MAE on Fashion-MNIST (or any IDX images)" },
     { "probe",       cmd_probe,       "linear-probe an encoder's frozen features on Fashion-MNIST" },
     { "bench",       cmd_bench,       "time the forward pass and a training step of a model" },

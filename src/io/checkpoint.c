@@ -408,21 +408,50 @@ static int config_meta(const mae_cfg *c, mae_st_meta *meta)
     return n;
 }
 
+/* Every tensor in state_dict order, a weight held only packed (data NULL) unpacked by the writer
+ * one at a time, stored as dtype. */
+static mae_status save_model(const mae_model *m, const char *path, int dtype, const char *fn)
+{
+    mae_st_meta meta[MAX_META];
+    mae_st_out *out = mae_alloc((size_t)m->n_tensors * sizeof *out);
+    if (!out)
+        return mae_fail(MAE_ERR_NOMEM, "%s: out of memory", fn);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const mae_tensor *t = &m->tensors[i];
+        out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
+    }
+    mae_status s = mae_st_write_as(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta), dtype,
+                                   mae_model_tensor_fetch, m);
+    mae_free(out);
+    return s;
+}
+
 MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
 {
     if (!m || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save: %s is NULL", !m ? "model" : "path");
-    mae_st_meta meta[MAX_META];
-    mae_st_out *out = mae_alloc((size_t)m->n_tensors * sizeof *out);
-    if (!out)
-        return mae_fail(MAE_ERR_NOMEM, "mae_model_save: out of memory");
-    for (int i = 0; i < m->n_tensors; i++) {
-        const mae_tensor *t = &m->tensors[i];
-        /* a weight held only packed (data NULL) is unpacked by the writer, one at a time */
-        out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
+    return save_model(m, path, MAE_DT_F32, "mae_model_save");
+}
+
+/* ASCII, whatever the locale. */
+static int same_ignoring_case(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
+        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
+        if (x != y)
+            return 0;
     }
-    mae_status s = mae_st_write_fetch(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta),
-                                      mae_model_tensor_fetch, m);
-    mae_free(out);
-    return s;
+    return *a == *b;
+}
+
+MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype)
+{
+    if (!m || !path || !dtype)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: %s is NULL", !m ? "model" : !path ? "path" : "dtype");
+    int dt = same_ignoring_case(dtype, "F32") ? MAE_DT_F32 : same_ignoring_case(dtype, "F16") ? MAE_DT_F16
+           : same_ignoring_case(dtype, "BF16") ? MAE_DT_BF16 : -1;
+    if (dt < 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: dtype '%.32s' is not F32, F16 or BF16", dtype);
+    return save_model(m, path, dt, "mae_model_save_as");
 }

@@ -517,6 +517,53 @@ mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *d
 
 /* ---- the writer ----------------------------------------------------------------------------- */
 
+/* float32 -> IEEE binary16, rounded to nearest, ties to even, on the bits (no dependence on the
+ * host's half support or rounding mode). Subnormal halves are rounded at their own spacing 2^-24;
+ * a mantissa that rounds up carries into the exponent (the next binade, and from 65520 on into
+ * infinity: *overflow is then set for a finite x). NaN stays NaN (quiet, sign and the top of the
+ * payload kept), infinities stay infinite. */
+static uint16_t float_to_half(float x, int *overflow)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t sign = u >> 16 & 0x8000u, a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u)                       /* NaN */
+        return (uint16_t)(sign | 0x7E00u | (a >> 13 & 0x3FFu));
+    if (a == 0x7F800000u)
+        return (uint16_t)(sign | 0x7C00u);
+    if (a >= 0x477FF000u) {                    /* 65520 = 65504 + half an ulp: rounds to inf */
+        *overflow = 1;
+        return (uint16_t)(sign | 0x7C00u);
+    }
+    if (a >= 0x38800000u) {                    /* a normal half: 2^-14 <= |x| */
+        uint32_t h = (a - (112u << 23)) >> 13, rest = a & 0x1FFFu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    if (a <= 0x33000000u)                      /* |x| <= 2^-25: to zero (2^-25 is a tie: even) */
+        return (uint16_t)sign;
+    uint32_t mant = (a & 0x7FFFFFu) | 0x800000u, shift = 126u - (a >> 23);   /* 14..24 */
+    uint32_t h = mant >> shift, rest = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (h & 1)))
+        h++;                                   /* 0x400 is the smallest normal: still right */
+    return (uint16_t)(sign | h);
+}
+
+/* float32 -> bfloat16 (the high half), rounded to nearest, ties to even; subnormals need no case
+ * of their own. From 0x1.fffp127 on a finite value rounds to infinity (*overflow set). */
+static uint16_t float_to_bf16(float x, int *overflow)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u)      /* NaN: quiet, so that the payload cannot vanish */
+        return (uint16_t)(u >> 16 | 0x0040u);
+    uint32_t r = (u + 0x7FFFu + (u >> 16 & 1)) >> 16;
+    if ((r & 0x7FFFu) == 0x7F80u && (u & 0x7FFFFFFFu) != 0x7F800000u)
+        *overflow = 1;
+    return (uint16_t)r;
+}
+
 /* Text built in two passes: with buf NULL it only measures. */
 typedef struct text {
     char *buf;
@@ -562,8 +609,9 @@ static void emit_json_string(text *t, const char *s, size_t max)
 
 /* The header: metadata first, then the tensors in the given order with contiguous offsets,
  * padded with spaces to a multiple of 8 bytes so that the data section starts aligned. */
-static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta)
+static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, int dtype)
 {
+    size_t size = mae_st_dtype_size(dtype);
     char num[64];
     emit_str(t, "{");
     if (n_meta > 0) {
@@ -583,15 +631,17 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
         for (int d = 0; d < ts[i].ndim; d++)
             count *= (size_t)ts[i].shape[d];   /* checked by check_outputs */
         emit_json_string(t, ts[i].name, SIZE_MAX);
-        emit_str(t, ":{\"dtype\":\"F32\",\"shape\":[");
+        emit_str(t, ":{\"dtype\":\"");
+        emit_str(t, mae_st_dtype_name(dtype));
+        emit_str(t, "\",\"shape\":[");
         for (int d = 0; d < ts[i].ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
             emit_str(t, num);
         }
-        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + count * 4);
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + count * size);
         emit_str(t, num);
         emit_str(t, i + 1 < n ? "," : "");
-        offset += count * 4;
+        offset += count * size;
     }
     emit_str(t, "}");
     while (t->len % 8 && !t->overflow)
@@ -601,7 +651,7 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
 /* Everything that can be wrong with the caller's tensors and metadata; *bytes gets the size of
  * the data section. */
 static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, int fetch,
-                                size_t *bytes)
+                                size_t elem_size, size_t *bytes)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -614,7 +664,7 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
         for (int d = 0; d < t->ndim; d++)
             if (t->shape[d] < 0 || !mae_mul_size(count, (size_t)t->shape[d], &count))
                 return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has a bad shape", t->name);
-        if (!mae_mul_size(count, 4, &b) || !mae_add_size(total, b, &total))
+        if (!mae_mul_size(count, elem_size, &b) || !mae_add_size(total, b, &total))
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the tensors' size overflows");
         if (count && !t->data && !fetch)
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has no data", t->name);
@@ -633,12 +683,14 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
     return MAE_OK;
 }
 
-/* Header length, header, then every tensor as little-endian float32, through a small buffer so
- * that the byte order does not depend on the host. 0 on a write error (errno set). */
-static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, mae_st_fetch fetch,
-                        const void *arg, float *scratch)
+/* Header length, header, then every tensor as little-endian float32, float16 or bfloat16, through a
+ * small buffer so that the byte order does not depend on the host. 1 when written; 0 on a write
+ * error (errno set); -1 when a finite value of tensor *bad (its index *bad_index, the value
+ * *bad_value) would round to infinity in the output dtype (nothing more is written). */
+static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, int dtype, mae_st_fetch fetch,
+                        const void *arg, float *scratch, int *bad, size_t *bad_index, float *bad_value)
 {
-    unsigned char buf[16384];
+    unsigned char buf[16384];   /* a multiple of every element size */
     for (int i = 0; i < 8; i++)
         buf[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
     if (fwrite(buf, 1, 8, fp) != 8 || fwrite(h->buf, 1, h->len, fp) != h->len)
@@ -654,11 +706,24 @@ static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, ma
         }
         for (size_t i = 0; i < count; i++) {
             uint32_t u;
-            memcpy(&u, &data[i], sizeof u);
-            buf[fill++] = (unsigned char)u;
-            buf[fill++] = (unsigned char)(u >> 8);
-            buf[fill++] = (unsigned char)(u >> 16);
-            buf[fill++] = (unsigned char)(u >> 24);
+            int overflow = 0;
+            if (dtype == MAE_DT_F32) {
+                memcpy(&u, &data[i], sizeof u);
+                buf[fill++] = (unsigned char)u;
+                buf[fill++] = (unsigned char)(u >> 8);
+                buf[fill++] = (unsigned char)(u >> 16);
+                buf[fill++] = (unsigned char)(u >> 24);
+            } else {
+                u = dtype == MAE_DT_F16 ? float_to_half(data[i], &overflow) : float_to_bf16(data[i], &overflow);
+                if (overflow) {
+                    *bad = t;
+                    *bad_index = i;
+                    *bad_value = data[i];
+                    return -1;
+                }
+                buf[fill++] = (unsigned char)u;
+                buf[fill++] = (unsigned char)(u >> 8);
+            }
             if (fill == sizeof buf || i + 1 == count) {
                 if (fwrite(buf, 1, fill, fp) != fill)
                     return 0;
@@ -711,20 +776,28 @@ static void sync_dir(const char *path, char *buf, size_t cap)
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta)
 {
-    return mae_st_write_fetch(path, tensors, n, meta, n_meta, NULL, NULL);
+    return mae_st_write_as(path, tensors, n, meta, n_meta, MAE_DT_F32, NULL, NULL);
 }
 
 mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
                               const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg)
 {
+    return mae_st_write_as(path, tensors, n, meta, n_meta, MAE_DT_F32, fetch, arg);
+}
+
+mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, const mae_st_meta *meta,
+                           int n_meta, int dtype, mae_st_fetch fetch, const void *arg)
+{
     if (!path || !path[0] || n < 0 || (n > 0 && !tensors) || n_meta < 0 || (n_meta > 0 && !meta))
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: bad arguments (path, %d tensors, %d metadata pairs)", n, n_meta);
+    if (dtype != MAE_DT_F32 && dtype != MAE_DT_F16 && dtype != MAE_DT_BF16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: output dtype %d is not F32, F16 or BF16", dtype);
     size_t data_bytes = 0;
-    mae_status s = check_outputs(tensors, n, meta, n_meta, fetch != NULL, &data_bytes);
+    mae_status s = check_outputs(tensors, n, meta, n_meta, fetch != NULL, mae_st_dtype_size(dtype), &data_bytes);
     if (s != MAE_OK)
         return s;
     text h = { NULL, 0, 0 };
-    build_header(&h, tensors, n, meta, n_meta);
+    build_header(&h, tensors, n, meta, n_meta, dtype);
     if (h.overflow || h.len > MAE_ST_MAX_HEADER)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);
     size_t cap = strlen(path) + 48, fetched = 0;
@@ -746,13 +819,17 @@ mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n
     }
     size_t len = h.len;
     h.len = 0;
-    build_header(&h, tensors, n, meta, n_meta);
+    build_header(&h, tensors, n, meta, n_meta, dtype);
     char err[128];
     FILE *fp = create_temp(path, tmp, cap);
     if (!fp) {
         s = mae_fail(MAE_ERR_IO, "'%s': cannot create a temporary file next to it: %s", path, errtext(errno, err, sizeof err));
     } else {
-        int ok = h.len == len && write_stream(fp, &h, tensors, n, fetch, arg, scratch) && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+        int bad = -1;
+        size_t bad_index = 0;
+        float bad_value = 0;
+        int w = h.len == len ? write_stream(fp, &h, tensors, n, dtype, fetch, arg, scratch, &bad, &bad_index, &bad_value) : 0;
+        int ok = w == 1 && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
         int e = errno;
         if (fclose(fp) != 0 && ok) {
             ok = 0;
@@ -762,7 +839,12 @@ mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n
             ok = 0;
             e = errno;
         }
-        if (!ok) {
+        if (w < 0) {
+            unlink(tmp);
+            s = mae_fail(MAE_ERR_UNSUPPORTED, "'%s': tensor '%s' holds %g (element %zu), beyond the %s range (largest finite %s): not written",
+                         path, tensors[bad].name, (double)bad_value, bad_index, mae_st_dtype_name(dtype),
+                         dtype == MAE_DT_F16 ? "65504" : "3.3895e38");
+        } else if (!ok) {
             unlink(tmp);
             s = mae_fail(MAE_ERR_IO, "'%s': writing %zu bytes failed: %s", path, 8 + len + data_bytes, errtext(e, err, sizeof err));
         } else {

@@ -73,6 +73,12 @@ mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
 typedef void (*mae_st_fetch)(const void *arg, int i, float *dst);
 mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
                               const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg);
+/* The same with the values stored as dtype: MAE_DT_F32 (the above), MAE_DT_F16 or MAE_DT_BF16,
+ * rounded to nearest, ties to even (subnormals included; NaN stays NaN, inf stays inf). A finite
+ * value that would round to infinity (|x| >= 65520 for F16, >= 0x1.fffp127 for BF16) stops the
+ * write with MAE_ERR_UNSUPPORTED naming the tensor; whatever was at path stays as it was. */
+mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, const mae_st_meta *meta,
+                           int n_meta, int dtype, mae_st_fetch fetch, const void *arg);
 
 /* ---- models (checkpoint.c) -------------------------------------------------------------------- */
 

@@ -1,0 +1,71 @@
+/* mae convert: a checkpoint rewritten with its weights stored as F32, F16 or BF16. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cli.h"
+
+#define CMD "convert"
+
+static void usage(void)
+{
+    printf("usage: mae convert IN.safetensors OUT.safetensors [--dtype f32|f16|bf16]\n"
+           "Loads a checkpoint (official or Hugging Face names, F32/F16/BF16) and saves it with\n"
+           "mae_model_save_as: official names, the config in __metadata__, every weight stored\n"
+           "as --dtype (default f16: half the size of f32), rounded to nearest even. A weight\n"
+           "beyond the F16 range (|x| >= 65520) is an error, not an infinity. Prints one line:\n"
+           "the tensor count and the sizes of both files. OUT may be IN (the write is atomic).\n");
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        usage();
+        return 0;
+    }
+    const char *in = NULL, *out = NULL, *dtype = "f16";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--dtype") == 0) {
+            int r = cli_arg_str(CMD, argc, argv, &i, &dtype);
+            if (r)
+                return r;
+            if (strcmp(dtype, "f32") && strcmp(dtype, "f16") && strcmp(dtype, "bf16") && strcmp(dtype, "F32") &&
+                strcmp(dtype, "F16") && strcmp(dtype, "BF16"))
+                return cli_usage_errorf(CMD, "--dtype: '%s' is not f32, f16 or bf16", dtype);
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_errorf(CMD, "unknown option '%s'", a);
+        } else if (!in) {
+            in = a;
+        } else if (!out) {
+            out = a;
+        } else {
+            return cli_usage_errorf(CMD, "unexpected argument '%s' (an input and an output file)", a);
+        }
+    }
+    if (!out)
+        return cli_usage_error(CMD, "expects an input and an output checkpoint path");
+    long long in_bytes = file_size(in);
+    mae_model *m = NULL;
+    mae_status s = mae_model_load(in, &m);
+    if (s != MAE_OK)
+        return cli_fail(CMD, in, s);
+    int n = 0;
+    mae_model_tensor_count(m, &n);
+    s = mae_model_save_as(m, out, dtype);
+    mae_model_free(m);
+    if (s != MAE_OK)
+        return cli_fail(CMD, out, s);
+    char upper[8];
+    size_t k = 0;
+    for (; dtype[k] && k + 1 < sizeof upper; k++)
+        upper[k] = dtype[k] >= 'a' && dtype[k] <= 'z' ? (char)(dtype[k] - 'a' + 'A') : dtype[k];
+    upper[k] = '\0';
+    printf("%d tensors as %s: %s %lld bytes -> %s %lld bytes\n", n, upper, in, in_bytes, out, file_size(out));
+    return 0;
+}
