@@ -94,6 +94,7 @@ _declare("mae_config_init", _status, ctypes.POINTER(Config), ctypes.c_size_t, ct
 _declare("mae_model_create", _status, ctypes.POINTER(Config), ctypes.c_uint64, ctypes.POINTER(_vp))
 _declare("mae_model_load", _status, ctypes.c_char_p, ctypes.POINTER(_vp))
 _declare("mae_model_save", _status, _vp, ctypes.c_char_p)
+_declare("mae_model_save_as", _status, _vp, ctypes.c_char_p, ctypes.c_char_p)
 _declare("mae_model_free", None, _vp)
 _declare("mae_model_get_config", _status, _vp, ctypes.POINTER(Config))
 _declare("mae_model_num_params", _status, _vp, ctypes.POINTER(ctypes.c_size_t))
@@ -200,8 +201,9 @@ class Model:
         _check(_lib.mae_model_load(os.fsencode(path), ctypes.byref(h)))
         return cls(h)
 
-    def save(self, path):
-        _check(_lib.mae_model_save(self._handle(), os.fsencode(path)))
+    def save(self, path, dtype="F32"):
+        """Atomic safetensors save; dtype "F16" or "BF16" halves the file (round to nearest even)."""
+        _check(_lib.mae_model_save_as(self._handle(), os.fsencode(path), dtype.encode()))
 
     @property
     def config(self):
