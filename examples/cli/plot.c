@@ -31,11 +31,11 @@ static void line(canvas *c, double x0, double y0, double x1, double y1, const ui
 /* 3x5 glyphs, one row per 3 bits (top row first). */
 static int glyph(char ch)
 {
-    static const char *chars = "0123456789.-elostrpg ";
+    static const char *chars = "0123456789.-elostrpg +";
     static const int rows[] = {
         0x7B6F, 0x2C97, 0x73E7, 0x73CF, 0x5BC9, 0x79CF, 0x79EF, 0x7249, 0x7BEF, 0x7BCF,
         0x0002, 0x01C0, 0x2BE3 /* e */, 0x6497 /* l */, 0x0F6F /* o */, 0x388E /* s */,
-        0x2E93 /* t */, 0x0BA4 /* r */, 0x6BA4 /* p */, 0x3ACE /* g */, 0x0000 };
+        0x2E93 /* t */, 0x0BA4 /* r */, 0x6BA4 /* p */, 0x3ACE /* g */, 0x0000, 0x05D0 /* + */ };
     const char *p = strchr(chars, ch);
     return p ? rows[p - chars] : 0;
 }
@@ -56,7 +56,9 @@ static void text(canvas *c, int x, int y, const char *s, int scale, const uint8_
 static void number(canvas *c, int x, int y, double v, const uint8_t rgb[3], int right_align)
 {
     char buf[32];
-    if (v != 0 && (fabs(v) < 1e-2 || fabs(v) >= 1e5))
+    if (v == floor(v) && fabs(v) < 1e9)   /* step counts and round values: all digits */
+        snprintf(buf, sizeof buf, "%.0f", v);
+    else if (fabs(v) < 1e-2 || fabs(v) >= 1e5)
         snprintf(buf, sizeof buf, "%.1e", v);
     else
         snprintf(buf, sizeof buf, "%.3g", v);
