@@ -47,24 +47,6 @@ static int make_trainer(uint64_t seed, mae_model **m, mae_trainer **t)
     return rc;
 }
 
-static unsigned char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = n > 0 ? malloc((size_t)n) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *size = b ? (size_t)n : 0;
-    return b;
-}
-
 static void sleep_us(long us)
 {
     struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
@@ -98,7 +80,7 @@ int main(void)
     CHECK_OK(mae_trainer_save(ta, ref_a));
     CHECK_OK(mae_trainer_save(tb, ref_b));
     size_t na, nb;
-    unsigned char *a = slurp(ref_a, &na), *b = slurp(ref_b, &nb);
+    unsigned char *a = tu_read_file(ref_a, &na), *b = tu_read_file(ref_b, &nb);
     CHECK(a && b && (na != nb || memcmp(a, b, na) != 0), "the two reference checkpoints differ");
 
     /* how long one save takes, to spread the kills over it */
@@ -129,7 +111,7 @@ int main(void)
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: the writer ended by itself (status %d)", r, st);
 
         size_t n;
-        unsigned char *got = slurp(path, &n);
+        unsigned char *got = tu_read_file(path, &n);
         int is_a = got && n == na && memcmp(got, a, na) == 0;
         int is_b = got && n == nb && memcmp(got, b, nb) == 0;
         CHECK(is_a || is_b, "round %d: after the kill the checkpoint (%zu bytes) is neither complete version", r, n);

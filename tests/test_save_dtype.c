@@ -86,29 +86,10 @@ static uint32_t ref_bf16(float x, int *overflow)
 
 /* ---- the writer on constructed values ----------------------------------------------------- */
 
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = tu_malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, fp);
-    fclose(fp);
-    if (got != (size_t)n) {
-        free(b);
-        return NULL;
-    }
-    *size = (size_t)n;
-    return b;
-}
-
 static int same_file(const char *a, const char *b)
 {
     size_t na = 0, nb = 0;
-    unsigned char *x = read_all(a, &na), *y = read_all(b, &nb);
+    unsigned char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -333,7 +314,7 @@ static void test_special_writer(void)
     mae_st_out good = { "good", keep, 1, two };
     CHECK_OK(mae_st_write_as(path, &good, 1, NULL, 0, MAE_DT_F32, NULL, NULL));
     size_t before_size = 0;
-    unsigned char *before = read_all(path, &before_size);
+    unsigned char *before = tu_read_file(path, &before_size);
     struct { uint32_t x; int dtype; } over[] = {
         { 0x477FF000u, MAE_DT_F16 },   /* 65520: the tie rounds to 65536 = inf */
         { 0xC77FF000u, MAE_DT_F16 },
@@ -350,7 +331,7 @@ static void test_special_writer(void)
         CHECK(s == MAE_ERR_UNSUPPORTED && strstr(mae_last_error(), "'too.big'") && strstr(mae_last_error(), "element 1"),
               "%a as %s -> %s (%s)", (double)big[1], mae_st_dtype_name(over[i].dtype), mae_status_str(s), mae_last_error());
         size_t after_size = 0;
-        unsigned char *after = read_all(path, &after_size);
+        unsigned char *after = tu_read_file(path, &after_size);
         CHECK(before && after && after_size == before_size && memcmp(before, after, before_size) == 0,
               "a refused write changed the file at the path");
         free(after);
@@ -576,13 +557,13 @@ static void test_model(void)
         /* beyond F16's range: refused, the tensor named, the F16 file there kept; BF16 takes it */
         CHECK_OK(mae_model_save_as(m, p16, "F16"));   /* known content */
         size_t n_before = 0;
-        unsigned char *before = read_all(p16, &n_before);
+        unsigned char *before = tu_read_file(p16, &n_before);
         w[7] = 70000.0f;
         mae_status s = mae_model_save_as(m, p16, "F16");
         CHECK(s == MAE_ERR_UNSUPPORTED && strstr(mae_last_error(), "norm.weight"), "70000 as F16 -> %s (%s)",
               mae_status_str(s), mae_last_error());
         size_t n_after = 0;
-        unsigned char *after = read_all(p16, &n_after);
+        unsigned char *after = tu_read_file(p16, &n_after);
         CHECK(before && after && n_before == n_after && memcmp(before, after, n_before) == 0,
               "the refused F16 save changed the file");
         CHECK(no_temp_files(), "the refused F16 save left a temporary file");

@@ -67,6 +67,25 @@ static inline void *tu_malloc(size_t n)
     return p;
 }
 
+/* A whole file into memory (free it), *size its length; NULL if it cannot be read. */
+static inline unsigned char *tu_read_file(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    *size = 0;
+    if (!fp)
+        return NULL;
+    long n = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    unsigned char *b = n >= 0 && fseek(fp, 0, SEEK_SET) == 0 ? tu_malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(fp);
+    if (b)
+        *size = (size_t)n;
+    return b;
+}
+
 /* Reference files (the .safetensors files of tests/data), for tests that include
  * src/io/safetensors.h before this header. */
 #ifdef MAE_SAFETENSORS_H
