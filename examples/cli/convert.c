@@ -22,22 +22,31 @@ static long long file_size(const char *path)
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+/* --dtype's value (lower or upper case) as the name mae_model_save_as takes, or NULL. */
+static const char *dtype_name(const char *v)
+{
+    static const char *const names[][2] = { { "f32", "F32" }, { "f16", "F16" }, { "bf16", "BF16" } };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(v, names[i][0]) == 0 || strcmp(v, names[i][1]) == 0)
+            return names[i][1];
+    return NULL;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         usage();
         return 0;
     }
-    const char *in = NULL, *out = NULL, *dtype = "f16";
+    const char *in = NULL, *out = NULL, *dtype = "F16", *v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--dtype") == 0) {
-            int r = cli_arg_str(CMD, argc, argv, &i, &dtype);
+            int r = cli_arg_str(CMD, argc, argv, &i, &v);
             if (r)
                 return r;
-            if (strcmp(dtype, "f32") && strcmp(dtype, "f16") && strcmp(dtype, "bf16") && strcmp(dtype, "F32") &&
-                strcmp(dtype, "F16") && strcmp(dtype, "BF16"))
-                return cli_usage_errorf(CMD, "--dtype: '%s' is not f32, f16 or bf16", dtype);
+            if (!(dtype = dtype_name(v)))
+                return cli_usage_errorf(CMD, "--dtype: '%s' is not f32, f16 or bf16", v);
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_errorf(CMD, "unknown option '%s'", a);
         } else if (!in) {
@@ -61,11 +70,6 @@ int cmd_convert(int argc, char **argv)
     mae_model_free(m);
     if (s != MAE_OK)
         return cli_fail(CMD, out, s);
-    char upper[8];
-    size_t k = 0;
-    for (; dtype[k] && k + 1 < sizeof upper; k++)
-        upper[k] = dtype[k] >= 'a' && dtype[k] <= 'z' ? (char)(dtype[k] - 'a' + 'A') : dtype[k];
-    upper[k] = '\0';
-    printf("%d tensors as %s: %s %lld bytes -> %s %lld bytes\n", n, upper, in, in_bytes, out, file_size(out));
+    printf("%d tensors as %s: %s %lld bytes -> %s %lld bytes\n", n, dtype, in, in_bytes, out, file_size(out));
     return 0;
 }

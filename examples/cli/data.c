@@ -41,7 +41,7 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, int want
         return cli_fail(cmd, path, s);
     if (nd != 3 || dims[1] < 1 || dims[2] < 1 || dims[1] > 4096 || dims[2] > 4096) {
         mae_image_free(px);
-        fprintf(stderr, "mae %s: %s: expected [n, h, w] images\n", cmd, path);
+        cli_errorf(cmd, "%s: expected [n, h, w] images", path);
         return 1;
     }
     int n = (int)dims[0], h = (int)dims[1], w = (int)dims[2];
@@ -58,7 +58,7 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, int want
         if (lnd != 1 || ldims[0] != dims[0]) {
             mae_image_free(px);
             mae_image_free(lb);
-            fprintf(stderr, "mae %s: %s: labels do not match the images\n", cmd, path);
+            cli_errorf(cmd, "%s: labels do not match the images", path);
             return 1;
         }
     }
@@ -69,7 +69,7 @@ int cli_load_split(const char *cmd, const char *dir, const char *split, int want
         mae_image_free(px);
         mae_image_free(lb);
         cli_images_free(out);
-        fprintf(stderr, "mae %s: out of memory for %d images\n", cmd, n);
+        cli_errorf(cmd, "out of memory for %d images", n);
         return 1;
     }
     for (int i = 0; i < n; i++) {

@@ -57,9 +57,7 @@ static int parse(int argc, char **argv, probe_opts *o)
         else if (!strcmp(a, "--lr")) r = cli_arg_double("probe", argc, argv, &i, 1e-9, 100, 0, &o->lr);
         else if (!strcmp(a, "--wd")) r = cli_arg_double("probe", argc, argv, &i, 0, 10, 0, &o->wd);
         else if (a[0] == '-' && a[1]) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s'", a);
-            return cli_usage_error("probe", msg);
+            return cli_usage_errorf("probe", "unknown option '%s'", a);
         } else if (o->model)
             return cli_usage_error("probe", "expects one model");
         else
@@ -261,7 +259,7 @@ static int run(const probe_opts *o)
         ftr = malloc((size_t)tr.n * F * sizeof *ftr);
         fte = malloc((size_t)te.n * F * sizeof *fte);
         if (!ftr || !fte) {
-            fprintf(stderr, "mae probe: out of memory\n");
+            cli_errorf("probe", "out of memory");
             goto done;
         }
         if (encode("encoding the training images", rnd ? rnd : m, o, &tr, cfg.embed_dim, gh * gw, ftr) ||
@@ -276,12 +274,12 @@ static int run(const probe_opts *o)
     standardize(ftr, tr.n, fte, te.n, F);
     W = calloc((size_t)K * F, sizeof *W);
     if (!W) {
-        fprintf(stderr, "mae probe: out of memory\n");
+        cli_errorf("probe", "out of memory");
         goto done;
     }
     double loss = fit(o, ftr, tr.labels, tr.n, F, W, bias);
     if (!isfinite(loss)) {
-        fprintf(stderr, "mae probe: training the classifier failed (out of memory or diverged; try a smaller --lr)\n");
+        cli_errorf("probe", "training the classifier failed (out of memory or diverged; try a smaller --lr)");
         goto done;
     }
     double t2 = cli_now();

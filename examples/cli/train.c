@@ -104,9 +104,7 @@ static int parse(int argc, char **argv, train_opts *o)
         else if (!strcmp(a, "--norm-pix")) c->norm_pix_loss = 1;
         else if (!strcmp(a, "--no-flip")) o->flip = 0;
         else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "unknown option '%s'", a);
-            return cli_usage_error("train", msg);
+            return cli_usage_errorf("train", "unknown option '%s'", a);
         }
         if (r)
             return r;
@@ -231,7 +229,7 @@ static int run(train_opts *o)
     if (mkdir(o->out, 0777) != 0) {
         struct stat st;
         if (stat(o->out, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "mae train: cannot create folder %s\n", o->out);
+            cli_errorf("train", "cannot create folder %s", o->out);
             return 1;
         }
     }
@@ -262,7 +260,7 @@ static int run(train_opts *o)
     cfg.struct_size = sizeof cfg;
     mae_model_get_config(m, &cfg);
     if (cfg.in_chans != 1 || cfg.img_size != tr.h || tr.h != tr.w) {
-        fprintf(stderr, "mae train: the model takes %dx%d x%d images, the data has %dx%d x1\n",
+        cli_errorf("train", "the model takes %dx%d x%d images, the data has %dx%d x1",
                 cfg.img_size, cfg.img_size, cfg.in_chans, tr.h, tr.w);
         goto done;
     }
@@ -271,7 +269,7 @@ static int run(train_opts *o)
     mae_train_config_init(&tc, sizeof tc);
     int ipe = tr.n / o->batch;
     if (ipe < 1) {
-        fprintf(stderr, "mae train: %d images are fewer than one batch of %d\n", tr.n, o->batch);
+        cli_errorf("train", "%d images are fewer than one batch of %d", tr.n, o->batch);
         goto done;
     }
     tc.blr = o->blr;
@@ -296,8 +294,8 @@ static int run(train_opts *o)
         goto done;
     }
     if (o->resume && tc.iters_per_epoch != ipe) {
-        fprintf(stderr, "mae train: the checkpoint's schedule has %d steps per epoch, this data "
-                "and batch give %d\n", tc.iters_per_epoch, ipe);
+        cli_errorf("train", "the checkpoint's schedule has %d steps per epoch, this data "
+                "and batch give %d", tc.iters_per_epoch, ipe);
         goto done;
     }
     int64_t step0;
@@ -314,14 +312,14 @@ static int run(train_opts *o)
     lg.loss = malloc((size_t)(total + 1) * sizeof *lg.loss);
     lg.lr = malloc((size_t)(total + 1) * sizeof *lg.lr);
     if (!batch || !order || !lg.loss || !lg.lr) {
-        fprintf(stderr, "mae train: out of memory\n");
+        cli_errorf("train", "out of memory");
         goto done;
     }
     if (step0 > 0)
         log_reload(&lg, csv_path, step0);
     lg.csv = fopen(csv_path, step0 > 0 && lg.n == step0 ? "a" : "w");
     if (!lg.csv) {
-        fprintf(stderr, "mae train: cannot write %s\n", csv_path);
+        cli_errorf("train", "cannot write %s", csv_path);
         goto done;
     }
     if (ftell(lg.csv) == 0) {
@@ -360,7 +358,7 @@ static int run(train_opts *o)
             goto done;
         }
         if (!isfinite(loss)) {
-            fprintf(stderr, "mae train: the loss diverged at step %lld (lr %g); try a smaller --blr\n",
+            cli_errorf("train", "the loss diverged at step %lld (lr %g); try a smaller --blr",
                     (long long)st, lr);
             goto done;
         }
@@ -408,7 +406,7 @@ static int run(train_opts *o)
     printf("  model       %s\n  checkpoint  %s\n  loss        %s\n", path, ckpt, csv_path);
     snprintf(path, sizeof path, "%s/loss.png", o->out);
     if (cli_plot_loss(path, lg.loss, lg.lr, (int)lg.n) != 0) {
-        fprintf(stderr, "mae train: cannot write %s\n", path);
+        cli_errorf("train", "cannot write %s", path);
         goto done;
     }
     printf("  loss plot   %s\n", path);
