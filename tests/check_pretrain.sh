@@ -39,7 +39,8 @@ rows=$(tail -n +2 "$dir/a/loss.csv" | wc -l)
 awk -F, 'NR > 1 && !($3 + 0 > 0 && $3 + 0 < 100) { bad = 1 } END { exit bad }' "$dir/a/loss.csv" ||
     fail "loss.csv holds a loss that is not a finite positive number"
 "$mae" info "$dir/a/model.safetensors" > "$dir/info.log" 2>&1 || { cat "$dir/info.log"; fail "info on the trained model"; }
-grep -q "embed_dim *32\|embed_dim: *32\|32" "$dir/info.log" || fail "info does not show the trained config"
+grep -q "^encoder: *width 32, depth 1, heads 2" "$dir/info.log" &&
+    grep -q "^image: *28x28, patch 7, 1 channel" "$dir/info.log" || fail "info does not show the trained config"
 # the reconstruction grid: 8 rows of 4 panels; PNG width/height from the IHDR bytes
 wh=$(od -An -tu1 -j16 -N8 "$dir/a/reconstruction.png" | awk '{ print ($1*16777216+$2*65536+$3*256+$4) "x" ($5*16777216+$6*65536+$7*256+$8) }')
 w=${wh%x*}; h=${wh#*x}
