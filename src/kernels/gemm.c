@@ -181,7 +181,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
     mae_epi e = block_epi(j, k0, kc, m0, n0, res, ldr, res_row0, res_col0);
     for (int jr = n0; jr < n1; jr += g->nr) {
         const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
-        const float *next = jr + g->nr < n1 ? b + bp_stride : NULL;
+        const float *next = g->prefetch_b && jr + g->nr < n1 ? b + bp_stride : NULL;
         int nr = min_i(g->nr, n1 - jr);
         size_t q = 0;
         for (int ir = 0; ir < mfull; ir += g->mr) {

@@ -40,6 +40,9 @@ typedef struct mae_gemm_isa {
     int mc;              /* m block: a packed A block (mc*kc) stays in L2 */
     int nc;              /* column block: the C block (mc*nc) stays in L2 across k blocks, and a
                           * packed B block is kc*nc */
+    int prefetch_b;      /* fetch the next prepacked weight panel during the current one, a slice
+                          * per micro-kernel call (weights stream from memory); 0 leaves it to the
+                          * hardware prefetcher, which measured faster with long k blocks */
     mae_ukr_fn ukr;
     /* Optional edge kernel for a last panel of at most mr/2 rows, over two B panels (b0 whole,
      * b1 with nr1 columns, the second tile at c + nr); NULL: ukr does those panels. */
