@@ -4,6 +4,7 @@
 #define MAE_SIMD_NEON_H
 
 #include <arm_neon.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VL 4
@@ -39,6 +40,18 @@ static inline vmask vlt(vf a, vf b) { return vcltq_f32(a, b); }
 static inline vf vselect(vmask m, vf a, vf b) { return vbslq_f32(m, a, b); }
 static inline float vhsum(vf v) { return vaddvq_f32(v); }
 static inline float vhmax(vf v) { return vmaxvq_f32(v); }
+
+/* A 4x4 block transposed: d[k*ds + i] = s_i[k] for i, k < 4 (the A-panel packer's step). */
+static inline void vtr4(float *d, size_t ds, const float *s0, const float *s1, const float *s2,
+                        const float *s3)
+{
+    float32x4x2_t a = vtrnq_f32(vld1q_f32(s0), vld1q_f32(s1));
+    float32x4x2_t b = vtrnq_f32(vld1q_f32(s2), vld1q_f32(s3));
+    vst1q_f32(d, vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0])));
+    vst1q_f32(d + ds, vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1])));
+    vst1q_f32(d + 2 * ds, vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0])));
+    vst1q_f32(d + 3 * ds, vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1])));
+}
 
 /* 8 x 12 micro-tile: 24 accumulators, three B vectors, one broadcast of A. */
 #define MR 8

@@ -88,11 +88,25 @@ static void ISA(epilogue)(const float *t, float *c, size_t ldc, int mr, int nr, 
 
 #define PK_SRC(i) const float *s##i = a + (size_t)(i) * lda;
 #define PK_COPY(i) dk[i] = s##i[k];
+#define PK_PTR(i) s##i,
 
 void ISA(pack_panel)(float *d, const float *a, size_t lda, int kc)
 {
     ROWS(PK_SRC)
-    for (int k = 0; k < kc; k++) {
+    const float *src[MR] = { ROWS(PK_PTR) };
+    int k = 0;
+    /* 4x4 blocks transposed in registers (a third of the loads and stores of an element copy);
+     * rows past the last multiple of 4 and the last k < 4 one by one */
+    for (; k + 4 <= kc; k += 4) {
+        float *dk = d + (size_t)k * MR;
+        int i = 0;
+        for (; i + 4 <= MR; i += 4)
+            vtr4(dk + i, MR, src[i] + k, src[i + 1] + k, src[i + 2] + k, src[i + 3] + k);
+        for (; i < MR; i++)
+            for (int q = 0; q < 4; q++)
+                dk[(size_t)q * MR + i] = src[i][k + q];
+    }
+    for (; k < kc; k++) {
         float *dk = d + (size_t)k * MR;
         ROWS(PK_COPY)
     }
@@ -221,3 +235,4 @@ void ISA(ukr_half)(int kc, const float *a, const float *b0, const float *b1, flo
 #undef EPI_ROW
 #undef PK_SRC
 #undef PK_COPY
+#undef PK_PTR
