@@ -96,7 +96,11 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
     const mae_attn_isa *ai = j->ai;
     int T = j->T, hd = j->hd, nr = g->nr;
     size_t ld = 3 * (size_t)j->C;
-    mae_pack_b(sc->qt, base, ld, 1, q0, nq, 0, hd, nr);
+    /* Qᵀ as one B panel; the columns past nq are zero (computed, never written out) */
+    g->transpose(sc->qt, (size_t)nr, base + (size_t)q0 * ld, ld, nq, hd);
+    if (nq < nr)
+        for (int k = 0; k < hd; k++)
+            memset(sc->qt + (size_t)k * nr + nq, 0, (size_t)(nr - nq) * sizeof *sc->qt);
     if (j->keys >= T) {
         /* exact: all keys in one block */
         scores(j, sc, 0, T);
@@ -112,8 +116,6 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
                     p[k] = sc->st[(size_t)k * nr + q];
             }
         times_v(j, sc, 0, T, 0);
-        for (int q = 0; q < nq; q++)
-            sc->f[q] = 1.0f;
     } else {
         /* flash: online softmax over key blocks */
         for (int q = 0; q < nr; q++) {
@@ -140,12 +142,11 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
         }
         for (int q = 0; q < nr; q++)
             sc->f[q] = 1.0f / sc->l[q];
+        ai->scale_cols(sc->ot, hd, sc->f);
     }
-    for (int q = 0; q < nq; q++) {
-        float *o = j->out + ((size_t)b * T + q0 + q) * j->C + (size_t)h * hd;
-        for (int e = 0; e < hd; e++)
-            o[e] = sc->ot[(size_t)e * nr + q] * sc->f[q];
-    }
+    /* Oᵀ [hd, nr] back to the rows of the output */
+    g->transpose(j->out + ((size_t)b * T + q0) * j->C + (size_t)h * hd, (size_t)j->C, sc->ot,
+                 (size_t)nr, hd, nq);
 }
 
 static void attn_task(void *arg, int task, int thread)

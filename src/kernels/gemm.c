@@ -61,12 +61,9 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
         if (rows) {
             float *d = dst + (size_t)full * kc;
             for (int k = 0; k < kc; k++) {
-                const float *src = A + (size_t)(k0 + k) * lda + m0 + full;
                 float *dk = d + (size_t)k * mr;
-                for (int r = 0; r < rows; r++)
-                    dk[r] = src[r];
-                for (int r = rows; r < mr; r++)
-                    dk[r] = 0.0f;
+                memcpy(dk, A + (size_t)(k0 + k) * lda + m0 + full, (size_t)rows * sizeof *dk);
+                memset(dk + rows, 0, (size_t)(mr - rows) * sizeof *dk);
             }
         }
         return;
@@ -74,18 +71,11 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
     for (int i0 = 0; i0 < full; i0 += mr)
         g->pack_panel(dst + (size_t)i0 * kc, A + (size_t)(m0 + i0) * lda + k0, lda, kc);
     if (rows) {
-        /* the edge panel: written once, in order, zero rows below the edge */
+        /* the edge panel: its rows transposed in, zero rows below the edge */
         float *d = dst + (size_t)full * kc;
-        const float *src[MAE_MR_MAX];
-        for (int r = 0; r < rows; r++)
-            src[r] = A + (size_t)(m0 + full + r) * lda + k0;
-        for (int k = 0; k < kc; k++) {
-            float *dk = d + (size_t)k * mr;
-            for (int r = 0; r < rows; r++)
-                dk[r] = src[r][k];
-            for (int r = rows; r < mr; r++)
-                dk[r] = 0.0f;
-        }
+        g->transpose(d, (size_t)mr, A + (size_t)(m0 + full) * lda + k0, lda, rows, kc);
+        for (int k = 0; k < kc; k++)
+            memset(d + (size_t)k * mr + rows, 0, (size_t)(mr - rows) * sizeof *d);
     }
 }
 

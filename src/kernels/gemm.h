@@ -32,8 +32,7 @@ typedef struct mae_epi {
 typedef void (*mae_ukr_fn)(int kc, const float *a, const float *b, float *c, size_t ldc,
                            int mr, int nr, const mae_epi *e);
 
-/* A tier's micro-kernel and block sizes. mc is a multiple of mr, nc of nr, mr <= MAE_MR_MAX. */
-#define MAE_MR_MAX 32
+/* A tier's micro-kernel and block sizes. mc is a multiple of mr, nc of nr. */
 typedef struct mae_gemm_isa {
     int mr, nr;          /* micro-tile */
     int kc;              /* k block: a B micro-panel (kc*nr) stays in L1 */
@@ -54,6 +53,9 @@ typedef struct mae_gemm_isa {
     /* Whole micro-panels from A stored transposed, row by row of A: panel p (columns p*mr ..)
      * goes to d + p*mr*kc, d[p*mr*kc + k*mr + i] = a[k*lda + p*mr + i]. */
     void (*pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc);
+    /* A plain transpose: d[k*ldd + i] = a[i*lda + k] for i < rows, k < cols (attention's Qᵀ
+     * panel and its output rows). */
+    void (*transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, int cols);
 } mae_gemm_isa;
 
 /* Per-thread scratch (floats) the products need for K up to max_k. matmul_nn/tn run with it,

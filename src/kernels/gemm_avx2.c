@@ -10,4 +10,5 @@ const mae_gemm_isa mae_avx2_gemm = {
     .mr = MR, .nr = NV * VL, .kc = 256, .mc = 96, .nc = 256, .prefetch_b = 1,
     .ukr = mae_avx2_ukr, .ukr_half = mae_avx2_ukr_half,
     .pack_panel = mae_avx2_pack_panel, .pack_panels_t = mae_avx2_pack_panels_t,
+    .transpose = mae_avx2_transpose,
 };

@@ -13,4 +13,5 @@ const mae_gemm_isa mae_avx512_gemm = {
     .mr = MR, .nr = NV * VL, .kc = 512, .mc = 96, .nc = 256, .prefetch_b = 0,
     .ukr = mae_avx512_ukr, .ukr_half = mae_avx512_ukr_half,
     .pack_panel = mae_avx512_pack_panel, .pack_panels_t = mae_avx512_pack_panels_t,
+    .transpose = mae_avx512_transpose,
 };

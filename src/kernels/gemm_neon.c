@@ -10,4 +10,5 @@ const mae_gemm_isa mae_neon_gemm = {
     .mr = MR, .nr = NV * VL, .kc = 256, .mc = 96, .nc = 240, .prefetch_b = 1,
     .ukr = mae_neon_ukr, .ukr_half = mae_neon_ukr_half,
     .pack_panel = mae_neon_pack_panel, .pack_panels_t = mae_neon_pack_panels_t,
+    .transpose = mae_neon_transpose,
 };

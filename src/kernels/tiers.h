@@ -20,6 +20,7 @@
                             size_t ldc, int mr, int nr1, const mae_epi *e); \
     void mae_##t##_pack_panel(float *d, const float *a, size_t lda, int kc); \
     void mae_##t##_pack_panels_t(float *d, const float *a, size_t lda, int panels, int kc); \
+    void mae_##t##_transpose(float *d, size_t ldd, const float *a, size_t lda, int rows, int cols); \
     void mae_##t##_exp(float *y, const float *x, size_t n); \
     void mae_##t##_erf(float *y, const float *x, size_t n); \
     void mae_##t##_gelu(float *y, const float *x, size_t n); \

@@ -125,6 +125,24 @@ void ISA(pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc
     }
 }
 
+void ISA(transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, int cols)
+{
+    int i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        const float *s0 = a + (size_t)i * lda, *s1 = s0 + lda, *s2 = s1 + lda, *s3 = s2 + lda;
+        int k = 0;
+        for (; k + 4 <= cols; k += 4)
+            vtr4(d + (size_t)k * ldd + i, ldd, s0 + k, s1 + k, s2 + k, s3 + k);
+        for (; k < cols; k++) {
+            float *dk = d + (size_t)k * ldd + i;
+            dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
+        }
+    }
+    for (; i < rows; i++)
+        for (int k = 0; k < cols; k++)
+            d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
+}
+
 void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
               const mae_epi *e)
 {
