@@ -110,11 +110,8 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
             sc->f[q] = 1.0f / sc->l[q];
         ai->scale_cols(sc->st, T, sc->f);
         if (j->probs)
-            for (int q = 0; q < nq; q++) {
-                float *p = j->probs + (((size_t)b * j->H + h) * T + q0 + q) * T;
-                for (int k = 0; k < T; k++)
-                    p[k] = sc->st[(size_t)k * nr + q];
-            }
+            g->transpose(j->probs + (((size_t)b * j->H + h) * T + q0) * T, (size_t)T, sc->st,
+                         (size_t)nr, T, nq);
         times_v(j, sc, 0, T, 0);
     } else {
         /* flash: online softmax over key blocks */
