@@ -5,6 +5,7 @@
 #define MAE_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include "simd_x86.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,19 +60,6 @@ static inline float vhmax(vf v)
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-
-/* A 4x4 block transposed: d[k*ds + i] = s_i[k] for i, k < 4 (the A-panel packer's step). */
-static inline void vtr4(float *d, size_t ds, const float *s0, const float *s1, const float *s2,
-                        const float *s3)
-{
-    __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s1), r2 = _mm_loadu_ps(s2), r3 = _mm_loadu_ps(s3);
-    __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpacklo_ps(r2, r3);
-    __m128 t2 = _mm_unpackhi_ps(r0, r1), t3 = _mm_unpackhi_ps(r2, r3);
-    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
-    _mm_storeu_ps(d + ds, _mm_movehl_ps(t1, t0));
-    _mm_storeu_ps(d + 2 * ds, _mm_movelh_ps(t2, t3));
-    _mm_storeu_ps(d + 3 * ds, _mm_movehl_ps(t3, t2));
 }
 
 /* The micro-kernel's shape: MR rows of A times NV vectors of B. */

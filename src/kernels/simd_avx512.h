@@ -4,6 +4,7 @@
 #define MAE_SIMD_AVX512_H
 
 #include <immintrin.h>
+#include "simd_x86.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,19 +45,6 @@ static inline vmask vlt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ
 static inline vf vselect(vmask m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); }  /* m ? a : b */
 static inline float vhsum(vf v) { return _mm512_reduce_add_ps(v); }
 static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
-
-/* A 4x4 block transposed: d[k*ds + i] = s_i[k] for i, k < 4 (the A-panel packer's step). */
-static inline void vtr4(float *d, size_t ds, const float *s0, const float *s1, const float *s2,
-                        const float *s3)
-{
-    __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s1), r2 = _mm_loadu_ps(s2), r3 = _mm_loadu_ps(s3);
-    __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpacklo_ps(r2, r3);
-    __m128 t2 = _mm_unpackhi_ps(r0, r1), t3 = _mm_unpackhi_ps(r2, r3);
-    _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
-    _mm_storeu_ps(d + ds, _mm_movehl_ps(t1, t0));
-    _mm_storeu_ps(d + 2 * ds, _mm_movelh_ps(t2, t3));
-    _mm_storeu_ps(d + 3 * ds, _mm_movehl_ps(t3, t2));
-}
 
 /* 10 x 32 micro-tile: 20 accumulators, two B vectors, one broadcast of A. Ten rows, not the 14
  * that 32 registers would hold: the ViT's row counts (50 tokens per image in the encoder at

@@ -86,44 +86,6 @@ static void ISA(epilogue)(const float *t, float *c, size_t ldc, int mr, int nr, 
     }
 }
 
-#define PK_SRC(i) const float *s##i = a + (size_t)(i) * lda;
-#define PK_COPY(i) dk[i] = s##i[k];
-#define PK_PTR(i) s##i,
-
-void ISA(pack_panel)(float *d, const float *a, size_t lda, int kc)
-{
-    ROWS(PK_SRC)
-    const float *src[MR] = { ROWS(PK_PTR) };
-    int k = 0;
-    /* 4x4 blocks transposed in registers (a third of the loads and stores of an element copy);
-     * rows past the last multiple of 4 and the last k < 4 one by one */
-    for (; k + 4 <= kc; k += 4) {
-        float *dk = d + (size_t)k * MR;
-        int i = 0;
-        for (; i + 4 <= MR; i += 4)
-            vtr4(dk + i, MR, src[i] + k, src[i + 1] + k, src[i + 2] + k, src[i + 3] + k);
-        for (; i < MR; i++)
-            for (int q = 0; q < 4; q++)
-                dk[(size_t)q * MR + i] = src[i][k + q];
-    }
-    for (; k < kc; k++) {
-        float *dk = d + (size_t)k * MR;
-        ROWS(PK_COPY)
-    }
-}
-
-/* The transposed case (A stored [K, M]), several panels, row by row of A. */
-void ISA(pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc)
-{
-    size_t stride = (size_t)MR * kc;
-    for (int k = 0; k < kc; k++) {
-        const float *ak = a + (size_t)k * lda;
-        float *dk = d + (size_t)k * MR;
-        /* a constant-size copy: compilers emit vector moves for it, not MR scalar ones */
-        for (int p = 0; p < panels; p++, ak += MR, dk += stride)
-            memcpy(dk, ak, MR * sizeof *dk);
-    }
-}
 
 void ISA(transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, int cols)
 {
@@ -142,6 +104,26 @@ void ISA(transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, 
         for (int k = 0; k < cols; k++)
             d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
 }
+
+/* The common case of the A packer: one whole micro-panel, its MR rows transposed in. */
+void ISA(pack_panel)(float *d, const float *a, size_t lda, int kc)
+{
+    ISA(transpose)(d, MR, a, lda, MR, kc);
+}
+
+/* The transposed case (A stored [K, M]), several panels, row by row of A. */
+void ISA(pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc)
+{
+    size_t stride = (size_t)MR * kc;
+    for (int k = 0; k < kc; k++) {
+        const float *ak = a + (size_t)k * lda;
+        float *dk = d + (size_t)k * MR;
+        /* a constant-size copy: compilers emit vector moves for it, not MR scalar ones */
+        for (int p = 0; p < panels; p++, ak += MR, dk += stride)
+            memcpy(dk, ak, MR * sizeof *dk);
+    }
+}
+
 
 void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
               const mae_epi *e)
@@ -251,6 +233,3 @@ void ISA(ukr_half)(int kc, const float *a, const float *b0, const float *b1, flo
 #undef LOAD_B
 #undef EPI1
 #undef EPI_ROW
-#undef PK_SRC
-#undef PK_COPY
-#undef PK_PTR
