@@ -122,14 +122,14 @@ static void attnb_task(void *arg, int task, int thread)
     float *dbase = j->dqkv + (size_t)b * T * C3 + (size_t)h * hd;
 
     /* dP = dO · Vᵀ, then dS row by row */
-    mae_pack_b(t.sc.vt, t.v, C3, 1, 0, T, 0, hd, g->nr);
+    mae_pack_b(g, t.sc.vt, t.v, C3, 1, 0, T, 0, hd);
     product(&t, pack_dO_rows, T, T, hd, t.sc.vt, t.sc.ds, lds);
     for (int i = 0; i < T; i++)
         j->ai->softmax_backward_row(t.sc.ds + (size_t)i * lds, t.P + (size_t)i * T, T, j->scale);
     /* dQ = dS · K, dK = dSᵀ · Q, dV = Pᵀ · dO, written straight into dqkv */
-    mae_pack_b(t.sc.kb, t.k, C3, 0, 0, hd, 0, T, g->nr);
-    mae_pack_b(t.sc.qb, t.q, C3, 0, 0, hd, 0, T, g->nr);
-    mae_pack_b(t.sc.ob, t.dO, (size_t)C, 0, 0, hd, 0, T, g->nr);
+    mae_pack_b(g, t.sc.kb, t.k, C3, 0, 0, hd, 0, T);
+    mae_pack_b(g, t.sc.qb, t.q, C3, 0, 0, hd, 0, T);
+    mae_pack_b(g, t.sc.ob, t.dO, (size_t)C, 0, 0, hd, 0, T);
     product(&t, pack_dS_rows, T, hd, T, t.sc.kb, dbase, C3);
     product(&t, pack_dS_cols, T, hd, T, t.sc.qb, dbase + C, C3);
     product(&t, pack_P_cols, T, hd, T, t.sc.ob, dbase + 2 * (size_t)C, C3);

@@ -79,8 +79,10 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
     }
 }
 
-void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n, int k0, int kc, int nr)
+void mae_pack_b(const mae_gemm_isa *g, float *dst, const float *B, size_t ldb, int trans, int n0, int n,
+                int k0, int kc)
 {
+    int nr = g->nr;
     if (!trans) {
         /* B [K, N] row-major: each row read once for all the panels, nr floats at a time (an
          * element loop here took 6 % of a training step) */
@@ -99,47 +101,29 @@ void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n
         }
         return;
     }
+    /* B stored [N, K]: each panel is a transpose of nr stored rows (the weights after every
+     * optimizer step, attention backward's V) */
     for (int j0 = 0; j0 < n; j0 += nr) {
         int cols = min_i(nr, n - j0);
         float *d = dst + (size_t)j0 * kc;
-        /* B stored [N, K]: four columns at a time, four read streams, four floats per stored row */
-        int j = 0;
-        for (; j + 4 <= cols; j += 4) {
-            const float *s0 = B + (size_t)(n0 + j0 + j) * ldb + k0, *s1 = s0 + ldb;
-            const float *s2 = s1 + ldb, *s3 = s2 + ldb;
-            for (int k = 0; k < kc; k++) {
-                float *dk = d + (size_t)k * nr + j;
-                dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
-            }
-        }
-        for (; j < cols; j++) {
-            const float *src = B + (size_t)(n0 + j0 + j) * ldb + k0;
+        g->transpose(d, (size_t)nr, B + (size_t)(n0 + j0) * ldb + k0, ldb, cols, kc);
+        if (cols < nr)
             for (int k = 0; k < kc; k++)
-                d[(size_t)k * nr + j] = src[k];
-        }
-        for (; j < nr; j++)
-            for (int k = 0; k < kc; k++)
-                d[(size_t)k * nr + j] = 0.0f;
+                memset(d + (size_t)k * nr + cols, 0, (size_t)(nr - cols) * sizeof *d);
     }
 }
 
 void mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K)
 {
-    mae_pack_b(dst, W, (size_t)K, 1, 0, N, 0, K, g->nr);
+    mae_pack_b(g, dst, W, (size_t)K, 1, 0, N, 0, K);
 }
 
 void mae_gemm_unpack(const mae_gemm_isa *g, float *W, const float *packed, int N, int K)
 {
-    int nr = g->nr;
-    for (int j0 = 0; j0 < N; j0 += nr) {
-        const float *p = packed + (size_t)j0 * K;
-        int cols = min_i(nr, N - j0);
-        for (int j = 0; j < cols; j++) {
-            float *row = W + (size_t)(j0 + j) * K;
-            for (int k = 0; k < K; k++)
-                row[k] = p[(size_t)k * nr + j];
-        }
-    }
+    /* each panel back: a [K, nr] block transposed into rows of W */
+    for (int j0 = 0; j0 < N; j0 += g->nr)
+        g->transpose(W + (size_t)j0 * K, (size_t)K, packed + (size_t)j0 * K, (size_t)g->nr, K,
+                     min_i(g->nr, N - j0));
 }
 
 /* The epilogue of block [k0, k0+kc) for the tile at (row, col): beta unless it is the first
@@ -274,7 +258,7 @@ static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int
         int k0 = 0;
         do {
             int kc = min_i(g->kc, j->K - k0);
-            mae_pack_b(bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc, g->nr);
+            mae_pack_b(g, bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc);
             for (int ic = m0, m; ic < m1; ic += m) {
                 m = block_rows(g, ic, m0, m1);
                 mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);

@@ -83,7 +83,8 @@ void mae_gemm_tn(const mae_gemm_isa *g, const mae_exec *ex, float *C, const floa
 void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, int trans, int m0, int m,
                 int k0, int kc);
 /* nr-column panels of B columns [n0, n0+n) and rows [k0, k0+kc); B[k*ldb + j], or B[j*ldb + k]
- * when trans (a weight stored [N,K]). */
-void mae_pack_b(float *dst, const float *B, size_t ldb, int trans, int n0, int n, int k0, int kc, int nr);
+ * when trans (a weight stored [N,K]); panels of the tier's nr. */
+void mae_pack_b(const mae_gemm_isa *g, float *dst, const float *B, size_t ldb, int trans, int n0, int n,
+                int k0, int kc);
 
 #endif
