@@ -188,6 +188,78 @@ static void test_adamw(const tier *t, const mae_kernels *k)
     printf("%s adamw: bitwise the scalar reference (14 lengths x 3 settings)\n", t->name);
 }
 
+/* The loss kernels: loss_grad bitwise the scalar one over a poisoned output; loss_patch's
+ * normalized target within 1 ulp of the scalar's and its sum within 1e-12 of it (double sums in
+ * another order), both against a long double reference; untouched floats around every buffer. */
+static int same_or_ulp(float a, float b)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return a == b || nextafterf(a, b) == b;
+}
+
+static void test_loss(const tier *t, const mae_kernels *k)
+{
+    int lens[] = { 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 768, 769, 4099 };
+    int bad = 0, cases = 0;
+    double worst = 0.0;
+    for (int li = 0; li < 15; li++)
+        for (int mode = 0; mode < 6; mode++) {
+            int n = lens[li], norm = mode & 1, kind = mode >> 1;
+            /* kind 0: [-1,1]; 1: target 1e4 + [-1,1] (a large common offset); 2: tiny and ±0 */
+            float *y = fresh((size_t)n, -1, 1), *t0 = fresh((size_t)n, -1, 1);
+            for (int i = 1; i <= n; i++) {
+                if (kind == 1)
+                    t0[i] += 1e4f;
+                if (kind == 2) {
+                    t0[i] *= 1e-30f;
+                    y[i] = i % 3 == 0 ? 0.0f : i % 3 == 1 ? -0.0f : y[i] * 1e-30f;
+                }
+            }
+            float *tk = tu_malloc((size_t)(n + 2) * sizeof *tk), *ts = tu_malloc((size_t)(n + 2) * sizeof *ts);
+            memcpy(tk, t0, (size_t)(n + 2) * sizeof *tk);
+            memcpy(ts, t0, (size_t)(n + 2) * sizeof *ts);
+            double sk = k->loss_patch(tk + 1, y + 1, n, norm), ss = S->loss_patch(ts + 1, y + 1, n, norm);
+            /* the reference, in long double from the original target */
+            long double mean = 0, var = 0, ref = 0;
+            for (int i = 1; i <= n; i++)
+                mean += t0[i];
+            mean /= n;
+            for (int i = 1; i <= n; i++)
+                var += (t0[i] - mean) * (t0[i] - mean);
+            long double inv = n > 1 ? 1.0L / sqrtl(var / (n - 1) + 1e-6L) : NAN;
+            for (int i = 1; i <= n; i++) {
+                long double ti = norm ? (t0[i] - mean) * inv : t0[i];
+                bad += norm && n > 1 && fabsl(ts[i] - ti) > 1e-6L * (1 + fabsl(ti));
+                bad += !same_or_ulp(tk[i], ts[i]);
+                ref += (y[i] - (long double)ts[i]) * (y[i] - (long double)ts[i]);
+            }
+            bad += tk[0] != t0[0] || tk[n + 1] != t0[n + 1];
+            if (norm && n == 1) {
+                bad += !isnan(sk) || !isnan(ss);
+            } else {
+                double e = fabs(sk - ss) / (fabs(ss) > 1e-300 ? fabs(ss) : 1e-300);
+                worst = e > worst ? e : worst;
+                bad += e > 1e-12 || fabsl(ss - ref) > 1e-12L * (fabsl(ref) > 1e-300L ? fabsl(ref) : 1e-300L);
+            }
+            /* the gradient: bitwise the scalar one, nothing written outside */
+            double w = (kind == 2 ? 1e20 : 1.0) * (tu_uniform() - 0.5);
+            float *dk = tu_malloc((size_t)(n + 2) * sizeof *dk), *ds = tu_malloc((size_t)(n + 2) * sizeof *ds);
+            tu_poison(dk, (size_t)n + 2);
+            tu_poison(ds, (size_t)n + 2);
+            k->loss_grad(dk + 1, y + 1, ts + 1, w, (size_t)n);
+            S->loss_grad(ds + 1, y + 1, ts + 1, w, (size_t)n);
+            bad += memcmp(dk, ds, (size_t)(n + 2) * sizeof *dk) != 0 || !isnan(dk[0]) || !isnan(dk[n + 1]);
+            for (int i = 1; i <= n; i++)
+                bad += isnan(dk[i]) && !(norm && n == 1);
+            cases++;
+            free(y); free(t0); free(tk); free(ts); free(dk); free(ds);
+        }
+    CHECK(bad == 0, "%s: the loss kernels differ from the scalar reference in %d places", t->name, bad);
+    printf("%s loss: %d cases, target within 1 ulp, sums within %.1e of the scalar's, gradient bitwise\n",
+           t->name, cases, worst);
+}
+
 static void test_linear_shapes(const tier *t, const mae_kernels *k)
 {
     const mae_gemm_isa *g = t->g;
@@ -760,11 +832,12 @@ int main(int argc, char **argv)
               k->attention_backward != S->attention_backward && k->gelu_backward != S->gelu_backward &&
               k->layernorm_backward != S->layernorm_backward && k->bias_backward != S->bias_backward &&
               k->backward_scratch_floats != S->backward_scratch_floats && k->unpack != S->unpack &&
-              k->adamw != S->adamw,
+              k->adamw != S->adamw && k->loss_patch != S->loss_patch && k->loss_grad != S->loss_grad,
               "%s: an entry falls back to scalar", t->name);
         test_vmath(t);
         test_pack_unpack(t, k);
         test_adamw(t, k);
+        test_loss(t, k);
         test_linear_shapes(t, k);
         test_linear_special(t, k);
         test_matmul(t, k);

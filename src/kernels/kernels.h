@@ -109,6 +109,14 @@ typedef struct mae_kernels {
      *   float, then used as stored);  w = w * decay - step_size * m1 / (sqrt(m2) / bc2_sqrt + eps).
      * Every tier gives bitwise the scalar result. Single-threaded (the caller splits the work). */
     void (*adamw)(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h);
+
+    /* ---- the loss (appended) ---- */
+
+    /* One patch of the MAE loss, in double: with norm_pix, first t = (t - mean) / sqrt(var + 1e-6)
+     * in place (unbiased var, NaN for n = 1, as torch.var); returns sum of (y[i] - t[i])^2. */
+    double (*loss_patch)(float *t, const float *y, int n, int norm_pix);
+    /* Its gradient: d = (float)(w * (y - t)), computed in double. */
+    void (*loss_grad)(float *d, const float *y, const float *t, double w, size_t n);
 } mae_kernels;
 
 

@@ -44,6 +44,33 @@ void mae_scalar_adamw(float *w, float *m1, float *m2, const float *g, size_t n, 
     }
 }
 
+/* One patch of the loss (see kernels.h), each term in double. */
+static double scalar_loss_patch(float *t, const float *y, int n, int norm_pix)
+{
+    if (norm_pix) {
+        double mean = 0.0, var = 0.0;
+        for (int q = 0; q < n; q++)
+            mean += t[q];
+        mean /= n;
+        for (int q = 0; q < n; q++)
+            var += (t[q] - mean) * (t[q] - mean);
+        var = n > 1 ? var / (n - 1) : NAN;   /* torch.var of one value is NaN */
+        double inv = 1.0 / sqrt(var + 1e-6);
+        for (int q = 0; q < n; q++)
+            t[q] = (float)((t[q] - mean) * inv);
+    }
+    double s = 0.0;
+    for (int q = 0; q < n; q++)
+        s += ((double)y[q] - t[q]) * ((double)y[q] - t[q]);
+    return s;
+}
+
+static void scalar_loss_grad(float *d, const float *y, const float *t, double w, size_t n)
+{
+    for (size_t q = 0; q < n; q++)
+        d[q] = (float)(w * ((double)y[q] - t[q]));
+}
+
 static float gelu1(float x)
 {
     return (float)(0.5 * x * (1.0 + erf(x * 0.70710678118654752440)));
@@ -260,4 +287,6 @@ const mae_kernels mae_kernels_scalar = {
     .bias_backward = mae_scalar_bias_backward,
     .unpack = scalar_unpack,
     .adamw = mae_scalar_adamw,
+    .loss_patch = scalar_loss_patch,
+    .loss_grad = scalar_loss_grad,
 };

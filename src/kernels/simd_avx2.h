@@ -82,5 +82,10 @@ static inline vdbl vd_sub(vdbl a, vdbl b) { return _mm256_sub_pd(a, b); }
 static inline vdbl vd_mul(vdbl a, vdbl b) { return _mm256_mul_pd(a, b); }
 static inline vdbl vd_div(vdbl a, vdbl b) { return _mm256_div_pd(a, b); }
 static inline vdbl vd_sqrt(vdbl a) { return _mm256_sqrt_pd(a); }
+static inline double vd_hsum(vdbl v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
 
 #endif

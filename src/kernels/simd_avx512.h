@@ -68,5 +68,6 @@ static inline vdbl vd_sub(vdbl a, vdbl b) { return _mm512_sub_pd(a, b); }
 static inline vdbl vd_mul(vdbl a, vdbl b) { return _mm512_mul_pd(a, b); }
 static inline vdbl vd_div(vdbl a, vdbl b) { return _mm512_div_pd(a, b); }
 static inline vdbl vd_sqrt(vdbl a) { return _mm512_sqrt_pd(a); }
+static inline double vd_hsum(vdbl v) { return _mm512_reduce_add_pd(v); }
 
 #endif

@@ -71,5 +71,6 @@ static inline vdbl vd_sub(vdbl a, vdbl b) { return vsubq_f64(a, b); }
 static inline vdbl vd_mul(vdbl a, vdbl b) { return vmulq_f64(a, b); }
 static inline vdbl vd_div(vdbl a, vdbl b) { return vdivq_f64(a, b); }
 static inline vdbl vd_sqrt(vdbl a) { return vsqrtq_f64(a); }
+static inline double vd_hsum(vdbl v) { return vaddvq_f64(v); }
 
 #endif

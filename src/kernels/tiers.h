@@ -40,7 +40,9 @@
                                       const float *rstd, const float *w, int N, int C); \
     void mae_##t##_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C); \
     void mae_##t##_adamw(float *w, float *m1, float *m2, const float *g, size_t n, \
-                         const mae_adamw_hp *h);
+                         const mae_adamw_hp *h); \
+    double mae_##t##_loss_patch(float *t, const float *y, int n, int norm_pix); \
+    void mae_##t##_loss_grad(float *d, const float *y, const float *t, double w, size_t n);
 
 MAE_TIER_DECLS(avx2)
 MAE_TIER_DECLS(avx512)

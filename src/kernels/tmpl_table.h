@@ -86,4 +86,6 @@ const mae_kernels ISA_TABLE = {
     .bias_backward = ISA(bias_backward),
     .unpack = ISA(t_unpack),
     .adamw = ISA(adamw),
+    .loss_patch = ISA(loss_patch),
+    .loss_grad = ISA(loss_grad),
 };

@@ -1,6 +1,8 @@
-/* AVX2 + FMA vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h). */
+/* AVX2 + FMA vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h),
+ * AdamW and the loss. */
 #include "simd_avx2.h"
 #include "tiers.h"
 #include "tmpl_vmath.h"
 #include "tmpl_vec.h"
 #include "tmpl_adamw.h"
+#include "tmpl_loss.h"

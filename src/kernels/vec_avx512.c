@@ -1,6 +1,8 @@
-/* AVX-512 (F, DQ, VL) vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h). */
+/* AVX-512 (F, DQ, VL) vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h),
+ * AdamW and the loss. */
 #include "simd_avx512.h"
 #include "tiers.h"
 #include "tmpl_vmath.h"
 #include "tmpl_vec.h"
 #include "tmpl_adamw.h"
+#include "tmpl_loss.h"

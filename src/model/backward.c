@@ -10,21 +10,16 @@
 
 /* loss = sum_{b,l} mask * mean_q (pred - target)^2 / sum mask, so
  * d(loss)/d(pred) = 2 (pred - target) * mask / (P * sum mask). */
-void mae_loss_backward(const mae_cfg *c, float *dpred, const float *pred, const float *target,
+void mae_loss_backward(const mae_model *m, float *dpred, const float *pred, const float *target,
                        const float *mask, int B, double scale)
 {
-    size_t BL = (size_t)B * c->L, P = (size_t)c->P;
+    size_t BL = (size_t)B * m->cfg.L, P = (size_t)m->cfg.P;
     double den = 0.0;
     for (size_t r = 0; r < BL; r++)
         den += mask[r];
     double k = 2.0 * scale / ((double)P * den);
-    for (size_t r = 0; r < BL; r++) {
-        double w = mask[r] * k;
-        const float *y = pred + r * P, *t = target + r * P;
-        float *d = dpred + r * P;
-        for (size_t q = 0; q < P; q++)
-            d[q] = (float)(w * ((double)y[q] - t[q]));
-    }
+    for (size_t r = 0; r < BL; r++)
+        m->k->loss_grad(dpred + r * P, pred + r * P, target + r * P, mask[r] * k, P);
 }
 
 /* ---- linear --------------------------------------------------------------------------------- */

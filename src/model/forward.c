@@ -199,29 +199,18 @@ void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *im
         }
 }
 
-/* The target of one patch: its pixels in (u,v,c) order, normalized by the patch's mean and
- * unbiased variance when norm_pix_loss is on. */
+/* The target of one patch before any normalization: its pixels in (u,v,c) order. */
 static void patch_target(const mae_cfg *c, const float *imgs, int b, int l, float *t)
 {
     int p = c->p, C = c->C, gw = c->gw, H = c->gh * p, W = gw * p;
-    int i = l / gw, j = l % gw, P = c->P;
-    for (int u = 0; u < p; u++)
-        for (int v = 0; v < p; v++)
-            for (int ch = 0; ch < C; ch++)
-                t[(u * p + v) * C + ch] =
-                    imgs[(((size_t)b * C + ch) * H + (size_t)i * p + u) * W + (size_t)j * p + v];
-    if (!c->norm_pix)
-        return;
-    double mean = 0.0, var = 0.0;
-    for (int q = 0; q < P; q++)
-        mean += t[q];
-    mean /= P;
-    for (int q = 0; q < P; q++)
-        var += (t[q] - mean) * (t[q] - mean);
-    var = P > 1 ? var / (P - 1) : NAN;   /* torch.var of one value is NaN */
-    double inv = 1.0 / sqrt(var + 1e-6);
-    for (int q = 0; q < P; q++)
-        t[q] = (float)((t[q] - mean) * inv);
+    int i = l / gw, j = l % gw;
+    for (int ch = 0; ch < C; ch++)
+        for (int u = 0; u < p; u++) {
+            const float *src = imgs + (((size_t)b * C + ch) * H + (size_t)i * p + u) * W + (size_t)j * p;
+            float *dst = t + (size_t)u * p * C + ch;
+            for (int v = 0; v < p; v++)
+                dst[(size_t)v * C] = src[v];
+        }
 }
 
 float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, const float *mask,
@@ -235,12 +224,10 @@ float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, con
             float *t = target + ((size_t)b * L + l) * P;
             const float *y = pred + ((size_t)b * L + l) * P;
             patch_target(c, imgs, b, l, t);
+            double s = m->k->loss_patch(t, y, P, c->norm_pix);
             double w = mask[(size_t)b * L + l];
             if (w == 0.0)
                 continue;
-            double s = 0.0;
-            for (int q = 0; q < P; q++)
-                s += ((double)y[q] - t[q]) * ((double)y[q] - t[q]);
             num += s / P * w;
             den += w;
         }

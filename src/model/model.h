@@ -248,7 +248,7 @@ struct mae_trainer {
 /* backward.c: the backward pass, part by part; gradients are added into g (a view of the
  * gradient buffer). Each reads the activations the trainer's forward saved. */
 /* dpred = scale * d(loss)/d(pred). */
-void mae_loss_backward(const mae_cfg *c, float *dpred, const float *pred, const float *target,
+void mae_loss_backward(const mae_model *m, float *dpred, const float *pred, const float *target,
                        const float *mask, int B, double scale);
 /* From dpred to d(latent) [B,1+keep,D] (left in t->gb.dc). */
 void mae_decoder_backward(mae_trainer *t, int B, int keep);

@@ -132,7 +132,7 @@ float mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float *noi
     mae_decoder_run(m, ex, &t->dec, t->latent, t->ids_restore, keep, B, t->demb, t->dnorm, t->pred);
     float loss = mae_loss_run(m, imgs, t->pred, t->mask, B, t->target);
 
-    mae_loss_backward(&m->cfg, t->dpred, t->pred, t->target, t->mask, B, 1.0 / t->cfg.accum_iter);
+    mae_loss_backward(m, t->dpred, t->pred, t->target, t->mask, B, 1.0 / t->cfg.accum_iter);
     mae_decoder_backward(t, B, keep);
     mae_encoder_backward(t, B, keep);
     if (dimgs)
