@@ -53,6 +53,16 @@ static inline void vtr4(float *d, size_t ds, const float *s0, const float *s1, c
     vst1q_f32(d + 3 * ds, vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1])));
 }
 
+/* Two rows of four: d[k*ds + i] = s_i[k] for i < 2, k < 4. */
+static inline void vtr2(float *d, size_t ds, const float *s0, const float *s1)
+{
+    float32x4x2_t z = vzipq_f32(vld1q_f32(s0), vld1q_f32(s1));
+    vst1_f32(d, vget_low_f32(z.val[0]));
+    vst1_f32(d + ds, vget_high_f32(z.val[0]));
+    vst1_f32(d + 2 * ds, vget_low_f32(z.val[1]));
+    vst1_f32(d + 3 * ds, vget_high_f32(z.val[1]));
+}
+
 /* 8 x 12 micro-tile: 24 accumulators, three B vectors, one broadcast of A. */
 #define MR 8
 #define NV 3

@@ -19,4 +19,16 @@ static inline void vtr4(float *d, size_t ds, const float *s0, const float *s1, c
     _mm_storeu_ps(d + 3 * ds, _mm_movehl_ps(t3, t2));
 }
 
+/* Two rows of four: d[k*ds + i] = s_i[k] for i < 2, k < 4 (the rows left after the 4x4 blocks,
+ * e.g. two of a 10- or 6-row micro-panel). */
+static inline void vtr2(float *d, size_t ds, const float *s0, const float *s1)
+{
+    __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s1);
+    __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
+    _mm_storel_pi((__m64 *)d, lo);
+    _mm_storeh_pi((__m64 *)(d + ds), lo);
+    _mm_storel_pi((__m64 *)(d + 2 * ds), hi);
+    _mm_storeh_pi((__m64 *)(d + 3 * ds), hi);
+}
+
 #endif

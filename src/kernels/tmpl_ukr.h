@@ -100,6 +100,17 @@ void ISA(transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, 
             dk[0] = s0[k]; dk[1] = s1[k]; dk[2] = s2[k]; dk[3] = s3[k];
         }
     }
+    if (i + 2 <= rows) {
+        const float *s0 = a + (size_t)i * lda, *s1 = s0 + lda;
+        int k = 0;
+        for (; k + 4 <= cols; k += 4)
+            vtr2(d + (size_t)k * ldd + i, ldd, s0 + k, s1 + k);
+        for (; k < cols; k++) {
+            d[(size_t)k * ldd + i] = s0[k];
+            d[(size_t)k * ldd + i + 1] = s1[k];
+        }
+        i += 2;
+    }
     for (; i < rows; i++)
         for (int k = 0; k < cols; k++)
             d[(size_t)k * ldd + i] = a[(size_t)i * lda + k];
