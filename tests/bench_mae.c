@@ -67,6 +67,42 @@ static double median_time(bench_fn fn, void *arg, int runs, double min_secs)
     return t[runs / 2];
 }
 
+/* Seconds per call of n functions measured in turns: a warm-up call of each, then `runs` rounds
+ * in which each function runs for at least min_secs. A slow spell of the shared machine then
+ * hits every function, not just the one measured at that moment. med[i] is the median of
+ * function i; ratio (if not NULL) the median over rounds of t[den] / t[num], a paired ratio. */
+#define MAX_FNS 4
+static void median_times(int n, bench_fn *fn, void **arg, int runs, double min_secs, double *med,
+                         int num, int den, double *ratio)
+{
+    double t[MAX_FNS][32], r[32];
+    if (runs > 32)
+        runs = 32;
+    for (int i = 0; i < n; i++)
+        fn[i](arg[i]);
+    for (int k = 0; k < runs; k++)
+        for (int i = 0; i < n; i++) {
+            int calls = 0;
+            double t0 = now(), el;
+            do {
+                fn[i](arg[i]);
+                calls++;
+                el = now() - t0;
+            } while (el < min_secs);
+            t[i][k] = el / calls;
+        }
+    if (ratio) {
+        for (int k = 0; k < runs; k++)
+            r[k] = t[den][k] / t[num][k];
+        qsort(r, (size_t)runs, sizeof *r, cmp_double);
+        *ratio = r[runs / 2];
+    }
+    for (int i = 0; i < n; i++) {
+        qsort(t[i], (size_t)runs, sizeof *t[i], cmp_double);
+        med[i] = t[i][runs / 2];
+    }
+}
+
 static float *rnd(size_t n, float scale)
 {
     float *p = malloc(n * sizeof *p);
@@ -212,6 +248,9 @@ static const char *tier_names[] = { "scalar", "avx2", "avx512", "neon" };
 static void bench_matmul(int maxthreads, const double *peak)
 {
     printf("\n## Linear layers (C = A·Wᵀ + bias), GFLOP/s (%% of the tier's FMA peak)\n\n");
+    printf("The tiers and OpenBLAS run in turns, %d rounds, medians shown; libmae/OpenBLAS is the\n"
+           "median of the per-round ratios for the active table '%s'.\n\n", quick ? 3 : 7,
+           mae_kernels_name());
     printf("| shape | M | N | K | threads |");
     for (int t = 1; t < 4; t++)
         if (mae_kernels_get(tier_names[t]))
@@ -237,7 +276,11 @@ static void bench_matmul(int maxthreads, const double *peak)
             double flop = 2.0 * M * N * K;
             for (int nt = 1; nt <= maxthreads; nt++) {
                 printf("| %s B=%d | %d | %d | %d | %d |", sh->name, batches[bi], M, N, K, nt);
-                double best_mae = 0;
+                /* the SIMD tiers and OpenBLAS, measured in turns */
+                mm_case mc[MAX_FNS];
+                bench_fn fns[MAX_FNS];
+                void *args[MAX_FNS];
+                int tier_of[MAX_FNS], n = 0;
                 for (int t = 1; t < 4; t++) {
                     const mae_kernels *k = mae_kernels_get(tier_names[t]);
                     if (!k)
@@ -246,19 +289,39 @@ static void bench_matmul(int maxthreads, const double *peak)
                     float *wp = pf ? mae_alloc(pf * sizeof *wp) : NULL;
                     if (pf)
                         k->pack(wp, W, N, K);
-                    mm_case mc = { k, make_exec(k, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp : W, bias, out, nt };
-                    double g = flop / median_time(run_linear, &mc, quick ? 3 : 7, 0.05) / 1e9;
-                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
-                    if (g > best_mae)
-                        best_mae = g;
-                    mae_free(mc.ex.scratch);
-                    mae_free(wp);
+                    mm_case c = { k, make_exec(k, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp : W, bias, out, nt };
+                    mc[n] = c;
+                    fns[n] = run_linear;
+                    args[n] = &mc[n];
+                    tier_of[n++] = t;
                 }
+                int ntiers = n;
 #ifdef MAE_BENCH_OPENBLAS
                 openblas_set_num_threads(nt);
-                mm_case c = { NULL, { 0, NULL, 0 }, M, N, K, A, W, W, bias, out, nt };
-                double gb = flop / median_time(run_sgemm, &c, quick ? 3 : 7, 0.05) / 1e9;
-                printf(" %.1f | %.2f |", gb, best_mae / gb);
+                mm_case cb = { NULL, { 0, NULL, 0 }, M, N, K, A, W, W, bias, out, nt };
+                mc[n] = cb;
+                fns[n] = run_sgemm;
+                args[n] = &mc[n];
+                n++;
+#endif
+                double med[MAX_FNS], ratio = 0;
+                /* the paired ratio is taken against the tier the active table uses */
+                int best = 0;
+                for (int i = 0; i < ntiers; i++)
+                    if (strcmp(tier_names[tier_of[i]], mae_kernels_name()) == 0)
+                        best = i;
+                median_times(n, fns, args, quick ? 3 : 7, 0.05, med, best, n - 1,
+                             n > ntiers ? &ratio : NULL);
+                for (int i = 0; i < ntiers; i++) {
+                    double g = flop / med[i] / 1e9;
+                    int t = tier_of[i];
+                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                    mae_free(mc[i].ex.scratch);
+                    if (mc[i].wp != W)
+                        mae_free((float *)mc[i].wp);
+                }
+#ifdef MAE_BENCH_OPENBLAS
+                printf(" %.1f | %.2f |", flop / med[n - 1] / 1e9, ratio);
 #endif
                 /* the scalar reference, once per shape at batch 1 (it is slow) */
                 if (batches[bi] == 1 && nt == 1) {
@@ -348,19 +411,39 @@ static void bench_attention(int maxthreads, const double *peak)
         double flop = 4.0 * B * H * (double)T * T * (C / H);
         for (int nt = 1; nt <= maxthreads; nt++) {
             printf("| %s | %d | %d | %d | %d | %d |", names[ci], B, T, C, H, nt);
+            attn_case ac[MAX_FNS];
+            bench_fn fns[MAX_FNS];
+            void *args[MAX_FNS];
+            int tier_of[MAX_FNS], n = 0;
             for (int t = 1; t < 4; t++) {
                 const mae_kernels *k = mae_kernels_get(tier_names[t]);
                 if (!k)
                     continue;
-                attn_case ac = { k, make_exec(k, nt, T, 3 * C), B, T, C, H, qkv, out, s };
-                double g = flop / median_time(run_attention, &ac, quick ? 3 : 7, 0.05) / 1e9;
-                printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
-                mae_free(ac.ex.scratch);
+                attn_case c = { k, make_exec(k, nt, T, 3 * C), B, T, C, H, qkv, out, s };
+                ac[n] = c;
+                fns[n] = run_attention;
+                args[n] = &ac[n];
+                tier_of[n++] = t;
             }
+            int ntiers = n;
 #ifdef MAE_BENCH_OPENBLAS
             openblas_set_num_threads(nt);
-            attn_case c = { NULL, { 0, NULL, 0 }, B, T, C, H, qkv, out, s };
-            printf(" %.1f |", flop / median_time(run_blas_attention, &c, quick ? 3 : 7, 0.05) / 1e9);
+            attn_case cb = { NULL, { 0, NULL, 0 }, B, T, C, H, qkv, out, s };
+            ac[n] = cb;
+            fns[n] = run_blas_attention;
+            args[n] = &ac[n];
+            n++;
+#endif
+            double med[MAX_FNS];
+            median_times(n, fns, args, quick ? 3 : 7, 0.05, med, 0, 0, NULL);
+            for (int i = 0; i < ntiers; i++) {
+                double g = flop / med[i] / 1e9;
+                int t = tier_of[i];
+                printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                mae_free(ac[i].ex.scratch);
+            }
+#ifdef MAE_BENCH_OPENBLAS
+            printf(" %.1f |", flop / med[n - 1] / 1e9);
 #endif
             printf("\n");
             fflush(stdout);
