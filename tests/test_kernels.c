@@ -368,9 +368,10 @@ static void test_matmul(const tier *t, const mae_kernels *k)
     int shapes[][3] = { { 1, 1, 1 }, { g->mr - 1, g->nr + 1, 5 }, { g->mr + 1, g->nr - 1, g->kc + 1 },
                         { 2 * g->mr, 2 * g->nr, g->kc }, { g->mc + 1, g->nr * 3 + 1, 17 },
                         { 13, g->nc + g->nr + 3, 29 }, { 97, 61, 2 * g->kc + 1 },
-                        { 768, 64, 50 }, { 50, 768, 64 } };
+                        { 768, 64, 50 }, { 50, 768, 64 },
+                        { 2 * g->mr + 3, 17 * g->nr + 5, 2 * g->kc + 3 } };   /* split by columns */
     double worst = 0;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         for (int tn = 0; tn < 2; tn++)
             for (int acc = 0; acc < 2; acc++) {
                 int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
@@ -383,7 +384,7 @@ static void test_matmul(const tier *t, const mae_kernels *k)
     /* a backward-pass shape: dW [768,768] += dyᵀ [768,400] · x [400,768] */
     double e = quick ? 0 : check_mm(k, 1, 768, 768, 400, 1);
     CHECK(e < tol_k(400), "%s matmul_tn 768x768x400: rel err %.3g", t->name, e);
-    printf("%s matmul_nn/tn: 37 shapes, worst rel err %.3g\n", t->name, worst > e ? worst : e);
+    printf("%s matmul_nn/tn: 41 shapes, worst rel err %.3g\n", t->name, worst > e ? worst : e);
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
@@ -741,6 +742,28 @@ static void test_threads(const tier *t, const mae_kernels *k)
         CHECK(memcmp(o[0], o[1], MN * sizeof(float)) == 0, "%s matmul_%s: 1 and 2 threads differ",
               t->name, tn ? "tn" : "nn");
     }
+    /* wide and short: the backward products then split by columns (with 2 and 3 threads) */
+    int Mw = 2 * t->g->mr + 3, Nw = 25 * t->g->nr + 5, Kw = t->g->kc + 9;
+    size_t MNw = (size_t)Mw * Nw;
+    float *Aw = fresh((size_t)Mw * Kw, -1, 1), *Bw = fresh((size_t)Kw * Nw, -1, 1);
+    for (int tn = 0; tn < 2; tn++) {
+        float *ow[3];
+        for (int i = 0; i < 3; i++) {
+            exec_buf eb = make_exec(k, i + 1, 1, Nw);
+            ow[i] = tu_malloc(MNw * sizeof *ow[i]);
+            tu_poison(ow[i], MNw);
+            if (tn)
+                k->matmul_tn(&eb.ex, ow[i], Aw, Bw, Mw, Nw, Kw, 0);
+            else
+                k->matmul_nn(&eb.ex, ow[i], Aw, Bw, Mw, Nw, Kw, 0);
+            free(eb.mem);
+        }
+        CHECK(memcmp(ow[0], ow[1], MNw * sizeof(float)) == 0 && memcmp(ow[0], ow[2], MNw * sizeof(float)) == 0,
+              "%s matmul_%s %dx%dx%d: 1, 2 and 3 threads differ", t->name, tn ? "tn" : "nn", Mw, Nw, Kw);
+        for (int i = 0; i < 3; i++)
+            free(ow[i]);
+    }
+    free(Aw); free(Bw);
     for (int i = 0; i < 3; i++)
         free(o[i]);
 

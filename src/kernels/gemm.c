@@ -300,7 +300,12 @@ static void run(gemm_job *j)
     int nt = j->ex->nthreads < 1 ? 1 : j->ex->nthreads;
     j->mp = (j->M + g->mr - 1) / g->mr;
     j->np = (j->N + g->nr - 1) / g->nr;
-    if (j->mp >= 8 * nt) {
+    /* B packed here: a row split has every thread pack all of B, a column split all of A. Split
+     * the columns when A is the cheaper to pack twice: N > M for A stored transposed (packed by
+     * plain copies), N > 2M for A packed by the transpose, which costs about twice as much per
+     * float (measured on the backward products: +4-8 % where it applies, no loss elsewhere). */
+    int cols = j->b_form != B_PACKED && j->np >= 8 * nt && j->N > (j->a_trans ? 1 : 2) * j->M;
+    if (j->mp >= 8 * nt && !cols) {
         j->nb_m = nt;
         j->nb_n = 1;
     } else {
