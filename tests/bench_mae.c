@@ -2,12 +2,14 @@
  *   - the FMA peak of this machine per tier and thread count (an FMA loop, measured here);
  *   - GFLOP/s and % of peak of every linear shape (batch 1 and 8) per kernel tier, next to
  *     OpenBLAS's sgemm on the same product when built with it (MAE_BENCH_OPENBLAS);
+ *   - the training step's backward products at batch 8 (dX = dY·W, dW = dYᵀ·X), likewise;
  *   - attention per (batch, head) for the encoder and decoder shapes, next to OpenBLAS doing one
  *     sgemm per (image, head) for Q·Kᵀ and for P·V;
  *   - end to end: forward images/s and latency (batch 1 and 8, 1 and 2 threads), encoder-only
  *     features with mask 0, the visible-only vs all-tokens encoder ratio, a training step, and
  *     the peak RSS of a forward-only process against the size of the weights.
- * Times are medians of several runs; the machine is shared, so quote medians and ratios.
+ * Times are medians of several runs; the kernels and OpenBLAS are measured in turns. The
+ * machine is shared, so quote medians and ratios.
  *
  *   bench_mae [--quick] [--threads N]      (--rss-forward B: internal, one forward-only process) */
 #include <math.h>
@@ -340,6 +342,115 @@ static void bench_matmul(int maxthreads, const double *peak)
         }
 }
 
+/* ---- the backward products ------------------------------------------------------------------ */
+
+/* C = A·B (nn: A [M,K]) or Aᵀ·B (tn: A stored [K,M]); B [K,N]; both row-major, B unpacked. */
+typedef struct bw_case {
+    const mae_kernels *k;
+    mae_exec ex;
+    int tn, M, N, K;
+    const float *A, *B;
+    float *C;
+} bw_case;
+
+static void run_backward_product(void *arg)
+{
+    bw_case *c = arg;
+    if (c->tn)
+        c->k->matmul_tn(&c->ex, c->C, c->A, c->B, c->M, c->N, c->K, 0);
+    else
+        c->k->matmul_nn(&c->ex, c->C, c->A, c->B, c->M, c->N, c->K, 0);
+}
+
+#ifdef MAE_BENCH_OPENBLAS
+static void run_blas_backward(void *arg)
+{
+    bw_case *c = arg;
+    cblas_sgemm(CblasRowMajor, c->tn ? CblasTrans : CblasNoTrans, CblasNoTrans, c->M, c->N, c->K,
+                1.0f, c->A, c->tn ? c->M : c->K, c->B, c->N, 0.0f, c->C, c->N);
+}
+#endif
+
+/* Per linear of the training step at batch 8: dX = dY·W (nn: tokens x in x out) and
+ * dW = dYᵀ·X (tn: out x in x tokens). */
+static void bench_backward(int maxthreads, const double *peak)
+{
+    printf("\n## Backward products at batch 8 (dX = dY·W: nn, dW = dYᵀ·X: tn), GFLOP/s (%% of peak)\n\n");
+    printf("| product | M | N | K | threads |");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf(" %s |", tier_names[t]);
+#ifdef MAE_BENCH_OPENBLAS
+    printf(" OpenBLAS | libmae/OpenBLAS |");
+#endif
+    printf("\n|---|---|---|---|---|");
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t]))
+            printf("---|");
+#ifdef MAE_BENCH_OPENBLAS
+    printf("---|---|");
+#endif
+    printf("\n");
+    for (size_t s = 0; s < NSHAPES; s++)
+        for (int tn = 0; tn < 2; tn++) {
+            const shape *sh = &vit_shapes[s];
+            int tokens = sh->m1 * 8, in = sh->K, out = sh->N;
+            if (!tn && s == 0)
+                continue;   /* the patch embedding needs no input gradient */
+            int M = tn ? out : tokens, N = in, K = tn ? tokens : out;
+            float *A = rnd((size_t)M * K, 1), *B = rnd((size_t)K * N, 1);
+            float *C = malloc((size_t)M * N * sizeof *C);
+            double flop = 2.0 * M * N * K;
+            for (int nt = 1; nt <= maxthreads; nt++) {
+                printf("| %s %s | %d | %d | %d | %d |", sh->name, tn ? "dW (tn)" : "dX (nn)", M, N, K, nt);
+                bw_case bc[MAX_FNS];
+                bench_fn fns[MAX_FNS];
+                void *args[MAX_FNS];
+                int tier_of[MAX_FNS], n = 0, best = 0;
+                for (int t = 1; t < 4; t++) {
+                    const mae_kernels *k = mae_kernels_get(tier_names[t]);
+                    if (!k)
+                        continue;
+                    mae_exec ex;
+                    ex.nthreads = nt;
+                    ex.scratch_per_thread = k->backward_scratch_floats(1, 3072);
+                    ex.scratch = mae_alloc(ex.scratch_per_thread * nt * sizeof(float) + 64);
+                    bw_case c = { k, ex, tn, M, N, K, A, B, C };
+                    if (strcmp(tier_names[t], mae_kernels_name()) == 0)
+                        best = n;
+                    bc[n] = c;
+                    fns[n] = run_backward_product;
+                    args[n] = &bc[n];
+                    tier_of[n++] = t;
+                }
+                int ntiers = n;
+#ifdef MAE_BENCH_OPENBLAS
+                openblas_set_num_threads(nt);
+                bw_case cb = { NULL, { 0, NULL, 0 }, tn, M, N, K, A, B, C };
+                bc[n] = cb;
+                fns[n] = run_blas_backward;
+                args[n] = &bc[n];
+                n++;
+#endif
+                double med[MAX_FNS], ratio = 0;
+                median_times(n, fns, args, quick ? 3 : 7, 0.05, med, best, n - 1,
+                             n > ntiers ? &ratio : NULL);
+                for (int i = 0; i < ntiers; i++) {
+                    double g = flop / med[i] / 1e9;
+                    int t = tier_of[i];
+                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                    mae_free(bc[i].ex.scratch);
+                }
+#ifdef MAE_BENCH_OPENBLAS
+                printf(" %.1f | %.2f |", flop / med[n - 1] / 1e9, ratio);
+#endif
+                printf("\n");
+                fflush(stdout);
+            }
+            free(A); free(B); free(C);
+        }
+}
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -663,6 +774,7 @@ int main(int argc, char **argv)
             }
     printf("\n");
     bench_matmul(maxthreads, peak);
+    bench_backward(maxthreads, peak);
     bench_attention(maxthreads, peak);
     bench_model(maxthreads, argv[0]);
     return 0;
