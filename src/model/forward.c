@@ -9,6 +9,24 @@ int mae_keep_count(int L, float ratio)
     return (int)((double)L * (1.0 - (double)ratio));
 }
 
+/* GELU over n floats split over the threads (element-wise: the split changes nothing). */
+typedef struct gelu_job { const mae_kernels *k; float *y; const float *x; size_t n; } gelu_job;
+enum { GELU_CHUNK = 1 << 15 };
+
+static void gelu_task(void *arg, int task, int thread)
+{
+    const gelu_job *g = arg;
+    size_t i0 = (size_t)task * GELU_CHUNK, n = g->n - i0 < GELU_CHUNK ? g->n - i0 : GELU_CHUNK;
+    (void)thread;
+    g->k->gelu(g->y + i0, g->x + i0, n);
+}
+
+static void gelu_parallel(const mae_kernels *k, const mae_exec *ex, float *y, const float *x, size_t n)
+{
+    gelu_job g = { k, y, x, n };
+    mae_parallel_for(ex->nthreads, (int)((n + GELU_CHUNK - 1) / GELU_CHUNK), gelu_task, &g);
+}
+
 /* x = x + proj(attn(LN1(x))); x = x + fc2(GELU(fc1(LN2(x)))) */
 void mae_block_forward(const mae_model *m, const mae_exec *ex, int decoder, int layer,
                        mae_block_acts *a, const float *x_in, float *x_out, int B, int T)
@@ -29,7 +47,7 @@ void mae_block_forward(const mae_model *m, const mae_exec *ex, int decoder, int 
     k->layernorm(ex, a->ln2, a->ln2_mean, a->ln2_rstd, a->xmid, w.ln2_w, w.ln2_b, N, C, c->eps);
     if (a->fch) {
         k->linear(ex, a->fch, a->ln2, pk->fc1, w.fc1_b, NULL, N, hidden, C, MAE_ACT_NONE);
-        k->gelu(a->fch_gelu, a->fch, (size_t)N * hidden);
+        gelu_parallel(k, ex, a->fch_gelu, a->fch, (size_t)N * hidden);   /* training keeps fch */
     } else {
         k->linear(ex, a->fch_gelu, a->ln2, pk->fc1, w.fc1_b, NULL, N, hidden, C, MAE_ACT_GELU);
     }
