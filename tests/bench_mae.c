@@ -69,10 +69,14 @@ static double median_time(bench_fn fn, void *arg, int runs, double min_secs)
     return t[runs / 2];
 }
 
-/* Seconds per call of n functions measured in turns: a warm-up call of each, then `runs` rounds
- * in which each function runs for at least min_secs. A slow spell of the shared machine then
- * hits every function, not just the one measured at that moment. med[i] is the median of
- * function i; ratio (if not NULL) the median over rounds of t[den] / t[num], a paired ratio. */
+/* Seconds per call of n functions measured in turns: `runs` rounds in which each function runs
+ * untimed for WARM_SECS, then timed for at least min_secs. A slow spell of the shared machine
+ * then hits every function, not just the one measured at that moment. The untimed part lets the
+ * other runtime's idle threads stop spinning: OpenBLAS's pthreads and OpenMP's workers busy-wait
+ * after a call, and on two cores that took a core from whichever ran next (paired ratios then
+ * read 0.4-1.8 for one shape). med[i] is the median of function i; ratio (if not NULL) the
+ * median over rounds of t[den] / t[num], a paired ratio. */
+#define WARM_SECS 0.1
 #define MAX_FNS 4
 static void median_times(int n, bench_fn *fn, void **arg, int runs, double min_secs, double *med,
                          int num, int den, double *ratio)
@@ -80,12 +84,14 @@ static void median_times(int n, bench_fn *fn, void **arg, int runs, double min_s
     double t[MAX_FNS][32], r[32];
     if (runs > 32)
         runs = 32;
-    for (int i = 0; i < n; i++)
-        fn[i](arg[i]);
     for (int k = 0; k < runs; k++)
         for (int i = 0; i < n; i++) {
             int calls = 0;
             double t0 = now(), el;
+            do
+                fn[i](arg[i]);
+            while (now() - t0 < WARM_SECS);
+            t0 = now();
             do {
                 fn[i](arg[i]);
                 calls++;
