@@ -74,8 +74,7 @@ void mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *act
     float *x = acts->x;
     for (int b = 0; b < B; b++) {
         float *xb = x + (size_t)b * T * D;
-        for (int d = 0; d < D; d++)
-            xb[d] = m->w.cls[d] + m->w.pos[d];
+        m->k->add(xb, m->w.cls, m->w.pos, (size_t)D);
         for (int i = 0; i < keep; i++) {
             int src = ids_shuffle ? ids_shuffle[(size_t)b * L + i] : i;
             memcpy(xb + (size_t)(1 + i) * D, tokens + ((size_t)b * L + src) * D, (size_t)D * sizeof *x);
