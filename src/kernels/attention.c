@@ -16,7 +16,6 @@
  * threads changes nothing. */
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 #include "attention.h"
 #include "../util/util.h"
 
@@ -97,10 +96,7 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
     int T = j->T, hd = j->hd, nr = g->nr;
     size_t ld = 3 * (size_t)j->C;
     /* Qᵀ as one B panel; the columns past nq are zero (computed, never written out) */
-    g->transpose(sc->qt, (size_t)nr, base + (size_t)q0 * ld, ld, nq, hd);
-    if (nq < nr)
-        for (int k = 0; k < hd; k++)
-            memset(sc->qt + (size_t)k * nr + nq, 0, (size_t)(nr - nq) * sizeof *sc->qt);
+    mae_pack_b(g, sc->qt, base, ld, 1, q0, nq, 0, hd);
     if (j->keys >= T) {
         /* exact: all keys in one block */
         scores(j, sc, 0, T);

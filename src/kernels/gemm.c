@@ -49,6 +49,24 @@ size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K)
     return panels * g->nr * (size_t)K;
 }
 
+/* d[0, n) = s[0, n), zeros up to width: one row of a panel with its padding. */
+static void copy_padded(float *d, const float *s, int n, int width)
+{
+    memcpy(d, s, (size_t)n * sizeof *d);
+    memset(d + n, 0, (size_t)(width - n) * sizeof *d);
+}
+
+/* A panel of `width` k-major columns from `rows` stored rows of kc floats: the tier transpose,
+ * then zero columns past rows (the edge of A's and of B's panels alike). */
+static void transpose_padded(const mae_gemm_isa *g, float *d, int width, const float *src, size_t ld,
+                             int rows, int kc)
+{
+    g->transpose(d, (size_t)width, src, ld, rows, kc);
+    if (rows < width)
+        for (int k = 0; k < kc; k++)
+            memset(d + (size_t)k * width + rows, 0, (size_t)(width - rows) * sizeof *d);
+}
+
 void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, int trans, int m0, int m,
                 int k0, int kc)
 {
@@ -60,11 +78,8 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
             g->pack_panels_t(dst, A + (size_t)k0 * lda + m0, lda, full / mr, kc);
         if (rows) {
             float *d = dst + (size_t)full * kc;
-            for (int k = 0; k < kc; k++) {
-                float *dk = d + (size_t)k * mr;
-                memcpy(dk, A + (size_t)(k0 + k) * lda + m0 + full, (size_t)rows * sizeof *dk);
-                memset(dk + rows, 0, (size_t)(mr - rows) * sizeof *dk);
-            }
+            for (int k = 0; k < kc; k++)
+                copy_padded(d + (size_t)k * mr, A + (size_t)(k0 + k) * lda + m0 + full, rows, mr);
         }
         return;
     }
@@ -72,10 +87,7 @@ void mae_pack_a(const mae_gemm_isa *g, float *dst, const float *A, size_t lda, i
         g->pack_panel(dst + (size_t)i0 * kc, A + (size_t)(m0 + i0) * lda + k0, lda, kc);
     if (rows) {
         /* the edge panel: its rows transposed in, zero rows below the edge */
-        float *d = dst + (size_t)full * kc;
-        g->transpose(d, (size_t)mr, A + (size_t)(m0 + full) * lda + k0, lda, rows, kc);
-        for (int k = 0; k < kc; k++)
-            memset(d + (size_t)k * mr + rows, 0, (size_t)(mr - rows) * sizeof *d);
+        transpose_padded(g, dst + (size_t)full * kc, mr, A + (size_t)(m0 + full) * lda + k0, lda, rows, kc);
     }
 }
 
@@ -93,24 +105,16 @@ void mae_pack_b(const mae_gemm_isa *g, float *dst, const float *B, size_t ldb, i
             int j0 = 0;
             for (; j0 + nr <= n; j0 += nr)
                 memcpy(dk + (size_t)j0 * kc, src + j0, whole);
-            if (j0 < n) {
-                int cols = n - j0;
-                memcpy(dk + (size_t)j0 * kc, src + j0, (size_t)cols * sizeof *dst);
-                memset(dk + (size_t)j0 * kc + cols, 0, (size_t)(nr - cols) * sizeof *dst);
-            }
+            if (j0 < n)
+                copy_padded(dk + (size_t)j0 * kc, src + j0, n - j0, nr);
         }
         return;
     }
     /* B stored [N, K]: each panel is a transpose of nr stored rows (the weights after every
      * optimizer step, attention backward's V) */
-    for (int j0 = 0; j0 < n; j0 += nr) {
-        int cols = min_i(nr, n - j0);
-        float *d = dst + (size_t)j0 * kc;
-        g->transpose(d, (size_t)nr, B + (size_t)(n0 + j0) * ldb + k0, ldb, cols, kc);
-        if (cols < nr)
-            for (int k = 0; k < kc; k++)
-                memset(d + (size_t)k * nr + cols, 0, (size_t)(nr - cols) * sizeof *d);
-    }
+    for (int j0 = 0; j0 < n; j0 += nr)
+        transpose_padded(g, dst + (size_t)j0 * kc, nr, B + (size_t)(n0 + j0) * ldb + k0, ldb,
+                         min_i(nr, n - j0), kc);
 }
 
 void mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K)

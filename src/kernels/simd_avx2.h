@@ -5,9 +5,8 @@
 #define MAE_SIMD_AVX2_H
 
 #include <immintrin.h>
-#include "simd_x86.h"
-#include <stddef.h>
 #include <stdint.h>
+#include "simd_x86.h"
 
 #define VL 8                          /* floats per vector */
 #define ISA(name) mae_avx2_##name     /* names of the functions a template defines */

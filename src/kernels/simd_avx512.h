@@ -4,9 +4,8 @@
 #define MAE_SIMD_AVX512_H
 
 #include <immintrin.h>
-#include "simd_x86.h"
-#include <stddef.h>
 #include <stdint.h>
+#include "simd_x86.h"
 
 #define VL 16
 #define ISA(name) mae_avx512_##name

@@ -86,7 +86,6 @@ static void ISA(epilogue)(const float *t, float *c, size_t ldc, int mr, int nr, 
     }
 }
 
-
 void ISA(transpose)(float *d, size_t ldd, const float *a, size_t lda, int rows, int cols)
 {
     int i = 0;
@@ -134,7 +133,6 @@ void ISA(pack_panels_t)(float *d, const float *a, size_t lda, int panels, int kc
             memcpy(dk, ak, MR * sizeof *dk);
     }
 }
-
 
 void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nr,
               const mae_epi *e)

@@ -186,19 +186,26 @@ void mae_masker_run(int L, int keep, const float *noise, int B, int32_t *ids_shu
     }
 }
 
+/* One patch's pixels in (u,v,c) order, as models_mae.patchify lays them out: for each channel
+ * and pixel row, a run of p pixels stored C floats apart. */
+static void gather_patch(const mae_cfg *c, const float *imgs, int b, int l, float *t)
+{
+    int p = c->p, C = c->C, gw = c->gw, H = c->gh * p, W = gw * p;
+    int i = l / gw, j = l % gw;
+    for (int ch = 0; ch < C; ch++)
+        for (int u = 0; u < p; u++) {
+            const float *src = imgs + (((size_t)b * C + ch) * H + (size_t)i * p + u) * W + (size_t)j * p;
+            float *dst = t + (size_t)u * p * C + ch;
+            for (int v = 0; v < p; v++)
+                dst[(size_t)v * C] = src[v];
+        }
+}
+
 void mae_patchify_run(const mae_cfg *c, const float *imgs, int B, float *out)
 {
-    int p = c->p, C = c->C, gw = c->gw, L = c->L, H = c->gh * p, W = gw * p;
     for (int b = 0; b < B; b++)
-        for (int l = 0; l < L; l++) {
-            int i = l / gw, j = l % gw;
-            float *dst = out + ((size_t)b * L + l) * c->P;
-            for (int u = 0; u < p; u++)
-                for (int v = 0; v < p; v++)
-                    for (int ch = 0; ch < C; ch++)
-                        dst[(u * p + v) * C + ch] =
-                            imgs[(((size_t)b * C + ch) * H + (size_t)i * p + u) * W + (size_t)j * p + v];
-        }
+        for (int l = 0; l < c->L; l++)
+            gather_patch(c, imgs, b, l, out + ((size_t)b * c->L + l) * c->P);
 }
 
 void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *imgs)
@@ -216,20 +223,6 @@ void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *im
         }
 }
 
-/* The target of one patch before any normalization: its pixels in (u,v,c) order. */
-static void patch_target(const mae_cfg *c, const float *imgs, int b, int l, float *t)
-{
-    int p = c->p, C = c->C, gw = c->gw, H = c->gh * p, W = gw * p;
-    int i = l / gw, j = l % gw;
-    for (int ch = 0; ch < C; ch++)
-        for (int u = 0; u < p; u++) {
-            const float *src = imgs + (((size_t)b * C + ch) * H + (size_t)i * p + u) * W + (size_t)j * p;
-            float *dst = t + (size_t)u * p * C + ch;
-            for (int v = 0; v < p; v++)
-                dst[(size_t)v * C] = src[v];
-        }
-}
-
 float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, const float *mask,
                    int B, float *target)
 {
@@ -240,7 +233,7 @@ float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, con
         for (int l = 0; l < L; l++) {
             float *t = target + ((size_t)b * L + l) * P;
             const float *y = pred + ((size_t)b * L + l) * P;
-            patch_target(c, imgs, b, l, t);
+            gather_patch(c, imgs, b, l, t);   /* normalized by loss_patch */
             double s = m->k->loss_patch(t, y, P, c->norm_pix);
             double w = mask[(size_t)b * L + l];
             if (w == 0.0)
