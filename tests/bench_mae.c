@@ -78,8 +78,8 @@ static double median_time(bench_fn fn, void *arg, int runs, double min_secs)
  * median over rounds of t[den] / t[num], a paired ratio. */
 #define WARM_SECS 0.1
 #define MAX_FNS 4
-static void median_times(int n, bench_fn *fn, void **arg, int runs, double min_secs, double *med,
-                         int num, int den, double *ratio)
+static void median_times(int n, bench_fn const *fn, void *const *arg, int runs, double min_secs,
+                         double *med, int num, int den, double *ratio)
 {
     double t[MAX_FNS][32], r[32];
     if (runs > 32)
@@ -253,27 +253,78 @@ static const shape vit_shapes[] = {
 
 static const char *tier_names[] = { "scalar", "avx2", "avx512", "neon" };
 
+static int count_bars(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '|';
+    return n;
+}
+
+/* A table's header: the lead columns, one column per tier this CPU runs, the trailing columns
+ * ("| a | b |" style strings; trail may be empty). */
+static void print_header(const char *lead, const char *trail)
+{
+    int cols = count_bars(lead) - 1 + count_bars(trail);
+    printf("%s", lead);
+    for (int t = 1; t < 4; t++)
+        if (mae_kernels_get(tier_names[t])) {
+            printf(" %s |", tier_names[t]);
+            cols++;
+        }
+    printf("%s\n|", trail);
+    for (int i = 0; i < cols; i++)
+        printf("---|");
+    printf("\n");
+}
+
+/* One table row's contenders: the SIMD tiers this CPU runs, then OpenBLAS when built with it. */
+typedef struct contenders {
+    bench_fn fn[MAX_FNS];
+    void *arg[MAX_FNS];
+    int tier[MAX_FNS];   /* index into tier_names; 0 for OpenBLAS */
+    int n, ntiers;
+} contenders;
+
+static void add_contender(contenders *c, bench_fn fn, void *arg, int tier)
+{
+    c->fn[c->n] = fn;
+    c->arg[c->n] = arg;
+    c->tier[c->n++] = tier;
+    c->ntiers += tier > 0;
+}
+
+/* Measures a row's contenders in turns and prints their cells: GFLOP/s and % of the tier's
+ * peak per tier, then OpenBLAS's GFLOP/s and, if `ratio`, libmae/OpenBLAS for the active table
+ * (the median of the paired per-round ratios). */
+static void print_cells(const contenders *c, double flop, int nt, const double *peak, int ratio)
+{
+    double med[MAX_FNS], r = 0;
+    int active = 0, blas = c->n > c->ntiers;
+    for (int i = 0; i < c->ntiers; i++)
+        if (strcmp(tier_names[c->tier[i]], mae_kernels_name()) == 0)
+            active = i;
+    median_times(c->n, c->fn, c->arg, quick ? 3 : 7, 0.05, med, active, c->n - 1,
+                 blas && ratio ? &r : NULL);
+    for (int i = 0; i < c->ntiers; i++) {
+        double g = flop / med[i] / 1e9, pk = peak[c->tier[i] * 8 + nt];
+        printf(" %.1f (%.0f%%) |", g, pk > 0 ? 100 * g / pk : 0);
+    }
+    if (blas)
+        printf(ratio ? " %.1f | %.2f |" : " %.1f |", flop / med[c->n - 1] / 1e9, r);
+}
+
 static void bench_matmul(int maxthreads, const double *peak)
 {
     printf("\n## Linear layers (C = A·Wᵀ + bias), GFLOP/s (%% of the tier's FMA peak)\n\n");
     printf("The tiers and OpenBLAS run in turns, %d rounds, medians shown; libmae/OpenBLAS is the\n"
            "median of the per-round ratios for the active table '%s'.\n\n", quick ? 3 : 7,
            mae_kernels_name());
-    printf("| shape | M | N | K | threads |");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf(" %s |", tier_names[t]);
 #ifdef MAE_BENCH_OPENBLAS
-    printf(" OpenBLAS | libmae/OpenBLAS |");
+    print_header("| shape | M | N | K | threads |", " OpenBLAS | libmae/OpenBLAS | scalar |");
+#else
+    print_header("| shape | M | N | K | threads |", " scalar |");
 #endif
-    printf(" scalar |\n|---|---|---|---|---|");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf("---|");
-#ifdef MAE_BENCH_OPENBLAS
-    printf("---|---|");
-#endif
-    printf("---|\n");
     int batches[2] = { 1, 8 };
     for (int bi = 0; bi < 2; bi++)
         for (size_t s = 0; s < NSHAPES; s++) {
@@ -286,9 +337,7 @@ static void bench_matmul(int maxthreads, const double *peak)
                 printf("| %s B=%d | %d | %d | %d | %d |", sh->name, batches[bi], M, N, K, nt);
                 /* the SIMD tiers and OpenBLAS, measured in turns */
                 mm_case mc[MAX_FNS];
-                bench_fn fns[MAX_FNS];
-                void *args[MAX_FNS];
-                int tier_of[MAX_FNS], n = 0;
+                contenders c = { .n = 0 };
                 for (int t = 1; t < 4; t++) {
                     const mae_kernels *k = mae_kernels_get(tier_names[t]);
                     if (!k)
@@ -297,40 +346,22 @@ static void bench_matmul(int maxthreads, const double *peak)
                     float *wp = pf ? mae_alloc(pf * sizeof *wp) : NULL;
                     if (pf)
                         k->pack(wp, W, N, K);
-                    mm_case c = { k, make_exec(k, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp : W, bias, out, nt };
-                    mc[n] = c;
-                    fns[n] = run_linear;
-                    args[n] = &mc[n];
-                    tier_of[n++] = t;
+                    mm_case tc = { k, make_exec(k, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp : W, bias, out, nt };
+                    mc[c.n] = tc;
+                    add_contender(&c, run_linear, &mc[c.n], t);
                 }
-                int ntiers = n;
 #ifdef MAE_BENCH_OPENBLAS
                 openblas_set_num_threads(nt);
                 mm_case cb = { NULL, { 0, NULL, 0 }, M, N, K, A, W, W, bias, out, nt };
-                mc[n] = cb;
-                fns[n] = run_sgemm;
-                args[n] = &mc[n];
-                n++;
+                mc[c.n] = cb;
+                add_contender(&c, run_sgemm, &mc[c.n], 0);
 #endif
-                double med[MAX_FNS], ratio = 0;
-                /* the paired ratio is taken against the tier the active table uses */
-                int best = 0;
-                for (int i = 0; i < ntiers; i++)
-                    if (strcmp(tier_names[tier_of[i]], mae_kernels_name()) == 0)
-                        best = i;
-                median_times(n, fns, args, quick ? 3 : 7, 0.05, med, best, n - 1,
-                             n > ntiers ? &ratio : NULL);
-                for (int i = 0; i < ntiers; i++) {
-                    double g = flop / med[i] / 1e9;
-                    int t = tier_of[i];
-                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                print_cells(&c, flop, nt, peak, 1);
+                for (int i = 0; i < c.ntiers; i++) {
                     mae_free(mc[i].ex.scratch);
                     if (mc[i].wp != W)
                         mae_free((float *)mc[i].wp);
                 }
-#ifdef MAE_BENCH_OPENBLAS
-                printf(" %.1f | %.2f |", flop / med[n - 1] / 1e9, ratio);
-#endif
                 /* the scalar reference, once per shape at batch 1 (it is slow) */
                 if (batches[bi] == 1 && nt == 1) {
                     const mae_kernels *k = mae_kernels_get("scalar");
@@ -382,21 +413,11 @@ static void run_blas_backward(void *arg)
 static void bench_backward(int maxthreads, const double *peak)
 {
     printf("\n## Backward products at batch 8 (dX = dY·W: nn, dW = dYᵀ·X: tn), GFLOP/s (%% of peak)\n\n");
-    printf("| product | M | N | K | threads |");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf(" %s |", tier_names[t]);
 #ifdef MAE_BENCH_OPENBLAS
-    printf(" OpenBLAS | libmae/OpenBLAS |");
+    print_header("| product | M | N | K | threads |", " OpenBLAS | libmae/OpenBLAS |");
+#else
+    print_header("| product | M | N | K | threads |", "");
 #endif
-    printf("\n|---|---|---|---|---|");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf("---|");
-#ifdef MAE_BENCH_OPENBLAS
-    printf("---|---|");
-#endif
-    printf("\n");
     for (size_t s = 0; s < NSHAPES; s++)
         for (int tn = 0; tn < 2; tn++) {
             const shape *sh = &vit_shapes[s];
@@ -410,9 +431,7 @@ static void bench_backward(int maxthreads, const double *peak)
             for (int nt = 1; nt <= maxthreads; nt++) {
                 printf("| %s %s | %d | %d | %d | %d |", sh->name, tn ? "dW (tn)" : "dX (nn)", M, N, K, nt);
                 bw_case bc[MAX_FNS];
-                bench_fn fns[MAX_FNS];
-                void *args[MAX_FNS];
-                int tier_of[MAX_FNS], n = 0, best = 0;
+                contenders c = { .n = 0 };
                 for (int t = 1; t < 4; t++) {
                     const mae_kernels *k = mae_kernels_get(tier_names[t]);
                     if (!k)
@@ -421,35 +440,19 @@ static void bench_backward(int maxthreads, const double *peak)
                     ex.nthreads = nt;
                     ex.scratch_per_thread = k->backward_scratch_floats(1, 3072);
                     ex.scratch = mae_alloc(ex.scratch_per_thread * nt * sizeof(float) + 64);
-                    bw_case c = { k, ex, tn, M, N, K, A, B, C };
-                    if (strcmp(tier_names[t], mae_kernels_name()) == 0)
-                        best = n;
-                    bc[n] = c;
-                    fns[n] = run_backward_product;
-                    args[n] = &bc[n];
-                    tier_of[n++] = t;
+                    bw_case tc = { k, ex, tn, M, N, K, A, B, C };
+                    bc[c.n] = tc;
+                    add_contender(&c, run_backward_product, &bc[c.n], t);
                 }
-                int ntiers = n;
 #ifdef MAE_BENCH_OPENBLAS
                 openblas_set_num_threads(nt);
                 bw_case cb = { NULL, { 0, NULL, 0 }, tn, M, N, K, A, B, C };
-                bc[n] = cb;
-                fns[n] = run_blas_backward;
-                args[n] = &bc[n];
-                n++;
+                bc[c.n] = cb;
+                add_contender(&c, run_blas_backward, &bc[c.n], 0);
 #endif
-                double med[MAX_FNS], ratio = 0;
-                median_times(n, fns, args, quick ? 3 : 7, 0.05, med, best, n - 1,
-                             n > ntiers ? &ratio : NULL);
-                for (int i = 0; i < ntiers; i++) {
-                    double g = flop / med[i] / 1e9;
-                    int t = tier_of[i];
-                    printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+                print_cells(&c, flop, nt, peak, 1);
+                for (int i = 0; i < c.ntiers; i++)
                     mae_free(bc[i].ex.scratch);
-                }
-#ifdef MAE_BENCH_OPENBLAS
-                printf(" %.1f | %.2f |", flop / med[n - 1] / 1e9, ratio);
-#endif
                 printf("\n");
                 fflush(stdout);
             }
@@ -503,21 +506,11 @@ static void run_blas_attention(void *arg)
 static void bench_attention(int maxthreads, const double *peak)
 {
     printf("\n## Attention (scores, softmax, ·V), GFLOP/s (4·B·H·T²·hd flops)\n\n");
-    printf("| shape | B | T | C | H | threads |");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf(" %s |", tier_names[t]);
 #ifdef MAE_BENCH_OPENBLAS
-    printf(" OpenBLAS per head |");
+    print_header("| shape | B | T | C | H | threads |", " OpenBLAS per head |");
+#else
+    print_header("| shape | B | T | C | H | threads |", "");
 #endif
-    printf("\n|---|---|---|---|---|---|");
-    for (int t = 1; t < 4; t++)
-        if (mae_kernels_get(tier_names[t]))
-            printf("---|");
-#ifdef MAE_BENCH_OPENBLAS
-    printf("---|");
-#endif
-    printf("\n");
     int cases[][4] = { { 1, 50, 768, 12 }, { 8, 50, 768, 12 }, { 1, 197, 512, 16 }, { 8, 197, 512, 16 },
                        { 1, 1025, 1024, 16 } };
     const char *names[] = { "encoder", "encoder", "decoder", "decoder", "ViT-L/16 at 512px (flash path)" };
@@ -529,39 +522,24 @@ static void bench_attention(int maxthreads, const double *peak)
         for (int nt = 1; nt <= maxthreads; nt++) {
             printf("| %s | %d | %d | %d | %d | %d |", names[ci], B, T, C, H, nt);
             attn_case ac[MAX_FNS];
-            bench_fn fns[MAX_FNS];
-            void *args[MAX_FNS];
-            int tier_of[MAX_FNS], n = 0;
+            contenders c = { .n = 0 };
             for (int t = 1; t < 4; t++) {
                 const mae_kernels *k = mae_kernels_get(tier_names[t]);
                 if (!k)
                     continue;
-                attn_case c = { k, make_exec(k, nt, T, 3 * C), B, T, C, H, qkv, out, s };
-                ac[n] = c;
-                fns[n] = run_attention;
-                args[n] = &ac[n];
-                tier_of[n++] = t;
+                attn_case tc = { k, make_exec(k, nt, T, 3 * C), B, T, C, H, qkv, out, s };
+                ac[c.n] = tc;
+                add_contender(&c, run_attention, &ac[c.n], t);
             }
-            int ntiers = n;
 #ifdef MAE_BENCH_OPENBLAS
             openblas_set_num_threads(nt);
             attn_case cb = { NULL, { 0, NULL, 0 }, B, T, C, H, qkv, out, s };
-            ac[n] = cb;
-            fns[n] = run_blas_attention;
-            args[n] = &ac[n];
-            n++;
+            ac[c.n] = cb;
+            add_contender(&c, run_blas_attention, &ac[c.n], 0);
 #endif
-            double med[MAX_FNS];
-            median_times(n, fns, args, quick ? 3 : 7, 0.05, med, 0, 0, NULL);
-            for (int i = 0; i < ntiers; i++) {
-                double g = flop / med[i] / 1e9;
-                int t = tier_of[i];
-                printf(" %.1f (%.0f%%) |", g, peak[t * 8 + nt] > 0 ? 100 * g / peak[t * 8 + nt] : 0);
+            print_cells(&c, flop, nt, peak, 0);
+            for (int i = 0; i < c.ntiers; i++)
                 mae_free(ac[i].ex.scratch);
-            }
-#ifdef MAE_BENCH_OPENBLAS
-            printf(" %.1f |", flop / med[n - 1] / 1e9);
-#endif
             printf("\n");
             fflush(stdout);
         }
