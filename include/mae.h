@@ -21,6 +21,9 @@
  *     mae_forward(c, imgs, 8, NULL, &loss, pred, mask, NULL);
  *     mae_ctx_free(c); mae_model_free(m);
  *
+ * Features (embeddings) for downstream use: mae_embed() at the end of section 4, not
+ * mae_forward (whose latent is in the masker's shuffled order, as the official code's).
+ *
  * Conventions
  *   - Every function that can fail returns mae_status; results go to out-parameters, which are
  *     written only on success. mae_last_error() gives the detail of this thread's last failure.
@@ -71,7 +74,8 @@ typedef enum mae_status {
     MAE_ERR_FORMAT = 4,        /* a malformed file */
     MAE_ERR_SHAPE = 5,         /* shapes that disagree (file vs config, batch vs context, ...) */
     MAE_ERR_UNSUPPORTED = 6,   /* valid, but not something this build or model can do */
-    MAE_ERR_STATE = 7          /* call order or object state is wrong */
+    MAE_ERR_STATE = 7,         /* call order or object state is wrong */
+    MAE_ERR_ABORTED = 8        /* a host callback (abort or progress) asked the call to stop */
 } mae_status;
 
 MAE_API const char *mae_status_str(mae_status s);      /* static string, never NULL */
@@ -148,6 +152,16 @@ MAE_API mae_status mae_model_tensor(const mae_model *m, const char *name, const 
 MAE_API mae_status mae_model_tensor_count(const mae_model *m, int *count);
 MAE_API mae_status mae_model_tensor_name(const mae_model *m, int index, const char **name);
 
+/* Progress of a long call: done of total units so far (tensors of a load, blocks of a training
+ * pass). Called on the thread that made the call. Returning nonzero cancels it: the call returns
+ * MAE_ERR_ABORTED. */
+typedef int (*mae_progress_fn)(void *user, int done, int total);
+
+/* mae_model_load, calling progress (may be NULL) after each tensor is read: done = tensors read,
+ * total = tensors of the model. Cancelled, it frees everything it made and *out is untouched. */
+MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn progress, void *user,
+                                           mae_model **out);
+
 /* ---------------------------------------------------------------------------------------------
  * 3. The context
  * ------------------------------------------------------------------------------------------- */
@@ -162,6 +176,20 @@ MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n);                   /* 
 /* keep = floor(L * (1 - ratio)) for the context's current ratio; L = patches per image. */
 MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim);
 
+/* Cancelling a running call from the host. abort (NULL: none, the default) is called on the
+ * calling thread before every transformer block of the context's forward calls (mae_forward,
+ * mae_embed, the encoder and decoder parts); when it returns nonzero the call stops and returns
+ * MAE_ERR_ABORTED. Its outputs are then unspecified; the model, the context's settings and its
+ * RNG are as before the call, and the context is reusable at once. A call that is not cancelled
+ * costs one branch per block. Another thread may flip the flag abort reads at any time. */
+typedef int (*mae_abort_fn)(void *user);
+MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user);
+
+/* Bytes mae_ctx_create(m, max_batch) allocates (the planned buffers, the context itself and its
+ * per-thread scratch for nthreads; 0 = the thread count mae_ctx_create starts with), without
+ * creating it. */
+MAE_API mae_status mae_ctx_memory(const mae_model *m, int max_batch, int nthreads, size_t *bytes);
+
 /* ---------------------------------------------------------------------------------------------
  * 4. The pipeline
  * ------------------------------------------------------------------------------------------- */
@@ -172,9 +200,27 @@ MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *kee
  * latent [B,1+keep,D] (encoder output after its final norm: cls first, then the kept patches in
  * ids_shuffle order, as the official code returns them), keep = floor(L*(1-ratio)).
  * With ratio 0 nothing is masked: the call succeeds and the loss is NaN, as in the official code.
- * Asking for loss or pred from a model without a decoder is MAE_ERR_UNSUPPORTED. */
+ * Asking for loss or pred from a model without a decoder is MAE_ERR_UNSUPPORTED.
+ * Looking for features? Even at ratio 0 the latent's tokens are permuted by the random shuffle
+ * (the official behaviour, kept); mae_embed() below gives them in image order, pooled as asked. */
 MAE_API mae_status mae_forward(mae_ctx *c, const float *imgs, int batch, const float *noise,
                                float *loss, float *pred, float *mask, float *latent);
+
+/* Embeddings: what the encoder makes of whole images (no masking, no decoder needed), for
+ * linear probes, retrieval and fine-tuning heads. Tokens are the encoder's output after its final
+ * norm, cls first, then the L patches in image order (token 1 + l is patch l). */
+typedef enum mae_pool {
+    MAE_POOL_CLS = 0,      /* out [B,D]: the cls token */
+    MAE_POOL_MEAN = 1,     /* out [B,D]: the mean of the L patch tokens (summed in double) */
+    MAE_POOL_TOKENS = 2    /* out [B,1+L,D]: every token */
+} mae_pool;
+
+/* imgs [B,C,H,W] (normalized, e.g. by mae_images_to_input) -> out as pool says, in image order.
+ * The context's mask ratio, seed and RNG are neither used nor changed; allocates nothing. */
+MAE_API mae_status mae_embed(mae_ctx *c, const float *imgs, int batch, mae_pool pool, float *out);
+/* D (floats per pooled embedding) and 1 + L (tokens per image with MAE_POOL_TOKENS). Either
+ * out-parameter may be NULL. */
+MAE_API mae_status mae_model_embed_dims(const mae_model *m, int *embed_dim, int *num_tokens);
 
 /* ---------------------------------------------------------------------------------------------
  * 5. The parts. Handles are views owned by the model (never freed by the caller). Each forward
@@ -364,6 +410,17 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
 
+/* Hooks for a host, as the context's (NULL clears). forward_backward calls abort before every
+ * transformer block of its forward pass and once more before the backward pass starts, and
+ * progress at the same points with done = blocks run, total = depth + decoder_depth + 1 (the
+ * backward pass counts as one), then once more with done = total when the backward pass is
+ * done (its return value is then ignored). A nonzero return at a check cancels: the call returns
+ * MAE_ERR_ABORTED, and the trainer is exactly as before it (gradients, RNG, step, model: the
+ * backward pass, which adds into the gradients, has not started). So a cancelled micro-batch
+ * needs no mae_trainer_zero_grad; the next call continues as if it had never been made. */
+MAE_API mae_status mae_trainer_set_abort(mae_trainer *t, mae_abort_fn abort, void *user);
+MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn progress, void *user);
+
 /* ---------------------------------------------------------------------------------------------
  * 8. Images: files in and out, model inputs from pixels, pixels from predictions, the demo grid
  *
@@ -480,6 +537,15 @@ MAE_API mae_status mae_visualize_png(const mae_model *m, const float *imgs, cons
                                      const float *mask, int batch, mae_pred_space space,
                                      const float *mean, const float *std, int scale,
                                      const char *path);
+
+/* A batch of 8-bit images of any sizes -> the model's input out [B,C,H,W] (C, H, W the model's
+ * in_chans and image size): mae_image_to_input on image b (pixels[b], widths[b] x heights[b],
+ * channels[b] of 1..4, strides[b], or packed rows when strides is NULL) into out's b-th image.
+ * On failure the error names the image and out is unspecified. */
+MAE_API mae_status mae_images_to_input(const mae_model *m, int batch, const uint8_t *const *pixels,
+                                       const int *widths, const int *heights, const int *channels,
+                                       const ptrdiff_t *strides, mae_filter filter, int center_crop,
+                                       const float *mean, const float *std, float *out);
 
 #ifdef __cplusplus
 }

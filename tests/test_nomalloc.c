@@ -146,6 +146,13 @@ static void test_forward(int threads)
     }
     stop(what);
 
+    snprintf(what, sizeof what, "mae_embed (%d threads)", threads);
+    start();
+    for (int b = 1; b <= B; b++)
+        for (int pool = MAE_POOL_CLS; pool <= MAE_POOL_TOKENS; pool++)
+            mae_embed(c, imgs, b, (mae_pool)pool, latent);
+    stop(what);
+
     const mae_patch_embed *pe; const mae_masker *mk; const mae_encoder *en; const mae_decoder *de; const mae_loss *lo;
     CHECK_OK(mae_model_patch_embed(m, &pe)); CHECK_OK(mae_model_masker(m, &mk)); CHECK_OK(mae_model_encoder(m, &en));
     CHECK_OK(mae_model_decoder(m, &de)); CHECK_OK(mae_model_loss(m, &lo));

@@ -81,8 +81,8 @@ MAE_API mae_status mae_encoder_forward(const mae_encoder *e, mae_ctx *c, const f
         return mae_fail(MAE_ERR_SHAPE, "mae_encoder_forward: keep %d is outside [0, %d] (or not %d without ids_shuffle)", keep, L, L);
     if (ids_shuffle && (s = check_ids("mae_encoder_forward", ids_shuffle, batch, L, keep)) != MAE_OK)
         return s;
-    mae_encoder_run(c->m, &c->ex, &c->acts, tokens, ids_shuffle, keep, batch, latent);
-    return MAE_OK;
+    return mae_encoder_run(c->m, &c->ex, &c->acts, tokens, ids_shuffle, keep, batch, latent,
+                           mae_hooks_active(&c->hooks));
 }
 
 MAE_API mae_status mae_decoder_forward(const mae_decoder *d, mae_ctx *c, const float *latent, int batch,
@@ -100,8 +100,8 @@ MAE_API mae_status mae_decoder_forward(const mae_decoder *d, mae_ctx *c, const f
         return mae_fail(MAE_ERR_SHAPE, "mae_decoder_forward: keep %d is outside [0, %d] (or not %d without ids_restore)", keep, L, L);
     if (ids_restore && (s = check_ids("mae_decoder_forward", ids_restore, batch, L, L)) != MAE_OK)
         return s;
-    mae_decoder_run(c->m, &c->ex, &c->acts, latent, ids_restore, keep, batch, c->demb, c->dnorm, pred);
-    return MAE_OK;
+    return mae_decoder_run(c->m, &c->ex, &c->acts, latent, ids_restore, keep, batch, c->demb, c->dnorm,
+                           pred, mae_hooks_active(&c->hooks));
 }
 
 MAE_API mae_status mae_loss_forward(const mae_loss *l, mae_ctx *c, const float *imgs, int batch,
@@ -130,22 +130,28 @@ MAE_API mae_status mae_forward(mae_ctx *c, const float *imgs, int batch, const f
     if ((loss || pred) && !m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_forward: this checkpoint holds only the encoder; loss and pred need a decoder (ask for latent only)");
     int L = m->cfg.L, keep = mae_keep_count(L, c->ratio);
+    mae_hooks *hk = mae_hooks_active(&c->hooks);
+    mae_rng rng_before = c->rng;   /* a cancelled call leaves the RNG as it found it */
     if (!noise) {
         draw_noise(c, batch);
         noise = c->noise;
     }
     mae_patch_embed_run(m, &c->ex, imgs, batch, c->patches, c->tokens);
     mae_masker_run(L, keep, noise, batch, c->ids_shuffle, c->ids_restore, c->mask);
-    mae_encoder_run(m, &c->ex, &c->acts, c->tokens, c->ids_shuffle, keep, batch, c->latent);
+    s = mae_encoder_run(m, &c->ex, &c->acts, c->tokens, c->ids_shuffle, keep, batch, c->latent, hk);
+    if (s == MAE_OK && (loss || pred))
+        s = mae_decoder_run(m, &c->ex, &c->acts, c->latent, c->ids_restore, keep, batch, c->demb,
+                            c->dnorm, pred ? pred : c->pred, hk);
+    if (s != MAE_OK) {
+        if (noise == c->noise)
+            c->rng = rng_before;
+        return s;
+    }
     if (latent)
         memcpy(latent, c->latent, (size_t)batch * (1 + keep) * m->cfg.D * sizeof *latent);
     if (mask)
         memcpy(mask, c->mask, (size_t)batch * L * sizeof *mask);
-    if (!loss && !pred)
-        return MAE_OK;
-    float *p = pred ? pred : c->pred;
-    mae_decoder_run(m, &c->ex, &c->acts, c->latent, c->ids_restore, keep, batch, c->demb, c->dnorm, p);
     if (loss)
-        *loss = mae_loss_run(m, imgs, p, c->mask, batch, c->patches);
+        *loss = mae_loss_run(m, imgs, pred ? pred : c->pred, c->mask, batch, c->patches);
     return MAE_OK;
 }

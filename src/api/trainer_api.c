@@ -311,7 +311,9 @@ MAE_API mae_status mae_trainer_forward_backward(mae_trainer *t, const float *img
     mae_status s = check_pass("mae_trainer_forward_backward", t, imgs, batch);
     if (s != MAE_OK)
         return s;
-    float l = mae_trainer_run(t, imgs, batch, noise, NULL);
+    float l;
+    if ((s = mae_trainer_run(t, imgs, batch, noise, NULL, &l)) != MAE_OK)
+        return s;
     if (loss)
         *loss = l;
     return MAE_OK;
@@ -325,7 +327,9 @@ MAE_API mae_status mae_trainer_forward_backward_input(mae_trainer *t, const floa
         return s;
     if (!dimgs)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_forward_backward_input: dimgs is NULL");
-    float l = mae_trainer_run(t, imgs, batch, noise, dimgs);
+    float l;
+    if ((s = mae_trainer_run(t, imgs, batch, noise, dimgs, &l)) != MAE_OK)
+        return s;
     if (loss)
         *loss = l;
     return MAE_OK;

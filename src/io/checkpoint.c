@@ -317,8 +317,11 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
         s = check_size(f, &c);
     if (s == MAE_OK)
         s = mae_model_alloc(&c, &m);
-    for (int i = 0; s == MAE_OK && i < m->n_tensors; i++)
+    for (int i = 0; s == MAE_OK && i < m->n_tensors; i++) {
         s = fill_tensor(&nm, m, &m->tensors[i]);
+        if (s == MAE_OK && mae_load_progress_tick(i + 1, m->n_tensors))
+            s = mae_fail(MAE_ERR_ABORTED, "load cancelled by the progress callback after tensor %d of %d", i + 1, m->n_tensors);
+    }
     if (s == MAE_OK)
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {

@@ -82,6 +82,24 @@ static mae_status set_scratch(mae_ctx *c, int n)
     return MAE_OK;
 }
 
+/* What mae_ctx_create allocates for m and max_batch with n threads (mae_ctx_memory). */
+mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *bytes)
+{
+    mae_ctx c;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.max_batch = max_batch;
+    planner p = { NULL, 0, 0 };
+    plan(&c, &p);
+    size_t scratch, total;
+    if (p.overflow || !mae_mul_size(scratch_need(&c), (size_t)n, &scratch) ||
+        !mae_mul_size(scratch, sizeof(float), &scratch) || !mae_add_size(p.used, scratch, &total) ||
+        !mae_add_size(total, sizeof c, &total))
+        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_memory: buffers for max_batch %d overflow", max_batch);
+    *bytes = total;
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)
 {
     if (!m || !out)

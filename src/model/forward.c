@@ -54,20 +54,40 @@ void mae_block_forward(const mae_model *m, const mae_exec *ex, int decoder, int 
     k->linear(ex, x_out, a->fch_gelu, pk->fc2, w.fc2_b, a->xmid, N, C, hidden, MAE_ACT_NONE);
 }
 
-/* Runs the blocks of one stack over acts->x (stream 0 already filled); returns the last stream. */
+int mae_hooks_stop(mae_hooks *h)
+{
+    if (h->progress && h->progress(h->progress_user, h->done, h->total))
+        return 1;
+    return h->abort && h->abort(h->abort_user);
+}
+
+/* Runs the blocks of one stack over acts->x (stream 0 already filled); returns the last stream,
+ * or NULL when the hooks stop it (checked before each block: a block is the unit a host can
+ * wait for, and one test of a pointer per block costs nothing next to it). */
 static float *run_stack(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts, int decoder,
-                        int depth, int B, int T, int C)
+                        int depth, int B, int T, int C, mae_hooks *hooks)
 {
     size_t stride = acts->per_layer ? (size_t)B * T * C : 0;
     for (int l = 0; l < depth; l++) {
+        if (hooks) {
+            if (mae_hooks_stop(hooks))
+                return NULL;
+            hooks->done++;
+        }
         mae_block_acts *a = &acts->blk[acts->per_layer ? l : 0];
         mae_block_forward(m, ex, decoder, l, a, acts->x + l * stride, acts->x + (l + 1) * stride, B, T);
     }
     return acts->x + depth * stride;
 }
 
-void mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
-                     const float *tokens, const int32_t *ids_shuffle, int keep, int B, float *latent)
+static mae_status aborted(int decoder)
+{
+    return mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback in the %s", decoder ? "decoder" : "encoder");
+}
+
+mae_status mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                           const float *tokens, const int32_t *ids_shuffle, int keep, int B,
+                           float *latent, mae_hooks *hooks)
 {
     const mae_cfg *c = &m->cfg;
     int D = c->D, L = c->L, T = 1 + keep;
@@ -80,14 +100,17 @@ void mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *act
             memcpy(xb + (size_t)(1 + i) * D, tokens + ((size_t)b * L + src) * D, (size_t)D * sizeof *x);
         }
     }
-    float *last = run_stack(m, ex, acts, 0, c->depth, B, T, D);
+    float *last = run_stack(m, ex, acts, 0, c->depth, B, T, D, hooks);
+    if (!last)
+        return aborted(0);
     m->k->layernorm(ex, latent, acts->norm_mean, acts->norm_rstd, last, m->w.norm_w, m->w.norm_b,
                     B * T, D, c->eps);
+    return MAE_OK;
 }
 
-void mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
-                     const float *latent, const int32_t *ids_restore, int keep, int B,
-                     float *demb, float *dnorm, float *pred)
+mae_status mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                           const float *latent, const int32_t *ids_restore, int keep, int B,
+                           float *demb, float *dnorm, float *pred, mae_hooks *hooks)
 {
     const mae_cfg *c = &m->cfg;
     const mae_kernels *k = m->k;
@@ -104,7 +127,9 @@ void mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *act
             k->add(xb + (size_t)(1 + l) * Dd, src, m->w.dpos + (size_t)(1 + l) * Dd, (size_t)Dd);
         }
     }
-    float *last = run_stack(m, ex, acts, 1, c->ddepth, B, T, Dd);
+    float *last = run_stack(m, ex, acts, 1, c->ddepth, B, T, Dd, hooks);
+    if (!last)
+        return aborted(1);
     /* The cls row's output is dropped, so the final norm and the head see only the L patch rows. */
     for (int b = 0; b < B; b++)
         k->layernorm(ex, dnorm + (size_t)b * L * Dd,
@@ -112,6 +137,7 @@ void mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *act
                      acts->norm_rstd ? acts->norm_rstd + (size_t)b * L : NULL,
                      last + ((size_t)b * T + 1) * Dd, m->w.dnorm_w, m->w.dnorm_b, L, Dd, c->eps);
     k->linear(ex, pred, dnorm, m->pk_pred, m->w.pred_b, NULL, B * L, c->P, Dd, MAE_ACT_NONE);
+    return MAE_OK;
 }
 
 void mae_patch_embed_run(const mae_model *m, const mae_exec *ex, const float *imgs, int B,

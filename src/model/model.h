@@ -160,14 +160,38 @@ typedef struct mae_stack_acts {
 void mae_block_forward(const mae_model *m, const mae_exec *ex, int decoder, int layer,
                        mae_block_acts *a, const float *x_in, float *x_out, int B, int T);
 
-/* Encoder: tokens [B,L,D] (pos added), ids_shuffle [B,L] or NULL -> latent [B,1+keep,D]. */
-void mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
-                     const float *tokens, const int32_t *ids_shuffle, int keep, int B, float *latent);
+/* A host's hooks for one context or trainer (mae_ctx_set_abort, mae_trainer_set_progress).
+ * done counts the blocks a running call has passed, total is what done reaches at its end. */
+typedef struct mae_hooks {
+    mae_abort_fn abort;
+    void *abort_user;
+    mae_progress_fn progress;
+    void *progress_user;
+    int done, total;
+} mae_hooks;
+/* The check between blocks: reports progress, then asks abort; nonzero = stop. */
+int mae_hooks_stop(mae_hooks *h);
+/* NULL when h has no callback, so that the block loop pays one pointer test per block. */
+static inline mae_hooks *mae_hooks_active(mae_hooks *h)
+{
+    return h->abort || h->progress ? h : NULL;
+}
+
+/* Encoder: tokens [B,L,D] (pos added), ids_shuffle [B,L] or NULL -> latent [B,1+keep,D].
+ * hooks (NULL: none) are checked before every block; MAE_ERR_ABORTED (error set) if they stop
+ * it, latent then unspecified. */
+mae_status mae_encoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                           const float *tokens, const int32_t *ids_shuffle, int keep, int B,
+                           float *latent, mae_hooks *hooks);
 /* Decoder: latent [B,1+keep,D] -> demb [B,1+keep,Dd] (decoder_embed output, kept for backward),
- * then stack, final norm over the L patch rows into dnorm [B,L,Dd], pred [B,L,P]. */
-void mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
-                     const float *latent, const int32_t *ids_restore, int keep, int B,
-                     float *demb, float *dnorm, float *pred);
+ * then stack, final norm over the L patch rows into dnorm [B,L,Dd], pred [B,L,P]. Hooks as the
+ * encoder's. */
+mae_status mae_decoder_run(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts,
+                           const float *latent, const int32_t *ids_restore, int keep, int B,
+                           float *demb, float *dnorm, float *pred, mae_hooks *hooks);
+/* The load-progress hook of this thread (mae_model_load_progress): called after each tensor a
+ * load has filled; nonzero = cancel. 0 when no hook is set. */
+int mae_load_progress_tick(int done, int total);
 /* Patch embedding: imgs -> patches [B,L,C*p*p] (c,u,v order) -> tokens [B,L,D] (+pos). */
 void mae_patch_embed_run(const mae_model *m, const mae_exec *ex, const float *imgs, int B,
                          float *patches, float *tokens);
@@ -203,7 +227,11 @@ struct mae_ctx {
     mae_block_acts blk;                   /* shared by all layers */
     mae_stack_acts acts;
     void *arena;
+    mae_hooks hooks;                      /* abort only */
 };
+
+/* Bytes mae_ctx_create(m, max_batch) allocates with n threads' scratch (ctx.c). */
+mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *bytes);
 
 /* ---- training ------------------------------------------------------------------------------- */
 
@@ -243,6 +271,7 @@ struct mae_trainer {
     mae_block_acts *eblk, *dblk;          /* one per block */
     mae_stack_acts enc, dec;
     mae_grad_bufs gb;
+    mae_hooks hooks;                      /* abort and progress */
 };
 
 /* backward.c: the backward pass, part by part; gradients are added into g (a view of the
@@ -269,6 +298,9 @@ void mae_train_adamw(mae_trainer *t, double lr, double grad_mul);
 
 /* trainer.c */
 mae_status mae_trainer_plan(mae_trainer *t, int keep_cap);     /* (re)allocates the arena */
-float mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float *noise, float *dimgs);
+/* One forward + backward pass; *loss gets the loss. MAE_ERR_ABORTED when the hooks stop it,
+ * and then the trainer is as before the call. */
+mae_status mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float *noise,
+                           float *dimgs, float *loss);
 
 #endif

@@ -30,6 +30,7 @@ MAE_API const char *mae_status_str(mae_status s)
     case MAE_ERR_SHAPE: return "shape mismatch";
     case MAE_ERR_UNSUPPORTED: return "unsupported";
     case MAE_ERR_STATE: return "bad state";
+    case MAE_ERR_ABORTED: return "aborted";
     }
     return "unknown status";
 }

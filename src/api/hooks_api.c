@@ -1,0 +1,52 @@
+/* Hooks for a host: cancelling a context's or a trainer's running call, progress of a training
+ * pass and of a load. The callbacks are stored here and called between blocks (forward.c,
+ * trainer.c) and between tensors (checkpoint.c). */
+#include "../model/model.h"
+
+MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_abort: context is NULL");
+    c->hooks.abort = abort;
+    c->hooks.abort_user = abort ? user : NULL;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_trainer_set_abort(mae_trainer *t, mae_abort_fn abort, void *user)
+{
+    if (!t)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_abort: trainer is NULL");
+    t->hooks.abort = abort;
+    t->hooks.abort_user = abort ? user : NULL;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn progress, void *user)
+{
+    if (!t)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_progress: trainer is NULL");
+    t->hooks.progress = progress;
+    t->hooks.progress_user = progress ? user : NULL;
+    return MAE_OK;
+}
+
+/* The load hook is per thread: a load runs on its caller's thread, and loads on other threads
+ * (with or without their own hook) must not see it. */
+static _Thread_local mae_progress_fn load_progress;
+static _Thread_local void *load_user;
+
+int mae_load_progress_tick(int done, int total)
+{
+    return load_progress ? load_progress(load_user, done, total) : 0;
+}
+
+MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn progress, void *user,
+                                           mae_model **out)
+{
+    load_progress = progress;
+    load_user = user;
+    mae_status s = mae_model_load(path, out);
+    load_progress = NULL;
+    load_user = NULL;
+    return s;
+}
