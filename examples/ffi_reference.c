@@ -8,7 +8,9 @@
  *   build/examples/ffi_reference [PATH]
  *
  * Output lines: "loss", "pred_sum" (sum of pred in double), "pred_head" (first 4 values),
- * "mask" (the fixed-noise mask as 0/1 digits), "seed_loss", "seed_mask". */
+ * "mask" (the fixed-noise mask as 0/1 digits), "seed_loss", "seed_mask", then mae_embed's:
+ * "embed_cls_head", "embed_mean_head" (first 4 values of image 1's), "embed_tokens_sumsq" (sum
+ * of the squares of every token of the batch, in double). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "mae.h"
@@ -82,6 +84,27 @@ int main(int argc, char **argv)
         return fail("forward (seeded)", s);
     printf("seed_loss %.9g\n", (double)loss);
     print_mask("seed_mask", mask, B * L);
+
+
+    int D, T;
+    mae_model_embed_dims(m, &D, &T);
+    float *emb = malloc(sizeof(float) * B * T * D);
+    if (!emb)
+        return fail("embed buffer", MAE_ERR_NOMEM);
+    const char *pools[2] = { "embed_cls_head", "embed_mean_head" };
+    for (int pool = MAE_POOL_CLS; pool <= MAE_POOL_MEAN; pool++) {
+        if ((s = mae_embed(c, imgs, B, (mae_pool)pool, emb)) != MAE_OK)
+            return fail("embed", s);
+        const float *e = emb + D;   /* image 1 */
+        printf("%s %.9g %.9g %.9g %.9g\n", pools[pool], (double)e[0], (double)e[1], (double)e[2], (double)e[3]);
+    }
+    if ((s = mae_embed(c, imgs, B, MAE_POOL_TOKENS, emb)) != MAE_OK)
+        return fail("embed tokens", s);
+    sum = 0;
+    for (int i = 0; i < B * T * D; i++)
+        sum += (double)emb[i] * emb[i];
+    printf("embed_tokens_sumsq %.9g\n", sum);
+    free(emb);
 
     free(imgs); free(noise); free(pred); free(mask);
     mae_ctx_free(c);

@@ -50,6 +50,11 @@ def main():
             out = ctx.forward(imgs)
             print("seed_loss %.9g" % out.loss)
             print("seed_mask " + "".join("1" if v else "0" for v in flat(out.mask)))
+            D = model.embed_dims[0]
+            for pool in ("cls", "mean"):
+                e = flat(ctx.embed(imgs, pool=pool))[D:D + 4]   # image 1's first four
+                print("embed_%s_head %.9g %.9g %.9g %.9g" % ((pool,) + tuple(e)))
+            print("embed_tokens_sumsq %.9g" % sum(v * v for v in flat(ctx.embed(imgs, pool="tokens"))))
         # a few pretraining steps through the binding (after the comparison: they change the model)
         with mae.Trainer(model, max_batch=B) as trainer:
             losses = [trainer.forward_backward(imgs, noise=noise) for _ in range(1)]

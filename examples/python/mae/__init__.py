@@ -1,0 +1,591 @@
+"""libmae from Python through ctypes: no compiled extension, no dependency (numpy is used when
+present). Install with `python3 -m pip install --no-index --no-build-isolation examples/python`.
+
+    import mae
+    m = mae.Model.load("examples/data/mae-fmnist.safetensors")   # or mae.Model.create("tiny")
+    with mae.Context(m, max_batch=8) as c:
+        feats = c.embed(imgs, pool="mean")        # imgs: float32 [B, C, H, W] -> [B, D]
+        out = c.forward(imgs)                     # the MAE pass: loss, pred, mask
+        print(out.loss, out.mask)
+
+Arrays: with numpy, an input must be a float32 array of exactly the documented shape ([B, C, H, W]
+for images: an NHWC array, or a flat one, of the same size is refused with ValueError) and any
+other dtype is refused too (convert explicitly: x.astype(np.float32)); a non-contiguous float32
+array is copied. Outputs are new numpy arrays, or go into out= (a C-contiguous float32 array of
+the exact shape). Without numpy, inputs are flat sequences of floats (or ctypes float arrays) and
+outputs are flat lists. Errors raise mae.Error with the library's status and message.
+
+Lifetimes: a Context or Trainer keeps its Model alive; Model.close() while one of them is open
+raises mae.Error (STATE) instead of freeing weights still in use.
+
+The library is found through load_library(path) (call it before anything else), then
+$MAE_LIBRARY, then lib/libmae.so.1 of a source tree this package sits in, then the system's loader
+path (an installed libmae, e.g. `make install`).
+"""
+import ctypes
+import ctypes.util
+import os
+
+try:
+    import numpy as np
+except ImportError:  # the binding works without numpy, with lists
+    np = None
+
+# ---- loading the library ---------------------------------------------------------------------
+
+
+def _find_library():
+    env = os.environ.get("MAE_LIBRARY")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    local = os.path.join(here, "..", "..", "..", "lib", "libmae.so.1")   # examples/python/mae/
+    if os.path.exists(local):
+        return local
+    return ctypes.util.find_library("mae") or "libmae.so.1"
+
+
+_lib = None
+
+
+def load_library(path=None):
+    """Loads libmae from path (or finds it, see above) and declares its functions. Called on
+    import; call it again with an explicit path to use another build."""
+    global _lib
+    name = path or _find_library()
+    try:
+        _lib = ctypes.CDLL(name)
+    except OSError as e:
+        raise ImportError("mae: cannot load libmae (%s): build it with `make` and set MAE_LIBRARY to "
+                          "lib/libmae.so.1, or `make install` it" % e) from e
+    _declare_all()
+    return _lib
+
+_status = ctypes.c_int
+_f32p = ctypes.POINTER(ctypes.c_float)
+_i32p = ctypes.POINTER(ctypes.c_int32)
+_vp = ctypes.c_void_p
+
+STATUS_NAMES = {0: "OK", 1: "INVALID_ARG", 2: "NOMEM", 3: "IO", 4: "FORMAT", 5: "SHAPE",
+                6: "UNSUPPORTED", 7: "STATE", 8: "ABORTED"}
+OK, ERR_UNSUPPORTED, ERR_STATE, ERR_ABORTED = 0, 6, 7, 8
+POOLS = {"cls": 0, "mean": 1, "tokens": 2}
+FILTERS = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+
+
+class Config(ctypes.Structure):
+    """mae_config, field for field (include/mae.h). Only ever appended to."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("img_size", ctypes.c_int32),
+        ("patch_size", ctypes.c_int32),
+        ("in_chans", ctypes.c_int32),
+        ("embed_dim", ctypes.c_int32),
+        ("depth", ctypes.c_int32),
+        ("num_heads", ctypes.c_int32),
+        ("decoder_embed_dim", ctypes.c_int32),
+        ("decoder_depth", ctypes.c_int32),
+        ("decoder_num_heads", ctypes.c_int32),
+        ("mlp_ratio", ctypes.c_float),
+        ("norm_pix_loss", ctypes.c_int32),
+        ("mask_ratio", ctypes.c_float),
+        ("layer_norm_eps", ctypes.c_float),
+        ("img_height", ctypes.c_int32),
+        ("img_width", ctypes.c_int32),
+    ]
+
+    @classmethod
+    def preset(cls, name="base"):
+        """mae_config_init's preset: "base", "large", "huge" or "tiny"."""
+        cfg = cls()
+        _check(_lib.mae_config_init(ctypes.byref(cfg), ctypes.sizeof(cfg), name.encode()))
+        return cfg
+
+    def __repr__(self):
+        return "Config(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f, _ in self._fields_[1:])
+
+
+def _declare(name, restype, *argtypes):
+    """Sets a function's C signature: ctypes then converts and checks every argument."""
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+_abort_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+_progress_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+
+
+def _declare_all():
+    _declare("mae_status_str", ctypes.c_char_p, _status)
+    _declare("mae_last_error", ctypes.c_char_p)
+    _declare("mae_version_string", ctypes.c_char_p)
+    _declare("mae_kernels_name", ctypes.c_char_p)
+    _declare("mae_config_init", _status, ctypes.POINTER(Config), ctypes.c_size_t, ctypes.c_char_p)
+    _declare("mae_model_create", _status, ctypes.POINTER(Config), ctypes.c_uint64, ctypes.POINTER(_vp))
+    _declare("mae_model_load", _status, ctypes.c_char_p, ctypes.POINTER(_vp))
+    _declare("mae_model_save", _status, _vp, ctypes.c_char_p)
+    _declare("mae_model_save_as", _status, _vp, ctypes.c_char_p, ctypes.c_char_p)
+    _declare("mae_model_free", None, _vp)
+    _declare("mae_model_get_config", _status, _vp, ctypes.POINTER(Config))
+    _declare("mae_model_num_params", _status, _vp, ctypes.POINTER(ctypes.c_size_t))
+    _declare("mae_ctx_create", _status, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+    _declare("mae_ctx_free", None, _vp)
+    _declare("mae_ctx_set_mask_ratio", _status, _vp, ctypes.c_float)
+    _declare("mae_ctx_set_seed", _status, _vp, ctypes.c_uint64)
+    _declare("mae_ctx_set_threads", _status, _vp, ctypes.c_int)
+    _declare("mae_ctx_get_dims", _status, _vp, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int),
+             ctypes.POINTER(ctypes.c_int))
+    _declare("mae_forward", _status, _vp, _f32p, ctypes.c_int, _f32p, _f32p, _f32p, _f32p, _f32p)
+    _declare("mae_trainer_create", _status, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+    _declare("mae_trainer_free", None, _vp)
+    _declare("mae_trainer_set_seed", _status, _vp, ctypes.c_uint64)
+    _declare("mae_trainer_set_threads", _status, _vp, ctypes.c_int)
+    _declare("mae_trainer_forward_backward", _status, _vp, _f32p, ctypes.c_int, _f32p, _f32p)
+    _declare("mae_trainer_step", _status, _vp)
+    _declare("mae_trainer_get_step", _status, _vp, ctypes.POINTER(ctypes.c_int64))
+    _declare("mae_trainer_get_lr", _status, _vp, ctypes.POINTER(ctypes.c_double))
+    _declare("mae_trainer_save", _status, _vp, ctypes.c_char_p)
+    _declare("mae_trainer_load", _status, _vp, ctypes.c_char_p)
+
+    _declare("mae_model_has_decoder", _status, _vp, ctypes.POINTER(ctypes.c_int))
+    _declare("mae_model_embed_dims", _status, _vp, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+    _declare("mae_embed", _status, _vp, _f32p, ctypes.c_int, ctypes.c_int, _f32p)
+    _declare("mae_ctx_memory", _status, _vp, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t))
+    _declare("mae_images_to_input", _status, _vp, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
+             ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int),
+             ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _f32p, _f32p, _f32p)
+    _declare("mae_model_load_progress", _status, ctypes.c_char_p, _progress_fn, _vp, ctypes.POINTER(_vp))
+    _declare("mae_ctx_set_abort", _status, _vp, _abort_fn, _vp)
+    _declare("mae_trainer_set_abort", _status, _vp, _abort_fn, _vp)
+
+
+load_library()
+
+class Error(Exception):
+    """A failed libmae call: .status (int), .name ("SHAPE", ...), and the library's message."""
+
+    def __init__(self, status, message):
+        self.status = status
+        self.name = STATUS_NAMES.get(status, str(status))
+        super().__init__("%s: %s" % (self.name, message))
+
+
+def _check(status):
+    if status != OK:
+        raise Error(status, _lib.mae_last_error().decode(errors="replace"))
+
+
+def version():
+    return _lib.mae_version_string().decode()
+
+
+def kernels():
+    return _lib.mae_kernels_name().decode()
+
+
+# ---- arrays in and out --------------------------------------------------------------------------
+
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _input(x, shape, what):
+    """A float32 buffer of the given shape for C, and the object that keeps it alive. numpy:
+    exactly that shape and dtype float32 (a copy only to make it contiguous); lists: the count."""
+    count = _count(shape)
+    if np is not None and isinstance(x, np.ndarray):
+        if x.dtype != np.float32:
+            raise ValueError("%s has dtype %s; libmae takes float32 (convert explicitly: x.astype(np.float32))"
+                             % (what, x.dtype))
+        if tuple(x.shape) != tuple(shape):
+            raise ValueError("%s has shape %s, expected %s" % (what, tuple(x.shape), tuple(shape)))
+        a = np.ascontiguousarray(x)
+        return a.ctypes.data_as(_f32p), a
+    if isinstance(x, ctypes.Array):
+        if len(x) != count:
+            raise ValueError("%s has %d values, expected %d" % (what, len(x), count))
+        return ctypes.cast(x, _f32p), x
+    values = [float(v) for v in x]
+    if len(values) != count:
+        raise ValueError("%s has %d values, expected %d %s" % (what, len(values), count, tuple(shape)))
+    buf = (ctypes.c_float * count)(*values)
+    return ctypes.cast(buf, _f32p), buf
+
+
+def _output(shape, out=None, what="out"):
+    """An output buffer: (pointer, holder, convert) where convert() gives the user's value.
+    out: a caller's C-contiguous float32 numpy array of exactly shape, written in place."""
+    if out is not None:
+        if np is None or not isinstance(out, np.ndarray):
+            raise ValueError("%s= must be a numpy array" % what)
+        if out.dtype != np.float32 or tuple(out.shape) != tuple(shape) or not out.flags["C_CONTIGUOUS"] \
+                or not out.flags["WRITEABLE"]:
+            raise ValueError("%s= must be a writeable C-contiguous float32 array of shape %s (got %s %s)"
+                             % (what, tuple(shape), out.dtype, tuple(out.shape)))
+        return out.ctypes.data_as(_f32p), out, lambda: out
+    if np is not None:
+        a = np.empty(shape, dtype=np.float32)
+        return a.ctypes.data_as(_f32p), a, lambda: a
+    buf = (ctypes.c_float * _count(shape))()
+    return ctypes.cast(buf, _f32p), buf, lambda: list(buf)
+
+
+def _batch_of(x, per_image):
+    """The batch of an image input: shape[0] of an array, len / per_image of a flat list."""
+    if np is not None and isinstance(x, np.ndarray):
+        if x.ndim != 4:
+            raise ValueError("images must be [B, C, H, W], got shape %s" % (tuple(x.shape),))
+        return int(x.shape[0])
+    n = len(x)
+    if n % per_image:
+        raise ValueError("%d values is not a whole number of images of %d values" % (n, per_image))
+    return n // per_image
+
+
+class ForwardResult:
+    """What mae_forward gives: loss (float, None without a decoder), pred [B, L, p*p*C] (None
+    without a decoder), mask [B, L] (1 = removed), latent [B, 1+keep, D] or None."""
+
+    def __init__(self, loss, pred, mask, latent):
+        self.loss, self.pred, self.mask, self.latent = loss, pred, mask, latent
+
+
+# ---- the objects --------------------------------------------------------------------------------
+
+class Model:
+    """A mae_model: config and weights. Immutable; share it between contexts and threads."""
+
+    def __init__(self, handle):
+        self._h = handle
+        self._users = 0   # open contexts and trainers: close() refuses while any is open
+
+    @classmethod
+    def create(cls, config="tiny", seed=0):
+        cfg = Config.preset(config) if isinstance(config, str) else config
+        h = _vp()
+        _check(_lib.mae_model_create(ctypes.byref(cfg), seed, ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def load(cls, path, progress=None):
+        """Loads a safetensors file. progress(done, total) is called after each tensor; returning
+        True cancels the load (mae.Error ABORTED, nothing kept)."""
+        h = _vp()
+        if progress is None:
+            _check(_lib.mae_model_load(os.fsencode(path), ctypes.byref(h)))
+        else:
+            errors = []
+
+            def tick(user, done, total):
+                try:
+                    return 1 if progress(done, total) else 0
+                except BaseException as e:  # an exception cannot cross C: cancel, re-raise after
+                    errors.append(e)
+                    return 1
+            cb = _progress_fn(tick)
+            s = _lib.mae_model_load_progress(os.fsencode(path), cb, None, ctypes.byref(h))
+            if errors:
+                raise errors[0]
+            _check(s)
+        return cls(h)
+
+    def save(self, path, dtype="F32"):
+        """Atomic safetensors save; dtype "F16" or "BF16" halves the file (round to nearest even)."""
+        _check(_lib.mae_model_save_as(self._handle(), os.fsencode(path), dtype.encode()))
+
+    @property
+    def config(self):
+        cfg = Config()
+        cfg.struct_size = ctypes.sizeof(cfg)
+        _check(_lib.mae_model_get_config(self._handle(), ctypes.byref(cfg)))
+        return cfg
+
+    @property
+    def num_params(self):
+        n = ctypes.c_size_t()
+        _check(_lib.mae_model_num_params(self._handle(), ctypes.byref(n)))
+        return n.value
+
+    @property
+    def has_decoder(self):
+        v = ctypes.c_int()
+        _check(_lib.mae_model_has_decoder(self._handle(), ctypes.byref(v)))
+        return bool(v.value)
+
+    @property
+    def embed_dims(self):
+        """(D, 1 + L): floats per pooled embedding, tokens per image with pool="tokens"."""
+        d, t = ctypes.c_int(), ctypes.c_int()
+        _check(_lib.mae_model_embed_dims(self._handle(), ctypes.byref(d), ctypes.byref(t)))
+        return d.value, t.value
+
+    def context_memory(self, max_batch, threads=0):
+        """Bytes a Context(self, max_batch) allocates (threads 0: its default thread count)."""
+        n = ctypes.c_size_t()
+        _check(_lib.mae_ctx_memory(self._handle(), max_batch, threads, ctypes.byref(n)))
+        return n.value
+
+    def images_to_input(self, images, mean=None, std=None, filter="bicubic", center_crop=True, out=None):
+        """A list of 8-bit HWC (or HW) numpy arrays of any sizes, gray/RGB/RGBA -> the model's
+        input float32 [B, C, H, W], resized/cropped as mae_image_to_input, then (v/255-mean)/std."""
+        if np is None:
+            raise Error(6, "images_to_input needs numpy")
+        cfg = self.config
+        C, H, W = cfg.in_chans, cfg.img_height, cfg.img_width
+        keep, ptrs, ws, hs, cs = [], [], [], [], []
+        for i, im in enumerate(images):
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim not in (2, 3):
+                raise ValueError("image %d must be a uint8 array [H, W] or [H, W, channels]" % i)
+            a = np.ascontiguousarray(im)
+            keep.append(a)
+            ptrs.append(a.ctypes.data)
+            hs.append(a.shape[0])
+            ws.append(a.shape[1])
+            cs.append(1 if a.ndim == 2 else a.shape[2])
+        B = len(keep)
+        if B == 0:
+            raise ValueError("no images")
+        arr = lambda t, v: (t * B)(*v)
+        mp = sp = None
+        if mean is not None:
+            mp, mkeep = _input(np.asarray(mean, dtype=np.float32), (C,), "mean")
+        if std is not None:
+            sp, skeep = _input(np.asarray(std, dtype=np.float32), (C,), "std")
+        out_p, _, get = _output((B, C, H, W), out)
+        _check(_lib.mae_images_to_input(self._handle(), B, arr(ctypes.c_void_p, ptrs), arr(ctypes.c_int, ws),
+                                        arr(ctypes.c_int, hs), arr(ctypes.c_int, cs), None,
+                                        FILTERS[filter], 1 if center_crop else 0, mp, sp, out_p))
+        return get()
+
+    def _handle(self):
+        if not self._h:
+            raise Error(ERR_STATE, "the model was closed")
+        return self._h
+
+    def close(self):
+        """Frees the model now. Raises mae.Error (STATE) while a context or trainer made from it
+        is open: close those first (or just drop all references and let them go together)."""
+        if self._users:
+            raise Error(ERR_STATE, "the model is in use by %d open context(s)/trainer(s): close them first"
+                        % self._users)
+        if self._h:
+            _lib.mae_model_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._h and not self._users:
+                _lib.mae_model_free(self._h)
+                self._h = None
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+
+class _User:
+    """A handle that needs its model alive: holds a reference and counts itself in model._users."""
+
+    def _attach(self, model):
+        model._handle()
+        self.model = model
+        model._users += 1
+
+    def _detach(self):
+        if getattr(self, "model", None) is not None:
+            self.model._users -= 1
+            self.model = None
+
+
+class Context(_User):
+    """A mae_ctx: one caller's workspace for batches up to max_batch. Keeps its model alive."""
+
+    def __init__(self, model, max_batch=1):
+        h = _vp()
+        _check(_lib.mae_ctx_create(model._handle(), max_batch, ctypes.byref(h)))
+        self._h = h
+        self._attach(model)
+        self.max_batch = max_batch
+        cfg = model.config
+        self.channels, self.height, self.width = cfg.in_chans, cfg.img_height, cfg.img_width
+        self.embed_dim = cfg.embed_dim
+        self.has_decoder = model.has_decoder
+        self._abort = None
+
+    def dims(self):
+        """(num_patches, keep, patch_dim) for the current mask ratio."""
+        L, keep, P = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        _check(_lib.mae_ctx_get_dims(self._handle(), ctypes.byref(L), ctypes.byref(keep), ctypes.byref(P)))
+        return L.value, keep.value, P.value
+
+    def set_seed(self, seed):
+        _check(_lib.mae_ctx_set_seed(self._handle(), seed))
+
+    def set_mask_ratio(self, ratio):
+        _check(_lib.mae_ctx_set_mask_ratio(self._handle(), ratio))
+
+    def set_threads(self, n):
+        _check(_lib.mae_ctx_set_threads(self._handle(), n))
+
+    def set_abort(self, fn):
+        """fn() -> True cancels a running call between blocks (mae.Error ABORTED); None clears.
+        fn runs on the calling thread (ctypes takes the GIL for it): keep it cheap, e.g. read a
+        threading.Event that another thread sets."""
+        self._abort = _abort_fn() if fn is None else _abort_fn(lambda user: 1 if fn() else 0)
+        _check(_lib.mae_ctx_set_abort(self._handle(), self._abort, None))
+
+    def _images(self, imgs, batch):
+        per_image = self.channels * self.height * self.width
+        if batch is None:
+            batch = _batch_of(imgs, per_image)
+        return batch, _input(imgs, (batch, self.channels, self.height, self.width), "imgs")
+
+    def forward(self, imgs, batch=None, noise=None, latent=False):
+        """One MAE forward pass on imgs [B, C, H, W]; noise [B, L] or None (the context's RNG).
+        Without a decoder (an encoder-only file) only mask and latent are computed. For features
+        use embed(): latent here is in the masker's shuffled order, as the official code's."""
+        batch, (imgs_p, imgs_keep) = self._images(imgs, batch)
+        L, keep, P = self.dims()
+        noise_p, noise_keep = (None, None) if noise is None else _input(noise, (batch, L), "noise")
+        pred_p, pred_get = None, lambda: None
+        loss = ctypes.c_float()
+        loss_p = None
+        if self.has_decoder:
+            pred_p, _, pred_get = _output((batch, L, P))
+            loss_p = ctypes.pointer(loss)
+        mask_p, _, mask_get = _output((batch, L))
+        lat_p, lat_get = None, lambda: None
+        if latent or not self.has_decoder:
+            lat_p, _, lat_get = _output((batch, 1 + keep, self.embed_dim))
+        _check(_lib.mae_forward(self._handle(), imgs_p, batch, noise_p, loss_p, pred_p, mask_p, lat_p))
+        del imgs_keep, noise_keep
+        return ForwardResult(loss.value if loss_p else None, pred_get(), mask_get(), lat_get())
+
+    def embed(self, imgs, pool="cls", batch=None, out=None):
+        """Features of imgs [B, C, H, W] in image order, no masking (works without a decoder):
+        pool "cls" -> [B, D], "mean" (of the patch tokens) -> [B, D], "tokens" -> [B, 1+L, D]."""
+        if pool not in POOLS:
+            raise ValueError("pool must be one of %s, got %r" % (sorted(POOLS), pool))
+        batch, (imgs_p, imgs_keep) = self._images(imgs, batch)
+        L = self.dims()[0]
+        shape = (batch, 1 + L, self.embed_dim) if pool == "tokens" else (batch, self.embed_dim)
+        out_p, _, get = _output(shape, out)
+        _check(_lib.mae_embed(self._handle(), imgs_p, batch, POOLS[pool], out_p))
+        del imgs_keep
+        return get()
+
+    def _handle(self):
+        if not self._h:
+            raise Error(ERR_STATE, "the context was closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            _lib.mae_ctx_free(self._h)
+            self._h = None
+        self._detach()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+
+class Trainer(_User):
+    """A mae_trainer: pretraining of a model in place (backward pass, AdamW with the official
+    schedule; the settings are mae_train_config_init's defaults). Use the model elsewhere only
+    between steps."""
+
+    def __init__(self, model, max_batch=1):
+        h = _vp()
+        _check(_lib.mae_trainer_create(model._handle(), max_batch, ctypes.byref(h)))
+        self._h = h
+        self._attach(model)
+        cfg = model.config
+        self._shape = (cfg.in_chans, cfg.img_height, cfg.img_width)
+        self._L = (cfg.img_height // cfg.patch_size) * (cfg.img_width // cfg.patch_size)
+        self._abort = None
+
+    def set_seed(self, seed):
+        _check(_lib.mae_trainer_set_seed(self._handle(), seed))
+
+    def set_threads(self, n):
+        _check(_lib.mae_trainer_set_threads(self._handle(), n))
+
+    def set_abort(self, fn):
+        """As Context.set_abort; a cancelled forward_backward leaves the trainer as before it."""
+        self._abort = _abort_fn() if fn is None else _abort_fn(lambda user: 1 if fn() else 0)
+        _check(_lib.mae_trainer_set_abort(self._handle(), self._abort, None))
+
+    def forward_backward(self, imgs, batch=None, noise=None):
+        """Adds the gradients of the MAE loss on imgs [B, C, H, W]; returns the loss."""
+        if batch is None:
+            batch = _batch_of(imgs, _count(self._shape))
+        imgs_p, imgs_keep = _input(imgs, (batch,) + self._shape, "imgs")
+        noise_p, noise_keep = (None, None) if noise is None else _input(noise, (batch, self._L), "noise")
+        loss = ctypes.c_float()
+        _check(_lib.mae_trainer_forward_backward(self._handle(), imgs_p, batch, noise_p, ctypes.pointer(loss)))
+        del imgs_keep, noise_keep
+        return loss.value
+
+    def step(self):
+        """One AdamW step with the scheduled learning rate; the gradients are then zeroed."""
+        _check(_lib.mae_trainer_step(self._handle()))
+
+    @property
+    def steps(self):
+        n = ctypes.c_int64()
+        _check(_lib.mae_trainer_get_step(self._handle(), ctypes.byref(n)))
+        return n.value
+
+    @property
+    def lr(self):
+        v = ctypes.c_double()
+        _check(_lib.mae_trainer_get_lr(self._handle(), ctypes.byref(v)))
+        return v.value
+
+    def save(self, path):
+        _check(_lib.mae_trainer_save(self._handle(), os.fsencode(path)))
+
+    def load(self, path):
+        _check(_lib.mae_trainer_load(self._handle(), os.fsencode(path)))
+
+    def _handle(self):
+        if not self._h:
+            raise Error(ERR_STATE, "the trainer was closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            _lib.mae_trainer_free(self._h)
+            self._h = None
+        self._detach()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass

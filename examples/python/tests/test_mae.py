@@ -1,0 +1,170 @@
+"""Tests of the installed binding (tests/check_ffi.sh runs them in a fresh virtualenv): shape and
+dtype checks, out= buffers, embeddings (also from an encoder-only file), lifetimes, hooks."""
+import json
+import os
+import struct
+import tempfile
+import unittest
+
+import mae
+
+np = mae.np
+
+
+def encoder_only(src, dst):
+    """Rewrites a safetensors file without the decoder's tensors (and mask_token)."""
+    with open(src, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out, blobs, at = {}, [], 0
+    for name, e in header.items():
+        if name == "__metadata__":
+            out[name] = e
+            continue
+        if name.startswith("decoder") or name == "mask_token":
+            continue
+        a, b = e["data_offsets"]
+        blobs.append(data[a:b])
+        out[name] = dict(e, data_offsets=[at, at + b - a])
+        at += b - a
+    h = json.dumps(out).encode()
+    h += b" " * (-len(h) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+@unittest.skipIf(np is None, "numpy is not installed")
+class Binding(unittest.TestCase):
+    def setUp(self):
+        self.model = mae.Model.create("tiny", seed=3)
+        cfg = self.model.config
+        self.shape = (2, cfg.in_chans, cfg.img_height, cfg.img_width)
+        self.imgs = np.random.default_rng(1).uniform(-1, 1, self.shape).astype(np.float32)
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_shapes_and_dtypes(self):
+        with mae.Context(self.model, 2) as c:
+            nhwc = np.ascontiguousarray(self.imgs.transpose(0, 2, 3, 1))
+            with self.assertRaisesRegex(ValueError, "shape"):
+                c.embed(nhwc)
+            with self.assertRaisesRegex(ValueError, r"\[B, C, H, W\]"):
+                c.embed(self.imgs.reshape(-1))
+            with self.assertRaisesRegex(ValueError, "float32"):
+                c.embed(self.imgs.astype(np.float64))
+            with self.assertRaisesRegex(ValueError, "float32"):
+                c.forward(self.imgs.astype(np.float64))
+            with self.assertRaisesRegex(ValueError, "pool"):
+                c.embed(self.imgs, pool="max")
+            with self.assertRaises(mae.Error) as e:
+                c.embed(np.zeros((3,) + self.shape[1:], np.float32))   # over max_batch
+            self.assertEqual(e.exception.name, "SHAPE")
+            # a non-contiguous float32 view is copied, not reinterpreted
+            wide = np.zeros(self.shape[:3] + (2 * self.shape[3],), np.float32)
+            wide[..., ::2] = self.imgs
+            np.testing.assert_array_equal(c.embed(wide[..., ::2]), c.embed(self.imgs))
+
+    def test_out_buffers(self):
+        D, T = self.model.embed_dims
+        with mae.Context(self.model, 2) as c:
+            out = np.full((2, D), np.nan, np.float32)
+            r = c.embed(self.imgs, pool="mean", out=out)
+            self.assertIs(r, out)
+            self.assertFalse(np.isnan(out).any())
+            np.testing.assert_array_equal(out, c.embed(self.imgs, pool="mean"))
+            tok = np.empty((2, T, D), np.float32)
+            c.embed(self.imgs, pool="tokens", out=tok)
+            np.testing.assert_array_equal(tok[:, 0], c.embed(self.imgs, pool="cls"))
+            np.testing.assert_allclose(tok[:, 1:].astype(np.float64).mean(axis=1), out, rtol=1e-6, atol=1e-7)
+            for bad in (np.empty((2, D + 1), np.float32), np.empty((2, D), np.float64),
+                        np.empty((D, 2), np.float32).T):
+                with self.assertRaises(ValueError):
+                    c.embed(self.imgs, pool="mean", out=bad)
+
+    def test_close_model_in_use(self):
+        c = mae.Context(self.model, 2)
+        with self.assertRaises(mae.Error) as e:
+            self.model.close()
+        self.assertEqual(e.exception.name, "STATE")
+        self.assertEqual(c.embed(self.imgs).shape, (2, self.model.embed_dims[0]))   # still alive
+        t = mae.Trainer(self.model, 2)
+        c.close()
+        with self.assertRaises(mae.Error):
+            self.model.close()
+        t.close()
+        self.model.close()
+        with self.assertRaises(mae.Error):
+            mae.Context(self.model, 1)
+        # dropping every reference frees in a safe order: the context holds the model
+        m = mae.Model.create("tiny", seed=4)
+        c = mae.Context(m, 1)
+        del m
+        self.assertEqual(c.embed(self.imgs[:1]).shape[0], 1)
+        c.close()
+
+    def test_encoder_only(self):
+        full = os.path.join(self.tmp.name, "full.safetensors")
+        enc = os.path.join(self.tmp.name, "enc.safetensors")
+        self.model.save(full)
+        encoder_only(full, enc)
+        e = mae.Model.load(enc)
+        self.assertFalse(e.has_decoder)
+        with mae.Context(e, 2) as ce, mae.Context(self.model, 2) as cm:
+            for pool in ("cls", "mean", "tokens"):
+                np.testing.assert_array_equal(ce.embed(self.imgs, pool=pool), cm.embed(self.imgs, pool=pool))
+            r = ce.forward(self.imgs)
+            self.assertIsNone(r.loss)
+            self.assertIsNone(r.pred)
+            self.assertEqual(r.latent.shape[0], 2)
+        e.close()
+
+    def test_hooks(self):
+        path = os.path.join(self.tmp.name, "m.safetensors")
+        self.model.save(path)
+        seen = []
+        mae.Model.load(path, progress=lambda d, t: seen.append((d, t))).close()
+        self.assertEqual(seen[-1][0], seen[-1][1])
+        self.assertEqual([d for d, _ in seen], list(range(1, len(seen) + 1)))
+        with self.assertRaises(mae.Error) as e:
+            mae.Model.load(path, progress=lambda d, t: d == 3)
+        self.assertEqual(e.exception.name, "ABORTED")
+        with mae.Context(self.model, 2) as c:
+            want = c.embed(self.imgs)
+            c.set_abort(lambda: True)
+            with self.assertRaises(mae.Error) as e:
+                c.embed(self.imgs)
+            self.assertEqual(e.exception.name, "ABORTED")
+            c.set_abort(None)
+            np.testing.assert_array_equal(c.embed(self.imgs), want)
+
+    def test_images_to_input(self):
+        cfg = self.model.config
+        ims = [np.full((40, 30, 3), 128, np.uint8), np.full((9, 50), 128, np.uint8),
+               np.full((20, 20, 4), 128, np.uint8)]
+        x = self.model.images_to_input(ims, mae.IMAGENET_MEAN, mae.IMAGENET_STD)
+        self.assertEqual(x.shape, (3, cfg.in_chans, cfg.img_height, cfg.img_width))
+        for ch in range(3):
+            want = (128 / 255 - mae.IMAGENET_MEAN[ch]) / mae.IMAGENET_STD[ch]
+            np.testing.assert_allclose(x[:, ch], want, rtol=1e-6)
+        with self.assertRaises(ValueError):
+            self.model.images_to_input([np.zeros((4, 4, 3), np.float32)])
+
+    def test_trainer(self):
+        with mae.Trainer(self.model, 2) as t:
+            t.set_threads(1)
+            l0 = t.forward_backward(self.imgs)
+            t.step()
+            self.assertEqual(t.steps, 1)
+            self.assertTrue(l0 > 0)
+            t.set_abort(lambda: True)
+            with self.assertRaises(mae.Error):
+                t.forward_backward(self.imgs)
+            t.set_abort(None)
+            t.save(os.path.join(self.tmp.name, "t.safetensors"))
+
+
+if __name__ == "__main__":
+    unittest.main()
