@@ -1,9 +1,7 @@
 //! The FFI example: the computation of examples/ffi_reference.c through the Rust binding,
 //! printed in the same format (tests/check_ffi.sh compares the two).
 //!
-//!     rustc --edition 2021 -O main.rs -L lib -l dylib=mae -o mae_example
-//!     LD_LIBRARY_PATH=lib ./mae_example [checkpoint.safetensors]
-mod mae;
+//!     cargo run --offline --release -- [checkpoint.safetensors]      (in examples/rust)
 
 use std::process::exit;
 
@@ -46,6 +44,15 @@ fn run(path: Option<&str>) -> mae::Result<()> {
     let out = ctx.forward(&imgs, B, None)?;
     println!("seed_loss {}", fmt9(out.loss as f64));
     println!("seed_mask {}", mask_string(&out.mask));
+
+    let (d, _t) = model.embed_dims()?;
+    for (pool, name) in [(mae::Pool::Cls, "cls"), (mae::Pool::Mean, "mean")] {
+        let e = ctx.embed(&imgs, B, pool)?;
+        println!("embed_{}_head {} {} {} {}", name, fmt9(e[d] as f64), fmt9(e[d + 1] as f64),
+                 fmt9(e[d + 2] as f64), fmt9(e[d + 3] as f64));
+    }
+    let tokens = ctx.embed(&imgs, B, mae::Pool::Tokens)?;
+    println!("embed_tokens_sumsq {}", fmt9(tokens.iter().map(|&v| v as f64 * v as f64).sum()));
 
     // a wrong size is refused on the Rust side, a bad ratio by the library: both are errors
     assert!(ctx.forward(&imgs[1..], B, None).is_err());

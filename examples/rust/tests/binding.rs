@@ -1,0 +1,86 @@
+//! The safe wrapper's promises: embeddings in image order and shape checks, a context that moves
+//! to another thread, abort, a trainer that drops cleanly. Runs with `cargo test --offline`.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn tiny(seed: u64) -> mae::Model {
+    mae::Model::create(&mae::ffi::Config::preset("tiny").unwrap(), seed).unwrap()
+}
+
+fn images(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 29 % 113) as f32 - 56.0) / 64.0).collect()
+}
+
+#[test]
+fn embed_shapes_and_pools() {
+    let m = tiny(1);
+    let (d, t) = m.embed_dims().unwrap();
+    let mut c = mae::Context::new(&m, 2).unwrap();
+    let imgs = images(2 * c.image_len());
+    let cls = c.embed(&imgs, 2, mae::Pool::Cls).unwrap();
+    let mean = c.embed(&imgs, 2, mae::Pool::Mean).unwrap();
+    let tok = c.embed(&imgs, 2, mae::Pool::Tokens).unwrap();
+    assert_eq!((cls.len(), mean.len(), tok.len()), (2 * d, 2 * d, 2 * t * d));
+    for b in 0..2 {
+        assert_eq!(&cls[b * d..(b + 1) * d], &tok[b * t * d..b * t * d + d]);
+        for k in 0..d {
+            let s: f64 = (1..t).map(|l| tok[(b * t + l) * d + k] as f64).sum();
+            assert!(((s / (t - 1) as f64) as f32 - mean[b * d + k]).abs() <= 1e-6);
+        }
+    }
+    assert_eq!(c.embed(&imgs[1..], 2, mae::Pool::Cls).unwrap_err().status, 5);
+    let mut small = vec![0.0; d];
+    assert_eq!(c.embed_into(&imgs, 2, mae::Pool::Cls, &mut small).unwrap_err().status, 5);
+    assert!(m.context_memory(2, 1).unwrap() > 0);
+}
+
+#[test]
+fn context_moves_between_threads() {
+    let m = tiny(2);
+    let mut c = mae::Context::new(&m, 1).unwrap();
+    let imgs = images(c.image_len());
+    let here = c.embed(&imgs, 1, mae::Pool::Mean).unwrap();
+    let there = std::thread::scope(|s| s.spawn(move || c.embed(&imgs, 1, mae::Pool::Mean).unwrap()).join().unwrap());
+    assert_eq!(here, there);
+}
+
+#[test]
+fn abort_and_latent() {
+    let m = tiny(3);
+    let stop = AtomicBool::new(false);
+    let mut c = mae::Context::new(&m, 1).unwrap();
+    c.set_abort(Some(&stop)).unwrap();
+    let imgs = images(c.image_len());
+    let want = c.embed(&imgs, 1, mae::Pool::Cls).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(c.embed(&imgs, 1, mae::Pool::Cls).unwrap_err().status, mae::ffi::ERR_ABORTED);
+    stop.store(false, Ordering::Relaxed);
+    assert_eq!(c.embed(&imgs, 1, mae::Pool::Cls).unwrap(), want);
+    // at ratio 0 the latent's cls row is embed's cls up to the rounding of a shuffled sum
+    c.set_mask_ratio(0.0).unwrap();
+    let f = c.forward_latent(&imgs, 1, None).unwrap();
+    let (d, t) = m.embed_dims().unwrap();
+    assert_eq!(f.latent.len(), t * d);
+    for k in 0..d {
+        assert!((f.latent[k] - want[k]).abs() <= 1e-5 * (1.0 + want[k].abs()));
+    }
+}
+
+#[test]
+fn trainer_steps_and_drops() {
+    let mut m = tiny(4);
+    let path = std::env::temp_dir().join(format!("mae_rust_{}.safetensors", std::process::id()));
+    {
+        let mut t = mae::Trainer::new(&mut m, 2).unwrap();
+        t.set_threads(1).unwrap();
+        let imgs = images(2 * 3 * 32 * 32);
+        let l = t.forward_backward(&imgs, 2, None).unwrap();
+        assert!(l > 0.0);
+        t.step().unwrap();
+        assert_eq!(t.steps().unwrap(), 1);
+        assert_eq!(t.forward_backward(&imgs[1..], 2, None).unwrap_err().status, 5);
+        t.save(path.to_str().unwrap()).unwrap();
+    }
+    let back = mae::Model::load(path.to_str().unwrap()).unwrap();
+    assert_eq!(back.num_params().unwrap(), m.num_params().unwrap());
+    let _ = std::fs::remove_file(&path);
+}
