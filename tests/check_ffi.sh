@@ -1,9 +1,16 @@
 #!/bin/sh
-# The FFI examples (examples/python, examples/rust, examples/go) run the computation of
-# examples/ffi_reference.c through their bindings against lib/libmae.so; their output must match
-# the C program's: masks exactly, numbers to 1e-6 relative. Each runs when its toolchain is
-# present (CI installs python3-numpy, rustc and golang-go); Python runs with every interpreter
-# found (python3 on PATH, /usr/bin/python3), so both the numpy and the plain-list paths run.
+# The bindings (examples/python, examples/rust, examples/go) as packages: each runs the
+# computation of examples/ffi_reference.c (forward passes and mae_embed) and must match the C
+# program's output: masks exactly, numbers to 1e-6 relative. Then each package's own tests:
+#   Python: pip-installed (offline, --no-build-isolation) into a fresh virtualenv
+#           (--system-site-packages, for numpy), its unittest suite run there;
+#   Rust:   cargo build/test --offline against lib/ (build.rs), no crates;
+#   Go:     libmae installed to a temporary prefix (make install), the module built through
+#           `#cgo pkg-config: mae`, go test.
+# A missing toolchain is reported as skipped (CI installs python3-numpy, python3-setuptools,
+# python3-pip, python3-venv, cargo, rustc, golang-go, pkg-config). Python's example runs with
+# every interpreter found (python3 on PATH, /usr/bin/python3), so the numpy and plain-list paths
+# both run.
 set -eu
 BUILD=${BUILD:-build}
 if [ -n "${SANITIZE:-}" ]; then
@@ -61,32 +68,81 @@ for py in python3 /usr/bin/python3; do
     fi
 done
 
-# Rust (plain extern "C", rustc only)
-if command -v rustc >/dev/null 2>&1; then
-    if rustc --edition 2021 -O examples/rust/main.rs -L "$lib" -l dylib=mae -o "$dir/rust_example" 2> "$dir/rust.err" &&
-       LD_LIBRARY_PATH="$lib" "$dir/rust_example" "$ckpt" > "$dir/rust.txt" 2>> "$dir/rust.err"; then
+# Python package: installed into a fresh virtualenv from a copy (the build leaves files behind)
+pydone=""
+for py in /usr/bin/python3 python3; do
+    p=$(command -v "$py" 2>/dev/null) || continue
+    if ! "$p" -c "import setuptools, venv, ensurepip" >/dev/null 2>&1 && ! "$p" -c "import setuptools, venv" >/dev/null 2>&1; then
+        continue
+    fi
+    rm -rf "$dir/pysrc" "$dir/venv"
+    cp -r examples/python "$dir/pysrc"
+    rm -rf "$dir/pysrc/build" "$dir/pysrc"/*.egg-info
+    if "$p" -m venv --system-site-packages "$dir/venv" > "$dir/pip.log" 2>&1 &&
+       "$dir/venv/bin/python" -m pip install --no-index --no-build-isolation "$dir/pysrc" >> "$dir/pip.log" 2>&1 &&
+       (cd "$dir" && MAE_LIBRARY="$lib/libmae.so.1" "$dir/venv/bin/python" -m unittest discover -s "$root/examples/python/tests" -t "$root/examples/python/tests") > "$dir/pytest.log" 2>&1; then
+        where=$(cd "$dir" && MAE_LIBRARY="$lib/libmae.so.1" "$dir/venv/bin/python" -c "import mae, os; print(os.path.dirname(mae.__file__))")
+        case "$where" in "$dir/venv"/*) ;; *) echo "check_ffi: the tests imported mae from $where, not the venv"; status=1 ;; esac
+        ran="$ran python-package"
+        echo "  python package ($p): $(tail -n 3 "$dir/pytest.log" | tr '\n' ' ')"
+    else
+        echo "check_ffi: the Python package failed to install or test ($p):"; cat "$dir/pip.log" "$dir/pytest.log" 2>/dev/null; status=1
+    fi
+    pydone=1
+    break
+done
+[ -n "$pydone" ] || echo "check_ffi: python package: skipped (no python3 with setuptools and venv)"
+
+# Rust: cargo, offline, no crates; build.rs links lib/ and sets the rpath
+if command -v cargo >/dev/null 2>&1; then
+    export CARGO_TARGET_DIR="$dir/cargo"
+    if (cd examples/rust && cargo build --offline --release --quiet) > "$dir/rust.err" 2>&1 &&
+       "$dir/cargo/release/mae_example" "$ckpt" > "$dir/rust.txt" 2>> "$dir/rust.err"; then
         compare rust "$dir/rust.txt"
         tail -n 1 "$dir/rust.err" | sed 's/^/  /'
     else
         echo "check_ffi: the Rust example failed:"; cat "$dir/rust.err"; status=1
     fi
+    if (cd examples/rust && cargo test --offline --quiet) > "$dir/rust_test.log" 2>&1; then
+        ran="$ran rust-tests"
+        echo "  rust: $(grep -h 'test result' "$dir/rust_test.log" | awk '{p += $4} END {print p " tests passed"}')"
+    else
+        echo "check_ffi: cargo test failed:"; cat "$dir/rust_test.log"; status=1
+    fi
+else
+    echo "check_ffi: rust: skipped (no cargo)"
 fi
 
-# Go (cgo); no network: the module has no dependencies
-if command -v go >/dev/null 2>&1; then
-    if (cd examples/go && GOCACHE="$dir/gocache" GOPATH="$dir/gopath" GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local \
-            CGO_ENABLED=1 CC="${CC:-cc}" go build -o "$dir/go_example" ./example) 2> "$dir/go.err" &&
-       LD_LIBRARY_PATH="$lib" "$dir/go_example" "$ckpt" > "$dir/go.txt" 2>> "$dir/go.err"; then
-        compare go "$dir/go.txt"
-        tail -n 1 "$dir/go.err" | sed 's/^/  /'
+# Go: cgo flags from pkg-config, after installing libmae to a temporary prefix
+if command -v go >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1; then
+    prefix=$dir/prefix
+    rm -rf "$prefix"
+    if make -s install PREFIX="$prefix" > "$dir/install.log" 2>&1; then
+        export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+        goenv="GOCACHE=$dir/gocache GOPATH=$dir/gopath GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=1"
+        if (cd examples/go && env $goenv CC="${CC:-cc}" go build -o "$dir/go_example" ./example) 2> "$dir/go.err" &&
+           LD_LIBRARY_PATH="$prefix/lib" "$dir/go_example" "$ckpt" > "$dir/go.txt" 2>> "$dir/go.err"; then
+            compare go "$dir/go.txt"
+            tail -n 1 "$dir/go.err" | sed 's/^/  /'
+        else
+            echo "check_ffi: the Go example failed:"; cat "$dir/go.err"; status=1
+        fi
+        if (cd examples/go && env $goenv CC="${CC:-cc}" LD_LIBRARY_PATH="$prefix/lib" go test ./...) > "$dir/go_test.log" 2>&1; then
+            ran="$ran go-tests"
+            echo "  go: $(grep '^ok' "$dir/go_test.log" | tr '\n' ' ')"
+        else
+            echo "check_ffi: go test failed:"; cat "$dir/go_test.log"; status=1
+        fi
     else
-        echo "check_ffi: the Go example failed:"; cat "$dir/go.err"; status=1
+        echo "check_ffi: make install to $prefix failed:"; cat "$dir/install.log"; status=1
     fi
+else
+    echo "check_ffi: go: skipped (no go or no pkg-config)"
 fi
 
 [ $status -eq 0 ] || exit 1
 if [ -z "$ran" ]; then
-    echo "check_ffi: skipped (no python3, rustc or go found)"
+    echo "check_ffi: skipped (no python3, cargo or go found)"
 else
     echo "check_ffi: match the C reference:$ran"
 fi

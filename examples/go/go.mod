@@ -1,3 +1,3 @@
-module libmae.example/mae
+module github.com/libmae/libmae/examples/go
 
 go 1.19

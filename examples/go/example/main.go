@@ -1,8 +1,9 @@
 // The FFI example: the computation of examples/ffi_reference.c through the Go binding, printed
 // in the same format (tests/check_ffi.sh compares the two).
 //
+//	make install PREFIX=/tmp/mae && export PKG_CONFIG_PATH=/tmp/mae/lib/pkgconfig
 //	cd examples/go && go build -o /tmp/mae_example ./example
-//	LD_LIBRARY_PATH=../../lib /tmp/mae_example [checkpoint.safetensors]
+//	LD_LIBRARY_PATH=/tmp/mae/lib /tmp/mae_example [checkpoint.safetensors]
 package main
 
 import (
@@ -11,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	"libmae.example/mae/mae"
+	"github.com/libmae/libmae/examples/go/mae"
 )
 
 func openModel(path string) (*mae.Model, error) {
@@ -97,6 +98,30 @@ func run(path string) error {
 	}
 	fmt.Printf("seed_loss %.9g\n", r.Loss)
 	fmt.Printf("seed_mask %s\n", maskString(r.Mask))
+
+	d, _, err := model.EmbedDims()
+	if err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		pool mae.Pool
+		name string
+	}{{mae.PoolCLS, "cls"}, {mae.PoolMean, "mean"}} {
+		e, err := ctx.Embed(imgs, B, p.pool)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("embed_%s_head %.9g %.9g %.9g %.9g\n", p.name, e[d], e[d+1], e[d+2], e[d+3])
+	}
+	tok, err := ctx.Embed(imgs, B, mae.PoolTokens)
+	if err != nil {
+		return err
+	}
+	sq := 0.0
+	for _, v := range tok {
+		sq += float64(v) * float64(v)
+	}
+	fmt.Printf("embed_tokens_sumsq %.9g\n", sq)
 
 	// a bad ratio is the library's error, with its status and message
 	err = ctx.SetMaskRatio(1.5)

@@ -1,13 +1,17 @@
-// Package mae is a thin cgo binding of libmae: models, contexts and the forward pass, with Go
-// errors that carry the library's status and message.
+// Package mae is a thin cgo binding of libmae: models, contexts, the forward pass and
+// embeddings, with Go errors that carry the library's status and message.
 //
-// By default it builds against this source tree (include/ and lib/); for an installed libmae,
-// build with CGO_CFLAGS/CGO_LDFLAGS from `pkg-config --cflags --libs mae`.
+// It builds against an installed libmae found by pkg-config (`make install PREFIX=...`, then
+// PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig if that prefix is not a system one); a program run
+// against a non-system prefix needs LD_LIBRARY_PATH=$PREFIX/lib.
+//
+// Lifetimes: a Context holds a reference on its Model. Model.Close with contexts still open
+// only marks the model closed (no new contexts); its memory is freed when the last context is
+// closed. A Context is for one goroutine at a time; its Close waits for a running call.
 package mae
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../../lib -lmae
+#cgo pkg-config: mae
 #include <stdlib.h>
 #include "mae.h"
 */
@@ -16,6 +20,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -31,6 +36,7 @@ const (
 	ErrShape       Status = C.MAE_ERR_SHAPE
 	ErrUnsupported Status = C.MAE_ERR_UNSUPPORTED
 	ErrState       Status = C.MAE_ERR_STATE
+	ErrAborted     Status = C.MAE_ERR_ABORTED
 )
 
 func (s Status) String() string { return C.GoString(C.mae_status_str(C.mae_status(s))) }
@@ -103,13 +109,54 @@ func Preset(name string) (Config, error) {
 }
 
 // Model owns a mae_model. Immutable once made: share it across goroutines. Close frees it
-// (a finalizer does too, as a safety net).
-type Model struct{ p *C.mae_model }
+// (a finalizer does too, as a safety net), or, while contexts made from it are open, marks it
+// closed and leaves the freeing to the last of them.
+type Model struct {
+	mu     sync.Mutex
+	p      *C.mae_model
+	users  int  // open contexts
+	closed bool // Close was called
+}
 
 func newModel(p *C.mae_model) *Model {
-	m := &Model{p}
+	m := &Model{p: p}
 	runtime.SetFinalizer(m, (*Model).Close)
 	return m
+}
+
+var errClosed = &Error{ErrState, "the model was closed"}
+
+// handle is the C model for a call, or nil once closed (the caller holds a reference or
+// m.mu, so it cannot be freed during the call).
+func (m *Model) handle() *C.mae_model {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	return m.p
+}
+
+// acquire takes a reference for a new context; false once the model is closed.
+func (m *Model) acquire() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.p == nil {
+		return false
+	}
+	m.users++
+	return true
+}
+
+// release drops a context's reference, freeing the model if it was closed meanwhile.
+func (m *Model) release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users--
+	if m.closed && m.users == 0 && m.p != nil {
+		C.mae_model_free(m.p)
+		m.p = nil
+	}
 }
 
 // Create makes a model with the official initialization drawn from seed.
@@ -133,77 +180,117 @@ func Load(path string) (*Model, error) {
 	return newModel(p), nil
 }
 
+// with runs fn with the model's handle, holding the model's lock so that Close cannot free it
+// meanwhile (the calls under it are short: no forward pass runs here).
+func (m *Model) with(fn func(p *C.mae_model) C.mae_status) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.p == nil {
+		return errClosed
+	}
+	return call(func() C.mae_status { return fn(m.p) })
+}
+
 func (m *Model) Save(path string) error {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	err := call(func() C.mae_status { return C.mae_model_save(m.p, cpath) })
-	runtime.KeepAlive(m)
-	return err
+	return m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_save(p, cpath) })
 }
 
 func (m *Model) Config() (Config, error) {
 	var cfg C.mae_config
 	cfg.struct_size = C.uint32_t(unsafe.Sizeof(cfg))
-	err := call(func() C.mae_status { return C.mae_model_get_config(m.p, &cfg) })
-	runtime.KeepAlive(m)
+	err := m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_get_config(p, &cfg) })
 	return configFromC(&cfg), err
 }
 
+// EmbedDims returns (D, 1 + L): floats per pooled embedding and tokens per image.
+func (m *Model) EmbedDims() (int, int, error) {
+	var d, t C.int
+	err := m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_embed_dims(p, &d, &t) })
+	return int(d), int(t), err
+}
+
+// Close frees the model, or, while contexts made from it are open, marks it closed and lets
+// the last of them free it. Safe to call twice and from any goroutine.
 func (m *Model) Close() {
-	if m.p != nil {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.users == 0 && m.p != nil {
 		C.mae_model_free(m.p)
 		m.p = nil
 	}
 }
 
-// Context owns a mae_ctx: one goroutine's workspace. It keeps its model alive.
+// Context owns a mae_ctx: one goroutine's workspace. It holds a reference on its model.
 type Context struct {
+	mu       sync.Mutex // held by every call and by Close
 	p        *C.mae_ctx
 	model    *Model
 	maxBatch int
+	cfg      Config // the model's, read once: valid after Model.Close too
+	d, t     int    // EmbedDims
 }
 
 func NewContext(m *Model, maxBatch int) (*Context, error) {
+	if !m.acquire() {
+		return nil, errClosed
+	}
 	var p *C.mae_ctx
 	if err := call(func() C.mae_status { return C.mae_ctx_create(m.p, C.int(maxBatch), &p) }); err != nil {
+		m.release()
 		return nil, err
 	}
-	c := &Context{p, m, maxBatch}
+	c := &Context{p: p, model: m, maxBatch: maxBatch}
+	var cfg C.mae_config
+	cfg.struct_size = C.uint32_t(unsafe.Sizeof(cfg))
+	var d, t C.int
+	C.mae_model_get_config(m.p, &cfg) // cannot fail: valid model, sized struct
+	C.mae_model_embed_dims(m.p, &d, &t)
+	c.cfg, c.d, c.t = configFromC(&cfg), int(d), int(t)
 	runtime.SetFinalizer(c, (*Context).Close)
 	return c, nil
 }
 
+// Close frees the context (waiting for a call in progress) and drops its model reference.
 func (c *Context) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.p != nil {
 		C.mae_ctx_free(c.p)
 		c.p = nil
+		c.model.release()
 	}
+}
+
+// run calls fn with the context's handle under its lock; a closed context is an error.
+func (c *Context) run(fn func(p *C.mae_ctx) C.mae_status) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		return &Error{ErrState, "the context was closed"}
+	}
+	return call(func() C.mae_status { return fn(c.p) })
 }
 
 // Dims returns (num_patches, keep, patch_dim) for the current mask ratio.
 func (c *Context) Dims() (int, int, int, error) {
 	var l, k, p C.int
-	err := call(func() C.mae_status { return C.mae_ctx_get_dims(c.p, &l, &k, &p) })
-	runtime.KeepAlive(c)
+	err := c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_get_dims(cp, &l, &k, &p) })
 	return int(l), int(k), int(p), err
 }
 
 func (c *Context) SetSeed(seed uint64) error {
-	err := call(func() C.mae_status { return C.mae_ctx_set_seed(c.p, C.uint64_t(seed)) })
-	runtime.KeepAlive(c)
-	return err
+	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_seed(cp, C.uint64_t(seed)) })
 }
 
 func (c *Context) SetMaskRatio(r float32) error {
-	err := call(func() C.mae_status { return C.mae_ctx_set_mask_ratio(c.p, C.float(r)) })
-	runtime.KeepAlive(c)
-	return err
+	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_mask_ratio(cp, C.float(r)) })
 }
 
 func (c *Context) SetThreads(n int) error {
-	err := call(func() C.mae_status { return C.mae_ctx_set_threads(c.p, C.int(n)) })
-	runtime.KeepAlive(c)
-	return err
+	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_threads(cp, C.int(n)) })
 }
 
 // Result of a forward pass: loss, pred [B, L, p*p*C], mask [B, L] (1 = removed).
@@ -216,10 +303,7 @@ type Result struct {
 // Forward runs one MAE forward pass on batch images [B, C, H, W]; noise [B, L] or nil (the
 // context's RNG). Slice lengths are checked here so the library never reads past them.
 func (c *Context) Forward(imgs []float32, batch int, noise []float32) (*Result, error) {
-	cfg, err := c.model.Config()
-	if err != nil {
-		return nil, err
-	}
+	cfg := c.cfg
 	l, _, p, err := c.Dims()
 	if err != nil {
 		return nil, err
@@ -238,14 +322,57 @@ func (c *Context) Forward(imgs []float32, batch int, noise []float32) (*Result, 
 	}
 	r := &Result{Pred: make([]float32, batch*l*p), Mask: make([]float32, batch*l)}
 	var loss C.float
-	err = call(func() C.mae_status {
-		return C.mae_forward(c.p, (*C.float)(unsafe.Pointer(&imgs[0])), C.int(batch), noisePtr, &loss,
+	err = c.run(func(cp *C.mae_ctx) C.mae_status {
+		return C.mae_forward(cp, (*C.float)(unsafe.Pointer(&imgs[0])), C.int(batch), noisePtr, &loss,
 			(*C.float)(unsafe.Pointer(&r.Pred[0])), (*C.float)(unsafe.Pointer(&r.Mask[0])), nil)
 	})
-	runtime.KeepAlive(c)
 	if err != nil {
 		return nil, err
 	}
 	r.Loss = float32(loss)
 	return r, nil
+}
+
+// Pool says how Embed pools the encoder's tokens.
+type Pool int
+
+const (
+	PoolCLS    Pool = C.MAE_POOL_CLS    // [B, D]: the cls token
+	PoolMean   Pool = C.MAE_POOL_MEAN   // [B, D]: the mean of the patch tokens
+	PoolTokens Pool = C.MAE_POOL_TOKENS // [B, 1+L, D]: every token, patches in image order
+)
+
+// Embed returns the features of batch images [B, C, H, W] in image order (no masking, no
+// decoder needed), pooled as pool says. EmbedInto writes them into out without allocating.
+func (c *Context) Embed(imgs []float32, batch int, pool Pool) ([]float32, error) {
+	d, t := c.d, c.t
+	n := batch * d
+	if pool == PoolTokens {
+		n *= t
+	}
+	if n <= 0 {
+		return nil, &Error{ErrShape, fmt.Sprintf("batch %d is outside [1, %d]", batch, c.maxBatch)}
+	}
+	out := make([]float32, n)
+	return out, c.EmbedInto(imgs, batch, pool, out)
+}
+
+func (c *Context) EmbedInto(imgs []float32, batch int, pool Pool, out []float32) error {
+	cfg, d, t := c.cfg, c.d, c.t
+	if pool != PoolCLS && pool != PoolMean && pool != PoolTokens {
+		return &Error{ErrInvalidArg, fmt.Sprintf("pool %d is not a Pool", int(pool))}
+	}
+	perImage := int(cfg.InChans) * int(cfg.ImgHeight) * int(cfg.ImgWidth)
+	want := batch * d
+	if pool == PoolTokens {
+		want *= t
+	}
+	if batch < 1 || batch > c.maxBatch || len(imgs) != batch*perImage || len(out) != want {
+		return &Error{ErrShape, fmt.Sprintf("imgs %d values and out %d for batch %d, expected %d and %d (max batch %d)",
+			len(imgs), len(out), batch, batch*perImage, want, c.maxBatch)}
+	}
+	return c.run(func(cp *C.mae_ctx) C.mae_status {
+		return C.mae_embed(cp, (*C.float)(unsafe.Pointer(&imgs[0])), C.int(batch), C.mae_pool(pool),
+			(*C.float)(unsafe.Pointer(&out[0])))
+	})
 }

@@ -1,0 +1,111 @@
+package mae
+
+import (
+	"runtime"
+	"sync"
+	"testing"
+)
+
+func tiny(t *testing.T, seed uint64) *Model {
+	cfg, err := Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Create(cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func images(n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32((i*29)%113-56) / 64
+	}
+	return x
+}
+
+// Embed's pools agree with each other, and sizes are checked before the library is called.
+func TestEmbed(t *testing.T) {
+	m := tiny(t, 1)
+	defer m.Close()
+	c, err := NewContext(m, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d, tk, _ := m.EmbedDims()
+	imgs := images(2 * 3 * 32 * 32)
+	cls, err := c.Embed(imgs, 2, PoolCLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Embed(imgs, 2, PoolTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < 2; b++ {
+		for k := 0; k < d; k++ {
+			if cls[b*d+k] != tok[b*tk*d+k] {
+				t.Fatalf("cls %d,%d differs from token 0", b, k)
+			}
+		}
+	}
+	if _, err := c.Embed(imgs[1:], 2, PoolMean); err == nil {
+		t.Fatal("a short imgs slice was accepted")
+	}
+	if err := c.EmbedInto(imgs, 2, Pool(7), make([]float32, 2*d)); err == nil {
+		t.Fatal("pool 7 was accepted")
+	}
+}
+
+// Closing a model while contexts use it (from other goroutines) is safe: the memory goes with
+// the last context, and the contexts keep working until then.
+func TestCloseInUse(t *testing.T) {
+	m := tiny(t, 2)
+	var ctxs []*Context
+	for i := 0; i < 3; i++ {
+		c, err := NewContext(m, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctxs = append(ctxs, c)
+	}
+	imgs := images(3 * 32 * 32)
+	want, _ := ctxs[0].Embed(imgs, 1, PoolMean)
+	var wg sync.WaitGroup
+	for _, c := range ctxs {
+		wg.Add(1)
+		go func(c *Context) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				got, err := c.Embed(imgs, 1, PoolMean)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for k := range got {
+					if got[k] != want[k] {
+						t.Error("features changed while the model was being closed")
+						return
+					}
+				}
+			}
+		}(c)
+	}
+	m.Close()
+	m.Close()
+	if _, err := NewContext(m, 1); err == nil {
+		t.Error("a context was made from a closed model")
+	}
+	wg.Wait()
+	for _, c := range ctxs {
+		c.Close()
+		c.Close()
+	}
+	if _, err := ctxs[0].Embed(imgs, 1, PoolMean); err == nil {
+		t.Error("a closed context ran")
+	}
+	runtime.GC()
+}
