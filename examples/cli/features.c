@@ -95,31 +95,6 @@ static int ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* latent [b, T, D] -> rows of out, as the pool says. */
-static void pool_rows(pool_kind pool, const float *latent, int b, int T, int D, float *out)
-{
-    for (int i = 0; i < b; i++) {
-        const float *z = latent + (size_t)i * (size_t)T * (size_t)D;
-        if (pool == POOL_TOKENS) {
-            memcpy(out + (size_t)i * (size_t)T * (size_t)D, z, (size_t)T * (size_t)D * sizeof *z);
-            continue;
-        }
-        int width = pool == POOL_CLS_MEAN ? 2 * D : D;
-        float *row = out + (size_t)i * (size_t)width;
-        if (pool != POOL_MEAN)
-            memcpy(row, z, (size_t)D * sizeof *z);
-        if (pool == POOL_CLS)
-            continue;
-        float *mean = pool == POOL_MEAN ? row : row + D;
-        for (int d = 0; d < D; d++) {
-            double sum = 0;   /* in double: 196+ tokens summed in float lose digits */
-            for (int t = 1; t < T; t++)
-                sum += z[(size_t)t * (size_t)D + (size_t)d];
-            mean[d] = (float)(sum / (T - 1));
-        }
-    }
-}
-
 static int write_out(const char *path, const float *data, const long long *shape, int ndim)
 {
     int bad = ends_with(path, ".safetensors") ? cli_write_safetensors(path, "features", data, shape, ndim)
@@ -127,37 +102,41 @@ static int write_out(const char *path, const float *data, const long long *shape
     return bad ? cli_errorf(CMD, "%s: cannot write the file", path) : 0;
 }
 
-/* Encodes all images, batch by batch, into out [N, row]. */
+/* Encodes all images, batch by batch, into out [N, row] with mae_embed (tokens in image order;
+ * the library pools cls, mean and tokens; cls+mean is its two pools side by side). */
 static int encode(const feat_opts *o, const mae_model *m, const cli_inputs *in, int L, int D, float *out,
                   size_t row)
 {
-    int bmax = o->batch < in->count ? o->batch : in->count, T = 1 + L;
+    int bmax = o->batch < in->count ? o->batch : in->count;
     size_t per = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
+    (void)L;
     mae_ctx *c;
     mae_status s = mae_ctx_create(m, bmax, &c);
     if (s != MAE_OK)
         return cli_fail(CMD, "context", s);
     float *imgs = malloc((size_t)bmax * per * sizeof(float));
-    float *latent = malloc((size_t)bmax * (size_t)T * (size_t)D * sizeof(float));
-    float *noise = malloc((size_t)bmax * (size_t)L * sizeof(float));
-    int r = (!imgs || !latent || !noise) ? cli_errorf(CMD, "out of memory for a batch of %d", bmax) : 0;
-    /* Ratio 0 keeps every patch, but the latent still lists them in the order of the noise's
-     * argsort: ascending noise keeps them in image order. */
-    for (int i = 0; !r && i < bmax * L; i++)
-        noise[i] = (float)(i % L);
-    if (!r && (s = mae_ctx_set_mask_ratio(c, 0)) != MAE_OK)
-        r = cli_fail(CMD, "context", s);
+    float *both = o->pool == POOL_CLS_MEAN ? malloc((size_t)2 * bmax * D * sizeof(float)) : NULL;
+    int r = (!imgs || (o->pool == POOL_CLS_MEAN && !both)) ? cli_errorf(CMD, "out of memory for a batch of %d", bmax) : 0;
+    mae_pool pool = o->pool == POOL_MEAN ? MAE_POOL_MEAN : o->pool == POOL_TOKENS ? MAE_POOL_TOKENS : MAE_POOL_CLS;
     for (int start = 0; !r && start < in->count; start += bmax) {
         int b = in->count - start < bmax ? in->count - start : bmax;
+        float *dst = out + (size_t)start * row;
         r = cli_inputs_fill(CMD, in, start, b, imgs);
-        if (!r && (s = mae_forward(c, imgs, b, noise, NULL, NULL, NULL, latent)) != MAE_OK)
-            r = cli_fail(CMD, "forward", s);
-        if (!r)
-            pool_rows(o->pool, latent, b, T, D, out + (size_t)start * row);
+        if (!r && o->pool != POOL_CLS_MEAN && (s = mae_embed(c, imgs, b, pool, dst)) != MAE_OK)
+            r = cli_fail(CMD, "embed", s);
+        if (!r && o->pool == POOL_CLS_MEAN) {
+            float *cls = both, *mean = both + (size_t)bmax * D;
+            if ((s = mae_embed(c, imgs, b, MAE_POOL_CLS, cls)) != MAE_OK ||
+                (s = mae_embed(c, imgs, b, MAE_POOL_MEAN, mean)) != MAE_OK)
+                r = cli_fail(CMD, "embed", s);
+            for (int i = 0; !r && i < b; i++) {
+                memcpy(dst + (size_t)i * row, cls + (size_t)i * D, (size_t)D * sizeof *dst);
+                memcpy(dst + (size_t)i * row + D, mean + (size_t)i * D, (size_t)D * sizeof *dst);
+            }
+        }
     }
     free(imgs);
-    free(latent);
-    free(noise);
+    free(both);
     mae_ctx_free(c);
     return r;
 }
