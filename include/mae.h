@@ -360,7 +360,9 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
  * AdamW moments ("optim.exp_avg.<name>", "optim.exp_avg_sq.<name>"), the RNG state, the step
  * count, the mask ratio and the training config. mae_trainer_load restores all of that into a
  * trainer whose model has the same architecture; continuing then gives bitwise the parameters of
- * an uninterrupted run. On failure the trainer and its model are unchanged. */
+ * an uninterrupted run. On failure the trainer and its model are unchanged. A checkpoint whose
+ * step lies beyond its own schedule (iters_per_epoch > 0 and more steps than the schedule's
+ * epochs hold, counted as mae_trainer_get_lr counts them) is MAE_ERR_FORMAT. */
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
 
@@ -480,6 +482,13 @@ MAE_API mae_status mae_visualize_png(const mae_model *m, const float *imgs, cons
                                      const float *mask, int batch, mae_pred_space space,
                                      const float *mean, const float *std, int scale,
                                      const char *path);
+
+/* Writes size bytes of data as the whole file at path, atomically, as the PNG writers do: a
+ * temporary file next to it, flushed to disk (fsync), then renamed over path. On failure
+ * (MAE_ERR_IO, the system's reason in mae_last_error: a full disk, a read-only folder, ...) the
+ * temporary file is removed and an existing file at path is intact. data may be NULL when size
+ * is 0 (an empty file). */
+MAE_API mae_status mae_file_write(const char *path, const void *data, size_t size);
 
 #ifdef __cplusplus
 }
