@@ -10,7 +10,9 @@
 #     of an uninterrupted run;
 #   - a checkpoint whose trainer.step lies beyond its schedule is refused by mae_trainer_load
 #     (exit 1, one line naming trainer.step), with a loss.csv longer than the schedule beside it
-#     (before the fix: a heap-buffer-overflow in mae train under ASan).
+#     (before the fix: a heap-buffer-overflow in mae train under ASan);
+#   - on a full disk (ulimit -f) the resume's rewrite of loss.csv fails with the system's reason
+#     and leaves the file as it was.
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -115,7 +117,20 @@ kill_when "[ \$(ckpt_step $out/checkpoint.safetensors) -gt $s ] && [ \$(lines $o
     $run --out "$out" --resume "$out/checkpoint.safetensors" --log-every 7
 finish "$out" --log-every 3
 
-# 4. a checkpoint beyond its schedule (2 epochs of 16 steps: 32) with a longer loss.csv beside it
+# 4. the kept log is rewritten atomically: under a 4-8 KiB file size limit (ulimit -f 8,
+#    SIGXFSZ ignored) the rewrite fails with the system's reason and loss.csv stays as it was
+out=$dir/k200
+cp "$out/loss.csv" "$dir/loss.before"
+set +e
+(trap '' XFSZ; ulimit -f 8; exec "$mae" train $run --out "$out" --resume "$out/checkpoint.safetensors" \
+    --max-steps 1) > /dev/null 2> "$dir/err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && [ "$(wc -l < "$dir/err")" -eq 1 ] && grep -q "loss.csv.*File too large" "$dir/err" ||
+    fail "resume on a full disk: exit $rc, $(cat "$dir/err")"
+cmp -s "$out/loss.csv" "$dir/loss.before" || fail "resume on a full disk changed loss.csv"
+
+# 5. a checkpoint beyond its schedule (2 epochs of 16 steps: 32) with a longer loss.csv beside it
 out=$dir/beyond
 # shellcheck disable=SC2086
 "$mae" train $model --data "$dir/data" --max-images 64 --batch 4 --epochs 2 --warmup 1 --out "$out" \
@@ -133,4 +148,4 @@ set -e
 [ "$rc" -eq 1 ] || fail "a checkpoint beyond its schedule: exit $rc, want 1 ($(cat "$dir/err"))"
 [ "$(wc -l < "$dir/err")" -eq 1 ] && grep -q "trainer.step 99 is beyond the checkpoint's schedule" "$dir/err" ||
     fail "a checkpoint beyond its schedule: $(cat "$dir/err")"
-echo "check_resume: kills and resumes (3 between checkpoints, 1 mid-line, 1 twice), step beyond schedule: passed"
+echo "check_resume: kills and resumes (3 between checkpoints, 1 mid-line, 1 twice), full disk, step beyond schedule: passed"
