@@ -5,7 +5,8 @@
 # tests/cli_helper.c through the part API (patch embedder + encoder, no masker); --idx gives the
 # same features as the same images as files; convert writes F16/BF16 files about half the size
 # that info and reconstruct load (F16 loss within 1e-2), and F16 -> F32 -> F16 gives the file
-# back; bench runs; a NaN loss names its cause; features on a full disk keeps the old file and
+# back; bench runs; a NaN loss names its cause; mae_trainer_load refuses a step beyond the
+# checkpoint's schedule; features on a full disk keeps the old file and
 # names the reason; bad input exits non-zero with exactly one line on stderr (2 for usage errors,
 # 1 for runtime ones, 2 for an unknown option in every command).
 set -eu
@@ -137,6 +138,10 @@ fi
 # size limit, ulimit -f 8 in 512- or 1024-byte blocks; SIGXFSZ ignored so that write() fails
 # with EFBIG) the command fails with the system's reason and the previous file stays whole
 "$helper" file-write "$dir/fw.txt" || die "mae_file_write"
+# mae_trainer_load (which mae train --resume relies on to size its per-step arrays) refuses a
+# checkpoint one step beyond its schedule, fractional epochs and accum_iter included
+"$helper" step-bound "$rgb" "$dir/step.safetensors" > "$dir/step.txt" || die "the step bound"
+ok
 "$mae" features "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" --pool tokens -o "$dir/full.npy" > /dev/null ||
     die "features --pool tokens failed"
 cp "$dir/full.npy" "$dir/full.before"

@@ -4,6 +4,8 @@
  *                                    gray0..3.pgm (28x28) and gray.idx (the same 4, IDX format)
  *   cli_helper encoder-only IN OUT   OUT = IN's encoder tensors only, config in __metadata__
  *   cli_helper poison IN OUT NAME    OUT = IN with element 0 of tensor NAME set to NaN
+ *   cli_helper step-bound MODEL CKPT mae_trainer_load refuses a checkpoint whose step is beyond its
+ *                                    schedule, at exactly the step an integer count says
  *   cli_helper file-write PATH       mae_file_write: bad arguments change nothing, an empty and a
  *                                    non-empty file read back as written
  *   cli_helper check MODEL FILE POOL IMAGE...
@@ -362,6 +364,65 @@ static int file_write(const char *path)
     return bad;
 }
 
+/* ---- mae_trainer_load's step bound ---- */
+
+/* A scheduled run of E epochs (E = num / 4, exact in binary) of ipe data iterations, accum_iter
+ * of them per step, takes N = ceil(E * ipe / accum) steps: computed here in integers. A
+ * checkpoint at step N loads; at N + 1 it is MAE_ERR_FORMAT; without a schedule
+ * (iters_per_epoch 0) any step loads. */
+static int step_bound(const char *model, const char *ckpt)
+{
+    static const int cases[][3] = { { 6, 3, 2 }, { 8, 4, 1 }, { 5, 5, 3 }, { 3, 7, 1 } };
+    mae_model *m, *m2;   /* one model per trainer: a trainer owns its model while it trains */
+    if (mae_model_load(model, &m) != MAE_OK || mae_model_load(model, &m2) != MAE_OK)
+        return fail(model);
+    mae_config c;
+    c.struct_size = sizeof c;
+    mae_model_get_config(m, &c);
+    size_t n = (size_t)c.in_chans * (size_t)c.img_height * (size_t)c.img_width;
+    float *img = malloc(n * sizeof *img);
+    for (size_t i = 0; i < n; i++)
+        img[i] = (float)((i * 37 % 101) / 50.0 - 1.0);
+    int bad = 0;
+    for (int k = 0; k < 5 && !bad; k++) {
+        int num = k < 4 ? cases[k][0] : 6, ipe = k < 4 ? cases[k][1] : 0, acc = k < 4 ? cases[k][2] : 1;
+        long long want = ((long long)num * ipe + 4LL * acc - 1) / (4LL * acc);
+        if (k == 4)
+            want = 5;   /* no schedule: 5 and 6 steps both load */
+        mae_train_config tc;
+        mae_train_config_init(&tc, sizeof tc);
+        tc.epochs = num / 4.0;
+        tc.warmup_epochs = 0.25;
+        tc.iters_per_epoch = ipe;
+        tc.accum_iter = acc;
+        tc.lr = 1e-4;
+        mae_trainer *t = NULL, *u = NULL;   /* u loads what t saves */
+        bad = mae_trainer_create(m, 1, &t) != MAE_OK || mae_trainer_set_config(t, &tc) != MAE_OK ||
+              mae_trainer_create(m2, 1, &u) != MAE_OK;
+        for (long long st = 0; st <= want && !bad; st++) {
+            bad = mae_trainer_forward_backward(t, img, 1, NULL, NULL) != MAE_OK || mae_trainer_step(t) != MAE_OK ||
+                  mae_trainer_save(t, ckpt) != MAE_OK;
+            mae_status s = bad ? MAE_OK : mae_trainer_load(u, ckpt);
+            mae_status expect = st + 1 <= want || k == 4 ? MAE_OK : MAE_ERR_FORMAT;
+            if (!bad && s != expect) {
+                fprintf(stderr, "cli_helper: %g epochs of %d, accum %d: step %lld loads with %s, want %s "
+                        "(%lld steps in the schedule): %s\n", tc.epochs, ipe, acc, st + 1, mae_status_str(s),
+                        mae_status_str(expect), want, mae_last_error());
+                bad = 1;
+            }
+        }
+        mae_trainer_free(t);
+        mae_trainer_free(u);
+        if (!bad && k < 4)
+            printf("%g epochs of %d iterations, accum_iter %d: steps up to %lld load, %lld is FORMAT\n",
+                   tc.epochs, ipe, acc, want, want + 1);
+    }
+    free(img);
+    mae_model_free(m);
+    mae_model_free(m2);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "images") == 0)
@@ -370,6 +431,8 @@ int main(int argc, char **argv)
         return rewrite(argv[2], argv[3], 1, NULL);
     if (argc == 5 && strcmp(argv[1], "poison") == 0)
         return rewrite(argv[2], argv[3], 0, argv[4]);
+    if (argc == 4 && strcmp(argv[1], "step-bound") == 0)
+        return step_bound(argv[2], argv[3]);
     if (argc == 3 && strcmp(argv[1], "file-write") == 0)
         return file_write(argv[2]);
     if (argc >= 6 && strcmp(argv[1], "check") == 0)
