@@ -233,8 +233,8 @@ static int parse_row(const char *line, size_t len, int64_t want, double *loss, d
     return 1;
 }
 
-/* Reads the whole file into *data (NUL-terminated); a missing file is empty. 0, or 1 after the
- * error line. */
+/* Reads the whole file into *data (NUL-terminated; NULL for a missing file). 0, or 1 after the
+ * error line (and *data NULL). */
 static int read_all(const char *path, char **data, size_t *size)
 {
     *data = NULL;
@@ -242,27 +242,35 @@ static int read_all(const char *path, char **data, size_t *size)
     FILE *f = fopen(path, "rb");
     if (!f)
         return errno == ENOENT ? 0 : cli_errorf("train", "cannot read %s: %s", path, strerror(errno));
-    size_t cap = 0;
+    char *buf = NULL;
+    size_t cap = 0, used = 0;
+    int bad = 0;
     for (;;) {
-        if (cap - *size < 4096) {
-            char *d = realloc(*data, cap * 2 + 4097);
+        if (cap - used < 4096) {   /* room for a 4 KiB read and the NUL */
+            char *d = realloc(buf, cap * 2 + 4097);
             if (!d) {
-                fclose(f);
-                return cli_errorf("train", "out of memory reading %s", path);
+                bad = cli_errorf("train", "out of memory reading %s", path);
+                break;
             }
-            *data = d;
+            buf = d;
             cap = cap * 2 + 4096;
         }
-        size_t got = fread(*data + *size, 1, cap - *size, f);
-        *size += got;
-        if (got == 0)
+        size_t got = fread(buf + used, 1, cap - used, f);
+        used += got;
+        if (got == 0) {
+            if (ferror(f))
+                bad = cli_errorf("train", "cannot read %s", path);
             break;
+        }
     }
-    int bad = ferror(f);
     fclose(f);
-    if (bad)
-        return cli_errorf("train", "cannot read %s", path);
-    (*data)[*size] = '\0';
+    if (bad) {
+        free(buf);
+        return 1;
+    }
+    buf[used] = '\0';
+    *data = buf;
+    *size = used;
     return 0;
 }
 
