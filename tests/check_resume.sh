@@ -114,6 +114,7 @@ out=$dir/twice
 kill_when "[ -f $out/checkpoint.safetensors ] && [ \$(lines $out/loss.csv) -gt 300 ]" \
     $model $run --out "$out" --log-every 1
 s=$(ckpt_step "$out/checkpoint.safetensors")
+# shellcheck disable=SC2086
 kill_when "[ \$(ckpt_step $out/checkpoint.safetensors) -gt $s ] && [ \$(lines $out/loss.csv) -gt $((s + 300)) ]" \
     $run --out "$out" --resume "$out/checkpoint.safetensors" --log-every 7
 finish "$out" --log-every 3
@@ -123,6 +124,7 @@ finish "$out" --log-every 3
 out=$dir/k200
 cp "$out/loss.csv" "$dir/loss.before"
 set +e
+# shellcheck disable=SC2086
 (trap '' XFSZ; ulimit -f 8; exec "$mae" train $run --out "$out" --resume "$out/checkpoint.safetensors" \
     --max-steps 1) > /dev/null 2> "$dir/err"
 rc=$?
