@@ -406,7 +406,9 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
  * AdamW moments ("optim.exp_avg.<name>", "optim.exp_avg_sq.<name>"), the RNG state, the step
  * count, the mask ratio and the training config. mae_trainer_load restores all of that into a
  * trainer whose model has the same architecture; continuing then gives bitwise the parameters of
- * an uninterrupted run. On failure the trainer and its model are unchanged. */
+ * an uninterrupted run. On failure the trainer and its model are unchanged. A checkpoint whose
+ * step lies beyond its own schedule (iters_per_epoch > 0 and more steps than the schedule's
+ * epochs hold, counted as mae_trainer_get_lr counts them) is MAE_ERR_FORMAT. */
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
 
@@ -546,6 +548,12 @@ MAE_API mae_status mae_images_to_input(const mae_model *m, int batch, const uint
                                        const int *widths, const int *heights, const int *channels,
                                        const ptrdiff_t *strides, mae_filter filter, int center_crop,
                                        const float *mean, const float *std, float *out);
+/* Writes size bytes of data as the whole file at path, atomically, as the PNG writers do: a
+ * temporary file next to it, flushed to disk (fsync), then renamed over path. On failure
+ * (MAE_ERR_IO, the system's reason in mae_last_error: a full disk, a read-only folder, ...) the
+ * temporary file is removed and an existing file at path is intact. data may be NULL when size
+ * is 0 (an empty file). */
+MAE_API mae_status mae_file_write(const char *path, const void *data, size_t size);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,10 @@
 # tests/cli_helper.c through the part API (patch embedder + encoder, no masker); --idx gives the
 # same features as the same images as files; convert writes F16/BF16 files about half the size
 # that info and reconstruct load (F16 loss within 1e-2), and F16 -> F32 -> F16 gives the file
-# back; bench runs; bad input exits non-zero with exactly one line on stderr (2 for usage errors,
-# 1 for runtime ones).
+# back; bench runs; a NaN loss names its cause; mae_trainer_load refuses a step beyond the
+# checkpoint's schedule; features on a full disk keeps the old file and
+# names the reason; bad input exits non-zero with exactly one line on stderr (2 for usage errors,
+# 1 for runtime ones, 2 for an unknown option in every command).
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -80,6 +82,14 @@ ok
     die "reconstruct --mask-ratio 0 failed"
 grep -q "^batch loss nan (no patch removed) (0 of 16" "$dir/rec.txt" || die "ratio 0: $(cat "$dir/rec.txt")"
 ok
+# a NaN loss with patches removed names its cause: here a weight that is NaN
+"$helper" poison "$rgb" "$dir/nan.safetensors" decoder_pred.bias
+"$mae" reconstruct "$dir/nan.safetensors" "$dir/rgb0.ppm" "$dir/rgb1.ppm" -o "$dir/n.png" > "$dir/rec.txt" ||
+    die "reconstruct with a NaN weight failed"
+grep -q "^batch loss nan (the model's weight 'decoder_pred.bias' is not finite) (12 of 16" "$dir/rec.txt" &&
+    [ "$(grep -c "rgb[01].ppm: loss nan (the model's weight 'decoder_pred.bias' is not finite)$" "$dir/rec.txt")" = 2 ] &&
+    ! grep -q "no patch removed" "$dir/rec.txt" || die "NaN weight: $(cat "$dir/rec.txt")"
+ok
 
 # --- features ---
 for pool in cls mean cls+mean tokens; do
@@ -123,6 +133,28 @@ if command -v python3 >/dev/null 2>&1 && python3 -c "import numpy" 2>/dev/null; 
         "$dir/p.npy" || die "numpy reads another shape or dtype from the .npy"
     ok
 fi
+
+# every file the CLI writes goes through mae_file_write: on a full disk (here a 4-8 KiB file
+# size limit, ulimit -f 8 in 512- or 1024-byte blocks; SIGXFSZ ignored so that write() fails
+# with EFBIG) the command fails with the system's reason and the previous file stays whole
+"$helper" file-write "$dir/fw.txt" || die "mae_file_write"
+# mae_trainer_load (which mae train --resume relies on to size its per-step arrays) refuses a
+# checkpoint one step beyond its schedule, fractional epochs and accum_iter included
+"$helper" step-bound "$rgb" "$dir/step.safetensors" > "$dir/step.txt" || die "the step bound"
+ok
+"$mae" features "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" --pool tokens -o "$dir/full.npy" > /dev/null ||
+    die "features --pool tokens failed"
+cp "$dir/full.npy" "$dir/full.before"
+set +e
+(trap '' XFSZ; ulimit -f 8; exec "$mae" features "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/rgb2.ppm" \
+    "$dir/wide.ppm" --pool tokens -o "$dir/full.npy") > /dev/null 2> "$dir/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && [ "$(wc -l < "$dir/err")" = 1 ] && grep -q "^mae features: .*File too large" "$dir/err" ||
+    die "features on a full disk: exit $rc, $(cat "$dir/err")"
+cmp -s "$dir/full.npy" "$dir/full.before" || die "features on a full disk changed the previous file"
+[ -z "$(find "$dir" -name '*.tmp.*')" ] || die "features on a full disk left a temporary file"
+ok
 
 # --- convert ---
 # F16 and BF16 files about half the F32 one, loadable by info and reconstruct; F16 -> F32 -> F16
@@ -202,4 +234,10 @@ bad 2 bench --threads 0
 bad 2 bench --preset huge
 bad 1 bench "$dir/missing.safetensors"
 bad 1 bench "$enc" --train --iters 1
+# an unknown option is a usage error in every command, before anything is loaded
+for cmd in info reconstruct features convert bench train probe; do
+    bad 2 "$cmd" --bogus
+done
+bad 2 info "$rgb" --bogus
+bad 2 info "$rgb" "$rgb"
 echo "check_cli: $checks checks passed"

@@ -3,6 +3,11 @@
  *                                    DIR/rgb0.ppm rgb1.ppm rgb2.ppm (16x16), wide.ppm (24x20),
  *                                    gray0..3.pgm (28x28) and gray.idx (the same 4, IDX format)
  *   cli_helper encoder-only IN OUT   OUT = IN's encoder tensors only, config in __metadata__
+ *   cli_helper poison IN OUT NAME    OUT = IN with element 0 of tensor NAME set to NaN
+ *   cli_helper step-bound MODEL CKPT mae_trainer_load refuses a checkpoint whose step is beyond its
+ *                                    schedule, at exactly the step an integer count says
+ *   cli_helper file-write PATH       mae_file_write: bad arguments change nothing, an empty and a
+ *                                    non-empty file read back as written
  *   cli_helper check MODEL FILE POOL IMAGE...
  *                                    FILE (.npy / .safetensors from `mae features`) must hold the
  *                                    POOL features of the images (each of the model's exact size):
@@ -59,9 +64,11 @@ static int images(const char *dir)
     return (fclose(f) != 0) | bad;
 }
 
-/* ---- encoder-only checkpoint ---- */
+/* ---- rewritten checkpoints ---- */
 
-static int encoder_only(const char *in, const char *out)
+/* Writes IN's tensors to OUT (F32, config in __metadata__): without the decoder when
+ * encoder_only, and with element 0 of the tensor named poison (NULL: none) set to NaN. */
+static int rewrite(const char *in, const char *out, int encoder_only, const char *poison)
 {
     mae_model *m;
     if (mae_model_load(in, &m) != MAE_OK)
@@ -73,10 +80,15 @@ static int encoder_only(const char *in, const char *out)
     size_t used = (size_t)snprintf(head, sizeof head,
         "{\"__metadata__\":{\"img_size\":\"%d\",\"patch_size\":\"%d\",\"in_chans\":\"%d\","
         "\"embed_dim\":\"%d\",\"depth\":\"%d\",\"num_heads\":\"%d\",\"mlp_ratio\":\"%g\","
-        "\"norm_pix_loss\":\"%s\",\"mask_ratio\":\"%g\",\"layer_norm_eps\":\"%g\"}",
+        "\"norm_pix_loss\":\"%s\",\"mask_ratio\":\"%g\",\"layer_norm_eps\":\"%g\"",
         c.img_size, c.patch_size, c.in_chans, c.embed_dim, c.depth, c.num_heads,
         (double)c.mlp_ratio, c.norm_pix_loss ? "true" : "false", (double)c.mask_ratio,
         (double)c.layer_norm_eps);
+    if (!encoder_only)
+        used += (size_t)snprintf(head + used, sizeof head - used,
+            ",\"decoder_embed_dim\":\"%d\",\"decoder_depth\":\"%d\",\"decoder_num_heads\":\"%d\"",
+            c.decoder_embed_dim, c.decoder_depth, c.decoder_num_heads);
+    used += (size_t)snprintf(head + used, sizeof head - used, "}");
     int n = 0;
     mae_model_tensor_count(m, &n);
     size_t off = 0;
@@ -86,7 +98,7 @@ static int encoder_only(const char *in, const char *out)
         int64_t sh[4];
         size_t cnt;
         mae_model_tensor_name(m, i, &name);
-        if (strncmp(name, "decoder", 7) == 0 || strcmp(name, "mask_token") == 0)
+        if (encoder_only && (strncmp(name, "decoder", 7) == 0 || strcmp(name, "mask_token") == 0))
             continue;
         mae_model_tensor(m, name, NULL, &cnt, &nd, sh);
         used += (size_t)snprintf(head + used, sizeof head - used, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", name);
@@ -102,21 +114,30 @@ static int encoder_only(const char *in, const char *out)
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)((unsigned long long)used >> (8 * i));
-    int bad = !f || fwrite(len, 1, 8, f) != 8 || fwrite(head, 1, used, f) != used;
+    int bad = !f || fwrite(len, 1, 8, f) != 8 || fwrite(head, 1, used, f) != used, poisoned = 0;
     for (int i = 0; i < n && !bad; i++) {
         const char *name;
         const float *data;
         size_t cnt;
         mae_model_tensor_name(m, i, &name);
-        if (strncmp(name, "decoder", 7) == 0 || strcmp(name, "mask_token") == 0)
+        if (encoder_only && (strncmp(name, "decoder", 7) == 0 || strcmp(name, "mask_token") == 0))
             continue;
         mae_model_tensor(m, name, &data, &cnt, NULL, NULL);
-        bad = fwrite(data, 4, cnt, f) != cnt;
+        size_t from = 0;
+        if (poison && strcmp(name, poison) == 0) {
+            float nan = NAN;
+            bad = fwrite(&nan, 4, 1, f) != 1;
+            from = 1;
+            poisoned = 1;
+        }
+        bad = bad || fwrite(data + from, 4, cnt - from, f) != cnt - from;
     }
     if (f)
         bad |= fclose(f) != 0;
+    if (poison && !poisoned)
+        fprintf(stderr, "cli_helper: %s has no tensor '%s'\n", in, poison);
     mae_model_free(m);
-    return bad;
+    return bad || (poison && !poisoned);
 }
 
 /* ---- features check ---- */
@@ -319,12 +340,101 @@ static int png_size(const char *path)
     return 0;
 }
 
+/* ---- mae_file_write ---- */
+
+static int read_back(const char *path, const char *want, size_t n)
+{
+    char got[64];
+    FILE *f = fopen(path, "rb");
+    size_t k = f ? fread(got, 1, sizeof got, f) : 0;
+    if (f)
+        fclose(f);
+    return !f || k != n || memcmp(got, want, n) != 0;
+}
+
+static int file_write(const char *path)
+{
+    static const char text[] = "libmae\n";
+    int bad = mae_file_write(path, text, 7) != MAE_OK || read_back(path, text, 7);
+    bad |= mae_file_write(NULL, text, 7) != MAE_ERR_INVALID_ARG;
+    bad |= mae_file_write(path, NULL, 3) != MAE_ERR_INVALID_ARG || read_back(path, text, 7);
+    bad |= mae_file_write(path, NULL, 0) != MAE_OK || read_back(path, "", 0);
+    if (bad)
+        fprintf(stderr, "cli_helper: mae_file_write: %s\n", mae_last_error());
+    return bad;
+}
+
+/* ---- mae_trainer_load's step bound ---- */
+
+/* A scheduled run of E epochs (E = num / 4, exact in binary) of ipe data iterations, accum_iter
+ * of them per step, takes N = ceil(E * ipe / accum) steps: computed here in integers. A
+ * checkpoint at step N loads; at N + 1 it is MAE_ERR_FORMAT; without a schedule
+ * (iters_per_epoch 0) any step loads. */
+static int step_bound(const char *model, const char *ckpt)
+{
+    static const int cases[][3] = { { 6, 3, 2 }, { 8, 4, 1 }, { 5, 5, 3 }, { 3, 7, 1 } };
+    mae_model *m, *m2;   /* one model per trainer: a trainer owns its model while it trains */
+    if (mae_model_load(model, &m) != MAE_OK || mae_model_load(model, &m2) != MAE_OK)
+        return fail(model);
+    mae_config c;
+    c.struct_size = sizeof c;
+    mae_model_get_config(m, &c);
+    size_t n = (size_t)c.in_chans * (size_t)c.img_height * (size_t)c.img_width;
+    float *img = malloc(n * sizeof *img);
+    for (size_t i = 0; i < n; i++)
+        img[i] = (float)((i * 37 % 101) / 50.0 - 1.0);
+    int bad = 0;
+    for (int k = 0; k < 5 && !bad; k++) {
+        int num = k < 4 ? cases[k][0] : 6, ipe = k < 4 ? cases[k][1] : 0, acc = k < 4 ? cases[k][2] : 1;
+        long long want = ((long long)num * ipe + 4LL * acc - 1) / (4LL * acc);
+        if (k == 4)
+            want = 5;   /* no schedule: 5 and 6 steps both load */
+        mae_train_config tc;
+        mae_train_config_init(&tc, sizeof tc);
+        tc.epochs = num / 4.0;
+        tc.warmup_epochs = 0.25;
+        tc.iters_per_epoch = ipe;
+        tc.accum_iter = acc;
+        tc.lr = 1e-4;
+        mae_trainer *t = NULL, *u = NULL;   /* u loads what t saves */
+        bad = mae_trainer_create(m, 1, &t) != MAE_OK || mae_trainer_set_config(t, &tc) != MAE_OK ||
+              mae_trainer_create(m2, 1, &u) != MAE_OK;
+        for (long long st = 0; st <= want && !bad; st++) {
+            bad = mae_trainer_forward_backward(t, img, 1, NULL, NULL) != MAE_OK || mae_trainer_step(t) != MAE_OK ||
+                  mae_trainer_save(t, ckpt) != MAE_OK;
+            mae_status s = bad ? MAE_OK : mae_trainer_load(u, ckpt);
+            mae_status expect = st + 1 <= want || k == 4 ? MAE_OK : MAE_ERR_FORMAT;
+            if (!bad && s != expect) {
+                fprintf(stderr, "cli_helper: %g epochs of %d, accum %d: step %lld loads with %s, want %s "
+                        "(%lld steps in the schedule): %s\n", tc.epochs, ipe, acc, st + 1, mae_status_str(s),
+                        mae_status_str(expect), want, mae_last_error());
+                bad = 1;
+            }
+        }
+        mae_trainer_free(t);
+        mae_trainer_free(u);
+        if (!bad && k < 4)
+            printf("%g epochs of %d iterations, accum_iter %d: steps up to %lld load, %lld is FORMAT\n",
+                   tc.epochs, ipe, acc, want, want + 1);
+    }
+    free(img);
+    mae_model_free(m);
+    mae_model_free(m2);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "images") == 0)
         return images(argv[2]);
     if (argc == 4 && strcmp(argv[1], "encoder-only") == 0)
-        return encoder_only(argv[2], argv[3]);
+        return rewrite(argv[2], argv[3], 1, NULL);
+    if (argc == 5 && strcmp(argv[1], "poison") == 0)
+        return rewrite(argv[2], argv[3], 0, argv[4]);
+    if (argc == 4 && strcmp(argv[1], "step-bound") == 0)
+        return step_bound(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "file-write") == 0)
+        return file_write(argv[2]);
     if (argc >= 6 && strcmp(argv[1], "check") == 0)
         return check(argv[2], argv[3], argv[4], argc - 5, argv + 5);
     if (argc == 3 && strcmp(argv[1], "png-size") == 0)

@@ -12,8 +12,11 @@ int cli_fail(const char *cmd, const char *what, mae_status s);
 int cli_usage_error(const char *cmd, const char *msg);
 /* True if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
-/* Writes a float32 array as a .npy file (little-endian '<f4', C order). */
-int cli_write_npy(const char *path, const float *data, const long long *shape, int ndim);
+/* Writes a float32 array as a .npy file (little-endian '<f4', C order), atomically through
+ * mae_file_write (a failed write leaves the previous file whole). 0, or 1 after the error line
+ * (with the system's reason). */
+int cli_write_npy(const char *cmd, const char *path, const float *data, const long long *shape,
+                  int ndim);
 
 /* ---- number parsing, more error lines, .safetensors (util.c) ---- */
 
@@ -37,8 +40,8 @@ int cli_arg_int(const char *cmd, int argc, char **argv, int *i, int lo, int hi, 
 int cli_arg_u64(const char *cmd, int argc, char **argv, int *i, uint64_t *out);
 int cli_arg_double(const char *cmd, int argc, char **argv, int *i, double lo, double hi,
                    int hi_open, double *out);
-/* Writes one float32 tensor named name as a .safetensors file. 0 or -1. */
-int cli_write_safetensors(const char *path, const char *name, const float *data,
+/* Writes one float32 tensor named name as a .safetensors file, as cli_write_npy does. */
+int cli_write_safetensors(const char *cmd, const char *path, const char *name, const float *data,
                           const long long *shape, int ndim);
 
 /* ---- images in, for reconstruct and features (inputs.c) ---- */

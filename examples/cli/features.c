@@ -97,9 +97,8 @@ static int ends_with(const char *s, const char *suffix)
 
 static int write_out(const char *path, const float *data, const long long *shape, int ndim)
 {
-    int bad = ends_with(path, ".safetensors") ? cli_write_safetensors(path, "features", data, shape, ndim)
-                                              : cli_write_npy(path, data, shape, ndim);
-    return bad ? cli_errorf(CMD, "%s: cannot write the file", path) : 0;
+    return ends_with(path, ".safetensors") ? cli_write_safetensors(CMD, path, "features", data, shape, ndim)
+                                           : cli_write_npy(CMD, path, data, shape, ndim);
 }
 
 /* Encodes all images, batch by batch, into out [N, row] with mae_embed (tokens in image order;

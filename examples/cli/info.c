@@ -28,13 +28,24 @@ int cmd_info(int argc, char **argv)
                "and with --tensors every tensor's official name and shape.\n");
         return 0;
     }
-    int list = argc == 3 && strcmp(argv[2], "--tensors") == 0;
-    if (argc != 2 && !list)
+    int list = 0;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tensors") == 0)
+            list = 1;
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return cli_usage_errorf("info", "unknown option '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            return cli_usage_error("info", "expects one checkpoint path");
+    }
+    if (!path)
         return cli_usage_error("info", "expects one checkpoint path");
     mae_model *m;
-    mae_status s = mae_model_load(argv[1], &m);
+    mae_status s = mae_model_load(path, &m);
     if (s != MAE_OK)
-        return cli_fail("info", argv[1], s);
+        return cli_fail("info", path, s);
     mae_config c;
     c.struct_size = sizeof c;
     mae_model_get_config(m, &c);
@@ -42,7 +53,7 @@ int cmd_info(int argc, char **argv)
     mae_model_num_params(m, &n);
     int dec = 0;
     mae_model_has_decoder(m, &dec);
-    printf("file:        %s\n", argv[1]);
+    printf("file:        %s\n", path);
     printf("image:       %dx%d, patch %d, %d channel%s\n", c.img_height, c.img_width, c.patch_size,
            c.in_chans, c.in_chans == 1 ? "" : "s");
     printf("encoder:     width %d, depth %d, heads %d, mlp_ratio %g\n", c.embed_dim, c.depth,

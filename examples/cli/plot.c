@@ -66,16 +66,16 @@ static void number(canvas *c, int x, int y, double v, const uint8_t rgb[3], int 
     text(c, right_align ? x - w : x, y, buf, 2, rgb);
 }
 
-int cli_plot_loss(const char *path, const float *loss, const float *lr, int n)
+int cli_plot_loss(const char *cmd, const char *path, const float *loss, const float *lr, int n)
 {
     static const uint8_t black[3] = { 0, 0, 0 }, grey[3] = { 190, 190, 190 },
                          light[3] = { 232, 232, 232 }, blue[3] = { 31, 90, 180 },
                          orange[3] = { 230, 120, 20 };
+    if (n < 1)
+        return cli_errorf(cmd, "%s: no steps to plot", path);
     canvas c = { malloc((size_t)W * H * 3) };
-    if (!c.px || n < 1) {
-        free(c.px);
-        return -1;
-    }
+    if (!c.px)
+        return cli_errorf(cmd, "%s: out of memory for the plot", path);
     memset(c.px, 255, (size_t)W * H * 3);
     double lo = INFINITY, hi = -INFINITY, lrmax = 0;
     for (int i = 0; i < n; i++) {
@@ -138,5 +138,5 @@ int cli_plot_loss(const char *path, const float *loss, const float *lr, int n)
     text(&c, LEFT + pw / 2 - 16, H - 18, "step", 2, black);
     mae_status s = mae_png_write(path, c.px, W, H, 3, 0);
     free(c.px);
-    return s == MAE_OK ? 0 : -1;
+    return s == MAE_OK ? 0 : cli_fail(cmd, path, s);
 }

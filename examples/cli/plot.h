@@ -3,7 +3,8 @@
 #define MAE_CLI_PLOT_H
 
 /* loss[n] (log-scale axis, raw in grey and a moving average in blue) and lr[n] (orange, its own
- * linear scale) against the step. Returns 0 on success. */
-int cli_plot_loss(const char *path, const float *loss, const float *lr, int n);
+ * linear scale) against the step, written atomically by mae_png_write. Returns 0, or 1 after the
+ * error line "mae <cmd>: ..." (with the system's reason when the write fails). */
+int cli_plot_loss(const char *cmd, const char *path, const float *loss, const float *lr, int n);
 
 #endif

@@ -136,29 +136,82 @@ static int write_grid(const recon_opts *o, const mae_model *m, const cli_inputs 
     return s == MAE_OK ? 0 : cli_fail(CMD, o->out, s);
 }
 
-/* A loss as text: NaN (mask ratio 0 removes nothing) says so instead of glibc's "-nan". */
-static const char *loss_text(float loss, char *buf, size_t size)
+/* Why a loss is not finite, checked in the order that decides it: the loss is a mean over the
+ * removed patches, so with none removed it is NaN whatever the values (as in the official code);
+ * else a non-finite input pixel or weight spreads through the forward pass; else the pass
+ * itself overflowed. */
+typedef struct nan_why {
+    int removed;          /* patches removed per image */
+    const char *tensor;   /* the first tensor of the model holding a NaN or inf, or NULL */
+} nan_why;
+
+static const char *first_nonfinite_tensor(const mae_model *m)
 {
-    if (isnan(loss))
-        snprintf(buf, size, "nan (no patch removed)");
-    else
+    int n = 0;
+    mae_model_tensor_count(m, &n);
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        const float *x;
+        size_t count = 0;
+        if (mae_model_tensor_name(m, i, &name) != MAE_OK ||
+            mae_model_tensor(m, name, &x, &count, NULL, NULL) != MAE_OK)
+            continue;
+        for (size_t k = 0; k < count; k++)
+            if (!isfinite(x[k]))
+                return name;
+    }
+    return NULL;
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* A loss as text; a non-finite one says why instead of glibc's bare "-nan". img/n: the
+ * input(s) it came from. */
+static const char *loss_text(float loss, const nan_why *w, const float *img, size_t n, char *buf,
+                             size_t size)
+{
+    if (isfinite(loss))
         snprintf(buf, size, "%.6f", (double)loss);
+    else if (w->removed == 0)
+        snprintf(buf, size, "nan (no patch removed)");
+    else if (!all_finite(img, n))
+        snprintf(buf, size, "%s (the input holds a non-finite value)", isnan(loss) ? "nan" : "inf");
+    else if (w->tensor)
+        snprintf(buf, size, "%s (the model's weight '%s' is not finite)", isnan(loss) ? "nan" : "inf",
+                 w->tensor);
+    else
+        snprintf(buf, size, "%s (the forward pass overflowed)", isnan(loss) ? "nan" : "inf");
     return buf;
 }
 
 /* Printed once everything has worked, so that a failure leaves stdout empty. */
-static void report(const recon_opts *o, const cli_inputs *in, const recon_bufs *b, int L,
-                   int keep, float batch_loss, float ratio, int w, int h, int scale)
+static void report(const recon_opts *o, const mae_model *m, const cli_inputs *in,
+                   const recon_bufs *b, int L, int keep, float batch_loss, float ratio, int w,
+                   int h, int scale)
 {
-    char text[64];
+    char text[160];
+    size_t per = (size_t)in->channels * (size_t)in->height * (size_t)in->width;
+    nan_why why = { L - keep, NULL };
+    int finite = isfinite(batch_loss);
+    for (int i = 0; i < in->count; i++)
+        finite = finite && isfinite(b->loss[i]);
+    if (!finite)
+        why.tensor = first_nonfinite_tensor(m);
     for (int i = 0; i < in->count; i++) {
         char label[512];
         cli_inputs_label(in, i, label, sizeof label);
-        printf("%s: loss %s\n", label, loss_text(b->loss[i], text, sizeof text));
+        printf("%s: loss %s\n", label, loss_text(b->loss[i], &why, b->imgs + (size_t)i * per, per,
+                                                  text, sizeof text));
     }
     printf("batch loss %s (%d of %d patches removed per image, mask ratio %g, seed %llu, "
-           "norm %s)\n", loss_text(batch_loss, text, sizeof text), L - keep, L, (double)ratio,
-           (unsigned long long)o->seed, in->norm_name);
+           "norm %s)\n", loss_text(batch_loss, &why, b->imgs, per * (size_t)in->count, text, sizeof text),
+           L - keep, L, (double)ratio, (unsigned long long)o->seed, in->norm_name);
     printf("wrote %s: %d row%s, %dx%d px (scale %d; original | masked | reconstruction | "
            "reconstruction + visible)\n", o->out, in->count, in->count == 1 ? "" : "s", w, h, scale);
 }
@@ -196,7 +249,7 @@ static int run(const recon_opts *o, const mae_model *m, const cli_inputs *in)
     if (!r)
         r = write_grid(o, m, in, &b, cfg.norm_pix_loss, &w, &h, &scale);
     if (!r)
-        report(o, in, &b, L, keep, loss, ratio, w, h, scale);
+        report(o, m, in, &b, L, keep, loss, ratio, w, h, scale);
     free_bufs(&b);
     mae_ctx_free(c);
     return r;

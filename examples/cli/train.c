@@ -1,5 +1,6 @@
 /* mae train: pretrain a small MAE on Fashion-MNIST with the official recipe, with a progress
  * line, checkpoints that resume bitwise, a loss curve (CSV + PNG) and a reconstruction grid. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,29 +199,132 @@ static int write_reconstruction(const train_opts *o, mae_model *m, const char *p
 }
 
 typedef struct train_log {
-    FILE *csv;
-    float *loss;   /* per step, for the plot */
+    FILE *csv;     /* loss.csv, appended to after its kept part was written atomically */
+    float *loss;   /* per step, for the plot: cap entries */
     float *lr;
-    int64_t n;
+    int64_t n, cap;
 } train_log;
 
-/* Reads back the CSV of an earlier run (when resuming) so the curve covers the whole run. */
-static void log_reload(train_log *lg, const char *path, int64_t upto)
+#define CSV_HEADER "step,epoch,loss,lr,grad_norm,seconds\n"
+
+/* Whether line[0, len) (no newline) is the row this program writes for step want: six
+ * comma-separated fields, the step then five numbers, nothing else. */
+static int parse_row(const char *line, size_t len, int64_t want, double *loss, double *lr)
 {
-    FILE *f = fopen(path, "r");
+    char buf[512];
+    if (len >= sizeof buf)
+        return 0;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    char *p = buf, *end;
+    errno = 0;
+    long long step = strtoll(p, &end, 10);
+    if (end == p || *end != ',' || errno == ERANGE || step != want)
+        return 0;
+    double v[5];
+    for (int k = 0; k < 5; k++) {
+        p = end + 1;
+        v[k] = strtod(p, &end);
+        if (end == p || *end != (k < 4 ? ',' : '\0'))
+            return 0;
+    }
+    *loss = v[1];
+    *lr = v[2];
+    return 1;
+}
+
+/* Reads the whole file into *data (NUL-terminated; NULL for a missing file). 0, or 1 after the
+ * error line (and *data NULL). */
+static int read_all(const char *path, char **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
     if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        long long step;
-        double ep, loss, lr;
-        if (sscanf(line, "%lld,%lf,%lf,%lf", &step, &ep, &loss, &lr) == 4 && step == lg->n && step < upto) {
-            lg->loss[lg->n] = (float)loss;
-            lg->lr[lg->n] = (float)lr;
-            lg->n++;
+        return errno == ENOENT ? 0 : cli_errorf("train", "cannot read %s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t cap = 0, used = 0;
+    int bad = 0;
+    for (;;) {
+        if (cap - used < 4096) {   /* room for a 4 KiB read and the NUL */
+            char *d = realloc(buf, cap * 2 + 4097);
+            if (!d) {
+                bad = cli_errorf("train", "out of memory reading %s", path);
+                break;
+            }
+            buf = d;
+            cap = cap * 2 + 4096;
+        }
+        size_t got = fread(buf + used, 1, cap - used, f);
+        used += got;
+        if (got == 0) {
+            if (ferror(f))
+                bad = cli_errorf("train", "cannot read %s", path);
+            break;
         }
     }
     fclose(f);
+    if (bad) {
+        free(buf);
+        return 1;
+    }
+    buf[used] = '\0';
+    *data = buf;
+    *size = used;
+    return 0;
+}
+
+/* Opens loss.csv for a run that starts at step upto. Resuming, the earlier run's log is cut back
+ * to the checkpoint: the header and the rows of steps 0, 1, ..., upto - 1 stay, in order (at most
+ * cap of them: the plot's arrays); the rows a killed run logged after its checkpoint (the resumed
+ * run logs those steps again) and a partial last line (a kill mid-write) go. The kept part is
+ * rewritten atomically, then the run appends: a kill or a full disk while appending loses at most
+ * the rows after the checkpoint, which the next --resume cuts away anyway. When the rows do not
+ * reach the checkpoint (no log, another run's), the log starts anew. 0, or 1 after the error. */
+static int log_open(train_log *lg, const char *path, int64_t upto)
+{
+    char *old = NULL;
+    size_t size = 0, kept = 0, hl = strlen(CSV_HEADER);
+    lg->n = 0;
+    if (upto > 0 && read_all(path, &old, &size))
+        return 1;
+    if (old && size >= hl && memcmp(old, CSV_HEADER, hl) == 0) {
+        kept = hl;
+        while (lg->n < upto && lg->n < lg->cap) {
+            const char *line = old + kept, *nl = memchr(line, '\n', size - kept);
+            double loss, lr;
+            if (!nl || !parse_row(line, (size_t)(nl - line), lg->n, &loss, &lr))
+                break;
+            lg->loss[lg->n] = (float)loss;
+            lg->lr[lg->n] = (float)lr;
+            lg->n++;
+            kept = (size_t)(nl - old) + 1;
+        }
+    }
+    if (lg->n != upto) {   /* nothing to continue: a new log */
+        if (upto > 0)
+            printf("mae train: %s does not hold steps 0 to %lld; starting it anew\n", path,
+                   (long long)upto - 1);
+        lg->n = 0;
+        kept = 0;
+    }
+    mae_status s = kept ? mae_file_write(path, old, kept) : mae_file_write(path, CSV_HEADER, hl);
+    free(old);
+    if (s != MAE_OK)
+        return cli_fail("train", path, s);
+    lg->csv = fopen(path, "a");
+    if (!lg->csv)
+        return cli_errorf("train", "cannot append to %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Hands the rows buffered so far to the system, so that they are in the file before a
+ * checkpoint that covers them. 0, or 1 after the error (with the reason). */
+static int log_flush(train_log *lg, const char *path)
+{
+    if (fflush(lg->csv) == 0 && !ferror(lg->csv))
+        return 0;
+    return cli_errorf("train", "cannot write %s: %s", path, strerror(errno));
 }
 
 static int run(train_opts *o)
@@ -298,34 +402,41 @@ static int run(train_opts *o)
                 "and batch give %d", tc.iters_per_epoch, ipe);
         goto done;
     }
+    if (tc.accum_iter != 1) {   /* a library user's checkpoint: this loop steps every batch */
+        cli_errorf("train", "the checkpoint accumulates %d batches per step; mae train steps "
+                   "after every batch", tc.accum_iter);
+        goto done;
+    }
+    if (!(tc.epochs * ipe <= 1e12)) {
+        cli_errorf("train", "the checkpoint's schedule (%g epochs of %d steps) is too long",
+                   tc.epochs, ipe);
+        goto done;
+    }
     int64_t step0;
     mae_trainer_get_step(t, &step0);
     int64_t total = (int64_t)tc.epochs * ipe;
     if (tc.epochs != floor(tc.epochs))
         total = (int64_t)ceil(tc.epochs * ipe);
+    if (step0 > total) {   /* mae_trainer_load refuses these; the arrays below rely on it */
+        cli_errorf("train", "the checkpoint is at step %lld, beyond its schedule's %lld steps",
+                   (long long)step0, (long long)total);
+        goto done;
+    }
     int64_t stop = total;
     if (o->max_steps && step0 + o->max_steps < stop)
         stop = step0 + o->max_steps;
     size_t hw = (size_t)tr.h * (size_t)tr.w;
     batch = malloc((size_t)o->batch * hw * sizeof *batch);
     order = malloc((size_t)tr.n * sizeof *order);
-    lg.loss = malloc((size_t)(total + 1) * sizeof *lg.loss);
-    lg.lr = malloc((size_t)(total + 1) * sizeof *lg.lr);
+    lg.cap = total + 1;
+    lg.loss = malloc((size_t)lg.cap * sizeof *lg.loss);
+    lg.lr = malloc((size_t)lg.cap * sizeof *lg.lr);
     if (!batch || !order || !lg.loss || !lg.lr) {
         cli_errorf("train", "out of memory");
         goto done;
     }
-    if (step0 > 0)
-        log_reload(&lg, csv_path, step0);
-    lg.csv = fopen(csv_path, step0 > 0 && lg.n == step0 ? "a" : "w");
-    if (!lg.csv) {
-        cli_errorf("train", "cannot write %s", csv_path);
+    if (log_open(&lg, csv_path, step0))
         goto done;
-    }
-    if (ftell(lg.csv) == 0) {
-        fprintf(lg.csv, "step,epoch,loss,lr,grad_norm,seconds\n");
-        lg.n = 0;
-    }
     size_t nparams = 0;
     mae_model_num_params(m, &nparams);
     printf("mae train: %d images %dx%d, patch %d, encoder %dx%d (%d heads), decoder %dx%d, "
@@ -367,9 +478,11 @@ static int run(train_opts *o)
         double now = cli_now();
         fprintf(lg.csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.2f\n", (long long)st,
                 (double)st / ipe, (double)loss, lr, gn, now - t0);
-        lg.loss[lg.n] = loss;
-        lg.lr[lg.n] = (float)lr;
-        lg.n++;
+        if (lg.n < lg.cap) {
+            lg.loss[lg.n] = loss;
+            lg.lr[lg.n] = (float)lr;
+            lg.n++;
+        }
         smooth = since == 0 && st == step0 ? loss : 0.98 * smooth + 0.02 * loss;
         since++;
         if ((st + 1) % o->log_every == 0 || st + 1 == stop) {
@@ -380,11 +493,14 @@ static int run(train_opts *o)
                    "%6.0f img/s  eta %s\n", (long long)st + 1, (long long)total,
                    (double)(st + 1) / ipe, (double)loss, smooth, lr, gn, rate, eta);
             fflush(stdout);
-            fflush(lg.csv);
+            if (log_flush(&lg, csv_path))
+                goto done;
             last = now;
             since = 0;
         }
         if ((st + 1) % ipe == 0 || st + 1 == stop) {
+            if (log_flush(&lg, csv_path))   /* the log reaches the checkpoint's step first */
+                goto done;
             s = mae_trainer_save(t, ckpt);
             if (s != MAE_OK) {
                 cli_fail("train", ckpt, s);
@@ -393,8 +509,12 @@ static int run(train_opts *o)
         }
     }
     double secs = cli_now() - t0;
-    fclose(lg.csv);
+    int closed = fclose(lg.csv);
     lg.csv = NULL;
+    if (closed != 0) {
+        cli_errorf("train", "cannot write %s: %s", csv_path, strerror(errno));
+        goto done;
+    }
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
     s = mae_model_save(m, path);
     if (s != MAE_OK) {
@@ -405,10 +525,8 @@ static int run(train_opts *o)
            (double)(stop - step0) * o->batch / (secs > 0 ? secs : 1));
     printf("  model       %s\n  checkpoint  %s\n  loss        %s\n", path, ckpt, csv_path);
     snprintf(path, sizeof path, "%s/loss.png", o->out);
-    if (cli_plot_loss(path, lg.loss, lg.lr, (int)lg.n) != 0) {
-        cli_errorf("train", "cannot write %s", path);
+    if (cli_plot_loss("train", path, lg.loss, lg.lr, (int)lg.n) != 0)
         goto done;
-    }
     printf("  loss plot   %s\n", path);
     snprintf(path, sizeof path, "%s/reconstruction.png", o->out);
     if (write_reconstruction(o, m, path))

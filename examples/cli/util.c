@@ -28,32 +28,43 @@ int cli_wants_help(int argc, char **argv)
     return 0;
 }
 
-int cli_write_npy(const char *path, const float *data, const long long *shape, int ndim)
+/* A header and the float data after it, as one buffer for the atomic writer: a full disk or a
+ * kill then leaves the previous file whole instead of a truncated one. */
+static int write_with_header(const char *cmd, const char *path, const char *header, size_t hlen,
+                             const float *data, size_t count)
 {
-    char header[256], dims[160] = "";
+    size_t bytes = count * sizeof *data;   /* data is an allocated array: this does not wrap */
+    unsigned char *buf = bytes <= SIZE_MAX - hlen ? malloc(hlen + bytes) : NULL;
+    if (!buf)
+        return cli_errorf(cmd, "%s: out of memory for the file's %zu bytes", path, bytes);
+    memcpy(buf, header, hlen);
+    memcpy(buf + hlen, data, bytes);   /* little-endian hosts */
+    mae_status s = mae_file_write(path, buf, hlen + bytes);
+    free(buf);
+    return s == MAE_OK ? 0 : cli_fail(cmd, path, s);
+}
+
+int cli_write_npy(const char *cmd, const char *path, const float *data, const long long *shape, int ndim)
+{
+    char dict[256], dims[160] = "", header[10 + sizeof dict + 64];
     size_t count = 1, used = 0;
     for (int i = 0; i < ndim; i++) {
         used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld%s", shape[i],
                                  ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
         count *= (size_t)shape[i];
     }
-    int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", dims);
-    /* magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, ends in \n */
+    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", dims);
+    /* magic (6) + version (2) + length (2) + dict, padded with spaces to 64 bytes, ends in \n */
     int total = 10 + n + 1;
     int pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
     unsigned short hlen = (unsigned short)(n + pad + 1);
     unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                               (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8) };
-    int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)n, f) == (size_t)n;
-    for (int i = 0; i < pad && ok; i++)
-        ok = fputc(' ', f) != EOF;
-    ok = ok && fputc('\n', f) != EOF;
-    ok = ok && fwrite(data, sizeof *data, count, f) == count;   /* little-endian hosts */
-    ok = (fclose(f) == 0) && ok;
-    return ok ? 0 : -1;
+    memcpy(header, pre, 10);
+    memcpy(header + 10, dict, (size_t)n);
+    memset(header + 10 + n, ' ', (size_t)pad);
+    header[10 + n + pad] = '\n';
+    return write_with_header(cmd, path, header, (size_t)(total + pad), data, count);
 }
 
 int cli_errorf(const char *cmd, const char *fmt, ...)
@@ -153,33 +164,26 @@ int cli_arg_double(const char *cmd, int argc, char **argv, int *i, double lo, do
     return 0;
 }
 
-int cli_write_safetensors(const char *path, const char *name, const float *data,
+int cli_write_safetensors(const char *cmd, const char *path, const char *name, const float *data,
                           const long long *shape, int ndim)
 {
-    char header[512], dims[160] = "";
+    char json[512], dims[160] = "", header[8 + 520];
     size_t count = 1, used = 0;
     for (int i = 0; i < ndim; i++) {
         used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld%s", shape[i],
                                  i + 1 < ndim ? "," : "");
         count *= (size_t)shape[i];
     }
-    int n = snprintf(header, sizeof header,
+    int n = snprintf(json, sizeof json,
                      "{\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[0,%zu]}}", name,
                      dims, count * sizeof *data);
-    if (n < 0 || (size_t)n >= sizeof header)
-        return -1;
+    if (n < 0 || (size_t)n >= sizeof json)
+        return cli_errorf(cmd, "%s: the tensor name or shape is too long for the header", path);
     /* the data starts 8-byte aligned: the header is padded with spaces, which JSON allows */
     size_t hlen = ((size_t)n + 7) / 8 * 8;
-    unsigned char pre[8];
     for (int i = 0; i < 8; i++)
-        pre[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    int ok = fwrite(pre, 1, 8, f) == 8 && fwrite(header, 1, (size_t)n, f) == (size_t)n;
-    for (size_t i = (size_t)n; i < hlen && ok; i++)
-        ok = fputc(' ', f) != EOF;
-    ok = ok && fwrite(data, sizeof *data, count, f) == count;   /* little-endian hosts */
-    ok = (fclose(f) == 0) && ok;
-    return ok ? 0 : -1;
+        header[i] = (char)(unsigned char)((uint64_t)hlen >> (8 * i));
+    memcpy(header + 8, json, (size_t)n);
+    memset(header + 8 + n, ' ', hlen - (size_t)n);
+    return write_with_header(cmd, path, header, 8 + hlen, data, count);
 }

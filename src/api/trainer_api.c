@@ -652,6 +652,37 @@ static mae_status read_rng(const mae_st_file *f, float *buf, mae_rng *r)
     return MAE_OK;
 }
 
+/* The fractional epoch of optimizer step s, exactly as mae_train_lr_at computes it. */
+static double schedule_epoch(const mae_train_config *c, int64_t s)
+{
+    int64_t it = s * c->accum_iter;
+    return (double)(it / c->iters_per_epoch) + (double)(it % c->iters_per_epoch) / c->iters_per_epoch;
+}
+
+/* A scheduled run (iters_per_epoch > 0) takes the steps whose epoch is below epochs, so a
+ * checkpoint of it holds at most that many: the first step at or past the end, searched from
+ * ceil(epochs * iters_per_epoch / accum_iter) because rounding can put it one off. A larger step
+ * contradicts the file's own schedule (and a caller sizing per-step arrays by the schedule, as
+ * mae train does, would overrun them): MAE_ERR_FORMAT, like the other inconsistent metadata. */
+static mae_status check_step(const mae_train_config *c, int64_t step)
+{
+    if (c->iters_per_epoch <= 0)
+        return MAE_OK;   /* a constant lr has no end */
+    double approx = ceil(c->epochs * c->iters_per_epoch / c->accum_iter);
+    if (!(approx * c->accum_iter < 0x1p61))
+        return MAE_OK;   /* beyond any step the metadata allows (INT64_MAX / 2) */
+    int64_t end = approx > 1.0 ? (int64_t)approx : 1;
+    while (end > 1 && schedule_epoch(c, end - 1) >= c->epochs)
+        end--;
+    while (schedule_epoch(c, end) < c->epochs)
+        end++;
+    if (step > end)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: trainer.step %lld is beyond the checkpoint's schedule "
+                        "(%g epochs of %d iterations, accum_iter %d: %lld steps)", (long long)step, c->epochs,
+                        c->iters_per_epoch, c->accum_iter, (long long)end);
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
 {
     if (!t || !path)
@@ -674,7 +705,8 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
         s = mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: '%s' is not a libmae trainer checkpoint (format '%s')", path, fmt ? fmt : "");
         goto done;
     }
-    if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK)
+    if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK ||
+        (s = check_step(&tc, step)) != MAE_OK)
         goto done;
     p = mae_alloc(total * sizeof *p);
     m1 = mae_calloc(total, sizeof *m1);
