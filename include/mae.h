@@ -60,7 +60,11 @@ extern "C" {
 #define MAE_VERSION_MINOR 0
 #define MAE_VERSION_PATCH 0
 #define MAE_VERSION_NUMBER (MAE_VERSION_MAJOR * 10000 + MAE_VERSION_MINOR * 100 + MAE_VERSION_PATCH)
-#define MAE_VERSION_STRING "1.0.0"
+/* "MAJOR.MINOR.PATCH", made from the numbers above so that the two cannot disagree. */
+#define MAE_VERSION_STRINGIFY_(x) #x
+#define MAE_VERSION_STRINGIFY(x) MAE_VERSION_STRINGIFY_(x)
+#define MAE_VERSION_STRING MAE_VERSION_STRINGIFY(MAE_VERSION_MAJOR) "." MAE_VERSION_STRINGIFY(MAE_VERSION_MINOR) \
+    "." MAE_VERSION_STRINGIFY(MAE_VERSION_PATCH)
 
 /* Values are fixed forever; new codes are only appended. */
 typedef enum mae_status {

@@ -652,6 +652,7 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
     keep = mae_keep_count(m->cfg.L, ratio);
     if (keep > t->keep_cap && (s = mae_trainer_plan(t, keep)) != MAE_OK)
         goto done;
+    assert(keep <= t->keep_cap);   /* the activations hold what the restored ratio keeps */
     /* nothing fails from here on */
     memcpy(m->data, p, total * sizeof *p);
     memcpy(t->exp_avg, m1, total * sizeof *m1);

@@ -1,7 +1,7 @@
 /* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
  * ViTMAE tensor names. The config comes from __metadata__ where it is given and is inferred from
  * the tensor shapes and the presets where it is not (docs/FORMAT.md). */
-#include <float.h>
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -325,6 +325,7 @@ static mae_status save_model(const mae_model *m, const char *path, int dtype, co
         out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
     }
     int n_meta = mae_meta_put_config(meta, mae_meta_put(meta, 0, "format", "pt"), &m->cfg);
+    assert(n_meta <= MAX_META);
     mae_status s = mae_st_write_as(path, out, m->n_tensors, meta, n_meta, dtype,
                                    mae_model_tensor_fetch, m);
     mae_free(out);
