@@ -26,13 +26,19 @@
  *
  * Conventions
  *   - Every function that can fail returns mae_status; results go to out-parameters, which are
- *     written only on success. mae_last_error() gives the detail of this thread's last failure.
+ *     written only on success, and a failure leaks nothing. mae_last_error() gives the detail of
+ *     this thread's last failure (valid until this thread's next failing call).
+ *   - Ownership: *_create / *_load hand out an object freed with the matching *_free (every
+ *     *_free accepts NULL). Part handles and tensor views are owned by their model. Buffers the
+ *     caller passes in stay the caller's.
  *   - Tensors are dense row-major float32 arrays in PyTorch's layouts: images [B,C,H,W],
  *     tokens [B,L,D], predictions [B,L,p*p*C] with the patch pixels in (row, col, channel) order.
- *   - Token l of an image is the patch at grid row i = l / (W/p), column j = l % (W/p).
+ *   - Token l of an image is the patch at grid row i = l / (W/p), column j = l % (W/p). Masks are
+ *     [B,L] floats with 1 = removed; index arrays are int32_t [B,L].
  *   - Threads: a mae_model is immutable after creation and can be shared by any number of
  *     threads. A mae_ctx belongs to one thread at a time. A trainer updates its model in place and
- *     needs it exclusively while it steps.
+ *     needs it exclusively while it steps. Results are bitwise identical for any thread count.
+ *   - Objects allocate when they are created; forward passes and training steps allocate nothing.
  *   - Nothing in the library aborts, exits or prints.
  */
 #ifndef MAE_H
@@ -63,7 +69,11 @@ extern "C" {
 #define MAE_VERSION_MINOR 0
 #define MAE_VERSION_PATCH 0
 #define MAE_VERSION_NUMBER (MAE_VERSION_MAJOR * 10000 + MAE_VERSION_MINOR * 100 + MAE_VERSION_PATCH)
-#define MAE_VERSION_STRING "1.0.0"
+/* "MAJOR.MINOR.PATCH", made from the numbers above so that the two cannot disagree. */
+#define MAE_VERSION_STRINGIFY_(x) #x
+#define MAE_VERSION_STRINGIFY(x) MAE_VERSION_STRINGIFY_(x)
+#define MAE_VERSION_STRING MAE_VERSION_STRINGIFY(MAE_VERSION_MAJOR) "." MAE_VERSION_STRINGIFY(MAE_VERSION_MINOR) \
+    "." MAE_VERSION_STRINGIFY(MAE_VERSION_PATCH)
 
 /* Values are fixed forever; new codes are only appended. */
 typedef enum mae_status {
@@ -113,26 +123,36 @@ typedef struct mae_config {
     int32_t  img_width;          /* Each must be a multiple of patch_size. */
 } mae_config;
 
-/* Fill cfg with a preset: "base" (ViT-B/16), "large" (ViT-L/16), "huge" (ViT-H/14), each with the
- * 512x8 decoder, or "tiny" (a 32x32 test model). NULL means "base". */
+/* Fill cfg with a preset: "base" (ViT-B/16: 768 x 12, 12 heads), "large" (ViT-L/16: 1024 x 24,
+ * 16 heads), "huge" (ViT-H/14: 1280 x 32, 16 heads), each with the 512 x 8 decoder (16 heads),
+ * 224 x 224 RGB, mask ratio 0.75, eps 1e-6; or "tiny" (32 x 32, patch 8, 64 x 2 encoder with 4
+ * heads, 32 x 1 decoder) for tests. NULL means "base". Pass struct_size = sizeof *cfg. */
 MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const char *preset);
 
-/* Create a model from a config with the official initialization (Xavier-uniform linears, the
- * patch-embedding rule, normal(0.02) tokens, fixed 2-D sin-cos position tables), drawn from an
- * RNG seeded with seed. */
+/* Create a model from a config with the official initialization: Xavier-uniform linears (biases
+ * zero), the patch embedding's weight Xavier-uniform over its [D, C*p*p] view and its bias uniform
+ * in +-1/sqrt(C*p*p), cls_token and mask_token normal(0, 0.02), LayerNorms 1 and 0, fixed 2-D
+ * sin-cos position tables; random numbers from an MT19937 seeded with seed. An inconsistent
+ * config is MAE_ERR_INVALID_ARG naming the field. */
 MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_model **out);
 
 /* Read a safetensors file with official MAE or Hugging Face ViTMAE tensor names, F32/F16/BF16.
- * The config comes from __metadata__, else it is inferred from the shapes. A file that holds only
- * the encoder loads; reconstruction on it then fails with MAE_ERR_UNSUPPORTED. */
+ * The config comes from __metadata__, else it is inferred from the shapes (docs/FORMAT.md). A file
+ * that holds only the encoder loads; reconstruction on it then fails with MAE_ERR_UNSUPPORTED.
+ * A missing or malformed tensor is MAE_ERR_FORMAT and one that disagrees with the config
+ * MAE_ERR_SHAPE, each naming the tensor (and both shapes).
+ * mae_model_save writes a temporary file, flushes it and renames it over path: a crash never
+ * leaves a half-written file there. */
 MAE_API mae_status mae_model_load(const char *path, mae_model **out);        /* safetensors */
 MAE_API mae_status mae_model_save(const mae_model *m, const char *path);     /* safetensors, atomic */
 /* The same with the weights stored as dtype "F32" (= mae_model_save), "F16" or "BF16" (any case):
- * half the file, rounded to nearest, ties to even; NaN and inf are kept. A finite value that would
- * become inf (|x| >= 65520 in F16) is MAE_ERR_UNSUPPORTED, naming the tensor, and nothing is
- * written. Another dtype: MAE_ERR_INVALID_ARG. */
+ * half the file, rounded to nearest, ties to even, subnormals included; NaN keeps its sign, +-inf
+ * stays. A finite value that would become inf (|x| >= 65520 in F16, >= 0x1.fffp127 in BF16) is
+ * MAE_ERR_UNSUPPORTED, naming the tensor, the element and the value, and nothing is written (a
+ * file at path stays as it was). Another dtype: MAE_ERR_INVALID_ARG. A model loaded from an F16
+ * file and saved as F16 again gives the same file. */
 MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype);
-MAE_API void       mae_model_free(mae_model *m);                             /* NULL is fine */
+MAE_API void       mae_model_free(mae_model *m);   /* NULL is fine; free its contexts and trainers first */
 
 MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg); /* set cfg->struct_size first */
 
@@ -142,7 +162,8 @@ MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg); /*
  * the official fine-tuning code do), the cls row untouched. */
 MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, mae_model **out);
 MAE_API mae_status mae_model_has_decoder(const mae_model *m, int *has_decoder);
-/* Number of floats in all tensors, in the file's sense (pos tables included). */
+/* Number of floats in all tensors, in the file's sense (pos tables included; ViT-B/16 MAE:
+ * 111,907,840). */
 MAE_API mae_status mae_model_num_params(const mae_model *m, size_t *count);
 /* Read-only view of one tensor by its official state_dict name. shape gets up to 4 dims.
  * Any out-parameter may be NULL. */
@@ -166,8 +187,14 @@ MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn pro
  * 3. The context
  * ------------------------------------------------------------------------------------------- */
 
-/* Plans all memory for batches up to max_batch; the forward calls allocate nothing. The model
- * must outlive the context. */
+/* Plans all memory for batches up to max_batch (ViT-B/16 at batch 8: about 75 MB of activations);
+ * the forward calls allocate nothing. The model must outlive the context. A context starts with
+ * the model's mask ratio, seed 0 and as many threads as the machine has cores (1 without OpenMP).
+ * The seed: with noise == NULL a call draws [B,L] values as torch.manual_seed(seed);
+ * torch.rand(B, L) does on the CPU (MT19937 seeded with seed & 0xffffffff, each value
+ * (u32 & 0xFFFFFF) * 2^-24, row-major), so a seed gives the official demo's masks.
+ * set_threads reallocates the per-thread scratch (the only call besides create that allocates);
+ * results do not depend on the thread count. */
 MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out);
 MAE_API void       mae_ctx_free(mae_ctx *c);                                 /* NULL is fine */
 MAE_API mae_status mae_ctx_set_mask_ratio(mae_ctx *c, float ratio);          /* default: the model's; 0 = keep all */
@@ -200,7 +227,8 @@ MAE_API mae_status mae_ctx_memory(const mae_model *m, int max_batch, int nthread
  * latent [B,1+keep,D] (encoder output after its final norm: cls first, then the kept patches in
  * ids_shuffle order, as the official code returns them), keep = floor(L*(1-ratio)).
  * With ratio 0 nothing is masked: the call succeeds and the loss is NaN, as in the official code.
- * Asking for loss or pred from a model without a decoder is MAE_ERR_UNSUPPORTED.
+ * batch outside [1, max_batch] is MAE_ERR_SHAPE. Asking for loss or pred from a model without a
+ * decoder is MAE_ERR_UNSUPPORTED.
  * Looking for features? Even at ratio 0 the latent's tokens are permuted by the random shuffle
  * (the official behaviour, kept); mae_embed() below gives them in image order, pooled as asked. */
 MAE_API mae_status mae_forward(mae_ctx *c, const float *imgs, int batch, const float *noise,
@@ -224,7 +252,9 @@ MAE_API mae_status mae_model_embed_dims(const mae_model *m, int *embed_dim, int 
 
 /* ---------------------------------------------------------------------------------------------
  * 5. The parts. Handles are views owned by the model (never freed by the caller). Each forward
- *    runs in a context created for the same model. mae_forward() is exactly:
+ *    runs in a context created for the same model (else MAE_ERR_INVALID_ARG), with a batch in
+ *    [1, max_batch]; an index array entry outside [0, L) is MAE_ERR_INVALID_ARG. Use them to feed
+ *    your own mask, or to take only the encoder's features. mae_forward() is exactly:
  *      patch_embed -> masker -> encoder -> decoder -> loss
  * ------------------------------------------------------------------------------------------- */
 
@@ -276,13 +306,15 @@ MAE_API mae_status mae_unpatchify(const mae_model *m, const float *patches, int 
 
 /* Name of the kernel table new models use: "scalar", "avx2", "avx512" or "neon". The best the
  * CPU and OS support is chosen once; the environment variable MAE_KERNELS or this setter can
- * force a lower tier. Models keep the table they were created with. */
+ * force a lower tier. mae_kernels_force applies to models created or loaded afterwards; models keep
+ * the table they were created with. */
 MAE_API const char *mae_kernels_name(void);
 MAE_API mae_status  mae_kernels_force(const char *name);   /* UNSUPPORTED if the CPU lacks it */
 
 /* Bring your own allocator. Set it before creating any object; objects are freed with the
  * allocator that made them. NULL restores malloc/free. alloc must return memory aligned to at
- * least 16 bytes; the library aligns its big buffers itself. */
+ * least 16 bytes; the library aligns its big buffers itself. Not thread-safe with concurrent
+ * allocation: call it at start-up. */
 typedef struct mae_allocator {
     void *(*alloc)(void *user, size_t size);
     void  (*free)(void *user, void *ptr);
@@ -347,13 +379,15 @@ MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_si
 
 /* Creates a trainer for m (which must have a decoder) with mae_train_config_init's defaults, the
  * model's mask ratio, seed 0 and as many threads as the machine has. All memory is planned here
- * for batches up to max_batch; forward_backward and step allocate nothing. m must outlive it. */
+ * for batches up to max_batch (activations, plus gradients and two AdamW moments: 3 x the
+ * parameter count); forward_backward and step allocate nothing. m must outlive it. */
 MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out);
 MAE_API void       mae_trainer_free(mae_trainer *t);                          /* NULL is fine */
 
 /* Replace the optimizer/schedule settings (checked: betas in [0,1), eps > 0, accum_iter >= 1,
  * epochs > warmup_epochs when scheduled, ...). Takes effect at the next step; the moments and
- * the step count are kept. get fills the fields that fit cfg->struct_size (set it first). */
+ * the step count are kept; an invalid value is MAE_ERR_INVALID_ARG and changes nothing. get fills
+ * the fields that fit cfg->struct_size (set it first). */
 MAE_API mae_status mae_trainer_set_config(mae_trainer *t, const mae_train_config *cfg);
 MAE_API mae_status mae_trainer_get_config(const mae_trainer *t, mae_train_config *cfg);
 
@@ -390,7 +424,7 @@ MAE_API mae_status mae_trainer_grads(mae_trainer *t, float **grads, size_t *coun
 /* One AdamW step with the scheduled lr (official groups: no weight decay for 1-D tensors and
  * biases; cls_token and mask_token decay), then the gradients are zeroed and the step count
  * goes up by one. The global L2 norm of the gradients it used is kept for
- * mae_trainer_grad_norm. */
+ * mae_trainer_grad_norm. Non-finite gradients are MAE_ERR_STATE and change nothing. */
 MAE_API mae_status mae_trainer_step(mae_trainer *t);
 MAE_API mae_status mae_trainer_zero_grad(mae_trainer *t);
 

@@ -16,7 +16,8 @@ if ! command -v abidw >/dev/null 2>&1 || ! command -v abidiff >/dev/null 2>&1; t
 fi
 dir=$BUILD/check_abi
 mkdir -p "$dir"
-version=$(sed -n 's/^#define MAE_VERSION_STRING "\(.*\)"/\1/p' include/mae.h)
+version=$(for part in MAJOR MINOR PATCH; do
+    sed -n "s/^#define MAE_VERSION_$part \([0-9]*\).*/\1/p" include/mae.h; done | paste -sd. -)
 
 # abidw reads types from DWARF: build a separate unoptimized copy with -g, without sanitizers.
 make -s BUILD="$dir/obj" LIBDIR="$dir/lib" CFLAGS="-O0 -g" SANITIZE= "$dir/lib/libmae.so.$version" \

@@ -21,7 +21,8 @@ export PKG_CONFIG_PATH="$stage$prefix/lib/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$stage"
 export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"   # no system .pc files: only ours can answer
 version=$(pkg-config --modversion mae)
-want=$(sed -n 's/^#define MAE_VERSION_STRING "\(.*\)"/\1/p' include/mae.h)
+want=$(for part in MAJOR MINOR PATCH; do
+    sed -n "s/^#define MAE_VERSION_$part \([0-9]*\).*/\1/p" include/mae.h; done | paste -sd. -)
 [ "$version" = "$want" ] || { echo "check_install: mae.pc says $version, mae.h $want"; exit 1; }
 
 cat > "$dir/prog.c" <<'PROG'

@@ -3,8 +3,12 @@
 #include "../model/model.h"
 #include "../util/sized.h"
 
-/* The size of mae_config's first version (through layer_norm_eps). */
+/* The size of mae_config's first version (through layer_norm_eps), and its layout: a caller built
+ * against that header passes exactly these bytes, so they may never move. */
 #define CONFIG_V1_SIZE (offsetof(mae_config, layer_norm_eps) + sizeof(float))
+_Static_assert(CONFIG_V1_SIZE == 14 * 4, "mae_config version 1 is 14 four-byte fields");
+_Static_assert(offsetof(mae_config, img_height) == CONFIG_V1_SIZE && offsetof(mae_config, img_width) == CONFIG_V1_SIZE + 4,
+               "mae_config: fields appended in 1.0 follow version 1");
 
 MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const char *preset)
 {
@@ -13,12 +17,9 @@ MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const ch
     if (struct_size < CONFIG_V1_SIZE)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: struct_size %zu is smaller than version 1 of mae_config", struct_size);
     mae_cfg c;
-    memset(&c, 0, sizeof c);
-    c.img = 224; c.p = 16; c.C = 3;
-    c.Dd = 512; c.ddepth = 8; c.dH = 16;
-    c.mlp_ratio = 4.0f; c.mask_ratio = 0.75f; c.eps = 1e-6f; c.has_decoder = 1;
+    mae_cfg_defaults(&c);   /* the "base" preset (config_fields.h); the others override it */
     if (!preset || strcmp(preset, "base") == 0) {
-        c.D = 768; c.depth = 12; c.H = 12;
+        /* the defaults */
     } else if (strcmp(preset, "large") == 0) {
         c.D = 1024; c.depth = 24; c.H = 16;
     } else if (strcmp(preset, "huge") == 0) {

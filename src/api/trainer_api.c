@@ -1,4 +1,5 @@
 /* Public training calls: argument checks, the trainer's life cycle, settings and the step. */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,31 +8,23 @@
 #include "../model/model.h"
 #include "../io/json.h"
 #include "../io/safetensors.h"
+#include "../io/config_meta.h"
 #include "../util/sized.h"
 
 /* ---- the training config -------------------------------------------------------------------- */
 
+/* The size of mae_train_config's first version (through train_pos); a caller built against that
+ * header passes exactly these bytes, so they may never move. */
 #define CONFIG_V1_SIZE (offsetof(mae_train_config, train_pos) + sizeof(int32_t))
+_Static_assert(offsetof(mae_train_config, blr) == 8 && offsetof(mae_train_config, iters_per_epoch) == 80 &&
+               CONFIG_V1_SIZE == 100, "mae_train_config version 1: the layout callers were built with");
 
+/* The fields, their defaults and ranges: config_fields.h. */
 static void config_defaults(mae_train_config *c)
 {
     memset(c, 0, sizeof *c);
     c->struct_size = sizeof *c;
-    c->accum_iter = 1;
-    c->blr = 1.5e-4;
-    c->lr = 0.0;
-    c->min_lr = 0.0;
-    c->weight_decay = 0.05;
-    c->beta1 = 0.9;
-    c->beta2 = 0.95;
-    c->eps = 1e-8;
-    c->warmup_epochs = 40.0;
-    c->epochs = 400.0;
-    c->iters_per_epoch = 0;
-    c->batch_size = 0;
-    c->world_size = 1;
-    c->clip_grad = 0.0f;
-    c->train_pos = -1;
+    mae_fields_default(mae_train_config_fields, MAE_N_TRAIN_CONFIG_FIELDS, c);
 }
 
 MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_size)
@@ -48,33 +41,19 @@ MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_si
 
 static int finite_nonneg(double v) { return v >= 0.0 && isfinite(v); }
 
-/* Reads a caller's config of any size (missing fields keep the defaults) and checks it. */
+/* Reads a caller's config of any size (missing fields keep the defaults) and checks it: each
+ * field's range (config_fields.h), then the rules between fields. */
 static mae_status read_config(const char *fn, const mae_train_config *in, int max_batch, mae_train_config *c)
 {
     config_defaults(c);
     mae_status s = mae_sized_read(fn, in, c, sizeof *c, CONFIG_V1_SIZE);
     if (s != MAE_OK)
         return s;
-    if (c->accum_iter < 1)
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: accum_iter %d must be at least 1", fn, c->accum_iter);
-    if (!finite_nonneg(c->blr) || !finite_nonneg(c->lr) || !finite_nonneg(c->min_lr))
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: blr, lr and min_lr must be finite and >= 0", fn);
-    if (!finite_nonneg(c->weight_decay))
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: weight_decay %g must be finite and >= 0", fn, c->weight_decay);
-    if (!(c->beta1 >= 0.0 && c->beta1 < 1.0) || !(c->beta2 >= 0.0 && c->beta2 < 1.0))
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: betas (%g, %g) must be in [0, 1)", fn, c->beta1, c->beta2);
-    if (!(c->eps > 0.0) || !isfinite(c->eps))
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: eps %g must be positive", fn, c->eps);
-    if (c->iters_per_epoch < 0 || c->batch_size < 0 || c->world_size < 1)
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: iters_per_epoch %d, batch_size %d must be >= 0 and world_size %d >= 1",
-                        fn, c->iters_per_epoch, c->batch_size, c->world_size);
+    if ((s = mae_fields_check(fn, mae_train_config_fields, MAE_N_TRAIN_CONFIG_FIELDS, c, 0)) != MAE_OK)
+        return s;
     if (c->iters_per_epoch > 0 && !(finite_nonneg(c->warmup_epochs) && isfinite(c->epochs) && c->epochs > c->warmup_epochs))
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: the schedule needs 0 <= warmup_epochs (%g) < epochs (%g)",
                         fn, c->warmup_epochs, c->epochs);
-    if (!(c->clip_grad >= 0.0f) || !isfinite(c->clip_grad))
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: clip_grad %g must be finite and >= 0", fn, (double)c->clip_grad);
-    if (c->train_pos < -1 || c->train_pos > 1)
-        return mae_fail(MAE_ERR_INVALID_ARG, "%s: train_pos %d is not -1, 0 or 1", fn, c->train_pos);
     if (!isfinite(mae_train_peak_lr(c, max_batch)))
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: the peak learning rate overflows", fn);
     return MAE_OK;
@@ -418,8 +397,10 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
 #define RNG_FLOATS (624 * 2 + 1)
 #define NAME_MAX_LEN 96   /* "optim.exp_avg_sq." + a tensor name */
 
-/* Metadata: the model config under the official constructor names (so mae_model_load reads the
- * file as a model), then the trainer's state under "trainer.*". */
+/* Metadata: the model config under the official constructor names (the writer model files use,
+ * so mae_model_load reads the file as a model), then the trainer's state: "learned_pos" (whether
+ * the encoder's position table trains, as decided when train_pos is -1), its counters and the
+ * training config under "trainer.*". */
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
@@ -445,48 +426,18 @@ static int add_meta_num(mae_st_meta *meta, int n, const char *key, double v, int
     return n + 1;
 }
 
-#define MAX_META 40
+#define MAX_META (5 + MAE_N_CONFIG_FIELDS + MAE_N_TRAIN_CONFIG_FIELDS)
 
 static int build_meta(const mae_trainer *t, mae_st_meta *meta)
 {
-    const mae_cfg *c = &t->m->cfg;
-    const mae_train_config *tc = &t->cfg;
-    int n = 0;
-    n = add_meta(meta, n, "format", "%s", "libmae-trainer-1");
-    n = add_meta(meta, n, "img_size", "%d", c->img);
-    n = add_meta(meta, n, "img_height", "%d", c->ih);
-    n = add_meta(meta, n, "img_width", "%d", c->iw);
-    n = add_meta(meta, n, "patch_size", "%d", c->p);
-    n = add_meta(meta, n, "in_chans", "%d", c->C);
-    n = add_meta(meta, n, "embed_dim", "%d", c->D);
-    n = add_meta(meta, n, "depth", "%d", c->depth);
-    n = add_meta(meta, n, "num_heads", "%d", c->H);
-    n = add_meta(meta, n, "decoder_embed_dim", "%d", c->Dd);
-    n = add_meta(meta, n, "decoder_depth", "%d", c->ddepth);
-    n = add_meta(meta, n, "decoder_num_heads", "%d", c->dH);
-    n = add_meta_num(meta, n, "mlp_ratio", (double)c->mlp_ratio, 9);
-    n = add_meta(meta, n, "norm_pix_loss", "%s", c->norm_pix ? "true" : "false");
-    n = add_meta_num(meta, n, "mask_ratio", (double)c->mask_ratio, 9);
-    n = add_meta_num(meta, n, "layer_norm_eps", (double)c->eps, 9);
+    int n = mae_meta_put(meta, 0, "format", "libmae-trainer-1");
+    n = mae_meta_put_config(meta, n, &t->m->cfg);
     n = add_meta(meta, n, "learned_pos", "%s", t->train_pos ? "true" : "false");
     n = add_meta(meta, n, "trainer.step", "%lld", (long long)t->step);
     n = add_meta_num(meta, n, "trainer.mask_ratio", (double)t->ratio, 9);
     n = add_meta_num(meta, n, "trainer.grad_norm", t->grad_norm, 17);
-    n = add_meta(meta, n, "trainer.accum_iter", "%d", (int)tc->accum_iter);
-    n = add_meta_num(meta, n, "trainer.blr", tc->blr, 17);
-    n = add_meta_num(meta, n, "trainer.lr", tc->lr, 17);
-    n = add_meta_num(meta, n, "trainer.min_lr", tc->min_lr, 17);
-    n = add_meta_num(meta, n, "trainer.weight_decay", tc->weight_decay, 17);
-    n = add_meta_num(meta, n, "trainer.beta1", tc->beta1, 17);
-    n = add_meta_num(meta, n, "trainer.beta2", tc->beta2, 17);
-    n = add_meta_num(meta, n, "trainer.eps", tc->eps, 17);
-    n = add_meta_num(meta, n, "trainer.warmup_epochs", tc->warmup_epochs, 17);
-    n = add_meta_num(meta, n, "trainer.epochs", tc->epochs, 17);
-    n = add_meta(meta, n, "trainer.iters_per_epoch", "%d", (int)tc->iters_per_epoch);
-    n = add_meta(meta, n, "trainer.batch_size", "%d", (int)tc->batch_size);
-    n = add_meta(meta, n, "trainer.world_size", "%d", (int)tc->world_size);
-    n = add_meta_num(meta, n, "trainer.clip_grad", (double)tc->clip_grad, 9);
-    n = add_meta(meta, n, "trainer.train_pos", "%d", (int)tc->train_pos);
+    n = mae_meta_put_fields(meta, n, "trainer.", mae_train_config_fields, MAE_N_TRAIN_CONFIG_FIELDS, &t->cfg, 0);
+    assert(n <= MAX_META);
     return n;
 }
 
@@ -542,25 +493,18 @@ static mae_status meta_double(const mae_st_file *f, const char *key, double *v)
     if (!s)
         return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' is missing", key);
     /* a diverged run may have saved a non-finite gradient norm: printf's spellings come back */
-    if (strcmp(s, "nan") == 0 || strcmp(s, "-nan") == 0)
-        *v = NAN;
-    else if (strcmp(s, "inf") == 0 || strcmp(s, "-inf") == 0)
-        *v = s[0] == '-' ? -INFINITY : INFINITY;
-    else if (!mae_decimal_parse(s, v))
+    if (!mae_meta_parse_number(s, 1, v))
         return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' = '%s' is not a number", key, s);
     return MAE_OK;
 }
 
-static mae_status meta_int(const mae_st_file *f, const char *key, long long lo, long long hi, long long *v)
+/* The inner error with the function's name in front, as MAE_ERR_FORMAT: a value a caller could
+ * not set is a malformed file here. */
+static mae_status load_error(void)
 {
-    double d;
-    mae_status s = meta_double(f, key, &d);
-    if (s != MAE_OK)
-        return s;
-    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d))
-        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata '%s' = %g is not an integer in [%lld, %lld]", key, d, lo, hi);
-    *v = (long long)d;
-    return MAE_OK;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", mae_last_error());
+    return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: %s", msg);
 }
 
 /* The training config and counters from the metadata, checked like mae_trainer_set_config. */
@@ -569,42 +513,32 @@ static mae_status read_meta(const mae_trainer *t, const mae_st_file *f, mae_trai
 {
     mae_train_config c;
     config_defaults(&c);
-    double d[9];
-    long long v[6];
-    const char *dk[9] = { "trainer.blr", "trainer.lr", "trainer.min_lr", "trainer.weight_decay", "trainer.beta1",
-                          "trainer.beta2", "trainer.eps", "trainer.warmup_epochs", "trainer.epochs" };
-    mae_status s;
-    for (int i = 0; i < 9; i++)
-        if ((s = meta_double(f, dk[i], &d[i])) != MAE_OK)
-            return s;
-    double clip, r, gn;
-    if ((s = meta_int(f, "trainer.step", 0, INT64_MAX / 2, &v[0])) != MAE_OK ||
-        (s = meta_int(f, "trainer.accum_iter", 1, INT32_MAX, &v[1])) != MAE_OK ||
-        (s = meta_int(f, "trainer.iters_per_epoch", 0, INT32_MAX, &v[2])) != MAE_OK ||
-        (s = meta_int(f, "trainer.batch_size", 0, INT32_MAX, &v[3])) != MAE_OK ||
-        (s = meta_int(f, "trainer.world_size", 1, INT32_MAX, &v[4])) != MAE_OK ||
-        (s = meta_int(f, "trainer.train_pos", -1, 1, &v[5])) != MAE_OK ||
-        (s = meta_double(f, "trainer.clip_grad", &clip)) != MAE_OK ||
+    /* every key of the config's first version is in every checkpoint; later ones may be missing */
+    mae_status s = mae_meta_get_fields(f, "trainer.", mae_train_config_fields, MAE_N_TRAIN_CONFIG_FIELDS, &c,
+                                       NULL, CONFIG_V1_SIZE);
+    if (s != MAE_OK || (s = read_config("checkpoint", &c, t->max_batch, tc)) != MAE_OK)
+        return load_error();
+    double st, r, gn;
+    if ((s = meta_double(f, "trainer.step", &st)) != MAE_OK ||
         (s = meta_double(f, "trainer.mask_ratio", &r)) != MAE_OK ||
         (s = meta_double(f, "trainer.grad_norm", &gn)) != MAE_OK)
         return s;
-    c.blr = d[0]; c.lr = d[1]; c.min_lr = d[2]; c.weight_decay = d[3]; c.beta1 = d[4];
-    c.beta2 = d[5]; c.eps = d[6]; c.warmup_epochs = d[7]; c.epochs = d[8];
-    c.accum_iter = (int32_t)v[1]; c.iters_per_epoch = (int32_t)v[2]; c.batch_size = (int32_t)v[3];
-    c.world_size = (int32_t)v[4]; c.train_pos = (int32_t)v[5]; c.clip_grad = (float)clip;
-    if ((s = read_config("mae_trainer_load", &c, t->max_batch, tc)) != MAE_OK)
-        return s;
+    if (!(st >= 0.0 && st <= (double)(INT64_MAX / 2)) || st != floor(st))
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata 'trainer.step' = %g is not an integer in [0, %lld]",
+                        st, (long long)(INT64_MAX / 2));
     int L = t->m->cfg.L;
     if (!(r >= 0.0 && r < 1.0) || mae_keep_count(L, (float)r) >= L)
         return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: trainer.mask_ratio %g is not usable", r);
-    *step = v[0];
+    *step = (int64_t)st;
     *ratio = (float)r;
     *grad_norm = gn;
     return MAE_OK;
 }
 
-/* Every tensor of the model must be in the file with the same shape; the config keys that the
- * shapes do not show must agree too. */
+/* Every tensor of the model must be in the file with the same shape, and the file's model config
+ * (read as mae_model_load reads it) must agree with the model's on every field marked MAE_CF_ARCH
+ * in config_fields.h: those the shapes do not show (heads, layer_norm_eps, norm_pix_loss, the
+ * run size) included. */
 static mae_status check_arch(const mae_model *m, const mae_st_file *f)
 {
     const mae_cfg *c = &m->cfg;
@@ -619,16 +553,15 @@ static mae_status check_arch(const mae_model *m, const mae_st_file *f)
         if (!same)
             return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: tensor '%s' has another shape than the model's", tn->name);
     }
-    double heads, dheads, eps;
-    mae_status s;
-    if ((s = meta_double(f, "num_heads", &heads)) != MAE_OK ||
-        (s = meta_double(f, "decoder_num_heads", &dheads)) != MAE_OK ||
-        (s = meta_double(f, "layer_norm_eps", &eps)) != MAE_OK)
-        return s;
-    const char *np = mae_st_meta_get(f, "norm_pix_loss");
-    int norm_pix = np && strcmp(np, "true") == 0;
-    if (heads != c->H || dheads != c->dH || (float)eps != c->eps || norm_pix != c->norm_pix)
-        return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: the checkpoint's heads, layer_norm_eps or norm_pix_loss differ from the model's");
+    mae_cfg fc;
+    if (mae_ckpt_file_config(f, &fc) != MAE_OK)
+        return load_error();
+    int i = mae_fields_first_diff(mae_config_fields, MAE_N_CONFIG_FIELDS, &fc, c, MAE_CF_ARCH,
+                                  fc.has_decoder && c->has_decoder ? 0 : MAE_CF_DECODER);
+    if (i >= 0)
+        return mae_fail(MAE_ERR_SHAPE, "mae_trainer_load: the checkpoint's %s = %.9g differs from the model's %.9g",
+                        mae_config_fields[i].name, mae_field_get(&mae_config_fields[i], &fc),
+                        mae_field_get(&mae_config_fields[i], c));
     return MAE_OK;
 }
 
@@ -683,6 +616,22 @@ static mae_status check_step(const mae_train_config *c, int64_t step)
     return MAE_OK;
 }
 
+/* With train_pos -1 whether the encoder's position table trains was decided from the weights
+ * when the run started; "learned_pos" holds that decision, so a resumed run keeps it (and the
+ * table's AdamW moments) even where deciding again from the saved weights could differ, e.g. a
+ * trained table that has come within the sin-cos test's tolerance. Files without the key keep
+ * the decision made from the weights. */
+static mae_status saved_pos_decision(const mae_st_file *f, int train_pos, int *tp)
+{
+    const char *v = mae_st_meta_get(f, "learned_pos");
+    if (train_pos >= 0 || !v)
+        return MAE_OK;
+    if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+        return mae_fail(MAE_ERR_FORMAT, "mae_trainer_load: metadata 'learned_pos' = '%s' is not true or false", v);
+    *tp = strcmp(v, "true") == 0;
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
 {
     if (!t || !path)
@@ -733,11 +682,13 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
                 s = mae_st_read_f32(&f, e, dst[k], tn->count);
         }
     }
-    if (s != MAE_OK || (s = decide_pos(m, p, tc.train_pos, &tp, &tdp)) != MAE_OK)
+    if (s != MAE_OK || (s = decide_pos(m, p, tc.train_pos, &tp, &tdp)) != MAE_OK ||
+        (s = saved_pos_decision(&f, tc.train_pos, &tp)) != MAE_OK)
         goto done;
     keep = mae_keep_count(m->cfg.L, ratio);
     if (keep > t->keep_cap && (s = mae_trainer_plan(t, keep)) != MAE_OK)
         goto done;
+    assert(keep <= t->keep_cap);   /* the activations hold what the restored ratio keeps */
     /* nothing fails from here on */
     memcpy(m->data, p, total * sizeof *p);
     memcpy(t->exp_avg, m1, total * sizeof *m1);

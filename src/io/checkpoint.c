@@ -1,7 +1,7 @@
 /* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
  * ViTMAE tensor names. The config comes from __metadata__ where it is given and is inferred from
  * the tensor shapes and the presets where it is not (docs/FORMAT.md). */
-#include <float.h>
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,75 +10,15 @@
 #include "safetensors.h"
 #include "names.h"
 #include "json.h"
+#include "config_meta.h"
 
 /* ---- the config from __metadata__ ----------------------------------------------------------- */
 
-enum { K_INT, K_FLOAT, K_BOOL };
-
-typedef struct meta_key {
-    const char *key;
-    int kind;
-    size_t off;       /* of the field in mae_cfg */
-} meta_key;
-
-/* The official constructor's argument names, plus libmae's run size of a resized model. */
-static const meta_key meta_keys[] = {
-    { "img_size", K_INT, offsetof(mae_cfg, img) },
-    { "img_height", K_INT, offsetof(mae_cfg, ih) },
-    { "img_width", K_INT, offsetof(mae_cfg, iw) },
-    { "patch_size", K_INT, offsetof(mae_cfg, p) },
-    { "in_chans", K_INT, offsetof(mae_cfg, C) },
-    { "embed_dim", K_INT, offsetof(mae_cfg, D) },
-    { "depth", K_INT, offsetof(mae_cfg, depth) },
-    { "num_heads", K_INT, offsetof(mae_cfg, H) },
-    { "decoder_embed_dim", K_INT, offsetof(mae_cfg, Dd) },
-    { "decoder_depth", K_INT, offsetof(mae_cfg, ddepth) },
-    { "decoder_num_heads", K_INT, offsetof(mae_cfg, dH) },
-    { "mlp_ratio", K_FLOAT, offsetof(mae_cfg, mlp_ratio) },
-    { "norm_pix_loss", K_BOOL, offsetof(mae_cfg, norm_pix) },
-    { "mask_ratio", K_FLOAT, offsetof(mae_cfg, mask_ratio) },
-    { "layer_norm_eps", K_FLOAT, offsetof(mae_cfg, eps) },
-};
-enum { N_KEYS = sizeof meta_keys / sizeof meta_keys[0] };
-
-/* Reads every key that is present into c; have[k] says which were. */
-static mae_status read_meta(const mae_st_file *f, mae_cfg *c, int have[N_KEYS])
+/* Reads every key that is present into c (keys and kinds: config_fields.h); have[k] says which
+ * were. */
+static mae_status read_meta(const mae_st_file *f, mae_cfg *c, int have[MAE_N_CONFIG_FIELDS])
 {
-    for (int k = 0; k < N_KEYS; k++) {
-        const meta_key *mk = &meta_keys[k];
-        const char *v = mae_st_meta_get(f, mk->key);
-        double d;
-        have[k] = v != NULL;
-        if (!v)
-            continue;
-        void *field = (char *)c + mk->off;
-        if (mk->kind == K_BOOL) {
-            int t = strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "1") == 0;
-            int fl = strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "0") == 0;
-            if (!t && !fl)
-                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not true or false", mk->key, v);
-            *(int *)field = t;
-        } else if (!mae_decimal_parse(v, &d) || !isfinite(d)) {
-            return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not a finite decimal number", mk->key, v);
-        } else if (mk->kind == K_INT) {
-            if (d != floor(d) || d < INT_MIN || d > INT_MAX)
-                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is not an integer", mk->key, v);
-            *(int *)field = (int)d;
-        } else {
-            if (fabs(d) > FLT_MAX)
-                return mae_fail(MAE_ERR_FORMAT, "metadata '%s' = '%s' is out of range", mk->key, v);
-            *(float *)field = (float)d;
-        }
-    }
-    return MAE_OK;
-}
-
-static int key_index(const char *key)
-{
-    for (int k = 0; k < N_KEYS; k++)
-        if (strcmp(meta_keys[k].key, key) == 0)
-            return k;
-    return -1;
+    return mae_meta_get_fields(f, "", mae_config_fields, MAE_N_CONFIG_FIELDS, c, have, 0);
 }
 
 /* ---- the config from the shapes ------------------------------------------------------------- */
@@ -176,37 +116,37 @@ static mae_status infer_heads(int dim, int decoder, int *heads)
 }
 
 /* Every field the metadata left open, from the shapes (have[] says which it gave). */
-static mae_status infer_config(const mae_names *nm, const int have[N_KEYS], mae_cfg *c)
+static mae_status infer_config(const mae_names *nm, const int have[MAE_N_CONFIG_FIELDS], mae_cfg *c)
 {
-#define HAVE(key) have[key_index(key)]
+#define HAVE(key) have[MAE_CFI_##key]
     int64_t d[MAE_ST_MAX_DIMS];
     mae_status s = need(nm, "patch_embed.proj.weight", 4, d);
     if (s != MAE_OK)
         return s;
     if (d[2] != d[3])
         return mae_fail(MAE_ERR_FORMAT, "the patch embedding weight is not square: %lld x %lld", (long long)d[2], (long long)d[3]);
-    if (!HAVE("embed_dim")) c->D = to_int(d[0]);
-    if (!HAVE("in_chans")) c->C = to_int(d[1]);
-    if (!HAVE("patch_size")) c->p = to_int(d[2]);
-    if (!HAVE("img_size") && HAVE("img_height") && HAVE("img_width"))
+    if (!HAVE(D)) c->D = to_int(d[0]);
+    if (!HAVE(C)) c->C = to_int(d[1]);
+    if (!HAVE(p)) c->p = to_int(d[2]);
+    if (!HAVE(img) && HAVE(ih) && HAVE(iw))
         c->img = c->ih;
-    else if (!HAVE("img_size") && (s = infer_image(nm, c)) != MAE_OK)
+    else if (!HAVE(img) && (s = infer_image(nm, c)) != MAE_OK)
         return s;
-    if (!HAVE("depth")) c->depth = mae_names_count_blocks(nm, 0);
-    if (!HAVE("num_heads") && (s = infer_heads(c->D, 0, &c->H)) != MAE_OK)
+    if (!HAVE(depth)) c->depth = mae_names_count_blocks(nm, 0);
+    if (!HAVE(H) && (s = infer_heads(c->D, 0, &c->H)) != MAE_OK)
         return s;
     c->has_decoder = mae_names_has_decoder(nm);
     if (c->has_decoder) {
-        if (!HAVE("decoder_embed_dim")) {
+        if (!HAVE(Dd)) {
             if ((s = need(nm, "decoder_embed.weight", 2, d)) != MAE_OK)
                 return s;
             c->Dd = to_int(d[0]);
         }
-        if (!HAVE("decoder_depth")) c->ddepth = mae_names_count_blocks(nm, 1);
-        if (!HAVE("decoder_num_heads") && (s = infer_heads(c->Dd, 1, &c->dH)) != MAE_OK)
+        if (!HAVE(ddepth)) c->ddepth = mae_names_count_blocks(nm, 1);
+        if (!HAVE(dH) && (s = infer_heads(c->Dd, 1, &c->dH)) != MAE_OK)
             return s;
     }
-    if (!HAVE("mlp_ratio") && c->depth > 0)
+    if (!HAVE(mlp_ratio) && c->depth > 0)
         return infer_mlp_ratio(nm, c);
     return MAE_OK;
 #undef HAVE
@@ -215,16 +155,17 @@ static mae_status infer_config(const mae_names *nm, const int have[N_KEYS], mae_
 /* The whole config: defaults, metadata, inference, then the library's own checks. */
 static mae_status file_config(const mae_names *nm, mae_cfg *c)
 {
-    int have[N_KEYS];
-    memset(c, 0, sizeof *c);
-    c->mlp_ratio = 4.0f;
-    c->mask_ratio = 0.75f;
+    int have[MAE_N_CONFIG_FIELDS];
+    mae_cfg_defaults(c);
     c->eps = nm->hf ? 1e-12f : 1e-6f;   /* Hugging Face configs vs the official presets */
     mae_status s = read_meta(nm->f, c, have);
     if (s == MAE_OK)
         s = infer_config(nm, have, c);
     if (s != MAE_OK)
         return s;
+    for (int i = 0; i < MAE_N_CONFIG_FIELDS; i++)   /* no decoder: its settings are what the file says, else 0 */
+        if (!c->has_decoder && (mae_config_fields[i].flags & MAE_CF_DECODER) && !have[i])
+            mae_field_set(&mae_config_fields[i], c, 0);
     if ((s = mae_cfg_finish(c)) != MAE_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", mae_last_error());
@@ -303,6 +244,13 @@ static mae_status fill_tensor(const mae_names *nm, mae_model *m, const mae_tenso
     return MAE_OK;
 }
 
+mae_status mae_ckpt_file_config(const mae_st_file *f, mae_cfg *c)
+{
+    mae_names nm;
+    mae_status s = mae_names_detect(f, &nm);
+    return s == MAE_OK ? file_config(&nm, c) : s;
+}
+
 mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
 {
     if (!f || !out)
@@ -365,51 +313,7 @@ MAE_API mae_status mae_model_load(const char *path, mae_model **out)
 
 /* ---- saving --------------------------------------------------------------------------------- */
 
-enum { MAX_META = 20 };
-
-static int add_meta(mae_st_meta *meta, int n, const char *key, const char *value)
-{
-    snprintf(meta[n].key, sizeof meta[n].key, "%s", key);
-    snprintf(meta[n].value, sizeof meta[n].value, "%s", value);
-    return n + 1;
-}
-
-static int add_int(mae_st_meta *meta, int n, const char *key, int v)
-{
-    char buf[16];
-    snprintf(buf, sizeof buf, "%d", v);
-    return add_meta(meta, n, key, buf);
-}
-
-static int add_float(mae_st_meta *meta, int n, const char *key, float v)
-{
-    char buf[32];
-    mae_decimal_format(buf, sizeof buf, (double)v, 9);   /* 9 digits: the float back exactly */
-    return add_meta(meta, n, key, buf);
-}
-
-static int config_meta(const mae_cfg *c, mae_st_meta *meta)
-{
-    int n = add_meta(meta, 0, "format", "pt");
-    n = add_int(meta, n, "img_size", c->img);
-    n = add_int(meta, n, "img_height", c->ih);
-    n = add_int(meta, n, "img_width", c->iw);
-    n = add_int(meta, n, "patch_size", c->p);
-    n = add_int(meta, n, "in_chans", c->C);
-    n = add_int(meta, n, "embed_dim", c->D);
-    n = add_int(meta, n, "depth", c->depth);
-    n = add_int(meta, n, "num_heads", c->H);
-    if (c->has_decoder) {
-        n = add_int(meta, n, "decoder_embed_dim", c->Dd);
-        n = add_int(meta, n, "decoder_depth", c->ddepth);
-        n = add_int(meta, n, "decoder_num_heads", c->dH);
-    }
-    n = add_float(meta, n, "mlp_ratio", c->mlp_ratio);
-    n = add_meta(meta, n, "norm_pix_loss", c->norm_pix ? "true" : "false");
-    n = add_float(meta, n, "mask_ratio", c->mask_ratio);
-    n = add_float(meta, n, "layer_norm_eps", c->eps);
-    return n;
-}
+enum { MAX_META = 1 + MAE_N_CONFIG_FIELDS };
 
 /* Every tensor in state_dict order, a weight held only packed (data NULL) unpacked by the writer
  * one at a time, stored as dtype. */
@@ -423,7 +327,9 @@ static mae_status save_model(const mae_model *m, const char *path, int dtype, co
         const mae_tensor *t = &m->tensors[i];
         out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
     }
-    mae_status s = mae_st_write_as(path, out, m->n_tensors, meta, config_meta(&m->cfg, meta), dtype,
+    int n_meta = mae_meta_put_config(meta, mae_meta_put(meta, 0, "format", "pt"), &m->cfg);
+    assert(n_meta <= MAX_META);
+    mae_status s = mae_st_write_as(path, out, m->n_tensors, meta, n_meta, dtype,
                                    mae_model_tensor_fetch, m);
     mae_free(out);
     return s;

@@ -1,8 +1,10 @@
 /* Chooses the kernel table once: the best tier the CPU and OS support, or a lower one named by
  * MAE_KERNELS or mae_kernels_force(). A tier may leave entries NULL; they are filled from the
  * scalar reference (BLIS-style: start from the reference, override what is faster). */
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cpu.h"
@@ -42,22 +44,28 @@ static int cpu_has(const mae_kernels *k)
 
 static mae_kernels completed[NTIERS];
 
+/* The fill below names every entry (MAE_KERNEL_ENTRIES): it covers the table exactly when the
+ * table is the name plus one function pointer per listed entry. */
+#define ONE_ENTRY(e) + 1
+enum { N_KERNEL_ENTRIES = 0 MAE_KERNEL_ENTRIES(ONE_ENTRY) };
+#undef ONE_ENTRY
+_Static_assert(sizeof(mae_kernels) == sizeof(const char *) + N_KERNEL_ENTRIES * sizeof(void (*)(void)),
+               "mae_kernels has an entry that MAE_KERNEL_ENTRIES (kernels.h) does not list");
+_Static_assert(offsetof(mae_kernels, name) == 0, "mae_kernels: name comes first");
+
 /* Fills NULL entries of every tier from the scalar table. Idempotent, so a race between two
  * first callers writes the same bytes. */
 static void fill_tables(void)
 {
-    size_t nptr = sizeof(mae_kernels) / sizeof(void (*)(void));
     for (size_t i = 0; i < NTIERS; i++) {
         mae_kernels k = *tiers[i];
-        void (*fk[sizeof(mae_kernels) / sizeof(void (*)(void))])(void);
-        void (*fs[sizeof(mae_kernels) / sizeof(void (*)(void))])(void);
-        memcpy(fk, &k, sizeof k);
-        memcpy(fs, &mae_kernels_scalar, sizeof k);
-        for (size_t j = 1; j < nptr; j++)   /* entry 0 is the name */
-            if (!fk[j])
-                fk[j] = fs[j];
-        memcpy(&completed[i], fk, sizeof k);
-        completed[i].name = tiers[i]->name;
+#define FILL(e) if (!k.e) k.e = mae_kernels_scalar.e;
+        MAE_KERNEL_ENTRIES(FILL)
+#undef FILL
+#define IS_SET(e) assert(k.e != NULL);   /* the scalar table sets every entry */
+        MAE_KERNEL_ENTRIES(IS_SET)
+#undef IS_SET
+        completed[i] = k;
     }
 }
 

@@ -10,7 +10,8 @@
 #include "../kernels/kernels.h"
 #include "../util/util.h"
 
-/* Architecture plus what follows from it. */
+/* Architecture plus what follows from it. The settings are listed in config_fields.h, which maps
+ * each to its mae_config field and metadata key; the derived values are mae_cfg_finish's. */
 typedef struct mae_cfg {
     int img, p, C;             /* image side the weights were made for, patch side, channels */
     int ih, iw;                /* image size the model runs at (0 in a config: img x img) */
@@ -25,8 +26,12 @@ typedef struct mae_cfg {
     int P;                     /* p*p*C: one patch's pixels */
 } mae_cfg;
 
-/* Checks a config and fills in the derived fields. */
+/* config.c. The fields that a caller or a file sets are listed once, in config_fields.h; the
+ * functions below and the metadata code are generated from that list. */
+/* Checks a config (every field's range, then the rules between fields) and fills in the
+ * derived fields. */
 mae_status mae_cfg_finish(mae_cfg *c);
+void mae_cfg_defaults(mae_cfg *c);   /* every field at its default (the "base" preset), with a decoder */
 void mae_cfg_from_public(mae_cfg *dst, const mae_config *src);   /* src already size-checked */
 void mae_cfg_to_public(mae_config *dst, const mae_cfg *src, size_t struct_size);
 
