@@ -62,7 +62,7 @@ run() {
     if [ $rc -eq 0 ]; then
         pass=$((pass + 1))
         case $last in
-            *skipped*) skipped="$skipped $name"; printf 'skip %7ss  %s\n' "$secs" "$last" ;;
+            *": skipped"*) skipped="$skipped $name"; printf 'skip %7ss  %s\n' "$secs" "$last" ;;
             *) printf 'ok   %7ss  %s\n' "$secs" "$last" ;;
         esac
     else
