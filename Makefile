@@ -2,6 +2,8 @@
 #   make                 lib/libmae.a and lib/libmae.so.1.0.0 (+ links), examples
 #   make demo            reconstruct masked Fashion-MNIST images with the committed small model
 #   make test            build and run every test (see tests/run.sh)
+#   make test T=png      only the tests whose name contains png (docs/TESTING.md)
+#   make help            every target, one line each
 #   make pretrain probe  re-create the demo model from Fashion-MNIST, then its linear probes
 #   make OPENMP=0        without OpenMP (single-threaded kernels)
 #   make CC=clang        any C11 compiler
@@ -64,15 +66,19 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib examples test check clean install uninstall bench demo pretrain probe
+.PHONY: all lib examples test check clean install uninstall bench demo pretrain probe help
 
 all: lib examples
 
 lib: $(STATIC) $(SHARED)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h) Makefile
+# -MMD -MP: each object (and test, example, benchmark) writes the headers it included to a .d
+# file beside it, read back below, so that changing a header rebuilds exactly what includes it.
+DEPFLAGS = -MMD -MP -MF $@.d
+
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(STATIC): $(OBJS)
 	@mkdir -p $(dir $@)
@@ -85,19 +91,24 @@ $(SHARED): $(OBJS)
 	ln -sf libmae.so.$(VERSION) $(dir $@)libmae.so.$(VERSION_MAJOR)
 	ln -sf libmae.so.$(VERSION_MAJOR) $(dir $@)libmae.so
 
-# Tests link the static library so that they can reach internal functions too.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+# Tests link the static library so that they can reach internal functions too. TU_SRCDIR: the
+# source tree, where a test finds tests/data from any working directory (tests/testutil.h).
+$(BUILD)/tests/%: tests/%.c $(STATIC) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(DEPFLAGS) -Wno-missing-prototypes -DTU_SRCDIR='"$(CURDIR)"' $< -o $@ $(STATIC) $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) $< -o $@ $(STATIC) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(DEPFLAGS) $< -o $@ $(STATIC) $(LDLIBS)
 
 examples: $(EXAMPLE_BINS)
 
-test: lib $(TEST_BINS) $(EXAMPLE_BINS) $(BUILD)/examples/mae
-	@BUILD=$(BUILD) SHARED=$(SHARED) CC="$(CC)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(TEST_BINS)
+# T=WORDS: only the tests whose name contains one of the words (unit binaries and check scripts);
+# only those binaries are built.
+T ?=
+TEST_RUN_BINS := $(if $(T),$(foreach b,$(TEST_BINS),$(if $(strip $(foreach w,$(T),$(findstring $(w),$(notdir $(b))))),$(b))),$(TEST_BINS))
+test: lib $(TEST_RUN_BINS) $(EXAMPLE_BINS) $(BUILD)/examples/mae
+	@BUILD=$(BUILD) SHARED=$(SHARED) CC="$(CC)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(T)
 
 check: test
 
@@ -134,9 +145,9 @@ probe: lib $(BUILD)/examples/mae
 # into the benchmark only, as the peer to compare with. BENCH_ARGS="--quick" for a short run.
 BENCH_THREADS ?= 2
 BENCH_BLAS := $(shell pkg-config --cflags --libs openblas 2>/dev/null)
-$(BUILD)/bench/bench_mae: tests/bench_mae.c $(STATIC)
+$(BUILD)/bench/bench_mae: bench/bench_mae.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $(if $(BENCH_BLAS),-DMAE_BENCH_OPENBLAS) $< -o $@ \
+	$(CC) $(ALLCFLAGS) $(DEPFLAGS) -Wno-missing-prototypes $(if $(BENCH_BLAS),-DMAE_BENCH_OPENBLAS) $< -o $@ \
 	    $(STATIC) $(BENCH_BLAS) $(LDLIBS) -lpthread
 
 bench: lib $(BUILD)/bench/bench_mae
@@ -186,3 +197,26 @@ $(BUILD)/examples/mae: $(CLI_SRCS) examples/cli/cli.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(CLI_SRCS) -o $@ $(STATIC) $(LDLIBS)
 examples: $(BUILD)/examples/mae
+
+# The header dependencies that -MMD wrote (none before the first build, which builds everything).
+-include $(OBJS:=.d) $(TEST_BINS:=.d) $(EXAMPLE_BINS:=.d) $(BUILD)/bench/bench_mae.d
+
+help:
+	@echo "make                    lib/libmae.a, lib/libmae.so.$(VERSION) and the examples"
+	@echo "make lib                the static and shared library only"
+	@echo "make examples           the example programs and the mae command-line tool ($(BUILD)/examples)"
+	@echo "make test               build and run every test: unit binaries, then tests/check_*.sh"
+	@echo "make test T=png         only the tests whose name contains png (T='png idx': either word)"
+	@echo "make check              the same as make test"
+	@echo "make SANITIZE=address,undefined test   the tests under ASan+UBSan, objects in build-san/"
+	@echo "make demo               reconstruct masked Fashion-MNIST images with the committed model"
+	@echo "make pretrain           re-create the demo model from Fashion-MNIST (about 30 minutes)"
+	@echo "make probe              linear probes of the pretrained model (after make pretrain)"
+	@echo "make bench              the benchmark, bench/bench_mae.c (BENCH_ARGS=--quick: a short run)"
+	@echo "make install            header, libraries and mae.pc under PREFIX (DESTDIR for staging)"
+	@echo "make uninstall          removes exactly what make install installed"
+	@echo "make pc                 $(BUILD)/mae.pc only"
+	@echo "make abi-baseline       rewrite tests/abi/libmae.abi (docs/ABI.md)"
+	@echo "make clean              remove build/, build-san/ and the libraries"
+	@echo "make help               this list"
+	@echo "Variables: CC, OPENMP=0, SANITIZE, CFLAGS/OPTFLAGS, PREFIX, DESTDIR, T, BENCH_ARGS, BENCH_THREADS"

@@ -51,6 +51,7 @@ compare() {
 }
 status=0
 ran=""
+skipped=""   # the bindings whose toolchain is missing
 
 # Python (ctypes); the binding finds lib/libmae.so.1 itself, MAE_LIBRARY makes it explicit
 seen=""
@@ -91,7 +92,7 @@ for py in /usr/bin/python3 python3; do
     pydone=1
     break
 done
-[ -n "$pydone" ] || echo "check_ffi: python package: skipped (no python3 with setuptools and venv)"
+[ -n "$pydone" ] || skipped="${skipped:-} python-package (no python3 with setuptools and venv)"
 
 # Rust: cargo, offline, no crates; build.rs links lib/ and sets the rpath
 if command -v cargo >/dev/null 2>&1; then
@@ -110,7 +111,7 @@ if command -v cargo >/dev/null 2>&1; then
         echo "check_ffi: cargo test failed:"; cat "$dir/rust_test.log"; status=1
     fi
 else
-    echo "check_ffi: rust: skipped (no cargo)"
+    skipped="${skipped:-} rust (no cargo)"
 fi
 
 # Go: cgo flags from pkg-config, after installing libmae to a temporary prefix
@@ -137,12 +138,14 @@ if command -v go >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1; then
         echo "check_ffi: make install to $prefix failed:"; cat "$dir/install.log"; status=1
     fi
 else
-    echo "check_ffi: go: skipped (no go or no pkg-config)"
+    skipped="${skipped:-} go (no go or no pkg-config)"
 fi
 
 [ $status -eq 0 ] || exit 1
 if [ -z "$ran" ]; then
     echo "check_ffi: skipped (no python3, cargo or go found)"
+elif [ -n "${skipped:-}" ]; then
+    echo "check_ffi: match the C reference:$ran; skipped:$skipped"
 else
     echo "check_ffi: match the C reference:$ran"
 fi

@@ -368,8 +368,9 @@ static void run_spec(const spec *s)
     free(imgs); free(noise); free(dimgs); free(dimgs2); free(g1); free(g_1); free(w); free(xd); free(an); free(fd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(20240601);
     const spec specs[] = {
         /* 2 channels, learned position tables, 2 encoder and 2 decoder blocks, pixel loss */
@@ -380,6 +381,6 @@ int main(void)
         { "keep0", 8, 2, 1, 8, 1, 2, 8, 1, 2, 2.0f, 0.95f, 1, 1, 2 },
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
-        run_spec(&specs[i]);
+        TU_RUN(specs[i].name, run_spec(&specs[i]));
     return tu_finish("test_backward");
 }

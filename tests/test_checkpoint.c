@@ -274,8 +274,8 @@ static void test_reference_files(void)
 {
     const char *names[] = { "tiny", "odd", "gray", "ratio0", "ties" };
     for (int i = 0; i < 5; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "tests/data/%s.model.safetensors", names[i]);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/tests/data/%s.model.safetensors", tu_srcdir(), names[i]);
         if (access(path, R_OK) != 0)
             continue;
         mae_model *m = NULL;
@@ -766,17 +766,18 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
         return write_corpus(argv[2]);
+    tu_init(argc, argv);
     snprintf(dir, sizeof dir, "/tmp/mae_test_ckpt_%ld", (long)getpid());
     mkdir(dir, 0777);
     tu_seed(5);
-    test_round_trip();
-    test_reference_files();
-    test_half_files();
-    test_hf_names();
-    test_encoder_only();
-    test_inference();
-    test_bad_models();
-    test_truncated_model();
+    TU_RUN("round_trip", test_round_trip());
+    TU_RUN("reference_files", test_reference_files());
+    TU_RUN("half_files", test_half_files());
+    TU_RUN("hf_names", test_hf_names());
+    TU_RUN("encoder_only", test_encoder_only());
+    TU_RUN("inference", test_inference());
+    TU_RUN("bad_models", test_bad_models());
+    TU_RUN("truncated_model", test_truncated_model());
     rmdir(dir);
     return tu_finish("test_checkpoint");
 }

@@ -80,13 +80,15 @@ static long round_trips(void)
     return bad;
 }
 
-int main(void)
+static void test_round_trips(void)
 {
-    tu_seed(17);
-    test_against_strtod();
     long bad = round_trips();
     CHECK(bad == 0, "%ld doubles (17 digits) or floats (9 digits) did not round-trip", bad);
+}
 
+static void test_comma_locale(void)
+{
+    long bad;
     static const char *const comma_locales[] = { "de_DE.UTF-8", "fr_FR.UTF-8", "de_DE", "fr_FR" };
     const char *used = NULL;
     for (size_t i = 0; i < sizeof comma_locales / sizeof *comma_locales && !used; i++)
@@ -105,5 +107,14 @@ int main(void)
     } else {
         printf("test_decimal: no decimal-comma locale installed: that part skipped\n");
     }
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    tu_seed(17);
+    TU_RUN("strtod", test_against_strtod());
+    TU_RUN("round_trips", test_round_trips());
+    TU_RUN("comma_locale", test_comma_locale());
     return tu_finish("test_decimal");
 }

@@ -10,39 +10,8 @@
 #include <unistd.h>
 #include "testutil.h"
 
-/* ---- the counting, failing allocator -------------------------------------------------------- */
-
-typedef struct fault_state {
-    long calls;        /* allocations asked for so far */
-    long fail_at;      /* the allocation that fails (1-based); 0 = none */
-    long live;         /* blocks allocated and not yet freed */
-    long frees_of_unknown;
-} fault_state;
-
-static fault_state fs;
-
-static void *fault_alloc(void *user, size_t size)
-{
-    fault_state *s = user;
-    s->calls++;
-    if (s->calls == s->fail_at)
-        return NULL;
-    void *p = malloc(size);
-    if (p)
-        s->live++;
-    return p;
-}
-
-static void fault_free(void *user, void *p)
-{
-    fault_state *s = user;
-    if (!p)
-        return;
-    if (s->live <= 0)
-        s->frees_of_unknown++;
-    s->live--;
-    free(p);
-}
+/* The counting, failing allocator is tests/testutil.h's hook (tu_alloc): calls, live blocks,
+ * bad frees, and fail_at, the allocation that fails (1-based; 0 = none). */
 
 /* ---- the sequence ----------------------------------------------------------------------------- */
 
@@ -58,14 +27,14 @@ typedef struct outcome {
 } outcome;
 
 #define STEP(name, expr) do { \
-    long before_ = fs.calls; \
+    long before_ = tu_alloc.calls; \
     mae_status s_ = (expr); \
     if (s_ != MAE_OK) { o.status = s_; o.step = name; o.calls_before = before_; goto done; } \
 } while (0)
 
 /* The same, and on failure `untouched` says whether the call left its outputs alone. */
 #define STEP_OUT(name, expr, untouched) do { \
-    long before_ = fs.calls; \
+    long before_ = tu_alloc.calls; \
     mae_status s_ = (expr); \
     if (s_ != MAE_OK) { o.status = s_; o.step = name; o.calls_before = before_; \
                         o.outputs_touched = !(untouched); goto done; } \
@@ -80,7 +49,7 @@ static outcome run_sequence(void)
     mae_trainer *t = NULL;
     mae_config cfg;
     float loss = 0;
-    void *const sentinel = &fs;
+    void *const sentinel = &tu_alloc;
 
     for (size_t i = 0; i < sizeof imgs / sizeof imgs[0]; i++)
         imgs[i] = (float)((i * 7919) % 255) / 127.5f - 1.0f;
@@ -167,7 +136,7 @@ static outcome run_image_sequence(void)
     static uint8_t px[H * STRIDE];
     static float imgs[2 * 3 * 16 * 16], pred[2 * 16 * 48], mask[2 * 16];
     uint8_t idx[40];
-    void *const sentinel = &fs;
+    void *const sentinel = &tu_alloc;
     uint8_t *png = sentinel, *pixels = sentinel, *data = sentinel, *gz_data = sentinel, *rgb = sentinel;
     size_t png_size = 0;
     int w = -1, h = -1, ch = -1, ndim = -1, gz_ndim = -1, fw = -1, fh = -1;
@@ -225,35 +194,36 @@ done:
  * the count. */
 static long fail_every_k(const char *what, outcome (*seq)(void))
 {
-    memset(&fs, 0, sizeof fs);
+    tu_alloc_reset();
     outcome full = seq();
     CHECK(full.status == MAE_OK, "%s: the sequence fails without faults at %s: %s", what, full.step, mae_last_error());
-    CHECK(fs.live == 0 && fs.frees_of_unknown == 0, "%s: the clean run leaves %ld live blocks", what, fs.live);
-    long total = fs.calls;
+    CHECK(tu_alloc.live == 0 && tu_alloc.bad_frees == 0, "%s: the clean run leaves %ld live blocks", what, tu_alloc.live);
+    long total = tu_alloc.calls;
     CHECK(total > 10, "%s: only %ld allocations counted: the hook is not used", what, total);
 
     for (long k = 1; k <= total; k++) {
-        memset(&fs, 0, sizeof fs);
-        fs.fail_at = k;
+        tu_alloc_reset();
+        tu_alloc.fail_at = k;
         outcome o = seq();
         /* every allocation of the sequence is one that can fail, and each failure surfaces */
         CHECK(o.status == MAE_ERR_NOMEM, "%s: k=%ld: status %s at %s (%s)", what, k, mae_status_str(o.status), o.step,
               mae_last_error());
-        CHECK(o.status == MAE_OK || (o.calls_before < k && fs.calls >= k),
+        CHECK(o.status == MAE_OK || (o.calls_before < k && tu_alloc.calls >= k),
               "%s: k=%ld: %s failed, but the failing allocation was made elsewhere", what, k, o.step);
         CHECK(!o.outputs_touched, "%s: k=%ld: %s wrote its output on failure", what, k, o.step);
         CHECK(mae_last_error()[0] != '\0', "%s: k=%ld: no message", what, k);
-        CHECK(fs.live == 0, "%s: k=%ld (failing in %s): %ld blocks leak", what, k, o.step, fs.live);
-        CHECK(fs.frees_of_unknown == 0, "%s: k=%ld: a block was freed twice", what, k);
+        CHECK(tu_alloc.live == 0, "%s: k=%ld (failing in %s): %ld blocks leak", what, k, o.step, tu_alloc.live);
+        CHECK(tu_alloc.bad_frees == 0, "%s: k=%ld: a block was freed twice", what, k);
     }
     return total;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     snprintf(ckpt_path, sizeof ckpt_path, "/tmp/mae_test_faults_%ld.safetensors", (long)getpid());
-    mae_allocator a = { fault_alloc, fault_free, &fs };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_alloc_reset();
+    CHECK_OK(tu_alloc_install());
 
     /* decide whether checkpoints can be part of the sequence */
     {
@@ -269,8 +239,9 @@ int main(void)
         mae_model_free(m);
     }
 
-    long total = fail_every_k("model", run_sequence);
-    long images = fail_every_k("images", run_image_sequence);
+    long total = 0, images = 0;
+    TU_RUN("model", total = fail_every_k("model", run_sequence));
+    TU_RUN("images", images = fail_every_k("images", run_image_sequence));
     CHECK_OK(mae_set_allocator(NULL));
     remove(ckpt_path);
     if (tu_failures == 0)

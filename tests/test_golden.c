@@ -15,7 +15,6 @@
 #include "../src/io/safetensors.h"
 #include "testutil.h"
 
-#define DATA "tests/data/"
 #define TOL 1e-5
 
 static const char *const CONFIGS[] = { "tiny", "odd", "gray", "ratio0", "vitb1", "ties", "rect_sc", "rect_lp" };
@@ -171,8 +170,8 @@ static mae_model *open_model(const mae_st_file *io)
         check_fingerprints(m, io);
         return m;
     }
-    char path[256];
-    snprintf(path, sizeof path, DATA "%s", weights);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tests/data/%s", tu_srcdir(), weights);
     mae_status s = mae_model_load(path, &m);
     CHECK(s == MAE_OK, "mae_model_load(%s) -> %s: %s", path, mae_status_str(s), mae_last_error());
     if (s != MAE_OK)
@@ -351,8 +350,8 @@ static void check_parts(const char *name, const mae_st_file *io, mae_ctx *c, con
 
 static void run_config(const char *name)
 {
-    char path[256];
-    snprintf(path, sizeof path, DATA "%s.io.safetensors", name);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tests/data/%s.io.safetensors", tu_srcdir(), name);
     mae_st_file io;
     mae_status s = mae_st_open(path, &io);
     CHECK(s == MAE_OK, "mae_st_open(%s) -> %s: %s", path, mae_status_str(s), mae_last_error());
@@ -423,8 +422,9 @@ static void run_config(const char *name)
     mae_st_close(&io);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     char best[16];
     snprintf(best, sizeof best, "%s", mae_kernels_name());
     for (size_t t = 0; t < sizeof TIERS / sizeof *TIERS; t++) {
@@ -434,7 +434,7 @@ int main(void)
         }
         printf("kernels %s:\n", TIERS[t]);
         for (size_t i = 0; i < sizeof CONFIGS / sizeof *CONFIGS; i++)
-            run_config(CONFIGS[i]);
+            TU_RUN(tu_name("%s/%s", TIERS[t], CONFIGS[i]), run_config(CONFIGS[i]));
     }
     CHECK_OK(mae_kernels_force(best));
     return tu_finish("test_golden");

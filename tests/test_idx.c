@@ -294,11 +294,12 @@ static void test_args(void)
     CHECK(mae_idx_load_memory("abcd", 4, &data, &nd, NULL) == MAE_ERR_INVALID_ARG, "NULL dims");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_plain();
-    test_gzip();
-    test_args();
-    test_fashion_mnist();
+    tu_init(argc, argv);
+    TU_RUN("plain", test_plain());
+    TU_RUN("gzip", test_gzip());
+    TU_RUN("args", test_args());
+    TU_RUN("fashion_mnist", test_fashion_mnist());
     return tu_finish("test_idx");
 }

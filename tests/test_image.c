@@ -533,17 +533,6 @@ static void test_args(void)
     }
 }
 
-static long fail_at, alloc_count, live;
-static void *fail_alloc(void *u, size_t n)
-{
-    (void)u;
-    if (++alloc_count == fail_at)
-        return NULL;
-    live++;
-    return malloc(n);
-}
-static void fail_free(void *u, void *p) { (void)u; if (p) { live--; free(p); } }
-
 static void test_alloc_failures(void)
 {
     mae_model *m = make_model(3, 4, 8, 12);
@@ -555,12 +544,12 @@ static void test_alloc_failures(void)
     size_t n = 3 * 8 * 12;
     float x[3 * 8 * 12], pred[6 * 48], mask[6] = { 1, 0, 1, 1, 0, 1 }, copy[3 * 8 * 12];
     tu_fill(pred, 6 * 48, -1, 1);
-    mae_allocator a = { fail_alloc, fail_free, NULL };
     int clean = 1, done = 0;
-    for (fail_at = 1; fail_at < 50 && !done; fail_at++) {
-        alloc_count = live = 0;
+    for (long fail_at = 1; fail_at < 50 && !done; fail_at++) {
+        tu_alloc_reset();
+        tu_alloc.fail_at = fail_at;
         tu_poison(x, n);
-        mae_set_allocator(&a);
+        tu_alloc_install();
         uint8_t *rgb = (uint8_t *)&rgb;
         int w = -1, h = -1;
         mae_status s = mae_image_to_input(src, 30, 20, 3, 0, 3, 8, 12, MAE_FILTER_BICUBIC, 1, imagenet_mean, imagenet_std, x);
@@ -577,25 +566,26 @@ static void test_alloc_failures(void)
             clean &= s == MAE_ERR_NOMEM && isnan(x[0]) && isnan(x[n - 1]);
         }
         mae_set_allocator(NULL);
-        clean &= live == 0;
+        clean &= tu_alloc.live == 0;
     }
     CHECK(clean, "a failed allocation gave another status, wrote an output or leaked");
     CHECK(done, "to_input + visualize never succeeded within 50 allocations");
     mae_model_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(5);
-    test_resize_pil();
-    test_resize_properties();
-    test_normalize();
-    test_output(3, 4, 16, 24);
-    test_output(1, 4, 12, 8);
-    test_output(3, 8, 32, 32);
-    test_visualize(3, 4, 16, 24, 2, 2);
-    test_visualize(1, 4, 12, 8, 3, 1);
-    test_args();
-    test_alloc_failures();
+    TU_RUN("resize_pil", test_resize_pil());
+    TU_RUN("resize_properties", test_resize_properties());
+    TU_RUN("normalize", test_normalize());
+    TU_RUN("output/3ch-p4-16x24", test_output(3, 4, 16, 24));
+    TU_RUN("output/1ch-p4-12x8", test_output(1, 4, 12, 8));
+    TU_RUN("output/3ch-p8-32x32", test_output(3, 8, 32, 32));
+    TU_RUN("visualize/3ch-16x24", test_visualize(3, 4, 16, 24, 2, 2));
+    TU_RUN("visualize/1ch-12x8", test_visualize(1, 4, 12, 8, 3, 1));
+    TU_RUN("args", test_args());
+    TU_RUN("alloc_failures", test_alloc_failures());
     return tu_finish("test_image");
 }

@@ -829,11 +829,12 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--expect") == 0)
         return strcmp(mae_kernels_name(), argv[2]) == 0 ? 0 : 1;
+    tu_init(argc, argv);
     tu_seed(20240611);
     quick = getenv("MAE_TEST_QUICK") && strcmp(getenv("MAE_TEST_QUICK"), "1") == 0;
     S = mae_kernels_get("scalar");
     CHECK(S != NULL && S == mae_kernels_get("scalar"), "no scalar table");
-    test_dispatch(argv[0]);
+    TU_RUN("dispatch", test_dispatch(argv[0]));
 #if !defined(__x86_64__)
     printf("avx2, avx512: skipped (not built for this architecture)\n");
 #endif
@@ -857,17 +858,17 @@ int main(int argc, char **argv)
               k->backward_scratch_floats != S->backward_scratch_floats && k->unpack != S->unpack &&
               k->adamw != S->adamw && k->loss_patch != S->loss_patch && k->loss_grad != S->loss_grad,
               "%s: an entry falls back to scalar", t->name);
-        test_vmath(t);
-        test_pack_unpack(t, k);
-        test_adamw(t, k);
-        test_loss(t, k);
-        test_linear_shapes(t, k);
-        test_linear_special(t, k);
-        test_matmul(t, k);
-        test_attention(t, k);
-        test_vector_kernels(t, k);
-        test_backward_kernels(t, k);
-        test_threads(t, k);
+        TU_RUN(tu_name("%s/vmath", t->name), test_vmath(t));
+        TU_RUN(tu_name("%s/pack_unpack", t->name), test_pack_unpack(t, k));
+        TU_RUN(tu_name("%s/adamw", t->name), test_adamw(t, k));
+        TU_RUN(tu_name("%s/loss", t->name), test_loss(t, k));
+        TU_RUN(tu_name("%s/linear_shapes", t->name), test_linear_shapes(t, k));
+        TU_RUN(tu_name("%s/linear_special", t->name), test_linear_special(t, k));
+        TU_RUN(tu_name("%s/matmul", t->name), test_matmul(t, k));
+        TU_RUN(tu_name("%s/attention", t->name), test_attention(t, k));
+        TU_RUN(tu_name("%s/vector_kernels", t->name), test_vector_kernels(t, k));
+        TU_RUN(tu_name("%s/backward_kernels", t->name), test_backward_kernels(t, k));
+        TU_RUN(tu_name("%s/threads", t->name), test_threads(t, k));
     }
     return tu_finish("test_kernels");
 }

@@ -1,17 +1,22 @@
 /* A checkpoint writer killed mid-save leaves the previous checkpoint intact.
  *
- * A child process saves two different trainers (models + AdamW state) to the same path, one
- * after the other, as fast as it can; the parent kills it with SIGKILL at a varying moment. The
- * file at the path must then be byte-identical to one of the two complete checkpoints (saved
- * beforehand to files of their own) and load into a trainer: never empty, never a mixture, never
- * a prefix. Leftover temporary files (the killed writer cannot remove them) are counted and must
- * never carry the checkpoint's own name. POSIX only (fork, kill). */
+ * Two different trainers (models + AdamW state), a and b, are saved once each to files of their
+ * own: the two complete versions. In every round the path holds one version (old, written here
+ * byte for byte) and a child process saves the other one (new) over it and dies at a point chosen
+ * by its own progress, not by a timer: with RLIMIT_FSIZE at k bytes the kernel kills it (SIGXFSZ,
+ * as abrupt as SIGKILL: no cleanup runs) the moment its file would pass k bytes. The k are spread
+ * over the whole file, the first byte and the last included; in the last two rounds k is the
+ * whole size, the save completes and the child kills itself with SIGKILL right after it returns.
+ * Killed before its last byte, the writer must leave old at the path byte for byte; after a
+ * complete save, new. Either way the file loads into a trainer. The same kill points in every
+ * run, however loaded the machine. Leftover temporary files (the killed writer cannot remove
+ * them) are counted. POSIX only (fork, setrlimit). */
 #include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include "testutil.h"
 
@@ -20,15 +25,6 @@ static int make_trainer(uint64_t seed, mae_model **m, mae_trainer **t)
     mae_config cfg;
     if (mae_config_init(&cfg, sizeof cfg, "tiny") != MAE_OK)
         return -1;
-    /* big enough (~1.5M parameters, 18 MB with the AdamW moments) that a save takes a while */
-    cfg.img_size = 32;
-    cfg.patch_size = 8;
-    cfg.embed_dim = 192;
-    cfg.depth = 3;
-    cfg.num_heads = 3;
-    cfg.decoder_embed_dim = 96;
-    cfg.decoder_depth = 1;
-    cfg.decoder_num_heads = 3;
     if (mae_model_create(&cfg, seed, m) != MAE_OK)
         return -1;
     if (mae_trainer_create(*m, 2, t) != MAE_OK)
@@ -47,21 +43,36 @@ static int make_trainer(uint64_t seed, mae_model **m, mae_trainer **t)
     return rc;
 }
 
-static void sleep_us(long us)
+static int write_bytes(const char *path, const unsigned char *b, size_t n)
 {
-    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
-    nanosleep(&ts, NULL);
+    FILE *fp = fopen(path, "wb");
+    if (!fp)
+        return -1;
+    int ok = fwrite(b, 1, n, fp) == n;
+    return fclose(fp) == 0 && ok ? 0 : -1;
 }
 
-static double now_s(void)
+/* The child: saves t to path with its files limited to limit bytes, then kills itself. Never
+ * returns; exit status 3 means the save failed instead of being killed. */
+static void save_and_die(mae_trainer *t, const char *path, size_t limit)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    signal(SIGXFSZ, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGXFSZ);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    struct rlimit rl = { (rlim_t)limit, (rlim_t)limit };
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        _exit(4);
+    if (mae_trainer_save(t, path) != MAE_OK)
+        _exit(3);
+    raise(SIGKILL);
+    _exit(5);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     char dir[] = "/tmp/mae_kill_save.XXXXXX";
     if (!mkdtemp(dir)) {
         printf("test_kill_save: cannot make a temporary directory\n");
@@ -82,48 +93,49 @@ int main(void)
     size_t na, nb;
     unsigned char *a = tu_read_file(ref_a, &na), *b = tu_read_file(ref_b, &nb);
     CHECK(a && b && (na != nb || memcmp(a, b, na) != 0), "the two reference checkpoints differ");
+    if (!a || !b)
+        return tu_finish("test_kill_save");
 
-    /* how long one save takes, to spread the kills over it */
-    double t0 = now_s();
-    CHECK_OK(mae_trainer_save(ta, path));
-    double save_s = now_s() - t0;
-    long span_us = (long)(save_s * 2e6) + 1000;
-
-    enum { ROUNDS = 24 };
-    int intact = 0, as_a = 0, as_b = 0;
+    enum { ROUNDS = 24, MIDWAY = ROUNDS - 2 };
+    int intact = 0, killed_midway = 0, completed = 0;
     for (int r = 0; r < ROUNDS; r++) {
+        /* even rounds replace a with b, odd ones b with a */
+        const unsigned char *old = r % 2 ? b : a, *new_ = r % 2 ? a : b;
+        size_t n_old = r % 2 ? nb : na, n_new = r % 2 ? na : nb;
+        /* rounds 0 .. MIDWAY-1: k from 0 to the last byte; then two complete saves */
+        size_t k = r < MIDWAY ? (n_new - 1) * (size_t)r / (MIDWAY - 1) : n_new;
+        CHECK(write_bytes(path, old, n_old) == 0, "round %d: cannot write the old version", r);
+
         fflush(NULL);
         pid_t pid = fork();
-        if (pid == 0) {
-            /* the child: save a, b, a, b, ... until killed */
-            for (int k = 0;; k++)
-                if (mae_trainer_save(k % 2 ? tb : ta, path) != MAE_OK)
-                    _exit(3);
-        }
+        if (pid == 0)
+            save_and_die(r % 2 ? ta : tb, path, k);
         CHECK(pid > 0, "fork failed");
         if (pid <= 0)
             break;
-        /* let it finish at least one save sometimes, and land at every phase of a save */
-        sleep_us(span_us / 4 + (long)(tu_uniform() * (double)span_us * 2));
-        kill(pid, SIGKILL);
         int st = 0;
         waitpid(pid, &st, 0);
-        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: the writer ended by itself (status %d)", r, st);
+        int want_sig = k < n_new ? SIGXFSZ : SIGKILL;
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == want_sig,
+              "round %d (killed at byte %zu of %zu): the writer ended otherwise (status %d: %s)", r, k, n_new, st,
+              WIFEXITED(st) && WEXITSTATUS(st) == 3 ? "the save failed" : "not the signal expected");
+        killed_midway += k < n_new && WIFSIGNALED(st) && WTERMSIG(st) == SIGXFSZ;
+        completed += k == n_new && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
 
         size_t n;
         unsigned char *got = tu_read_file(path, &n);
-        int is_a = got && n == na && memcmp(got, a, na) == 0;
-        int is_b = got && n == nb && memcmp(got, b, nb) == 0;
-        CHECK(is_a || is_b, "round %d: after the kill the checkpoint (%zu bytes) is neither complete version", r, n);
+        const unsigned char *want = k < n_new ? old : new_;
+        size_t n_want = k < n_new ? n_old : n_new;
+        int same = got && n == n_want && memcmp(got, want, n) == 0;
+        CHECK(same, "round %d: killed at byte %zu of %zu, the checkpoint (%zu bytes) is not the %s version", r, k,
+              n_new, n, k < n_new ? "old" : "new");
         free(got);
-        mae_status s = mae_trainer_load(is_b ? tb : ta, path);
+        mae_status s = mae_trainer_load(want == b ? tb : ta, path);
         CHECK(s == MAE_OK, "round %d: the checkpoint does not load: %s", r, mae_last_error());
-        intact += (is_a || is_b) && s == MAE_OK;
-        as_a += is_a;
-        as_b += is_b;
+        intact += same && s == MAE_OK;
     }
-    /* the kills hit both versions (both were being written when killed) */
-    CHECK(as_a > 0 && as_b > 0, "kills left version a %d and b %d times: the timing never varied", as_a, as_b);
+    CHECK(killed_midway == MIDWAY && completed == ROUNDS - MIDWAY, "%d kills mid-save, %d complete saves",
+          killed_midway, completed);
 
     /* clean up, counting what the killed writers left */
     int leftovers = 0;
@@ -141,8 +153,8 @@ int main(void)
     if (d)
         closedir(d);
     rmdir(dir);
-    printf("%d kills during saves of %.1f ms: checkpoint intact %d times (a %d, b %d), %d temporary files left\n",
-           ROUNDS, save_s * 1e3, intact, as_a, as_b, leftovers);
+    printf("%d writers killed at bytes spread over %zu-byte saves, %d after a complete save: checkpoint intact %d times, "
+           "%d temporary files left\n", killed_midway, na, completed, intact, leftovers);
     free(a);
     free(b);
     mae_trainer_free(ta);

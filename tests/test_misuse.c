@@ -14,31 +14,8 @@
 const char *__asan_default_options(void);
 __attribute__((visibility("default"), used)) const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
-/* The allocator hook refuses anything above 1 GiB, so that the huge-batch checks never touch the
- * machine's memory whatever the overcommit policy is. */
-static void *capped_alloc(void *user, size_t size) { (void)user; return size > ((size_t)1 << 30) ? NULL : malloc(size); }
-static void capped_free(void *user, void *p) { (void)user; free(p); }
-
-/* A failing call must overwrite the previous message: prime it with a known one first. */
-static void prime(void)
-{
-    mae_kernels_force(NULL);
-}
-static const char *primed_message(void)
-{
-    static char msg[512];
-    prime();
-    snprintf(msg, sizeof msg, "%s", mae_last_error());
-    return msg;
-}
-
-#define EXPECT(expr, want) do { \
-    const char *p_ = primed_message(); \
-    mae_status s_ = (expr); \
-    CHECK(s_ == (want), "%s -> %s (%s), want %s", #expr, mae_status_str(s_), mae_last_error(), mae_status_str(want)); \
-    if ((want) != MAE_OK) \
-        CHECK(mae_last_error()[0] && strcmp(mae_last_error(), p_) != 0, "%s: no message of its own", #expr); \
-} while (0)
+/* EXPECT (tests/testutil.h): a call returns the status wanted and, failing, a message of its own
+ * (a known message is set first, so that one left over is caught). */
 
 /* Sentinels that a failing call must leave alone. */
 #define SENT_PTR ((void *)&sentinel_obj)
@@ -254,9 +231,9 @@ static void test_files(mae_model *m)
     EXPECT(mae_model_load(path, &out), MAE_ERR_IO);
     s = mae_model_load("/", &out);   /* a directory: it opens on Linux, then reading fails */
     CHECK(s == MAE_ERR_IO || s == MAE_ERR_FORMAT, "load of a directory -> %s", mae_status_str(s));
-    EXPECT(mae_model_load("tests/data/tiny.model.safetensors", NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_load(tu_path("tests/data/tiny.model.safetensors"), NULL), MAE_ERR_INVALID_ARG);
     /* not a safetensors file */
-    EXPECT(mae_model_load("tests/testutil.h", &out), MAE_ERR_FORMAT);
+    EXPECT(mae_model_load(tu_path("tests/testutil.h"), &out), MAE_ERR_FORMAT);
     CHECK(out == SENT_PTR, "a failed load wrote *out");
 }
 
@@ -411,9 +388,9 @@ static void test_kernels_allocator(void)
     CHECK(s == MAE_ERR_UNSUPPORTED && strstr(mae_last_error(), "quantum"), "unknown kernel table -> %s", mae_status_str(s));
     CHECK(strcmp(mae_kernels_name(), before) == 0, "a failed force changed the table");
 
-    mae_allocator a = { NULL, capped_free, NULL };
+    mae_allocator a = { NULL, tu_hook_free, NULL };
     EXPECT(mae_set_allocator(&a), MAE_ERR_INVALID_ARG);
-    a.alloc = capped_alloc;
+    a.alloc = tu_hook_alloc;
     a.free = NULL;
     EXPECT(mae_set_allocator(&a), MAE_ERR_INVALID_ARG);
 }
@@ -634,7 +611,7 @@ static mae_status call_output_to_image(const uint8_t *px, int w, int h, int ch, 
 }
 
 #define EXPECT_IN(fname, expr, want) do { \
-    const char *p_ = primed_message(); \
+    const char *p_ = tu_primed_message(); \
     mae_status s_ = (expr); \
     CHECK(s_ == (want), "%s: %s -> %s (%s), want %s", fname, #expr, mae_status_str(s_), mae_last_error(), mae_status_str(want)); \
     CHECK(mae_last_error()[0] && strcmp(mae_last_error(), p_) != 0, "%s: %s: no message of its own", fname, #expr); \
@@ -694,7 +671,7 @@ static void test_image_files(const uint8_t *px)
     EXPECT(mae_image_load(img_path, 0, &pixels, &w, &h, NULL), MAE_ERR_INVALID_ARG);
     EXPECT(mae_image_load(img_path, 9, &pixels, &w, &h, &ch), MAE_ERR_INVALID_ARG);
     EXPECT(mae_image_load(img_path, 0, &pixels, &w, &h, &ch), MAE_ERR_IO);             /* no such file */
-    EXPECT(mae_image_load("tests/testutil.h", 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);
+    EXPECT(mae_image_load(tu_path("tests/testutil.h"), 0, &pixels, &w, &h, &ch), MAE_ERR_FORMAT);
     CHECK(pixels == SENT_PTR && w == -7 && h == -7 && ch == -7, "a failed image load wrote its outputs");
     /* after all that, the same call with good arguments works */
     EXPECT(mae_image_load_memory(png, n, 0, &pixels, &w, &h, &ch), MAE_OK);
@@ -915,21 +892,25 @@ static void test_images(mae_model *m)
     remove(img_path);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mae_allocator a = { capped_alloc, capped_free, NULL };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_init(argc, argv);
+    /* the allocator hook refuses anything above 1 GiB, so that the huge-batch checks never touch
+     * the machine's memory whatever the overcommit policy is */
+    tu_alloc_reset();
+    tu_alloc.cap = (size_t)1 << 30;
+    CHECK_OK(tu_alloc_install());
     tu_seed(11);
-    test_status_version();
-    test_config();
+    TU_RUN("status_version", test_status_version());
+    TU_RUN("config", test_config());
     mae_model *m = tiny(1), *other = tiny(2);
-    test_model_queries(m);
-    test_files(m);
-    test_ctx(m, other);
-    test_kernels_allocator();
-    test_trainer(m);
-    test_nan_noise(m);
-    test_images(m);
+    TU_RUN("model_queries", test_model_queries(m));
+    TU_RUN("files", test_files(m));
+    TU_RUN("ctx", test_ctx(m, other));
+    TU_RUN("kernels_allocator", test_kernels_allocator());
+    TU_RUN("trainer", test_trainer(m));
+    TU_RUN("nan_noise", test_nan_noise(m));
+    TU_RUN("images", test_images(m));
     mae_model_free(m);
     mae_model_free(other);
     CHECK_OK(mae_set_allocator(NULL));

@@ -58,19 +58,10 @@ void *realloc(void *p, size_t n)
 
 /* ---- hook-level counting ------------------------------------------------------------------ */
 
-static atomic_long hook_calls;
-static void *hook_alloc(void *user, size_t n)
-{
-    (void)user;
-    if (atomic_load(&counting))
-        atomic_fetch_add(&hook_calls, 1);
-    return malloc(n);
-}
-static void hook_free(void *user, void *p) { (void)user; free(p); }
-
+/* testutil.h's hook counts them (tu_alloc.calls), reset when a window starts. */
 static void start(void)
 {
-    atomic_store(&hook_calls, 0);
+    tu_alloc_reset();
     atomic_store(&libc_calls, 0);
     atomic_store(&counting, 1);
 }
@@ -78,7 +69,7 @@ static void start(void)
 static void stop(const char *what)
 {
     atomic_store(&counting, 0);
-    long h = atomic_load(&hook_calls), l = atomic_load(&libc_calls);
+    long h = atomic_load(&tu_alloc.calls), l = atomic_load(&libc_calls);
     CHECK(h == 0, "%s: %ld allocations through the hook", what, h);
     CHECK(l == 0, "%s: %ld malloc/calloc/realloc calls", what, l);
 }
@@ -100,7 +91,7 @@ static void self_test(void)
     start();
     CHECK_OK(mae_ctx_create(m, 1, &c));
     atomic_store(&counting, 0);
-    CHECK(atomic_load(&hook_calls) > 0, "the hook does not count mae_ctx_create's allocations");
+    CHECK(atomic_load(&tu_alloc.calls) > 0, "the hook does not count mae_ctx_create's allocations");
     mae_ctx_free(c);
     mae_model_free(m);
 }
@@ -206,16 +197,17 @@ static void test_train_step(int threads)
     mae_model_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mae_allocator a = { hook_alloc, hook_free, NULL };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_init(argc, argv);
+    tu_alloc_reset();
+    CHECK_OK(tu_alloc_install());
     tu_seed(9);
-    self_test();
-    test_forward(1);
-    test_forward(2);
-    test_train_step(1);
-    test_train_step(2);
+    TU_RUN("self_test", self_test());
+    TU_RUN("forward/batch1", test_forward(1));
+    TU_RUN("forward/batch2", test_forward(2));
+    TU_RUN("train_step/batch1", test_train_step(1));
+    TU_RUN("train_step/batch2", test_train_step(2));
     CHECK_OK(mae_set_allocator(NULL));
     if (tu_failures == 0)
         printf("test_nomalloc: forward passes, the parts and training steps make no allocation%s\n",

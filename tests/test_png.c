@@ -516,10 +516,6 @@ static void test_inflate_errors(void)
 
 /* ---- hostile files ------------------------------------------------------------------------- */
 
-static size_t big_alloc;
-static void *track_alloc(void *u, size_t n) { (void)u; if (n > big_alloc) big_alloc = n; return malloc(n); }
-static void track_free(void *u, void *p) { (void)u; free(p); }
-
 static void expect_fail(const uint8_t *p, size_t n, mae_status want, const char *what)
 {
     uint8_t *px = (uint8_t *)&px;
@@ -661,15 +657,14 @@ static void test_hostile(void)
         { 1u << 15, (1u << 13) + 1, 8, 0, MAE_ERR_UNSUPPORTED, "more than 2^28 pixels" },
         { 0x7fffffff, 0x7fffffff, 16, 1, MAE_ERR_UNSUPPORTED, "2^31 x 2^31 pixels" },
         { 1u << 14, 1u << 14, 16, 0, MAE_ERR_FORMAT, "a 2 GiB image from 20 bytes of data" } };
-    mae_allocator tracker = { track_alloc, track_free, NULL };
     for (size_t k = 0; k < sizeof huge / sizeof huge[0]; k++) {
         png_begin(&p); ihdr(&p, huge[k].w, huge[k].h, huge[k].depth, 6, huge[k].interlace);
         idat(&p, raw_gray2x1, 3); png_chunk(&p, "IEND", NULL, 0);
-        mae_set_allocator(&tracker);
-        big_alloc = 0;
+        tu_alloc_reset();   /* tu_alloc.largest: the biggest request */
+        tu_alloc_install();
         expect_fail(p.b, p.n, huge[k].want, huge[k].what);
         mae_set_allocator(NULL);
-        CHECK(big_alloc < 65536, "%s: a %zu-byte allocation", huge[k].what, big_alloc);
+        CHECK(tu_alloc.largest < 65536, "%s: a %zu-byte allocation", huge[k].what, tu_alloc.largest);
     }
 }
 
@@ -733,27 +728,16 @@ static void test_files(void)
 
 /* ---- allocation failures ------------------------------------------------------------------- */
 
-static long fail_at, alloc_count, live;
-static void *fail_alloc(void *u, size_t n)
-{
-    (void)u;
-    if (++alloc_count == fail_at)
-        return NULL;
-    live++;
-    return malloc(n);
-}
-static void fail_free(void *u, void *p) { (void)u; if (p) { live--; free(p); } }
-
 static void test_alloc_failures(void)
 {
     uint8_t img[40 * 30 * 4];
     for (size_t i = 0; i < sizeof img; i++)
         img[i] = (uint8_t)(i * 7 + i / 97);
-    mae_allocator a = { fail_alloc, fail_free, NULL };
     int clean = 1, reached_ok = 0;
-    for (fail_at = 1; fail_at < 100 && !reached_ok; fail_at++) {
-        alloc_count = live = 0;
-        mae_set_allocator(&a);
+    for (long fail_at = 1; fail_at < 100 && !reached_ok; fail_at++) {
+        tu_alloc_reset();
+        tu_alloc.fail_at = fail_at;
+        tu_alloc_install();
         uint8_t *png = (uint8_t *)&png, *px = (uint8_t *)&px;
         size_t n = 0;
         int w = 0, h = 0, c = 0;
@@ -771,22 +755,23 @@ static void test_alloc_failures(void)
             clean &= s == MAE_ERR_NOMEM && png == (uint8_t *)&png;
         }
         mae_set_allocator(NULL);
-        clean &= live == 0;
+        clean &= tu_alloc.live == 0;
     }
     CHECK(clean, "a failed allocation gave another status, wrote an output or leaked");
     CHECK(reached_ok, "encode + load never succeeded within 100 allocations");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(7);
-    test_checksums();
-    test_vectors();
-    test_roundtrips();
-    test_deflate();
-    test_inflate_errors();
-    test_hostile();
-    test_files();
-    test_alloc_failures();
+    TU_RUN("checksums", test_checksums());
+    TU_RUN("vectors", test_vectors());
+    TU_RUN("roundtrips", test_roundtrips());
+    TU_RUN("deflate", test_deflate());
+    TU_RUN("inflate_errors", test_inflate_errors());
+    TU_RUN("hostile", test_hostile());
+    TU_RUN("files", test_files());
+    TU_RUN("alloc_failures", test_alloc_failures());
     return tu_finish("test_png");
 }

@@ -140,11 +140,12 @@ static void test_roundtrip(void)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(11);
-    test_hand_written();
-    test_malformed();
-    test_roundtrip();
+    TU_RUN("hand_written", test_hand_written());
+    TU_RUN("malformed", test_malformed());
+    TU_RUN("roundtrip", test_roundtrip());
     return tu_finish("test_pnm");
 }

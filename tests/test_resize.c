@@ -6,11 +6,12 @@
 #include "../src/io/safetensors.h"
 #include "testutil.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     mae_st_file f;
-    if (mae_st_open("tests/data/resize.safetensors", &f) != MAE_OK) {
-        fprintf(stderr, "cannot read tests/data/resize.safetensors: %s\n", mae_last_error());
+    if (mae_st_open(tu_path("tests/data/resize.safetensors"), &f) != MAE_OK) {
+        fprintf(stderr, "cannot read %s: %s\n", tu_path("tests/data/resize.safetensors"), mae_last_error());
         return 2;
     }
     const int dim = 8;

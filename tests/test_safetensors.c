@@ -574,19 +574,6 @@ static void test_open(void)
 
 /* ---- the writer's failures --------------------------------------------------------------------- */
 
-/* An allocator that fails from the k-th call on. */
-static long alloc_calls, alloc_fail_at;
-static void *failing_alloc(void *user, size_t n)
-{
-    (void)user;
-    return ++alloc_calls >= alloc_fail_at ? NULL : malloc(n);
-}
-static void plain_free(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
 static void test_write_failures(void)
 {
     char path[128], sub[128];
@@ -655,11 +642,13 @@ static void test_write_failures(void)
         signal(SIGXFSZ, SIG_DFL);
     }
 
-    /* failed allocations */
+    /* failed allocations: testutil.h's hook fails from the k-th call on */
+    long alloc_fail_at;
     for (alloc_fail_at = 1; alloc_fail_at <= 4; alloc_fail_at++) {
-        alloc_calls = 0;
-        mae_allocator a = { failing_alloc, plain_free, NULL };
-        mae_set_allocator(&a);
+        tu_alloc_reset();
+        tu_alloc.fail_at = alloc_fail_at;
+        tu_alloc.fail_after = 1;
+        tu_alloc_install();
         mae_status s = mae_st_write(path, bigt, 1, NULL, 0);
         mae_set_allocator(NULL);
         if (s == MAE_OK)
@@ -719,21 +708,22 @@ static void test_decimals(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     snprintf(dir, sizeof dir, "/tmp/mae_test_st_%ld", (long)getpid());
     mkdir(dir, 0777);
     tu_seed(11);
-    test_round_trip();
-    test_small_floats();
-    test_wide_types();
-    test_read_misuse();
-    test_bad_headers();
-    test_good_headers();
-    test_truncation_and_corruption();
-    test_open();
-    test_write_failures();
-    test_decimals();
+    TU_RUN("round_trip", test_round_trip());
+    TU_RUN("small_floats", test_small_floats());
+    TU_RUN("wide_types", test_wide_types());
+    TU_RUN("read_misuse", test_read_misuse());
+    TU_RUN("bad_headers", test_bad_headers());
+    TU_RUN("good_headers", test_good_headers());
+    TU_RUN("truncation_and_corruption", test_truncation_and_corruption());
+    TU_RUN("open", test_open());
+    TU_RUN("write_failures", test_write_failures());
+    TU_RUN("decimals", test_decimals());
     rmdir(dir);
     return tu_finish("test_safetensors");
 }

@@ -614,17 +614,18 @@ static void remove_dir(void)
     rmdir(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     snprintf(dir, sizeof dir, "/tmp/mae_test_save_dtype_XXXXXX");
     if (!mkdtemp(dir)) {
         fprintf(stderr, "test_save_dtype: cannot create a temporary directory\n");
         return 2;
     }
-    test_special_writer();
-    test_f16_boundaries();
-    test_bf16_boundaries();
-    test_model();
+    TU_RUN("special_writer", test_special_writer());
+    TU_RUN("f16_boundaries", test_f16_boundaries());
+    TU_RUN("bf16_boundaries", test_bf16_boundaries());
+    TU_RUN("model", test_model());
     remove_dir();
     return tu_finish("test_save_dtype");
 }

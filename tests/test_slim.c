@@ -191,18 +191,19 @@ static void run(const char *name, const mae_config *cfg)
     mae_model_free(s); mae_model_free(s2); mae_model_free(ref);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(97);
     mae_config cfg;
     CHECK_OK(mae_config_init(&cfg, sizeof cfg, "tiny"));
-    run("tiny", &cfg);
+    TU_RUN("tiny", run("tiny", &cfg));
     /* 3x3 one-channel patches: decoder_pred has 9 outputs, not a whole panel, and stays unpacked
      * in data with a packed copy beside it */
     cfg.img_size = 12; cfg.patch_size = 3; cfg.in_chans = 1;
-    run("p3", &cfg);
+    TU_RUN("p3", run("p3", &cfg));
     CHECK_OK(mae_kernels_force("scalar"));
     CHECK_OK(mae_config_init(&cfg, sizeof cfg, "tiny"));
-    run("tiny", &cfg);
+    TU_RUN("scalar/tiny", run("tiny", &cfg));
     return tu_finish("test_slim");
 }

@@ -177,12 +177,13 @@ static void test_shared_model(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(5);
-    test_concurrent_create();
+    TU_RUN("concurrent_create", test_concurrent_create());
     if (shared)
-        test_shared_model();
+        TU_RUN("shared_model", test_shared_model());
     mae_model_free(shared);
     return tu_finish("test_threads");
 }

@@ -9,7 +9,6 @@
 #include "testutil.h"
 #include "../src/model/model.h"
 
-#define DATA "tests/data/"
 
 /* ---- a minimal safetensors reader for the committed reference files ------------------------ */
 
@@ -212,13 +211,13 @@ static mae_model *load_model(const char *path)
 
 static void run(const char *cfg)
 {
-    char path[256];
+    char path[1100];
     gt_file *io = tu_malloc(sizeof *io), *gr = tu_malloc(sizeof *gr);
-    snprintf(path, sizeof path, DATA "%s.model.safetensors", cfg);
+    snprintf(path, sizeof path, "%s/tests/data/%s.model.safetensors", tu_srcdir(), cfg);
     mae_model *m = load_model(path);
-    snprintf(path, sizeof path, DATA "%s.io.safetensors", cfg);
+    snprintf(path, sizeof path, "%s/tests/data/%s.io.safetensors", tu_srcdir(), cfg);
     int ok = gt_open(io, path);
-    snprintf(path, sizeof path, DATA "%s.grad.safetensors", cfg);
+    snprintf(path, sizeof path, "%s/tests/data/%s.grad.safetensors", tu_srcdir(), cfg);
     ok &= gt_open(gr, path);
     if (!m || !ok) {
         mae_model_free(m); gt_close(io); gt_close(gr); free(io); free(gr);
@@ -334,10 +333,11 @@ static void run(const char *cfg)
     for (int s = 0; s < 3; s++) free(noise[s]);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    run("tiny");
-    run("odd");
-    run("gray");
+    tu_init(argc, argv);
+    TU_RUN("tiny", run("tiny"));
+    TU_RUN("odd", run("odd"));
+    TU_RUN("gray", run("gray"));
     return tu_finish("test_train_golden");
 }

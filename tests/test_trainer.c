@@ -2,6 +2,7 @@
  * reference of torch.optim.AdamW and util/lr_sched.py, the official weight-decay groups, grad
  * norm and clipping, argument checks, no allocation in a step, masks drawn as mae_forward draws
  * them, and a few steps that really lower the loss. */
+#include <unistd.h>
 #include "testutil.h"
 #include "../src/model/model.h"
 
@@ -280,14 +281,10 @@ static void test_errors(void)
 
 /* ---- masks, mask ratio, allocation, progress ------------------------------------------------ */
 
-static int allocations = 0;
-static void *count_alloc(void *user, size_t size) { (void)user; allocations++; return malloc(size); }
-static void count_free(void *user, void *p) { (void)user; free(p); }
-
 static void test_training(void)
 {
-    mae_allocator a = { count_alloc, count_free, NULL };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_alloc_reset();   /* counts the allocations (tu_alloc.calls) */
+    CHECK_OK(tu_alloc_install());
     mae_model *m = tiny_model(0.75f, 1);
     int B = 4;
     mae_trainer *t = NULL;
@@ -324,14 +321,14 @@ static void test_training(void)
     CHECK_OK(mae_train_config_init(&tc, sizeof tc));
     tc.lr = 3e-3; tc.weight_decay = 0.0;
     CHECK_OK(mae_trainer_set_config(t, &tc));
-    int before = allocations;
+    long before = tu_alloc.calls;
     float first = NAN, last = NAN;
     for (int s = 0; s < 150; s++) {
         CHECK_OK(mae_trainer_forward_backward(t, img, B, NULL, &last));
         CHECK_OK(mae_trainer_step(t));
         if (s == 0) first = last;
     }
-    CHECK(allocations == before, "%d allocations during training steps", allocations - before);
+    CHECK(tu_alloc.calls == before, "%ld allocations during training steps", tu_alloc.calls - before);
     CHECK(last < 0.5f * first, "150 steps on one batch: loss %g -> %g", (double)first, (double)last);
     printf("training: loss %.4f -> %.4f in 150 steps\n", (double)first, (double)last);
     mae_ctx_free(c);
@@ -354,7 +351,8 @@ static void train_steps(mae_trainer *t, const float *img, int B, int n)
 
 static void test_checkpoint(void)
 {
-    const char *path = "build/tests/test_trainer.ckpt.safetensors";
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mae_test_trainer_%ld.safetensors", (long)getpid());
     int B = 2;
     float img[2 * 3 * 16 * 16];
     tu_fill(img, sizeof img / sizeof *img, -1, 1);
@@ -410,7 +408,7 @@ static void test_checkpoint(void)
     /* failures change nothing */
     float *before = tu_malloc(b->lay.total * sizeof *before);
     memcpy(before, b->data, b->lay.total * sizeof *before);
-    CHECK(mae_trainer_load(tb, "build/tests/no-such-file.safetensors") != MAE_OK, "loading a missing file");
+    CHECK(mae_trainer_load(tb, "/nonexistent-dir/no-such-file.safetensors") != MAE_OK, "loading a missing file");
     CHECK(mae_trainer_load(tb, NULL) == MAE_ERR_INVALID_ARG && mae_trainer_save(NULL, path) == MAE_ERR_INVALID_ARG, "NULL path/trainer");
     CHECK(mae_trainer_save(tb, "/nonexistent-dir/x.safetensors") != MAE_OK, "saving into a missing directory");
     mae_model *other = tiny_model(0.75f, 0);   /* norm_pix_loss differs */
@@ -428,13 +426,14 @@ static void test_checkpoint(void)
     mae_model_free(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_init(argc, argv);
     tu_seed(4);
-    test_schedule();
-    test_adamw();
-    test_errors();
-    test_training();
-    test_checkpoint();
+    TU_RUN("schedule", test_schedule());
+    TU_RUN("adamw", test_adamw());
+    TU_RUN("errors", test_errors());
+    TU_RUN("training", test_training());
+    TU_RUN("checkpoint", test_checkpoint());
     return tu_finish("test_trainer");
 }
