@@ -186,3 +186,8 @@ $(BUILD)/examples/mae: $(CLI_SRCS) examples/cli/cli.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(CLI_SRCS) -o $@ $(STATIC) $(LDLIBS)
 examples: $(BUILD)/examples/mae
+
+# The one-file library (docs/BUILDING.md): dist/libmae.c + dist/mae.h, every kernel tier inside.
+.PHONY: amalgamation
+amalgamation:
+	python3 tools/amalgamate.py --out dist

@@ -407,10 +407,10 @@ def main():
     out = []
     out.append(f"""/* libmae {version()} amalgamation ({git_describe()}): every source file of the library in one
  * translation unit, all kernel tiers included; written by tools/amalgamate.py from the
- * repository - edit the sources there, not this file. Build: cc -O2 -c libmae.c (with
- * -fopenmp for OpenMP threads; -std=c11 for results bitwise equal to the Makefile build with
- * GCC). The public header is mae.h, beside this file (its text is also inside). See
- * docs/BUILDING.md, "One-file amalgamation". */
+ * repository - edit the sources there, not this file. Build: cc -O2 -c libmae.c (add -fopenmp
+ * for OpenMP threads; the Makefile builds with -std=c11). Needs GCC >= 4.9, clang or MSVC for
+ * the AVX2/AVX-512 sections (target regions below). The public header is mae.h, beside this
+ * file (its text is also inside). See docs/BUILDING.md, "One-file amalgamation". */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif

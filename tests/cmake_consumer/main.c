@@ -1,7 +1,8 @@
 /* The consumer that tests/check_cmake.sh builds through add_subdirectory, FetchContent and
  * find_package, and with the Makefile's libmae.a as the reference: the header and the library
  * must agree on the version, a "tiny" model's forward pass on a fixed image and seed must run,
- * and the printed numbers (the loss to the bit) must be the same for every route. */
+ * and the printed line (kernel table, the loss to the bit) must be the same for every route.
+ * tests/check_amalgamation.sh runs it against dist/libmae.c the same way, per kernel table. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +38,7 @@ int main(void)
         printf("consumer: loss %g, %d of %d patches removed, %d kept\n", loss, removed, L, keep);
         return 1;
     }
-    printf("libmae %s: %zu parameters, %d patches, %d kept, loss %.9g (%a)\n",
-           mae_version_string(), params, L, keep, loss, loss);
+    printf("libmae %s, kernels %s: %zu parameters, %d patches, %d kept, loss %.9g (%a)\n",
+           mae_version_string(), mae_kernels_name(), params, L, keep, loss, loss);
     return 0;
 }
