@@ -18,7 +18,8 @@ How the separate translation units become one:
     intrinsics work without /arch); *_neon.c for aarch64 only. The system headers of a tier
     file are included before its region, so that intrinsics headers are read without the target.
   * Feature-test macros (_POSIX_C_SOURCE, _GNU_SOURCE...) go to the very top, as the Makefile's
-    -D_POSIX_C_SOURCE=200809L does.
+    -D_POSIX_C_SOURCE=200809L does (those inside a conditional stay where they are).
+  * Files that include <windows.h> come last: its macros (min, max, near...) reach no other file.
 The script fails, naming the file, on what it cannot handle (a system include inside a
 conditional of a tier file, a section redefining a shared header's macro).
 """
@@ -133,10 +134,8 @@ class Paster:
                     hoisted.append(line.strip())
                 continue
             d = DEFINE_RE.match(line)
-            if d and FEATURE_MACRO.match(d.group(1)):
-                if depth > base:
-                    fail(f"{rel(path)}: feature macro {d.group(1)} inside a conditional")
-                FEATURES.append(line.strip())
+            if d and FEATURE_MACRO.match(d.group(1)) and depth == base:
+                FEATURES.append(line.strip())   # before every system header, as -D would be
                 continue
             out.append(line)
         if path.endswith(".h"):
@@ -370,6 +369,9 @@ def main():
     args = ap.parse_args()
 
     sources = sorted(glob.glob(os.path.join(ROOT, "src", "*", "*.c")))
+    # <windows.h> defines macros such as min, max, near and far: files that include it go last,
+    # so that no other file sees them (in separate translation units none would)
+    sources.sort(key=lambda s: re.search(r"#\s*include\s*<windows\.h>", read(s), re.I) is not None)
     reached = {s: reach(s, set()) for s in sources}
     shared = set()
     for s in sources:
@@ -431,7 +433,8 @@ def main():
             prefix = stem + "__"
             text = rename(text, collide, prefix)
             renamed[rel(s)] = sorted(collide)
-        macros = defined_macros(text)
+        # feature macros left in place (inside a conditional) stay defined, like system headers
+        macros = [m for m in defined_macros(text) if not FEATURE_MACRO.match(m)]
         clash = [m for m in macros if m in top_macros]
         if clash:
             fail(f"{rel(s)} redefines {', '.join(clash)} from a shared header")
