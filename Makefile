@@ -216,7 +216,13 @@ help:
 	@echo "make install            header, libraries and mae.pc under PREFIX (DESTDIR for staging)"
 	@echo "make uninstall          removes exactly what make install installed"
 	@echo "make pc                 $(BUILD)/mae.pc only"
+	@echo "make amalgamation       dist/libmae.c + dist/mae.h: the whole library as one file"
 	@echo "make abi-baseline       rewrite tests/abi/libmae.abi (docs/ABI.md)"
 	@echo "make clean              remove build/, build-san/ and the libraries"
 	@echo "make help               this list"
 	@echo "Variables: CC, OPENMP=0, SANITIZE, CFLAGS/OPTFLAGS, PREFIX, DESTDIR, T, BENCH_ARGS, BENCH_THREADS"
+
+# The one-file library (docs/BUILDING.md): dist/libmae.c + dist/mae.h, every kernel tier inside.
+.PHONY: amalgamation
+amalgamation:
+	python3 tools/amalgamate.py --out dist
