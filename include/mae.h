@@ -29,7 +29,12 @@
  *   - Token l of an image is the patch at grid row i = l / (W/p), column j = l % (W/p).
  *   - Threads: a mae_model is immutable after creation and can be shared by any number of
  *     threads. A mae_ctx belongs to one thread at a time. A trainer updates its model in place and
- *     needs it exclusively while it steps.
+ *     needs it exclusively while it steps. The model counts its live contexts: mae_trainer_create
+ *     on a model made for inference (what create and load give) fails with MAE_ERR_STATE while
+ *     any context of it lives, and mae_ctx_create fails with MAE_ERR_STATE while a trainer is
+ *     being created for it. Calls that read the model without a context (save, tensor views,
+ *     resize, the part handles' tensors) must not run concurrently with mae_trainer_create or a
+ *     trainer's step.
  *   - Nothing in the library aborts, exits or prints.
  */
 #ifndef MAE_H
@@ -301,7 +306,13 @@ MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_si
 
 /* Creates a trainer for m (which must have a decoder) with mae_train_config_init's defaults, the
  * model's mask ratio, seed 0 and as many threads as the machine has. All memory is planned here
- * for batches up to max_batch; forward_backward and step allocate nothing. m must outlive it. */
+ * for batches up to max_batch; forward_backward and step allocate nothing. m must outlive it.
+ * A model made by mae_model_create/load/resize holds its weights once, packed for inference; the
+ * first trainer converts it to trainable form (PyTorch-layout master weights plus packed copies),
+ * holding it exclusively meanwhile. So: create the trainer before any context of the model, or
+ * free them first; with live contexts it fails with MAE_ERR_STATE ("the model has N live
+ * contexts"). A model converted once stays converted, and later trainers need no exclusivity to
+ * be created. mae_ctx_create during the conversion fails with MAE_ERR_STATE. */
 MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out);
 MAE_API void       mae_trainer_free(mae_trainer *t);                          /* NULL is fine */
 

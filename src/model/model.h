@@ -100,12 +100,17 @@ struct mae_model {
     int slim;                      /* some tensors are in_place */
     _Atomic(float *) *cache;       /* [n_tensors]: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
+    atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
+                                    * mae_trainer_create rewrites the weights (zero from calloc) */
     struct mae_patch_embed part_pe;
     struct mae_masker      part_mk;
     struct mae_encoder     part_enc;
     struct mae_decoder     part_dec;
     struct mae_loss        part_loss;
 };
+
+/* live_ctx while a trainer creation holds the model exclusively. */
+#define MAE_MODEL_CONVERTING (-1)
 
 /* Builds the tensor table and layout for cfg and allocates zeroed weights (no packing yet). */
 mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out);
