@@ -239,7 +239,12 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_NOMEM, "mae_trainer_create: cannot allocate the gradients and AdamW moments (3 x %zu floats)", total);
     }
     mae_params_view(&m->lay, t->grads, 1, &t->g);
-    int n = mae_max_threads();
+    const mae_thread_pool *host = mae_thread_pool_default();
+    int n = host ? host->nthreads : mae_max_threads();
+    if (host) {
+        t->host = *host;
+        t->ex.host = &t->host;
+    }
     mae_status s;
     if ((s = resolve_flags(t, t->cfg.train_pos)) != MAE_OK ||
         (s = set_scratch(t, n < 1 ? 1 : n)) != MAE_OK ||
@@ -310,6 +315,33 @@ MAE_API mae_status mae_trainer_set_threads(mae_trainer *t, int n)
     if (n == t->ex.nthreads)
         return MAE_OK;
     return set_scratch(t, n);
+}
+
+MAE_API mae_status mae_trainer_set_thread_pool(mae_trainer *t, const mae_thread_pool *pool)
+{
+    if (!t)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_thread_pool: trainer is NULL");
+    if (!pool) {
+        t->ex.host = NULL;
+        return MAE_OK;
+    }
+    mae_thread_pool p;
+    mae_status s = mae_thread_pool_read("mae_trainer_set_thread_pool", pool, &p);
+    if (s == MAE_OK && p.nthreads != t->ex.nthreads)
+        s = set_scratch(t, p.nthreads);
+    if (s != MAE_OK)
+        return s;
+    t->host = p;
+    t->ex.host = &t->host;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_trainer_get_threads(const mae_trainer *t, int *nthreads)
+{
+    if (!t || !nthreads)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_get_threads: %s is NULL", !t ? "trainer" : "nthreads");
+    *nthreads = mae_threads_effective(&t->ex);
+    return MAE_OK;
 }
 
 /* ---- forward + backward --------------------------------------------------------------------- */
@@ -398,7 +430,7 @@ MAE_API mae_status mae_trainer_step(mae_trainer *t)
         mul = t->cfg.clip_grad / (norm + 1e-6);   /* torch.nn.utils.clip_grad_norm_ */
     mae_train_adamw(t, mae_train_lr_at(&t->cfg, t->max_batch, t->step), mul);
     memset(t->grads, 0, t->m->lay.total * sizeof(float));
-    mae_model_repack_threads(t->m, t->ex.nthreads);
+    mae_model_repack_threads(t->m, &t->ex);
     t->grad_norm = norm;
     t->step++;
     return MAE_OK;

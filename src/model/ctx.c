@@ -135,8 +135,13 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
     }
     planner q = { c->arena, 0, 0 };
     plan(c, &q);
-    int n = mae_max_threads();
+    const mae_thread_pool *host = mae_thread_pool_default();
+    int n = host ? host->nthreads : mae_max_threads();
     mae_status s = set_scratch(c, n < 1 ? 1 : n);
+    if (host) {
+        c->host = *host;
+        c->ex.host = &c->host;
+    }
     if (s != MAE_OK) {
         mae_free(c->arena);
         mae_free(c);
@@ -185,6 +190,33 @@ MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n)
     if (n == c->ex.nthreads)
         return MAE_OK;
     return set_scratch(c, n);
+}
+
+MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *pool)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_thread_pool: context is NULL");
+    if (!pool) {
+        c->ex.host = NULL;
+        return MAE_OK;
+    }
+    mae_thread_pool p;
+    mae_status s = mae_thread_pool_read("mae_ctx_set_thread_pool", pool, &p);
+    if (s == MAE_OK && p.nthreads != c->ex.nthreads)
+        s = set_scratch(c, p.nthreads);
+    if (s != MAE_OK)
+        return s;
+    c->host = p;
+    c->ex.host = &c->host;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads)
+{
+    if (!c || !nthreads)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_get_threads: %s is NULL", !c ? "context" : "nthreads");
+    *nthreads = mae_threads_effective(&c->ex);
+    return MAE_OK;
 }
 
 MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim)
