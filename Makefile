@@ -5,7 +5,8 @@
 #   make test T=png      only the tests whose name contains png (docs/TESTING.md)
 #   make help            every target, one line each
 #   make pretrain probe  re-create the demo model from Fashion-MNIST, then its linear probes
-#   make OPENMP=0        without OpenMP (single-threaded kernels)
+#   make OPENMP=1        OpenMP instead of the built-in thread pool (opt-in: libgomp exits the
+#                        process when it cannot create threads; the built-in pool does not)
 #   make CC=clang        any C11 compiler
 #   make SANITIZE=address,undefined test    sanitizer build in build-san/
 
@@ -15,7 +16,7 @@ VERSION_PATCH := $(shell sed -n 's/^\#define MAE_VERSION_PATCH \([0-9]*\).*/\1/p
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 CC      ?= cc
-OPENMP  ?= 1
+OPENMP  ?= 0
 SANITIZE ?=
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -25,7 +26,7 @@ OPTFLAGS ?= -O2
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= $(OPTFLAGS)
 ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc
-LDLIBS  := -lm
+LDLIBS  := -lm -lpthread
 
 ifeq ($(OPENMP),1)
   ALLCFLAGS += -fopenmp

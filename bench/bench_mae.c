@@ -227,7 +227,7 @@ static void run_sgemm(void *arg)
 
 static mae_exec make_exec(const mae_kernels *k, int nthreads, int max_t, int max_c)
 {
-    mae_exec ex;
+    mae_exec ex = { 0 };
     ex.nthreads = nthreads;
     ex.scratch_per_thread = k->scratch_floats(max_t, max_c);
     ex.scratch = mae_alloc(ex.scratch_per_thread * nthreads * sizeof(float) + 64);
@@ -436,7 +436,7 @@ static void bench_backward(int maxthreads, const double *peak)
                     const mae_kernels *k = mae_kernels_get(tier_names[t]);
                     if (!k)
                         continue;
-                    mae_exec ex;
+                    mae_exec ex = { 0 };
                     ex.nthreads = nt;
                     ex.scratch_per_thread = k->backward_scratch_floats(1, 3072);
                     ex.scratch = mae_alloc(ex.scratch_per_thread * nt * sizeof(float) + 64);

@@ -5,7 +5,7 @@
  *
  *   1. status codes, errors, version
  *   2. the model: load, save, create from a config
- *   3. the context: one caller's workspace, RNG and thread count
+ *   3. the context: one caller's workspace, RNG and threads (the host's thread pool)
  *   4. the pipeline call mae_forward()
  *   5. the five parts (patch embedder, masker, encoder, decoder, loss), each callable on its own
  *   6. kernels, allocator
@@ -37,7 +37,12 @@
  *     [B,L] floats with 1 = removed; index arrays are int32_t [B,L].
  *   - Threads: a mae_model is immutable after creation and can be shared by any number of
  *     threads. A mae_ctx belongs to one thread at a time. A trainer updates its model in place and
- *     needs it exclusively while it steps. Results are bitwise identical for any thread count.
+ *     needs it exclusively while it steps. The model counts its live contexts: mae_trainer_create
+ *     on a model made for inference (what create and load give) fails with MAE_ERR_STATE while
+ *     any context of it lives, and mae_ctx_create fails with MAE_ERR_STATE while a trainer is
+ *     being created for it. Calls that read the model without a context (save, tensor views,
+ *     resize, the part handles' tensors) must not run concurrently with mae_trainer_create or a
+ *     trainer's step. Results are bitwise identical for any thread count.
  *   - Objects allocate when they are created; forward passes and training steps allocate nothing.
  *   - Nothing in the library aborts, exits or prints.
  */
@@ -199,7 +204,11 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
 MAE_API void       mae_ctx_free(mae_ctx *c);                                 /* NULL is fine */
 MAE_API mae_status mae_ctx_set_mask_ratio(mae_ctx *c, float ratio);          /* default: the model's; 0 = keep all */
 MAE_API mae_status mae_ctx_set_seed(mae_ctx *c, uint64_t seed);              /* for noise == NULL */
-MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n);                   /* 1..256; capped by the build */
+/* 1..256 threads for this context's calls (default: the CPUs the process may use). Reallocates
+ * the per-thread scratch. With the built-in pool the work runs on fewer threads if the system
+ * refuses to create more (see mae_ctx_get_threads); with a host pool, n is the number of tasks
+ * each parallel loop is split into. */
+MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n);
 /* keep = floor(L * (1 - ratio)) for the context's current ratio; L = patches per image. */
 MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim);
 
@@ -216,6 +225,41 @@ MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user)
  * per-thread scratch for nthreads; 0 = the thread count mae_ctx_create starts with), without
  * creating it. */
 MAE_API mae_status mae_ctx_memory(const mae_model *m, int max_batch, int nthreads, size_t *bytes);
+
+/* Threads. Every parallel loop of the library is split into at most n tasks (n: the context's or
+ * trainer's thread count) that write disjoint outputs, so results are bitwise identical for any
+ * thread count and any pool. By default the tasks run on a built-in pool of threads, shared by
+ * the whole process and created on first use; if the system cannot create a thread, the work runs
+ * on the threads that exist (at least the calling one): never an exit or a print. An OPENMP=1
+ * build uses OpenMP instead (whose runtime may exit the process when it cannot create threads).
+ *
+ * A host with its own job system (a game engine, a tool) can run the tasks itself: run(user,
+ * ntasks, fn, task_arg) must call fn(task_arg, i) exactly once for every i in [0, ntasks), on any
+ * threads, in any order, concurrently or not (all on the calling thread is fine), and return when
+ * every call has returned, with their writes visible to the caller (any mutex, atomic counter or
+ * join does that). ntasks <= nthreads; task i may use per-task scratch memory of the library, so
+ * two calls with the same i must never overlap (exactly once guarantees it). A task never blocks
+ * on another, so a pool that runs some tasks late or on one thread cannot deadlock, and run may be
+ * called from several threads at once (different contexts) and from inside the host's own jobs.
+ * Versioned by size like mae_config: call mae_thread_pool_init first. */
+typedef void (*mae_pool_task)(void *task_arg, int task_index);
+typedef struct mae_thread_pool {
+    uint32_t struct_size;     /* sizeof(mae_thread_pool) of the caller's header */
+    int32_t  nthreads;        /* tasks per loop at most: the workers that may run them at once, 1..256 */
+    void   (*run)(void *user, int ntasks, mae_pool_task fn, void *task_arg);
+    void    *user;            /* passed to run */
+} mae_thread_pool;
+MAE_API mae_status mae_thread_pool_init(mae_thread_pool *pool, size_t struct_size);   /* nthreads 1, run NULL */
+/* Run this context's loops on pool (copied) and set its thread count to pool->nthreads
+ * (reallocates the per-thread scratch; on failure nothing changes). NULL: the built-in pool
+ * again, with the thread count kept. */
+MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *pool);
+/* The threads the context's loops will use: its thread count, or fewer when the built-in pool
+ * could not create enough threads (it creates missing ones now). With a host pool: the count. */
+MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads);
+/* The pool that contexts and trainers created afterwards start with (NULL: the built-in one).
+ * Not thread-safe with concurrent creation: call it at start-up, like mae_set_allocator. */
+MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool);
 
 /* ---------------------------------------------------------------------------------------------
  * 4. The pipeline
@@ -380,7 +424,13 @@ MAE_API mae_status mae_train_config_init(mae_train_config *cfg, size_t struct_si
 /* Creates a trainer for m (which must have a decoder) with mae_train_config_init's defaults, the
  * model's mask ratio, seed 0 and as many threads as the machine has. All memory is planned here
  * for batches up to max_batch (activations, plus gradients and two AdamW moments: 3 x the
- * parameter count); forward_backward and step allocate nothing. m must outlive it. */
+ * parameter count); forward_backward and step allocate nothing. m must outlive it.
+ * A model made by mae_model_create/load/resize holds its weights once, packed for inference; the
+ * first trainer converts it to trainable form (PyTorch-layout master weights plus packed copies),
+ * holding it exclusively meanwhile. So: create the trainer before any context of the model, or
+ * free them first; with live contexts it fails with MAE_ERR_STATE ("the model has N live
+ * contexts"). A model converted once stays converted, and later trainers need no exclusivity to
+ * be created. mae_ctx_create during the conversion fails with MAE_ERR_STATE. */
 MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out);
 MAE_API void       mae_trainer_free(mae_trainer *t);                          /* NULL is fine */
 
@@ -396,6 +446,9 @@ MAE_API mae_status mae_trainer_get_config(const mae_trainer *t, mae_train_config
 MAE_API mae_status mae_trainer_set_mask_ratio(mae_trainer *t, float ratio);
 MAE_API mae_status mae_trainer_set_seed(mae_trainer *t, uint64_t seed);     /* for noise == NULL */
 MAE_API mae_status mae_trainer_set_threads(mae_trainer *t, int n);          /* 1..256 */
+/* As mae_ctx_set_thread_pool and mae_ctx_get_threads (section 3). */
+MAE_API mae_status mae_trainer_set_thread_pool(mae_trainer *t, const mae_thread_pool *pool);
+MAE_API mae_status mae_trainer_get_threads(const mae_trainer *t, int *nthreads);
 
 /* Forward + backward of the MAE loss on imgs [B,C,H,W] with noise [B,L] (NULL: drawn from the
  * trainer's RNG as mae_forward does). Adds d(loss)/d(param) / accum_iter into the gradients and

@@ -67,6 +67,8 @@ static outcome run_sequence(void)
     cr = sentinel;
     STEP("mae_ctx_create (resized)", mae_ctx_create(r, 1, &cr));
     STEP("mae_forward (resized)", mae_forward(cr, imgs, 1, NULL, &loss, NULL, NULL, NULL));
+    mae_ctx_free(c);   /* the trainer converts a model made for inference: no context may live */
+    c = sentinel;
     t = sentinel;
     STEP("mae_trainer_create", mae_trainer_create(m, 2, &t));
     STEP("mae_trainer_set_threads", mae_trainer_set_threads(t, 2));

@@ -39,6 +39,7 @@ typedef struct exec_buf { mae_exec ex; float *mem; } exec_buf;
 static exec_buf make_exec(const mae_kernels *k, int nthreads, int max_t, int max_c)
 {
     exec_buf b;
+    memset(&b, 0, sizeof b);
     size_t per = k->scratch_floats(max_t, max_c);
     b.mem = tu_malloc((per * nthreads + 1) * sizeof(float));
     tu_poison(b.mem, per * nthreads + 1);
@@ -454,6 +455,7 @@ static void check_attention_backward(const tier *t, const mae_kernels *k, int B,
     es.ex.scratch = es.mem;
     S->attention_backward(&es.ex, ref, dout + 1, qkv + 1, probs, B, T, C, H);
     exec_buf eb;
+    memset(&eb, 0, sizeof eb);
     eb.ex.nthreads = 2;
     eb.ex.scratch_per_thread = k->backward_scratch_floats(T, 3 * C);
     eb.mem = tu_malloc(2 * eb.ex.scratch_per_thread * sizeof(float) + 4);

@@ -167,6 +167,27 @@ MAE_API void mae_trainer_free(mae_trainer *t)
     mae_free(t);
 }
 
+/* Gives a slim model master weights, holding it exclusively: the conversion replaces the
+ * weights and frees the packed buffers, so no context may read them meanwhile (and none can be
+ * created: mae_ctx_create sees MAE_MODEL_CONVERTING). A model that has master weights already
+ * is not changed here, so live contexts do not matter; a model never becomes slim again. */
+static mae_status convert_model(mae_model *m)
+{
+    int v = 0;
+    if (!atomic_compare_exchange_strong(&m->live_ctx, &v, MAE_MODEL_CONVERTING)) {
+        if (v == MAE_MODEL_CONVERTING)
+            return mae_fail(MAE_ERR_STATE, "mae_trainer_create: another thread is creating a trainer for this model right now");
+        if (!m->slim)
+            return MAE_OK;
+        return mae_fail(MAE_ERR_STATE, "mae_trainer_create: the model has %d live context%s; create the trainer before any "
+                        "context, or free them (the trainer rewrites the weights of a model made for inference, "
+                        "which the contexts read)", v, v == 1 ? "" : "s");
+    }
+    mae_status s = mae_model_keep_masters(m);
+    atomic_store(&m->live_ctx, 0);
+    return s;
+}
+
 MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out)
 {
     if (!m || !out)
@@ -175,7 +196,7 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_create: max_batch %d must be positive", max_batch);
     if (!m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_create: the model has no decoder (an encoder-only checkpoint cannot be pretrained)");
-    mae_status ks = mae_model_keep_masters(m);   /* AdamW and the backward pass need them */
+    mae_status ks = convert_model(m);   /* AdamW and the backward pass need master weights */
     if (ks != MAE_OK)
         return ks;
     mae_trainer *t = mae_calloc(1, sizeof *t);
@@ -197,7 +218,12 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_NOMEM, "mae_trainer_create: cannot allocate the gradients and AdamW moments (3 x %zu floats)", total);
     }
     mae_params_view(&m->lay, t->grads, 1, &t->g);
-    int n = mae_max_threads();
+    const mae_thread_pool *host = mae_thread_pool_default();
+    int n = host ? host->nthreads : mae_max_threads();
+    if (host) {
+        t->host = *host;
+        t->ex.host = &t->host;
+    }
     mae_status s;
     if ((s = resolve_flags(t, t->cfg.train_pos)) != MAE_OK ||
         (s = set_scratch(t, n < 1 ? 1 : n)) != MAE_OK ||
@@ -268,6 +294,33 @@ MAE_API mae_status mae_trainer_set_threads(mae_trainer *t, int n)
     if (n == t->ex.nthreads)
         return MAE_OK;
     return set_scratch(t, n);
+}
+
+MAE_API mae_status mae_trainer_set_thread_pool(mae_trainer *t, const mae_thread_pool *pool)
+{
+    if (!t)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_thread_pool: trainer is NULL");
+    if (!pool) {
+        t->ex.host = NULL;
+        return MAE_OK;
+    }
+    mae_thread_pool p;
+    mae_status s = mae_thread_pool_read("mae_trainer_set_thread_pool", pool, &p);
+    if (s == MAE_OK && p.nthreads != t->ex.nthreads)
+        s = set_scratch(t, p.nthreads);
+    if (s != MAE_OK)
+        return s;
+    t->host = p;
+    t->ex.host = &t->host;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_trainer_get_threads(const mae_trainer *t, int *nthreads)
+{
+    if (!t || !nthreads)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_get_threads: %s is NULL", !t ? "trainer" : "nthreads");
+    *nthreads = mae_threads_effective(&t->ex);
+    return MAE_OK;
 }
 
 /* ---- forward + backward --------------------------------------------------------------------- */
@@ -360,7 +413,7 @@ MAE_API mae_status mae_trainer_step(mae_trainer *t)
         mul = t->cfg.clip_grad / (norm + 1e-6);   /* torch.nn.utils.clip_grad_norm_ */
     mae_train_adamw(t, mae_train_lr_at(&t->cfg, t->max_batch, t->step), mul);
     memset(t->grads, 0, t->m->lay.total * sizeof(float));
-    mae_model_repack_threads(t->m, t->ex.nthreads);
+    mae_model_repack_threads(t->m, &t->ex);
     t->grad_norm = norm;
     t->step++;
     return MAE_OK;

@@ -178,5 +178,5 @@ void mae_attention_run(const mae_attn_isa *ai, const mae_exec *ex, float *out, f
     j.nq = B * H >= 2 * nt ? 1 : min_i(qblocks, (2 * nt + B * H - 1) / (B * H));
     j.blocks = (qblocks + j.nq - 1) / j.nq;
     j.nq = (qblocks + j.blocks - 1) / j.blocks;
-    mae_parallel_for(nt, B * H * j.nq, attn_task, &j);
+    mae_parallel_for(ex, B * H * j.nq, attn_task, &j);
 }

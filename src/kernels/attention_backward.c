@@ -143,5 +143,5 @@ void mae_attention_backward_run(const mae_attn_isa *ai, const mae_exec *ex, floa
         return;
     attnb_job j = { ai, ex, dqkv, dout, qkv, probs, T, C, H, C / H,
                     (float)(1.0 / sqrt((double)(C / H))) };
-    mae_parallel_for(ex->nthreads, B * H, attnb_task, &j);
+    mae_parallel_for(ex, B * H, attnb_task, &j);
 }

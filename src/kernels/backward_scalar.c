@@ -77,8 +77,8 @@ void mae_scalar_layernorm_backward(const mae_exec *ex, float *dx, float *dw, flo
                                    const float *rstd, const float *w, int N, int C)
 {
     lnb_args a = { dx, dw, db, dy, x, mean, rstd, w, N, C };
-    mae_parallel_for(ex->nthreads, (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, lnb_rows, &a);
-    mae_parallel_for(ex->nthreads, (C + COLS_PER_TASK - 1) / COLS_PER_TASK, lnb_cols, &a);
+    mae_parallel_for(ex, (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, lnb_rows, &a);
+    mae_parallel_for(ex, (C + COLS_PER_TASK - 1) / COLS_PER_TASK, lnb_cols, &a);
 }
 
 /* ---- GELU ----------------------------------------------------------------------------------- */
@@ -107,7 +107,7 @@ static void gelub_task(void *p, int task, int thread)
 void mae_scalar_gelu_backward(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n)
 {
     gelub_args a = { dx, x, dy, n };
-    mae_parallel_for(ex->nthreads, (int)((n + GELU_CHUNK - 1) / GELU_CHUNK), gelub_task, &a);
+    mae_parallel_for(ex, (int)((n + GELU_CHUNK - 1) / GELU_CHUNK), gelub_task, &a);
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
@@ -177,7 +177,7 @@ void mae_scalar_attention_backward(const mae_exec *ex, float *dqkv, const float 
                                    const float *qkv, const float *probs, int B, int T, int C, int H)
 {
     attnb_args a = { ex, dqkv, dout, qkv, probs, T, C, H };
-    mae_parallel_for(ex->nthreads, B * H, attnb_task, &a);
+    mae_parallel_for(ex, B * H, attnb_task, &a);
 }
 
 /* ---- bias ----------------------------------------------------------------------------------- */
@@ -205,5 +205,5 @@ static void biasb_task(void *p, int task, int thread)
 void mae_scalar_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C)
 {
     biasb_args a = { db, dy, N, C };
-    mae_parallel_for(ex->nthreads, (C + COLS_PER_TASK - 1) / COLS_PER_TASK, biasb_task, &a);
+    mae_parallel_for(ex, (C + COLS_PER_TASK - 1) / COLS_PER_TASK, biasb_task, &a);
 }

@@ -318,7 +318,7 @@ static void run(gemm_job *j)
         if (j->nb_n < nt)
             j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
     }
-    mae_parallel_for(nt, j->nb_m * j->nb_n, gemm_task, j);
+    mae_parallel_for(j->ex, j->nb_m * j->nb_n, gemm_task, j);
 }
 
 void mae_gemm_linear(const mae_gemm_isa *g, const mae_exec *ex, float *out, const float *A,

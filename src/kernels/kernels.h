@@ -13,6 +13,7 @@ typedef struct mae_exec {
     int    nthreads;
     float *scratch;
     size_t scratch_per_thread;
+    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
 } mae_exec;
 
 enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };

@@ -107,7 +107,7 @@ static void scalar_linear(const mae_exec *ex, float *out, const float *A, const 
                           const float *bias, const float *residual, int M, int N, int K, int act)
 {
     linear_args a = { out, A, wp, bias, residual, M, N, K, act };
-    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, linear_task, &a);
+    mae_parallel_for(ex, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, linear_task, &a);
 }
 
 typedef struct attn_args {
@@ -160,7 +160,7 @@ static void scalar_attention(const mae_exec *ex, float *out, float *probs, const
                              int B, int T, int C, int H)
 {
     attn_args a = { ex, out, probs, qkv, T, C, H };
-    mae_parallel_for(ex->nthreads, B * H, attn_task, &a);
+    mae_parallel_for(ex, B * H, attn_task, &a);
 }
 
 typedef struct ln_args {
@@ -197,7 +197,7 @@ static void scalar_layernorm(const mae_exec *ex, float *out, float *mean, float 
                              const float *w, const float *b, int N, int C, float eps)
 {
     ln_args a = { out, mean, rstd, x, w, b, N, C, eps };
-    mae_parallel_for(ex->nthreads, (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, &a);
+    mae_parallel_for(ex, (N + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ln_task, &a);
 }
 
 static void scalar_gelu(float *y, const float *x, size_t n)
@@ -257,14 +257,14 @@ static void scalar_matmul_nn(const mae_exec *ex, float *C, const float *A, const
                              int M, int N, int K, int accumulate)
 {
     mm_args a = { C, A, B, M, N, K, accumulate, 0 };
-    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
+    mae_parallel_for(ex, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
 }
 
 static void scalar_matmul_tn(const mae_exec *ex, float *C, const float *A, const float *B,
                              int M, int N, int K, int accumulate)
 {
     mm_args a = { C, A, B, M, N, K, accumulate, 1 };
-    mae_parallel_for(ex->nthreads, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
+    mae_parallel_for(ex, (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &a);
 }
 
 const mae_kernels mae_kernels_scalar = {

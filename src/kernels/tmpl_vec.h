@@ -198,7 +198,7 @@ static void ISA(gelub_task)(void *p, int task, int thread)
 void ISA(gelu_backward)(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n)
 {
     ISA(gelub_args) a = { dx, x, dy, n };
-    mae_parallel_for(ex->nthreads, (int)((n + GELUB_CHUNK - 1) / GELUB_CHUNK), ISA(gelub_task), &a);
+    mae_parallel_for(ex, (int)((n + GELUB_CHUNK - 1) / GELUB_CHUNK), ISA(gelub_task), &a);
 }
 
 #undef GELUB_CHUNK
@@ -295,8 +295,8 @@ void ISA(layernorm_backward)(const mae_exec *ex, float *dx, float *dw, float *db
                              int N, int C)
 {
     ISA(lnb_args) a = { dx, dw, db, dy, x, mean, rstd, w, N, C };
-    mae_parallel_for(ex->nthreads, (N + LNB_ROWS - 1) / LNB_ROWS, ISA(lnb_rows), &a);
-    mae_parallel_for(ex->nthreads, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(lnb_cols), &a);
+    mae_parallel_for(ex, (N + LNB_ROWS - 1) / LNB_ROWS, ISA(lnb_rows), &a);
+    mae_parallel_for(ex, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(lnb_cols), &a);
 }
 
 typedef struct ISA(biasb_args) { float *db; const float *dy; int N, C; } ISA(biasb_args);
@@ -327,7 +327,7 @@ static void ISA(biasb_task)(void *p, int task, int thread)
 void ISA(bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, int C)
 {
     ISA(biasb_args) a = { db, dy, N, C };
-    mae_parallel_for(ex->nthreads, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(biasb_task), &a);
+    mae_parallel_for(ex, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(biasb_task), &a);
 }
 
 #undef LNB_ROWS
@@ -425,7 +425,7 @@ void ISA(layernorm)(const mae_exec *ex, float *out, float *mean, float *rstd, co
                     const float *w, const float *b, int N, int C, float eps)
 {
     ISA(ln_args) a = { out, mean, rstd, x, w, b, N, C, eps };
-    mae_parallel_for(ex->nthreads, (N + LN_ROWS_PER_TASK - 1) / LN_ROWS_PER_TASK, ISA(ln_task), &a);
+    mae_parallel_for(ex, (N + LN_ROWS_PER_TASK - 1) / LN_ROWS_PER_TASK, ISA(ln_task), &a);
 }
 
 #undef LN_ROWS_PER_TASK

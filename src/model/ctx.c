@@ -100,15 +100,40 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
     return MAE_OK;
 }
 
+/* The model counts its live contexts (model.h, live_ctx): mae_trainer_create may rewrite a slim
+ * model's weights only while none exists. The count is the only thing a context changes in its
+ * model, which is otherwise read-only to it (allocated, never a const object: the cast is sound). */
+static int claim_context(const mae_model *m)
+{
+    atomic_int *n = &((mae_model *)m)->live_ctx;
+    int v = atomic_load(n);
+    do {
+        if (v == MAE_MODEL_CONVERTING)
+            return 0;
+    } while (!atomic_compare_exchange_weak(n, &v, v + 1));
+    return 1;
+}
+
+static void release_context(const mae_model *m)
+{
+    atomic_fetch_sub(&((mae_model *)m)->live_ctx, 1);
+}
+
 MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)
 {
     if (!m || !out)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: %s is NULL", !m ? "model" : "out");
     if (max_batch <= 0)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: max_batch %d must be positive", max_batch);
+    /* Counted before anything else, so that a trainer creation that starts now sees it; the
+     * count is only dropped again on failure. */
+    if (!claim_context(m))
+        return mae_fail(MAE_ERR_STATE, "mae_ctx_create: mae_trainer_create is converting the model right now; create contexts after it returns");
     mae_ctx *c = mae_calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        release_context(m);
         return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: out of memory");
+    }
     c->m = m;
     c->max_batch = max_batch;
     c->ratio = m->cfg.mask_ratio;
@@ -117,20 +142,28 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
     plan(c, &p);
     if (p.overflow) {
         mae_free(c);
+        release_context(m);
         return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: buffers for max_batch %d overflow", max_batch);
     }
     c->arena = mae_alloc(p.used);
     if (!c->arena) {
         mae_free(c);
+        release_context(m);
         return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: cannot allocate %zu bytes for max_batch %d", p.used, max_batch);
     }
     planner q = { c->arena, 0, 0 };
     plan(c, &q);
-    int n = mae_max_threads();
+    const mae_thread_pool *host = mae_thread_pool_default();
+    int n = host ? host->nthreads : mae_max_threads();
     mae_status s = set_scratch(c, n < 1 ? 1 : n);
+    if (host) {
+        c->host = *host;
+        c->ex.host = &c->host;
+    }
     if (s != MAE_OK) {
         mae_free(c->arena);
         mae_free(c);
+        release_context(m);
         return s;
     }
     *out = c;
@@ -141,9 +174,11 @@ MAE_API void mae_ctx_free(mae_ctx *c)
 {
     if (!c)
         return;
+    const mae_model *m = c->m;
     mae_free(c->ex.scratch);
     mae_free(c->arena);
     mae_free(c);
+    release_context(m);
 }
 
 MAE_API mae_status mae_ctx_set_mask_ratio(mae_ctx *c, float ratio)
@@ -173,6 +208,33 @@ MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n)
     if (n == c->ex.nthreads)
         return MAE_OK;
     return set_scratch(c, n);
+}
+
+MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *pool)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_thread_pool: context is NULL");
+    if (!pool) {
+        c->ex.host = NULL;
+        return MAE_OK;
+    }
+    mae_thread_pool p;
+    mae_status s = mae_thread_pool_read("mae_ctx_set_thread_pool", pool, &p);
+    if (s == MAE_OK && p.nthreads != c->ex.nthreads)
+        s = set_scratch(c, p.nthreads);
+    if (s != MAE_OK)
+        return s;
+    c->host = p;
+    c->ex.host = &c->host;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads)
+{
+    if (!c || !nthreads)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_get_threads: %s is NULL", !c ? "context" : "nthreads");
+    *nthreads = mae_threads_effective(&c->ex);
+    return MAE_OK;
 }
 
 MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim)

@@ -24,7 +24,7 @@ static void gelu_task(void *arg, int task, int thread)
 static void gelu_parallel(const mae_kernels *k, const mae_exec *ex, float *y, const float *x, size_t n)
 {
     gelu_job g = { k, y, x, n };
-    mae_parallel_for(ex->nthreads, (int)((n + GELU_CHUNK - 1) / GELU_CHUNK), gelu_task, &g);
+    mae_parallel_for(ex, (int)((n + GELU_CHUNK - 1) / GELU_CHUNK), gelu_task, &g);
 }
 
 /* x = x + proj(attn(LN1(x))); x = x + fc2(GELU(fc1(LN2(x)))) */

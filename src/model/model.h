@@ -105,12 +105,17 @@ struct mae_model {
     int slim;                      /* some tensors are in_place */
     _Atomic(float *) *cache;       /* [n_tensors]: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
+    atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
+                                    * mae_trainer_create rewrites the weights (zero from calloc) */
     struct mae_patch_embed part_pe;
     struct mae_masker      part_mk;
     struct mae_encoder     part_enc;
     struct mae_decoder     part_dec;
     struct mae_loss        part_loss;
 };
+
+/* live_ctx while a trainer creation holds the model exclusively. */
+#define MAE_MODEL_CONVERTING (-1)
 
 /* Builds the tensor table and layout for cfg and allocates zeroed weights (no packing yet). */
 mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out);
@@ -125,7 +130,7 @@ mae_status mae_model_pack_slim(mae_model *m);
  * table); nothing to do for a model that has them. For trainers. */
 mae_status mae_model_keep_masters(mae_model *m);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
-void       mae_model_repack_threads(mae_model *m, int nthreads);   /* the same on n threads */
+void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the same on ex's threads */
 /* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy
  * made once per model (thread-safe; MAE_ERR_NOMEM if it cannot be allocated). */
 mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);
@@ -219,6 +224,7 @@ struct mae_ctx {
     float ratio;
     mae_rng rng;
     mae_exec ex;
+    mae_thread_pool host;                 /* ex.host points here when set */
     size_t scratch_per_thread;
     int32_t *ids_shuffle, *ids_restore;   /* [maxB,L] */
     float *noise, *mask;                  /* [maxB,L] */
@@ -255,6 +261,7 @@ struct mae_trainer {
     float ratio;
     mae_rng rng;
     mae_exec ex;
+    mae_thread_pool host;                 /* ex.host points here when set */
     mae_train_config cfg;
     int64_t step;                         /* optimizer steps taken */
     double grad_norm;                     /* of the last step's gradients */

@@ -77,7 +77,7 @@ static void norm_task(void *p, int task, int thread)
 double mae_train_grad_norm(mae_trainer *t)
 {
     int n = num_chunks(t);
-    mae_parallel_for(t->ex.nthreads, n, norm_task, t);
+    mae_parallel_for(&t->ex, n, norm_task, t);
     double s = 0.0;
     for (int i = 0; i < n; i++)
         s += t->norm_parts[i];
@@ -117,5 +117,5 @@ void mae_train_adamw(mae_trainer *t, double lr, double grad_mul)
                        lr / (1.0 - pow(c->beta1, n)), sqrt(1.0 - pow(c->beta2, n)), c->eps };
     adamw_args a = { t, h, h };
     a.decay_on.decay = 1.0 - lr * c->weight_decay;
-    mae_parallel_for(t->ex.nthreads, num_chunks(t), adamw_task, &a);
+    mae_parallel_for(&t->ex, num_chunks(t), adamw_task, &a);
 }

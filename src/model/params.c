@@ -439,7 +439,7 @@ mae_status mae_model_pack_slim(mae_model *m)
 
 void mae_model_repack(mae_model *m)
 {
-    mae_model_repack_threads(m, 1);
+    mae_model_repack_threads(m, NULL);
 }
 
 /* Repacking in parallel: the packed copies (not the in-place ones) split into blocks of whole
@@ -480,13 +480,13 @@ static void repack_task_fn(void *arg, int task, int thread)
     each_linear(r.m, repack_visit, &r);
 }
 
-void mae_model_repack_threads(mae_model *m, int nthreads)
+void mae_model_repack_threads(mae_model *m, const mae_exec *ex)
 {
     if (!m->packed)
         return;
     repack_task count = { m, INT_MAX, 0, 0 };
     each_linear(m, repack_visit, &count);
-    mae_parallel_for(nthreads, count.next, repack_task_fn, m);
+    mae_parallel_for(ex, count.next, repack_task_fn, m);
 }
 
 /* A weight's [N, K] view: its first dimension by all the others (patch_embed.proj.weight is

@@ -1,6 +1,18 @@
 /* The one place that runs loops in parallel. Tasks write disjoint outputs and each task's work
- * does not depend on which thread runs it, so results are identical for any thread count. */
+ * does not depend on which thread runs it, so results are identical for any thread count and
+ * any pool.
+ *
+ * A loop of ntasks items runs as `lanes` = min(threads, ntasks) lanes: lane k owns scratch slot k
+ * (mae_exec.scratch + k * scratch_per_thread) and claims items from a shared counter until none
+ * are left. The lanes go to the context's host pool (mae_thread_pool: the host's job system runs
+ * them as its tasks), else to the built-in pool (pool.c), or to OpenMP in an OPENMP=1 build. A
+ * slot is never used by two lanes at once whichever threads run them, and a lane that runs late
+ * or never just finds the items taken by the others. */
+#include <stdatomic.h>
 #include "util.h"
+#include "sized.h"
+#include "pool.h"
+#include "../kernels/kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -10,30 +22,105 @@ int mae_max_threads(void)
 #ifdef _OPENMP
     return omp_get_num_procs();
 #else
-    return 1;
+    return mae_cpu_count();
 #endif
 }
 
-void mae_parallel_for(int nthreads, int ntasks, mae_task_fn fn, void *arg)
+typedef struct lane_job {
+    mae_task_fn fn;
+    void *arg;
+    int ntasks;
+    atomic_int next;   /* the next unclaimed item */
+} lane_job;
+
+static void run_lane(void *p, int lane)
+{
+    lane_job *j = p;
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (i >= j->ntasks)
+            return;
+        j->fn(j->arg, i, lane);
+    }
+}
+
+void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
 {
     if (ntasks <= 0)
         return;
-    if (nthreads > ntasks)
-        nthreads = ntasks;
-#ifdef _OPENMP
-    if (nthreads > 1) {
-#pragma omp parallel num_threads(nthreads)
-        {
-            int t = omp_get_thread_num();
-            int n = omp_get_num_threads();
-#pragma omp for schedule(static)
-            for (int i = 0; i < ntasks; i++)
-                fn(arg, i, t < n ? t : 0);
-        }
+    int lanes = ex && ex->nthreads > 1 ? ex->nthreads : 1;
+    if (lanes > ntasks)
+        lanes = ntasks;
+    if (lanes == 1) {
+        for (int i = 0; i < ntasks; i++)
+            fn(arg, i, 0);
         return;
     }
+    lane_job j = { fn, arg, ntasks, 0 };
+    if (ex->host) {
+        ex->host->run(ex->host->user, lanes, run_lane, &j);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(lanes)
+    run_lane(&j, omp_get_thread_num());
+#else
+    mae_pool_run(1 + mae_pool_reserve(lanes - 1), run_lane, &j);
 #endif
-    (void)nthreads;
-    for (int i = 0; i < ntasks; i++)
-        fn(arg, i, 0);
+}
+
+int mae_threads_effective(const mae_exec *ex)
+{
+    int n = ex->nthreads > 1 ? ex->nthreads : 1;
+#ifndef _OPENMP
+    if (!ex->host)
+        n = 1 + mae_pool_reserve(n - 1);
+#endif
+    return n;
+}
+
+/* ---- host pools ---------------------------------------------------------------------------- */
+
+#define POOL_V1_SIZE (offsetof(mae_thread_pool, user) + sizeof(void *))
+
+static mae_thread_pool default_pool;   /* struct_size 0: none (the built-in pool) */
+
+MAE_API mae_status mae_thread_pool_init(mae_thread_pool *pool, size_t struct_size)
+{
+    if (!pool)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_thread_pool_init: pool is NULL");
+    mae_thread_pool full = { sizeof full, 1, NULL, NULL };
+    return mae_sized_write("mae_thread_pool_init", pool, struct_size, &full, sizeof full, POOL_V1_SIZE);
+}
+
+mae_status mae_thread_pool_read(const char *fn, const mae_thread_pool *in, mae_thread_pool *out)
+{
+    mae_thread_pool full = { sizeof full, 1, NULL, NULL };
+    mae_status s = mae_sized_read(fn, in, &full, sizeof full, POOL_V1_SIZE);
+    if (s != MAE_OK)
+        return s;
+    if (!full.run)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: the pool's run function is NULL", fn);
+    if (full.nthreads < 1 || full.nthreads > 256)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: the pool's nthreads %d is outside [1, 256]", fn, (int)full.nthreads);
+    *out = full;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool)
+{
+    if (!pool) {
+        default_pool.struct_size = 0;
+        return MAE_OK;
+    }
+    mae_thread_pool p;
+    mae_status s = mae_thread_pool_read("mae_set_thread_pool", pool, &p);
+    if (s == MAE_OK)
+        default_pool = p;
+    return s;
+}
+
+const mae_thread_pool *mae_thread_pool_default(void)
+{
+    return default_pool.struct_size ? &default_pool : NULL;
 }

@@ -24,11 +24,22 @@ void  mae_free(void *p);
 int mae_mul_size(size_t a, size_t b, size_t *out);
 int mae_add_size(size_t a, size_t b, size_t *out);
 
-/* Run fn(arg, task, thread) for task in [0, ntasks) on up to nthreads threads. Tasks must write disjoint
- * outputs; the result then does not depend on the thread count. The only parallel loop. */
-typedef void (*mae_task_fn)(void *arg, int task, int thread);   /* thread in [0, nthreads) */
-void mae_parallel_for(int nthreads, int ntasks, mae_task_fn fn, void *arg);
-int  mae_max_threads(void);   /* 1 without OpenMP */
+/* Run fn(arg, task, thread) for task in [0, ntasks) on up to ex->nthreads threads (the context's
+ * host pool, else the built-in pool or OpenMP; parallel.c). Tasks must write disjoint outputs;
+ * the result then does not depend on the thread count or the pool. thread is in
+ * [0, ex->nthreads): no two tasks running at once get the same one (per-thread scratch). ex may
+ * be NULL: one thread. The only parallel loop. */
+struct mae_exec;
+typedef void (*mae_task_fn)(void *arg, int task, int thread);
+void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
+/* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
+ * create its workers (it creates them now if they are missing). */
+int  mae_threads_effective(const struct mae_exec *ex);
+/* A caller's mae_thread_pool, size-checked and validated (run set, nthreads in [1, 256]). */
+mae_status mae_thread_pool_read(const char *fn, const mae_thread_pool *in, mae_thread_pool *out);
+/* The pool mae_set_thread_pool set for new contexts and trainers, or NULL (the built-in one). */
+const mae_thread_pool *mae_thread_pool_default(void);
 
 /* MT19937 exactly as PyTorch's CPU generator: seeded with (uint32)seed. */
 typedef struct mae_rng {
