@@ -373,7 +373,8 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
  * Buffers the library returns are packed and freed with mae_image_free.
  *
  * Readers treat files as hostile: every length and checksum is checked, and images above 2^28
- * pixels are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
+ * pixels, or whose decoding needs more memory than mae_image_set_limit allows (1 GiB by default),
+ * are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
  * ------------------------------------------------------------------------------------------- */
 
 /* Reads a PNG (8/16-bit and 1/2/4-bit gray, gray+alpha, RGB, RGBA, palette with tRNS, Adam7
@@ -480,6 +481,15 @@ MAE_API mae_status mae_visualize_png(const mae_model *m, const float *imgs, cons
                                      const float *mask, int batch, mae_pred_space space,
                                      const float *mean, const float *std, int scale,
                                      const char *path);
+
+/* Decode memory: the most one image or IDX load holds at once while decoding (the decoded data,
+ * the inflated rows of a PNG, a gzip IDX's output while it grows, a channel conversion; not the
+ * file's own bytes, which mae_image_load and mae_idx_load read first). A load that would need
+ * more fails with MAE_ERR_UNSUPPORTED before allocating it. Library-wide, for every thread; the
+ * default is 1 GiB (a 16-bit RGBA PNG of 2^28 pixels needs 3 GiB and is refused unless the limit
+ * is raised). max_bytes 0 restores the default. */
+MAE_API mae_status mae_image_set_limit(size_t max_bytes);
+MAE_API size_t     mae_image_get_limit(void);
 
 #ifdef __cplusplus
 }
