@@ -32,7 +32,7 @@ void mae_crc32c_init(mae_crc32c *c)
 {
     c->state = 0xFFFFFFFFu;
 #if HAVE_HW
-    c->hw = __builtin_cpu_supports("sse4.2");
+    c->hw = __builtin_cpu_supports("sse4.2") != 0;
 #else
     c->hw = 0;
 #endif
