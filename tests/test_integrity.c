@@ -205,6 +205,13 @@ static void test_foreign(void)
     unlink(path);
     mae_model_free(m);
 
+    /* the writer keeps the key to itself */
+    mae_st_meta own[1] = { { MAE_ST_CRC_KEY, "00000000" } };
+    float one = 1.0f;
+    int64_t shape1[1] = { 1 };
+    mae_st_out t1[1] = { { "x", &one, 1, shape1 } };
+    CHECK(mae_st_write(path, t1, 1, own, 1) == MAE_ERR_INVALID_ARG, "the writer took %s from its caller", MAE_ST_CRC_KEY);
+
     static const char *const bad[] = {
         "{\"__metadata__\":{\"libmae.crc32c\":\"0000000A\"}}",        /* uppercase */
         "{\"__metadata__\":{\"libmae.crc32c\":\"0000000\"}}",         /* 7 digits */
