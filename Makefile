@@ -9,6 +9,7 @@
 #                        process when it cannot create threads; the built-in pool does not)
 #   make CC=clang        any C11 compiler
 #   make SANITIZE=address,undefined test    sanitizer build in build-san/
+#   make fuzz-long FUZZ_SECONDS=3600        every fuzz target for that long (not in CI)
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define MAE_VERSION_MAJOR \([0-9]*\).*/\1/p' include/mae.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define MAE_VERSION_MINOR \([0-9]*\).*/\1/p' include/mae.h)
@@ -191,6 +192,14 @@ uninstall:
 
 abi-baseline:
 	sh tests/check_abi.sh --update
+
+# Long fuzzing (not part of make test or CI): every tests/fuzz_*.c target side by side for
+# FUZZ_SECONDS each (default an hour), reporting executions and coverage per target
+# (docs/TESTING.md records a run). The corpora grow in $(BUILD)/fuzz/corpus_<name>/.
+FUZZ_SECONDS ?= 3600
+.PHONY: fuzz-long
+fuzz-long:
+	BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/check_fuzz.sh
 
 # The command-line tool (examples/cli: one file per subcommand).
 CLI_SRCS := $(sort $(wildcard examples/cli/*.c))

@@ -519,7 +519,8 @@ MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn prog
  * Buffers the library returns are packed and freed with mae_image_free.
  *
  * Readers treat files as hostile: every length and checksum is checked, and images above 2^28
- * pixels are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
+ * pixels, or whose decoding needs more memory than mae_image_set_limit allows (1 GiB by default),
+ * are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
  * ------------------------------------------------------------------------------------------- */
 
 /* Reads a PNG (8/16-bit and 1/2/4-bit gray, gray+alpha, RGB, RGBA, palette with tRNS, Adam7
@@ -641,6 +642,15 @@ MAE_API mae_status mae_images_to_input(const mae_model *m, int batch, const uint
  * temporary file is removed and an existing file at path is intact. data may be NULL when size
  * is 0 (an empty file). */
 MAE_API mae_status mae_file_write(const char *path, const void *data, size_t size);
+
+/* Decode memory: the most one image or IDX load holds at once while decoding (the decoded data,
+ * the inflated rows of a PNG, a gzip IDX's output while it grows, a channel conversion; not the
+ * file's own bytes, which mae_image_load and mae_idx_load read first). A load that would need
+ * more fails with MAE_ERR_UNSUPPORTED before allocating it. Library-wide, for every thread; the
+ * default is 1 GiB (a 16-bit RGBA PNG of 2^28 pixels needs 3 GiB and is refused unless the limit
+ * is raised). max_bytes 0 restores the default. */
+MAE_API mae_status mae_image_set_limit(size_t max_bytes);
+MAE_API size_t     mae_image_get_limit(void);
 
 #ifdef __cplusplus
 }

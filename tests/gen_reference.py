@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Golden reference data for libmae, computed in float64 with PyTorch from the MAE definitions
-(He et al. 2021; facebookresearch/mae models_mae.py semantics, see /work/shared/MAE_REFERENCE.md
-section 3). Nothing here imports MAE code: every step is written out below.
+(He et al. 2021, arXiv:2111.06377; the semantics of models_mae.py in github.com/facebookresearch/mae:
+patchify, per-sample masking by argsort of uniform noise, pre-norm ViT blocks with exact GELU,
+decoder with mask tokens and unshuffle, per-patch MSE on the removed patches; docs/TESTING.md).
+Nothing here imports MAE code: every step is written out below.
 
 Writes into tests/data/ (see docs/TESTING.md for what each file holds):
   <name>.model.safetensors   the model (official state_dict names, F32, config in __metadata__)

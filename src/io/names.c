@@ -1,5 +1,5 @@
-/* Mapping official MAE tensor names onto the names a checkpoint file uses (MAE_REFERENCE.md
- * §5 and §10.2). */
+/* Mapping official MAE tensor names onto the names a checkpoint file uses (the table in
+ * docs/FORMAT.md, "Tensor names"). */
 #include <stdio.h>
 #include <string.h>
 #include "names.h"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "safetensors.h"
 #include "json.h"
+#include "crc32c.h"
 #include "../util/util.h"
 
 typedef struct dtype_info { const char *name; size_t size; } dtype_info;
@@ -157,38 +158,106 @@ static mae_status parse_tensor(mae_json *j, mae_st_entry *e, size_t data_size)
     return check_entry(e, data_size);
 }
 
-/* "__metadata__": string -> string. Pairs that do not fit mae_st_meta are skipped. */
-static mae_status parse_meta(mae_json *j, mae_st_file *f, int store)
+/* What the two passes over the header share: the first counts (tensors, metadata pairs, string
+ * bytes), the second stores into arrays of those sizes. */
+typedef struct st_parse {
+    mae_st_file *f;
+    int store;
+    size_t str_len;       /* bytes of f->strings used so far */
+    size_t crc_at;        /* file offset of the checksum's first hex digit; 0 when none */
+} st_parse;
+
+/* The checksum value at file offset `at` (its opening quote): exactly 8 lowercase hex digits as
+ * the writer puts them, raw in the header (no escapes), so that the reader can read the file
+ * with them as "00000000" and so that no single flipped bit can leave the value unchanged (an
+ * uppercase digit would be the same number one bit away). */
+static mae_status take_crc(const mae_json *j, size_t at, st_parse *p)
 {
+    const char *q = j->s + (at - j->base);
+    if (p->crc_at)
+        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s appears twice", at, MAE_ST_CRC_KEY);
+    uint32_t v = 0;
+    for (int i = 1; i <= 8; i++) {
+        char c = q[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s is not 8 lowercase hex digits (damaged?)", at, MAE_ST_CRC_KEY);
+        v = v << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    if (q[9] != '"')
+        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s is not 8 lowercase hex digits (damaged?)", at, MAE_ST_CRC_KEY);
+    p->crc_at = at + 1;
+    p->f->crc = v;
+    return MAE_OK;
+}
+
+/* 1 when key is the checksum key with one bit flipped: a damaged libmae file that would
+ * otherwise pass for a foreign file without a checksum. */
+static int damaged_crc_key(const char *key, size_t len)
+{
+    const char *want = MAE_ST_CRC_KEY;
+    if (len != strlen(want))
+        return 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++)
+        for (unsigned x = (unsigned char)(key[i] ^ want[i]); x; x &= x - 1)
+            bits++;
+    return bits == 1;
+}
+
+/* "__metadata__": string -> string. Pairs longer than the limits of mae_st_meta are skipped;
+ * the checksum is taken apart from the others. */
+static mae_status parse_meta(mae_json *j, st_parse *p)
+{
+    mae_st_file *f = p->f;
     int more = 1;
     mae_status s = mae_json_open(j, '{');
     for (int i = 0; s == MAE_OK; i++) {
         if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
             break;
         mae_st_meta m;
-        size_t klen, vlen;
+        size_t klen, vlen, kat = mae_json_where(j);
         if ((s = mae_json_string(j, m.key, sizeof m.key, &klen)) != MAE_OK || (s = mae_json_colon(j)) != MAE_OK)
             break;
+        size_t at = mae_json_where(j);
         if (mae_json_peek(j) != '"')
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ value of '%s' is not a string",
-                            mae_json_where(j), m.key);
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ value of '%s' is not a string", at, m.key);
         if ((s = mae_json_string(j, m.value, sizeof m.value, &vlen)) != MAE_OK)
             break;
         int fits = klen < sizeof m.key && vlen < sizeof m.value && strlen(m.key) == klen && strlen(m.value) == vlen;
-        if (fits && store)
-            f->meta[f->n_meta] = m;
-        f->n_meta += fits;
+        if (fits && strcmp(m.key, MAE_ST_CRC_KEY) == 0) {
+            if ((s = take_crc(j, at, p)) != MAE_OK)
+                return s;
+            continue;
+        }
+        if (fits && damaged_crc_key(m.key, klen))
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: metadata key '%s' is '%s' with one bit flipped (damaged file)",
+                            kat, m.key, MAE_ST_CRC_KEY);
+        if (!fits)
+            continue;
+        if (f->n_meta == MAE_ST_MAX_META)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: more than %d __metadata__ pairs (libmae keeps at most %d)",
+                            kat, MAE_ST_MAX_META, MAE_ST_MAX_META);
+        if (p->store) {
+            char *k = f->strings + p->str_len, *v = k + klen + 1;
+            memcpy(k, m.key, klen + 1);
+            memcpy(v, m.value, vlen + 1);
+            f->meta[f->n_meta] = (mae_st_pair){ k, v };
+        }
+        p->str_len += klen + vlen + 2;
+        f->n_meta++;
     }
     return s;
 }
 
-/* Walks the header; with store == 0 it only counts tensors and metadata pairs (into f->n and
- * f->n_meta), with store == 1 it fills the arrays sized by the counting pass. */
-static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
+/* Walks the header; with p->store == 0 it only counts tensors, metadata pairs and string bytes,
+ * with p->store == 1 it fills the arrays sized by the counting pass. */
+static mae_status parse_header(mae_json *j, st_parse *p)
 {
+    mae_st_file *f = p->f;
     int more = 1, have_meta = 0;
     mae_status s = mae_json_open(j, '{');
     f->n = f->n_meta = 0;
+    p->str_len = p->crc_at = 0;
     for (int i = 0; s == MAE_OK; i++) {
         if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
             break;
@@ -205,7 +274,7 @@ static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
             if (have_meta)
                 return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ appears twice", at);
             have_meta = 1;
-            if ((s = parse_meta(j, f, store)) != MAE_OK)
+            if ((s = parse_meta(j, p)) != MAE_OK)
                 return with_prefix(s, "in __metadata__: ");
             continue;
         }
@@ -216,7 +285,9 @@ static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
             snprintf(pre, sizeof pre, "tensor '%s': ", e.name);
             return with_prefix(s, pre);
         }
-        if (store)
+        if (f->n == INT32_MAX)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: more than %d tensors", at, INT32_MAX);
+        if (p->store)
             f->t[f->n] = e;
         f->n++;
     }
@@ -234,7 +305,7 @@ static int by_name(const void *a, const void *b)
 
 static int by_key(const void *a, const void *b)
 {
-    return strcmp((*(const mae_st_meta *const *)a)->key, (*(const mae_st_meta *const *)b)->key);
+    return strcmp(((const mae_st_pair *)a)->key, ((const mae_st_pair *)b)->key);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -245,29 +316,32 @@ static int by_offset(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Duplicate names and keys, and tensors whose bytes overlap (empty tensors overlap nothing). */
-static mae_status check_entries(const mae_st_file *f)
+/* Sorts the metadata by key and f->by_name by name (the lookups binary-search them), and checks
+ * for duplicate names and keys, and for tensors whose bytes overlap (empty tensors overlap
+ * nothing). */
+static mae_status check_entries(mae_st_file *f)
 {
-    int most = f->n > f->n_meta ? f->n : f->n_meta;
-    if (most < 2)
-        return MAE_OK;
-    const void **p = mae_alloc((size_t)most * sizeof *p);
-    if (!p)
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d entries", most);
-    mae_status s = MAE_OK;
-    for (int i = 0; i < f->n_meta; i++)
-        p[i] = &f->meta[i];
-    qsort(p, (size_t)f->n_meta, sizeof *p, by_key);
-    for (int i = 1; i < f->n_meta && s == MAE_OK; i++)
-        if (by_key(&p[i - 1], &p[i]) == 0)
-            s = mae_fail(MAE_ERR_FORMAT, "__metadata__ key '%s' appears twice", ((const mae_st_meta *)p[i])->key);
+    if (f->n_meta > 1)
+        qsort(f->meta, (size_t)f->n_meta, sizeof *f->meta, by_key);
+    for (int i = 1; i < f->n_meta; i++)
+        if (by_key(&f->meta[i - 1], &f->meta[i]) == 0)
+            return mae_fail(MAE_ERR_FORMAT, "__metadata__ key '%s' appears twice", f->meta[i].key);
     for (int i = 0; i < f->n; i++)
-        p[i] = &f->t[i];
-    qsort(p, (size_t)f->n, sizeof *p, by_name);
-    for (int i = 1; i < f->n && s == MAE_OK; i++)
-        if (by_name(&p[i - 1], &p[i]) == 0)
-            s = mae_fail(MAE_ERR_FORMAT, "tensor '%s' appears twice", ((const mae_st_entry *)p[i])->name);
+        f->by_name[i] = &f->t[i];
+    if (f->n > 1)
+        qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, by_name);
+    for (int i = 1; i < f->n; i++)
+        if (by_name(&f->by_name[i - 1], &f->by_name[i]) == 0)
+            return mae_fail(MAE_ERR_FORMAT, "tensor '%s' appears twice", f->by_name[i]->name);
+    if (f->n < 2)
+        return MAE_OK;
+    const mae_st_entry **p = mae_alloc((size_t)f->n * sizeof *p);
+    if (!p)
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for sorting %d tensors by offset (%zu bytes)",
+                        f->n, (size_t)f->n * sizeof *p);
+    memcpy(p, f->by_name, (size_t)f->n * sizeof *p);
     qsort(p, (size_t)f->n, sizeof *p, by_offset);
+    mae_status s = MAE_OK;
     const mae_st_entry *prev = NULL;
     for (int i = 0; i < f->n && s == MAE_OK; i++) {
         const mae_st_entry *e = p[i];
@@ -280,6 +354,21 @@ static mae_status check_entries(const mae_st_file *f)
     }
     mae_free(p);
     return s;
+}
+
+/* The file's CRC-32C with the checksum's 8 digits read as '0's, against the stored value. */
+static mae_status check_crc(const unsigned char *buf, size_t size, size_t at, uint32_t want)
+{
+    mae_crc32c c;
+    mae_crc32c_init(&c);
+    mae_crc32c_update(&c, buf, at);
+    mae_crc32c_update(&c, "00000000", 8);
+    mae_crc32c_update(&c, buf + at + 8, size - at - 8);
+    uint32_t got = mae_crc32c_value(&c);
+    if (got != want)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: checksum mismatch: %s says %08x, the file's %zu bytes give %08x "
+                        "(the file is damaged)", MAE_ST_CRC_KEY, (unsigned)want, size, (unsigned)got);
+    return MAE_OK;
 }
 
 /* ---- parse, open, close, find --------------------------------------------------------------- */
@@ -308,29 +397,43 @@ mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
     memset(&tmp, 0, sizeof tmp);
     tmp.data = buf + 8 + n;
     tmp.data_size = size - 8 - (size_t)n;
+    st_parse p = { &tmp, 0, 0, 0 };
     mae_json j;
     mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    mae_status s = parse_header(&j, &tmp, 0);
+    mae_status s = parse_header(&j, &p);
     if (s != MAE_OK)
         return with_prefix(s, "safetensors: ");
     int n_t = tmp.n, n_m = tmp.n_meta;
+    size_t n_s = p.str_len;
     tmp.t = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.t) : NULL;
-    tmp.meta = n_m ? mae_calloc((size_t)n_m, sizeof *tmp.meta) : NULL;
-    if ((n_t && !tmp.t) || (n_m && !tmp.meta)) {
+    tmp.by_name = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.by_name) : NULL;
+    if (n_t && (!tmp.t || !tmp.by_name)) {
         mae_st_close(&tmp);
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d tensors", n_t);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for the entries of %d tensors (%zu bytes)", n_t,
+                        (size_t)n_t * (sizeof *tmp.t + sizeof *tmp.by_name));
     }
+    tmp.meta = n_m ? mae_calloc((size_t)n_m, sizeof *tmp.meta) : NULL;
+    tmp.strings = n_s ? mae_alloc(n_s) : NULL;
+    if ((n_m && !tmp.meta) || (n_s && !tmp.strings)) {
+        mae_st_close(&tmp);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d __metadata__ pairs (%zu bytes)", n_m,
+                        (size_t)n_m * sizeof *tmp.meta + n_s);
+    }
+    p.store = 1;
     mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    s = parse_header(&j, &tmp, 1);
-    assert(s != MAE_OK || (tmp.n == n_t && tmp.n_meta == n_m));   /* the same text parses the same twice */
-    if (s == MAE_OK && (tmp.n != n_t || tmp.n_meta != n_m))
+    s = parse_header(&j, &p);
+    assert(s != MAE_OK || (tmp.n == n_t && tmp.n_meta == n_m && p.str_len == n_s));   /* the same text parses the same twice */
+    if (s == MAE_OK && (tmp.n != n_t || tmp.n_meta != n_m || p.str_len != n_s))
         s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
     if (s == MAE_OK && (s = check_entries(&tmp)) != MAE_OK && s == MAE_ERR_FORMAT)
         s = with_prefix(s, "safetensors: ");
+    if (s == MAE_OK && p.crc_at)
+        s = check_crc(buf, size, p.crc_at, tmp.crc);
     if (s != MAE_OK) {
         mae_st_close(&tmp);
         return s;
     }
+    tmp.has_crc = p.crc_at != 0;
     *f = tmp;
     return MAE_OK;
 }
@@ -388,7 +491,9 @@ void mae_st_close(mae_st_file *f)
         return;
     mae_free(f->owned);
     mae_free(f->t);
+    mae_free(f->by_name);
     mae_free(f->meta);
+    mae_free(f->strings);
     memset(f, 0, sizeof *f);
 }
 
@@ -396,9 +501,22 @@ const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name)
 {
     if (!f || !name)
         return NULL;
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->t[i].name, name) == 0)
-            return &f->t[i];
+    if (!f->by_name) {   /* a file put together by hand, without the parser's index */
+        for (int i = 0; i < f->n; i++)
+            if (strcmp(f->t[i].name, name) == 0)
+                return &f->t[i];
+        return NULL;
+    }
+    int lo = 0, hi = f->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->by_name[mid]->name, name);
+        if (c == 0)
+            return f->by_name[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -406,9 +524,16 @@ const char *mae_st_meta_get(const mae_st_file *f, const char *key)
 {
     if (!f || !key)
         return NULL;
-    for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta[i].key, key) == 0)
-            return f->meta[i].value;
+    int lo = 0, hi = f->n_meta;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->meta[mid].key, key);
+        if (c == 0)
+            return f->meta[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -572,6 +697,7 @@ typedef struct text {
     char *buf;
     size_t len;
     int overflow;
+    size_t crc_at;   /* offset of the checksum's placeholder digits in the text */
 } text;
 
 static void emit(text *t, const char *s, size_t n)
@@ -616,18 +742,18 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
 {
     size_t size = mae_st_dtype_size(dtype);
     char num[64];
-    emit_str(t, "{");
-    if (n_meta > 0) {
-        emit_str(t, "\"__metadata__\":{");
-        for (int i = 0; i < n_meta; i++) {
-            if (i)
-                emit_str(t, ",");
-            emit_json_string(t, meta[i].key, sizeof meta[i].key);
-            emit_str(t, ":");
-            emit_json_string(t, meta[i].value, sizeof meta[i].value);
-        }
-        emit_str(t, n > 0 ? "}," : "}");
+    /* the checksum first, as a placeholder that write_stream overwrites with the CRC-32C of all
+     * the bytes written (the placeholder included) */
+    emit_str(t, "{\"__metadata__\":{\"" MAE_ST_CRC_KEY "\":\"");
+    t->crc_at = t->len;
+    emit_str(t, "00000000\"");
+    for (int i = 0; i < n_meta; i++) {
+        emit_str(t, ",");
+        emit_json_string(t, meta[i].key, sizeof meta[i].key);
+        emit_str(t, ":");
+        emit_json_string(t, meta[i].value, sizeof meta[i].value);
     }
+    emit_str(t, n > 0 ? "}," : "}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         size_t count = 1;
@@ -651,6 +777,30 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
         emit_str(t, " ");
 }
 
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Tensor names given twice, found by sorting them (a model of many blocks has many tensors). */
+static mae_status check_unique(const mae_st_out *ts, int n)
+{
+    if (n < 2)
+        return MAE_OK;
+    const char **names = mae_alloc((size_t)n * sizeof *names);
+    if (!names)
+        return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for sorting %d tensor names", n);
+    for (int i = 0; i < n; i++)
+        names[i] = ts[i].name;
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    mae_status s = MAE_OK;
+    for (int i = 1; i < n && s == MAE_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            s = mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' appears twice", names[i]);
+    mae_free(names);
+    return s;
+}
+
 /* Everything that can be wrong with the caller's tensors and metadata; *bytes gets the size of
  * the data section. */
 static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, int fetch,
@@ -671,13 +821,15 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the tensors' size overflows");
         if (count && !t->data && !fetch)
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has no data", t->name);
-        for (int k = 0; k < i; k++)
-            if (strcmp(ts[k].name, t->name) == 0)
-                return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' appears twice", t->name);
     }
+    mae_status s = check_unique(ts, n);
+    if (s != MAE_OK)
+        return s;
     for (int i = 0; i < n_meta; i++) {
         if (!meta[i].key[0] || !memchr(meta[i].key, 0, sizeof meta[i].key) || !memchr(meta[i].value, 0, sizeof meta[i].value))
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata pair %d is empty or not terminated", i);
+        if (strcmp(meta[i].key, MAE_ST_CRC_KEY) == 0)
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata key '%s' is the writer's own", meta[i].key);
         for (int k = 0; k < i; k++)
             if (strcmp(meta[k].key, meta[i].key) == 0)
                 return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata key '%s' appears twice", meta[i].key);
@@ -687,17 +839,22 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
 }
 
 /* Header length, header, then every tensor as little-endian float32, float16 or bfloat16, through a
- * small buffer so that the byte order does not depend on the host. 1 when written; 0 on a write
- * error (errno set); -1 when a finite value of tensor *bad (its index *bad_index, the value
- * *bad_value) would round to infinity in the output dtype (nothing more is written). */
+ * small buffer so that the byte order does not depend on the host; then the CRC-32C of all those
+ * bytes over the header's placeholder digits. 1 when written; 0 on a write error (errno set); -1
+ * when a finite value of tensor *bad (its index *bad_index, the value *bad_value) would round to
+ * infinity in the output dtype (nothing more is written). */
 static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, int dtype, mae_st_fetch fetch,
                         const void *arg, float *scratch, int *bad, size_t *bad_index, float *bad_value)
 {
     unsigned char buf[16384];   /* a multiple of every element size */
+    mae_crc32c crc;
+    mae_crc32c_init(&crc);
     for (int i = 0; i < 8; i++)
         buf[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
     if (fwrite(buf, 1, 8, fp) != 8 || fwrite(h->buf, 1, h->len, fp) != h->len)
         return 0;
+    mae_crc32c_update(&crc, buf, 8);
+    mae_crc32c_update(&crc, h->buf, h->len);
     for (int t = 0; t < n; t++) {
         size_t count = 1, fill = 0;
         for (int d = 0; d < ts[t].ndim; d++)
@@ -730,10 +887,15 @@ static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, in
             if (fill == sizeof buf || i + 1 == count) {
                 if (fwrite(buf, 1, fill, fp) != fill)
                     return 0;
+                mae_crc32c_update(&crc, buf, fill);
                 fill = 0;
             }
         }
     }
+    char digits[9];
+    snprintf(digits, sizeof digits, "%08x", (unsigned)mae_crc32c_value(&crc));
+    if (fseek(fp, (long)(8 + h->crc_at), SEEK_SET) != 0 || fwrite(digits, 1, 8, fp) != 8)
+        return 0;
     return 1;
 }
 
@@ -799,7 +961,7 @@ mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, c
     mae_status s = check_outputs(tensors, n, meta, n_meta, fetch != NULL, mae_st_dtype_size(dtype), &data_bytes);
     if (s != MAE_OK)
         return s;
-    text h = { NULL, 0, 0 };
+    text h = { NULL, 0, 0, 0 };
     build_header(&h, tensors, n, meta, n_meta, dtype);
     if (h.overflow || h.len > MAE_ST_MAX_HEADER)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);

@@ -28,19 +28,38 @@ typedef struct mae_st_entry {
     size_t  begin, end;               /* byte offsets inside the data section */
 } mae_st_entry;
 
+/* A metadata pair to write (the writer's input). */
 typedef struct mae_st_meta {
     char key[64];
     char value[256];
 } mae_st_meta;
 
+/* A metadata pair read: both strings live in mae_st_file.strings. */
+typedef struct mae_st_pair {
+    const char *key, *value;
+} mae_st_pair;
+
+/* The reader keeps __metadata__ pairs whose key has at most 63 bytes and value at most 255 (the
+ * writer's limits; longer pairs are skipped), and at most MAE_ST_MAX_META of them: a header with
+ * more is refused, so that what a file costs in memory stays a small multiple of its size. */
+#define MAE_ST_MAX_META 65536
+
+/* The key of libmae's checksum in __metadata__: 8 lowercase hex digits, the CRC-32C of the whole
+ * file read with those digits as "00000000" (docs/FORMAT.md). */
+#define MAE_ST_CRC_KEY "libmae.crc32c"
+
 typedef struct mae_st_file {
     const unsigned char *data;        /* the data section (after the header) */
     size_t data_size;
     unsigned char *owned;             /* the whole file when opened from a path, else NULL */
-    mae_st_entry *t;
+    mae_st_entry *t;                  /* in the header's order */
     int n;
-    mae_st_meta *meta;                /* __metadata__ string pairs */
+    mae_st_pair *meta;                /* __metadata__ string pairs, sorted by key (the checksum not among them) */
     int n_meta;
+    char *strings;                    /* the metadata's decoded keys and values, each NUL-terminated */
+    const mae_st_entry **by_name;     /* the n entries sorted by name, for mae_st_find */
+    int has_crc;                      /* the file carries libmae.crc32c, and it matched */
+    uint32_t crc;                     /* its value */
 } mae_st_file;
 
 /* Reads and parses a whole file. On failure *f is left empty (safe to close). */
@@ -49,6 +68,7 @@ mae_status mae_st_open(const char *path, mae_st_file *f);
 mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f);
 void       mae_st_close(mae_st_file *f);
 
+/* Binary searches: O(log n) per lookup, so that loading n tensors is O(n log n). */
 const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name);
 const char         *mae_st_meta_get(const mae_st_file *f, const char *key);   /* NULL if absent */
 
@@ -64,7 +84,9 @@ typedef struct mae_st_out {
 } mae_st_out;
 
 /* Writes float32 tensors and string metadata to path through a temporary file in the same
- * directory, flushed and renamed: a crash never leaves a half-written file at path. */
+ * directory, flushed and renamed: a crash never leaves a half-written file at path. Every file
+ * written carries MAE_ST_CRC_KEY (first in __metadata__), which the reader verifies; a caller's
+ * metadata must not use that key. */
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta);
 /* The same, where a tensor whose data is NULL gets its values from fetch(arg, i, dst) (i: its

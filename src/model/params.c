@@ -306,12 +306,22 @@ typedef struct pack_state {
     int overflow;
 } pack_state;
 
+/* The tensor whose data starts at w: a binary search, as the table is in offset order (a linear
+ * scan per weight made loading a model of many blocks quadratic). */
 static mae_tensor *tensor_at(mae_model *m, const float *w)
 {
     size_t off = (size_t)(w - m->data);
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].offset == off)
-            return &m->tensors[i];
+    int lo = 0, hi = m->n_tensors;
+    while (lo < hi) {   /* the first tensor at or after off */
+        int mid = lo + (hi - lo) / 2;
+        if (m->tensors[mid].offset < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < m->n_tensors && m->tensors[lo].offset == off; lo++)
+        if (m->tensors[lo].count > 0)   /* an empty tensor shares its offset with the next */
+            return &m->tensors[lo];
     return NULL;   /* not reached: every linear weight is a tensor */
 }
 
