@@ -5,6 +5,8 @@
 #   make pretrain probe  re-create the demo model from Fashion-MNIST, then its linear probes
 #   make OPENMP=0        without OpenMP (single-threaded kernels)
 #   make CC=clang        any C11 compiler
+#   make CC=x86_64-w64-mingw32-gcc   Windows: DLL + import library + static library in
+#                        lib/x86_64-w64-mingw32/, objects in build-win/ (docs/BUILDING.md)
 #   make SANITIZE=address,undefined test    sanitizer build in build-san/
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define MAE_VERSION_MAJOR \([0-9]*\).*/\1/p' include/mae.h)
@@ -17,7 +19,10 @@ OPENMP  ?= 1
 SANITIZE ?=
 PREFIX  ?= /usr/local
 DESTDIR ?=
-ARCH    := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+TARGET  := $(shell $(CC) -dumpmachine 2>/dev/null)
+ARCH    := $(firstword $(subst -, ,$(TARGET)))
+# Windows (MinGW-w64) when the compiler's target names mingw: a DLL instead of a shared object.
+WINDOWS := $(if $(findstring mingw,$(TARGET)),1,)
 
 OPTFLAGS ?= -O2
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -31,14 +36,30 @@ ifeq ($(OPENMP),1)
 endif
 
 BUILD := build
+ifeq ($(WINDOWS),1)
+  # C99 printf (%zu, %td) instead of msvcrt's; the DLL exports what MAE_API marks; no -fPIC
+  # (all Windows code is position independent); runtime libraries linked in statically, so that
+  # the DLL and the programs need no libgomp/libwinpthread DLL beside them.
+  BUILD := build-win
+  ALLCFLAGS := $(filter-out -fPIC -D_POSIX_C_SOURCE=200809L,$(ALLCFLAGS)) -D__USE_MINGW_ANSI_STDIO=1 -DMAE_BUILD_DLL
+  LDLIBS += -static
+  # the POSIX tests compile unchanged against two small stand-ins (tests/win)
+  TEST_CFLAGS := -include tests/win/compat.h -Itests/win/include
+endif
 ifneq ($(SANITIZE),)
   BUILD := build-san
   ALLCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -g
   LDLIBS += -fsanitize=$(SANITIZE)
 endif
 
-# Kernel files carry their instruction set in their name and get its flags.
+# Kernel files carry their instruction set in their name and get its flags; the platform layer
+# has one file per OS (src/os).
 SRCS := $(sort $(wildcard src/*/*.c))
+ifeq ($(WINDOWS),1)
+  SRCS := $(filter-out src/os/os_unix.c,$(SRCS))
+else
+  SRCS := $(filter-out src/os/os_win.c,$(SRCS))
+endif
 ifeq ($(ARCH),x86_64)
   SRCS := $(filter-out %_neon.c,$(SRCS))
 else ifeq ($(ARCH),aarch64)
@@ -58,11 +79,22 @@ ifneq ($(SANITIZE),)
   STATIC := $(BUILD)/libmae.a
   SHARED := $(BUILD)/libmae.so.$(VERSION)
 endif
+EXE :=
+ifeq ($(WINDOWS),1)
+  # libmae-1.dll (the major version in the name, as a soname would carry it), its import library
+  # libmae.dll.a, and the static libmae.a, in a folder of their own so that they never mix with
+  # the native lib/libmae.a
+  LIBDIR := lib/$(TARGET)
+  STATIC := $(LIBDIR)/libmae.a
+  SHARED := $(LIBDIR)/libmae-$(VERSION_MAJOR).dll
+  IMPLIB := $(LIBDIR)/libmae.dll.a
+  EXE := .exe
+endif
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
-TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%$(EXE))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
-EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%$(EXE))
 
 .PHONY: all lib examples test check clean install uninstall bench demo pretrain probe
 
@@ -79,30 +111,36 @@ $(STATIC): $(OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
+ifeq ($(WINDOWS),1)
+$(SHARED): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ -Wl,--out-implib,$(IMPLIB) $(LDLIBS)
+else
 $(SHARED): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,libmae.so.$(VERSION_MAJOR) -o $@ $^ $(LDLIBS)
 	ln -sf libmae.so.$(VERSION) $(dir $@)libmae.so.$(VERSION_MAJOR)
 	ln -sf libmae.so.$(VERSION_MAJOR) $(dir $@)libmae.so
+endif
 
 # Tests link the static library so that they can reach internal functions too.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+$(BUILD)/tests/%$(EXE): tests/%.c tests/testutil.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
+	$(CC) $(ALLCFLAGS) $(TEST_CFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
 
-$(BUILD)/examples/%: examples/%.c $(STATIC)
+$(BUILD)/examples/%$(EXE): examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $< -o $@ $(STATIC) $(LDLIBS)
 
 examples: $(EXAMPLE_BINS)
 
-test: lib $(TEST_BINS) $(EXAMPLE_BINS) $(BUILD)/examples/mae
+test: lib $(TEST_BINS) $(EXAMPLE_BINS) $(BUILD)/examples/mae$(EXE)
 	@BUILD=$(BUILD) SHARED=$(SHARED) CC="$(CC)" SANITIZE="$(SANITIZE)" sh tests/run.sh $(TEST_BINS)
 
 check: test
 
 clean:
-	rm -rf build build-san lib/libmae.a lib/libmae.so*
+	rm -rf build build-san build-win lib/libmae.a lib/libmae.so* lib/*-mingw32
 
 # The main job: a small MAE that this project pretrained on Fashion-MNIST with libmae itself
 # (`make pretrain`, weights stored as F16 in examples/data) hides 75% of the patches of ten
@@ -182,7 +220,7 @@ abi-baseline:
 
 # The command-line tool (examples/cli: one file per subcommand).
 CLI_SRCS := $(sort $(wildcard examples/cli/*.c))
-$(BUILD)/examples/mae: $(CLI_SRCS) examples/cli/cli.h $(STATIC)
+$(BUILD)/examples/mae$(EXE): $(CLI_SRCS) examples/cli/cli.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(CLI_SRCS) -o $@ $(STATIC) $(LDLIBS)
-examples: $(BUILD)/examples/mae
+examples: $(BUILD)/examples/mae$(EXE)

@@ -416,11 +416,7 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
 
 /* Metadata: the model config under the official constructor names (so mae_model_load reads the
  * file as a model), then the trainer's state under "trainer.*". */
-static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...) MAE_PRINTF(4, 5);
 
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
 {
