@@ -128,6 +128,11 @@ $(BUILD)/tests/%$(EXE): tests/%.c tests/testutil.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(TEST_CFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
 
+# Windows only (tests/check_windows.sh): what only Windows can get wrong
+$(BUILD)/tests/win/%$(EXE): tests/win/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Wno-missing-prototypes $< -o $@ $(STATIC) $(LDLIBS)
+
 $(BUILD)/examples/%$(EXE): examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $< -o $@ $(STATIC) $(LDLIBS)

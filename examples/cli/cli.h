@@ -17,7 +17,7 @@ int cli_write_npy(const char *path, const float *data, const long long *shape, i
 
 /* ---- number parsing, more error lines, .safetensors (util.c) ---- */
 
-#if defined(__MINGW32__) && defined(__GNUC__)   /* C99 printf (__USE_MINGW_ANSI_STDIO) */
+#if defined(__MINGW32__) && defined(__GNUC__) && !defined(__clang__)   /* C99 printf */
 #  define CLI_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
 #elif defined(__GNUC__)
 #  define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -31,7 +31,7 @@
 
 /* printf-style format checking. MinGW's "printf" archetype is msvcrt's (no %zu); the library is
  * built with __USE_MINGW_ANSI_STDIO=1, whose printf is the C99 one, gnu_printf. */
-#if defined(__MINGW32__) && defined(__GNUC__)
+#if defined(__MINGW32__) && defined(__GNUC__) && !defined(__clang__)
 #  define MAE_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
 #elif defined(__GNUC__)
 #  define MAE_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
