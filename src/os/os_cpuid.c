@@ -27,7 +27,7 @@ unsigned long long mae_os_xgetbv0(void)
 void mae_os_cpuid(unsigned leaf, unsigned subleaf, unsigned r[4])
 {
     r[0] = r[1] = r[2] = r[3] = 0;
-    if (leaf <= __get_cpuid_max(leaf & 0x80000000u, 0))
+    if (leaf <= (unsigned)__get_cpuid_max(leaf & 0x80000000u, 0))
         __cpuid_count(leaf, subleaf, r[0], r[1], r[2], r[3]);
 }
 

@@ -85,9 +85,10 @@ int mae_os_ncpus(void)
 }
 
 /* strerror_r comes in two kinds: XSI returns int and fills buf, GNU (with _GNU_SOURCE) returns
- * the text, which may not be in buf. Which one the C library gave is told by the return type. */
+ * the text, which may not be in buf. Which one the C library gave is told by its type. */
 static const char *from_xsi(int r, char *buf, size_t cap)
 {
+    (void)cap;
     return r == 0 ? buf : NULL;
 }
 
@@ -103,7 +104,7 @@ const char *mae_os_strerror(int err, char *buf, size_t cap)
     if (!cap)
         return "";
     buf[0] = 0;
-    const char *s = _Generic(strerror_r(err, buf, cap), char *: from_gnu, default: from_xsi)(
+    const char *s = _Generic(&strerror_r, int (*)(int, char *, size_t): from_xsi, default: from_gnu)(
         strerror_r(err, buf, cap), buf, cap);
     if (!s || !buf[0])
         snprintf(buf, cap, "error %d", err);
