@@ -3,8 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include "cli.h"
+#ifdef _WIN32
+#include <windows.h>
+/* the number of online processors (sysconf's _SC_NPROCESSORS_ONLN) */
+static long online_cpus(void)
+{
+    return (long)GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);
+}
+#else
+#include <unistd.h>
+static long online_cpus(void)
+{
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+#endif
 
 #define CMD "bench"
 
@@ -36,7 +49,7 @@ static int parse(int argc, char **argv, bench_opts *o)
     o->batch = 8;
     o->iters = 5;
     o->ratio = -1;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long ncpu = online_cpus();
     o->threads = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -20,7 +20,9 @@ int cli_write_npy(const char *cmd, const char *path, const float *data, const lo
 
 /* ---- number parsing, more error lines, .safetensors (util.c) ---- */
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__) && defined(__GNUC__) && !defined(__clang__)   /* C99 printf */
+#  define CLI_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__)
 #  define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #  define CLI_PRINTF(a, b)

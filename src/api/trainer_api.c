@@ -454,11 +454,7 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
  * so mae_model_load reads the file as a model), then the trainer's state: "learned_pos" (whether
  * the encoder's position table trains, as decided when train_pos is -1), its counters and the
  * training config under "trainer.*". */
-static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...) MAE_PRINTF(4, 5);
 
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
 {

@@ -6,16 +6,15 @@
  * section), then the data section. */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "safetensors.h"
 #include "json.h"
 #include "crc32c.h"
+#include "../os/os.h"
+#include "../util/atomic_file.h"
 #include "../util/util.h"
 
 typedef struct dtype_info { const char *name; size_t size; } dtype_info;
@@ -35,14 +34,6 @@ size_t mae_st_dtype_size(int dtype)
 const char *mae_st_dtype_name(int dtype)
 {
     return dtype >= 0 && dtype < MAE_DT_COUNT ? dtypes[dtype].name : NULL;
-}
-
-/* strerror without its shared buffer (the library may run on many threads). */
-static const char *errtext(int err, char *buf, size_t cap)
-{
-    if (strerror_r(err, buf, cap) != 0)
-        snprintf(buf, cap, "error %d", err);
-    return buf;
 }
 
 /* Re-records the current message behind a prefix (mae_fail reuses the message buffer). */
@@ -443,20 +434,20 @@ mae_status mae_st_open(const char *path, mae_st_file *f)
     if (!f || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_open: %s is NULL", !f ? "f" : "path");
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = mae_os_fopen(path, "rb");
     char err[128];
     if (!fp)
-        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, errtext(errno, err, sizeof err));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, mae_os_strerror(errno, err, sizeof err));
+    uint64_t st_size;
+    if (mae_os_file_size(fp, &st_size) != 0) {
         fclose(fp);
         return mae_fail(MAE_ERR_IO, "'%s': not a regular file", path);
     }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX - 1) {
+    if (st_size > (uint64_t)SIZE_MAX - 1) {
         fclose(fp);
-        return mae_fail(MAE_ERR_NOMEM, "'%s': %lld bytes do not fit in memory", path, (long long)st.st_size);
+        return mae_fail(MAE_ERR_NOMEM, "'%s': %llu bytes do not fit in memory", path, (unsigned long long)st_size);
     }
-    size_t size = (size_t)st.st_size, got = 0;
+    size_t size = (size_t)st_size, got = 0;
     unsigned char *buf = mae_alloc(size + 1);
     if (!buf) {
         fclose(fp);
@@ -899,43 +890,30 @@ static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, in
     return 1;
 }
 
-/* A new file next to path (so that rename stays within one file system), created exclusively
- * so that concurrent writers never share one; NULL with errno set on failure. */
-static FILE *create_temp(const char *path, char *tmp, size_t cap)
-{
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%d", path, (long)getpid(), attempt);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0) {
-            FILE *fp = fdopen(fd, "wb");
-            if (!fp) {
-                int err = errno;
-                close(fd);
-                unlink(tmp);
-                errno = err;
-            }
-            return fp;
-        }
-        if (errno != EEXIST)
-            return NULL;
-    }
-    return NULL;
-}
+/* What the atomic writer's callback needs to stream the file (header built, scratch allocated). */
+typedef struct st_stream {
+    const char *path;
+    const text *h;
+    const mae_st_out *tensors;
+    int n, dtype;
+    mae_st_fetch fetch;
+    const void *arg;
+    float *scratch;
+    int bad;             /* out: the tensor holding a value beyond the dtype's range, or -1 */
+    size_t bad_index;
+    float bad_value;
+} st_stream;
 
-/* After the rename, the directory entry itself is flushed too (best effort: some file systems
- * refuse fsync on a directory, and the data is safe either way). */
-static void sync_dir(const char *path, char *buf, size_t cap)
+static mae_status stream_cb(FILE *fp, void *p)
 {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(buf, cap, ".");
-    else
-        snprintf(buf, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    int fd = open(buf, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    st_stream *c = p;
+    int w = write_stream(fp, c->h, c->tensors, c->n, c->dtype, c->fetch, c->arg, c->scratch,
+                         &c->bad, &c->bad_index, &c->bad_value);
+    if (w < 0)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "'%s': tensor '%s' holds %g (element %zu), beyond the %s range (largest finite %s): not written",
+                        c->path, c->tensors[c->bad].name, (double)c->bad_value, c->bad_index, mae_st_dtype_name(c->dtype),
+                        c->dtype == MAE_DT_F16 ? "65504" : "3.3895e38");
+    return w == 1 ? MAE_OK : MAE_ERR_IO;
 }
 
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
@@ -965,7 +943,7 @@ mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, c
     build_header(&h, tensors, n, meta, n_meta, dtype);
     if (h.overflow || h.len > MAE_ST_MAX_HEADER)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);
-    size_t cap = strlen(path) + 48, fetched = 0;
+    size_t fetched = 0;
     for (int i = 0; i < n; i++) {   /* the largest tensor given by fetch (sizes checked above) */
         size_t count = 1;
         for (int d = 0; d < tensors[i].ndim; d++)
@@ -974,50 +952,22 @@ mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, c
             fetched = count;
     }
     h.buf = mae_alloc(h.len);
-    char *tmp = mae_alloc(cap);
     float *scratch = fetched ? mae_alloc(fetched * sizeof *scratch) : NULL;
-    if (!h.buf || !tmp || (fetched && !scratch)) {
+    if (!h.buf || (fetched && !scratch)) {
         mae_free(h.buf);
-        mae_free(tmp);
         mae_free(scratch);
         return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for writing '%s'", path);
     }
     size_t len = h.len;
     h.len = 0;
     build_header(&h, tensors, n, meta, n_meta, dtype);
-    char err[128];
-    FILE *fp = create_temp(path, tmp, cap);
-    if (!fp) {
-        s = mae_fail(MAE_ERR_IO, "'%s': cannot create a temporary file next to it: %s", path, errtext(errno, err, sizeof err));
+    if (h.len != len) {   /* cannot happen: the two passes build the same header */
+        s = mae_fail(MAE_ERR_STATE, "mae_st_write: the header came out differently twice");
     } else {
-        int bad = -1;
-        size_t bad_index = 0;
-        float bad_value = 0;
-        int w = h.len == len ? write_stream(fp, &h, tensors, n, dtype, fetch, arg, scratch, &bad, &bad_index, &bad_value) : 0;
-        int ok = w == 1 && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-        int e = errno;
-        if (fclose(fp) != 0 && ok) {
-            ok = 0;
-            e = errno;
-        }
-        if (ok && rename(tmp, path) != 0) {
-            ok = 0;
-            e = errno;
-        }
-        if (w < 0) {
-            unlink(tmp);
-            s = mae_fail(MAE_ERR_UNSUPPORTED, "'%s': tensor '%s' holds %g (element %zu), beyond the %s range (largest finite %s): not written",
-                         path, tensors[bad].name, (double)bad_value, bad_index, mae_st_dtype_name(dtype),
-                         dtype == MAE_DT_F16 ? "65504" : "3.3895e38");
-        } else if (!ok) {
-            unlink(tmp);
-            s = mae_fail(MAE_ERR_IO, "'%s': writing %zu bytes failed: %s", path, 8 + len + data_bytes, errtext(e, err, sizeof err));
-        } else {
-            sync_dir(path, tmp, cap);
-        }
+        st_stream c = { path, &h, tensors, n, dtype, fetch, arg, scratch, -1, 0, 0 };
+        s = mae_atomic_write(NULL, path, stream_cb, &c);
     }
     mae_free(h.buf);
-    mae_free(tmp);
     mae_free(scratch);
     return s;
 }

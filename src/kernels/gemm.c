@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "gemm.h"
+#include "../os/os.h"
 #include "../util/util.h"
 
 enum { B_PACKED, B_ROWS, B_COLS };   /* prepacked panels; B [K,N] row-major; B stored [N,K] */
@@ -170,7 +171,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
              * and the first micro-kernel on a panel would otherwise wait for every line. */
             if (next)
                 for (size_t end = q + slice < panel ? q + slice : panel; q < end; q += 16)
-                    __builtin_prefetch(next + q, 0, 3);
+                    mae_prefetch(next + q);
             /* the epilogue's pointers follow the tile */
             e.bias = e.bias ? j->bias + jr : NULL;
             e.res = e.res ? res + (size_t)(m0 + ir - res_row0) * ldr + (jr - res_col0) : NULL;

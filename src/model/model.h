@@ -3,11 +3,11 @@
 #ifndef MAE_MODEL_H
 #define MAE_MODEL_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
 #include "../kernels/kernels.h"
+#include "../os/os.h"
 #include "../util/util.h"
 
 /* Architecture plus what follows from it. The settings are listed in config_fields.h, which maps
@@ -103,7 +103,7 @@ struct mae_model {
     const float *pk_pe, *pk_demb, *pk_pred;
     mae_block_pk *pk_blocks, *pk_dblocks;
     int slim;                      /* some tensors are in_place */
-    _Atomic(float *) *cache;       /* [n_tensors]: unpacked copies of in_place tensors, made on
+    mae_atomic_ptr *cache;         /* [n_tensors] float *: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
     atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
                                     * mae_trainer_create rewrites the weights (zero from calloc) */

@@ -166,7 +166,7 @@ MAE_API void mae_model_free(mae_model *m)
         return;
     if (m->cache) {
         for (int i = 0; i < m->n_tensors; i++)
-            mae_free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+            mae_free(mae_atomic_ptr_load(&m->cache[i]));
         mae_free((void *)m->cache);
     }
     mae_free(m->packed);
@@ -378,10 +378,10 @@ static mae_status pack_with(mae_model *m, const mae_kernels *k, int slim)
     mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
     float *packed = s.total ? mae_alloc(bytes) : NULL;
     float *tmp = tmp_floats ? mae_alloc(tmp_floats * sizeof *tmp) : NULL;
-    _Atomic(float *) *cache = m->cache;
+    mae_atomic_ptr *cache = m->cache;
     if (s.in_place && !cache && (cache = mae_calloc((size_t)m->n_tensors, sizeof *cache)) != NULL)
         for (int i = 0; i < m->n_tensors; i++)
-            atomic_init(&cache[i], NULL);
+            mae_atomic_ptr_init(&cache[i], NULL);
     if (!pb || (m->cfg.has_decoder && !pd) || (s.total && !packed) || (tmp_floats && !tmp) ||
         (s.in_place && !cache)) {
         mae_free(pb); mae_free(pd); mae_free(packed); mae_free(tmp);
@@ -527,16 +527,16 @@ mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const 
     }
     /* first request: unpack into a copy of our own and publish it; a thread that loses the race
      * frees its copy and takes the winner's */
-    _Atomic(float *) *slot = &m->cache[t - m->tensors];
-    float *have = atomic_load_explicit(slot, memory_order_acquire);
+    mae_atomic_ptr *slot = &m->cache[t - m->tensors];
+    float *have = mae_atomic_ptr_load(slot);
     if (!have) {
         float *mine = mae_alloc(t->count * sizeof *mine);
         if (!mine)
             return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes to unpack '%s'",
                             t->count * sizeof *mine, t->name);
         mae_model_tensor_read(m, t, mine);
-        if (atomic_compare_exchange_strong_explicit(slot, &have, mine, memory_order_acq_rel,
-                                                    memory_order_acquire))
+        have = mae_atomic_ptr_cas(slot, NULL, mine);
+        if (!have)
             have = mine;
         else
             mae_free(mine);

@@ -5,14 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
+#include "../os/os.h"
 
 /* Record a formatted message for mae_last_error() and return s, so that callers can write
  * `return mae_fail(MAE_ERR_SHAPE, "...", ...);`. */
-mae_status mae_fail(mae_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+mae_status mae_fail(mae_status s, const char *fmt, ...) MAE_PRINTF(2, 3);
 
 /* All library memory goes through these: 64-byte aligned, through the user's allocator, and
  * freed by the allocator that made it. mae_alloc returns NULL on failure or size 0 overflow. */
