@@ -352,7 +352,8 @@ TARGET_CLOSE = ("#if defined(__clang__)\n#pragma clang attribute pop\n"
 
 def version():
     h = read(os.path.join(ROOT, "include", "mae.h"))
-    return re.search(r'#define MAE_VERSION_STRING "([^"]+)"', h).group(1)
+    parts = [re.search(r"#define MAE_VERSION_%s (\d+)" % k, h).group(1) for k in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(parts)
 
 
 def git_describe():

@@ -12,7 +12,6 @@
 #include "util.h"
 #include "sized.h"
 #include "pool.h"
-#include "../kernels/kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif

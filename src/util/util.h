@@ -21,12 +21,20 @@ void  mae_free(void *p);
 int mae_mul_size(size_t a, size_t b, size_t *out);
 int mae_add_size(size_t a, size_t b, size_t *out);
 
+/* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
+ * scratch + t * scratch_per_thread (floats). */
+typedef struct mae_exec {
+    int    nthreads;
+    float *scratch;
+    size_t scratch_per_thread;
+    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
+} mae_exec;
+
 /* Run fn(arg, task, thread) for task in [0, ntasks) on up to ex->nthreads threads (the context's
  * host pool, else the built-in pool or OpenMP; parallel.c). Tasks must write disjoint outputs;
  * the result then does not depend on the thread count or the pool. thread is in
  * [0, ex->nthreads): no two tasks running at once get the same one (per-thread scratch). ex may
  * be NULL: one thread. The only parallel loop. */
-struct mae_exec;
 typedef void (*mae_task_fn)(void *arg, int task, int thread);
 void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
