@@ -39,6 +39,15 @@
 #  define MAE_PRINTF(fmt, args)
 #endif
 
+/* A function compiled for SSE4.2 inside a file built for baseline x86-64 (the CRC-32C
+ * instruction); MSVC needs no flag for an intrinsic. Call such a function only where
+ * mae_os_cpuid reports the feature. */
+#if defined(MAE_OS_X86_64) && defined(__GNUC__) && !defined(MAE_OS_MSVC)
+#  define MAE_TARGET_SSE42 __attribute__((target("sse4.2")))
+#else
+#  define MAE_TARGET_SSE42
+#endif
+
 /* ---- files ----------------------------------------------------------------------------------- */
 
 FILE *mae_os_fopen(const char *path, const char *mode);   /* fopen with a UTF-8 path */

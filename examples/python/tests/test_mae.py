@@ -19,8 +19,8 @@ def encoder_only(src, dst):
         data = f.read()
     out, blobs, at = {}, [], 0
     for name, e in header.items():
-        if name == "__metadata__":
-            out[name] = e
+        if name == "__metadata__":   # libmae's checksum no longer holds: leave it out
+            out[name] = {k: v for k, v in e.items() if k != "libmae.crc32c"}
             continue
         if name.startswith("decoder") or name == "mask_token":
             continue
@@ -90,8 +90,11 @@ class Binding(unittest.TestCase):
             self.model.close()
         self.assertEqual(e.exception.name, "STATE")
         self.assertEqual(c.embed(self.imgs).shape, (2, self.model.embed_dims[0]))   # still alive
-        t = mae.Trainer(self.model, 2)
+        with self.assertRaises(mae.Error) as e:   # a trainer converts the model: no live context
+            mae.Trainer(self.model, 2)
+        self.assertEqual(e.exception.name, "STATE")
         c.close()
+        t = mae.Trainer(self.model, 2)
         with self.assertRaises(mae.Error):
             self.model.close()
         t.close()
