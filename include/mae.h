@@ -188,6 +188,11 @@ typedef int (*mae_progress_fn)(void *user, int done, int total);
 MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn progress, void *user,
                                            mae_model **out);
 
+/* mae_model_load from a file's bytes in memory (size bytes at buf, e.g. embedded in a program or
+ * fetched over a network): the same checks, the same model, the same errors. buf is only read
+ * during the call, never kept or changed; the model holds its own copy of the weights. */
+MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model **out);
+
 /* ---------------------------------------------------------------------------------------------
  * 3. The context
  * ------------------------------------------------------------------------------------------- */

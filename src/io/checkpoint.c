@@ -251,6 +251,20 @@ mae_status mae_ckpt_file_config(const mae_st_file *f, mae_cfg *c)
     return s == MAE_OK ? file_config(&nm, c) : s;
 }
 
+/* A load from a path that failed before the checksum was compared (mae_st_parse compares it
+ * first): when the checksum does not match either, the damage is the better explanation (a
+ * flipped bit in the header gives a shape error first). A cancelled load reads no further. */
+static mae_status explain_failure(const mae_st_file *f, mae_status s)
+{
+    if (s == MAE_ERR_ABORTED || !f->has_crc || !f->stream)
+        return s;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", mae_last_error());
+    if (mae_st_verify(f) == MAE_ERR_FORMAT)
+        return MAE_ERR_FORMAT;   /* its message: checksum mismatch */
+    return mae_fail(s, "%s", msg);
+}
+
 mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
 {
     if (!f || !out)
@@ -270,6 +284,10 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
         if (s == MAE_OK && mae_load_progress_tick(i + 1, m->n_tensors))
             s = mae_fail(MAE_ERR_ABORTED, "load cancelled by the progress callback after tensor %d of %d", i + 1, m->n_tensors);
     }
+    if (s == MAE_OK)   /* a file read from its path: the checksum covers what was just read */
+        s = mae_st_verify(f);
+    else
+        s = explain_failure(f, s);
     if (s == MAE_OK)
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
@@ -280,25 +298,12 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
     return MAE_OK;
 }
 
-mae_status mae_model_load_memory(const unsigned char *buf, size_t size, mae_model **out)
-{
-    if (!out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_memory: out is NULL");
-    mae_st_file f;
-    mae_status s = mae_st_parse(buf, size, &f);
-    if (s != MAE_OK)
-        return s;
-    s = mae_model_from_st(&f, out);
-    mae_st_close(&f);
-    return s;
-}
-
 MAE_API mae_status mae_model_load(const char *path, mae_model **out)
 {
     if (!path || !out)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load: %s is NULL", !path ? "path" : "out");
     mae_st_file f;
-    mae_status s = mae_st_open(path, &f);
+    mae_status s = mae_st_open_stream(path, &f);   /* the tensors are read into the model from the file */
     if (s != MAE_OK)
         return s;
     s = mae_model_from_st(&f, out);

@@ -347,22 +347,89 @@ static mae_status check_entries(mae_st_file *f)
     return s;
 }
 
-/* The file's CRC-32C with the checksum's 8 digits read as '0's, against the stored value. */
-static mae_status check_crc(const unsigned char *buf, size_t size, size_t at, uint32_t want)
+/* The bytes [0, n) of a file whose checksum digits start at file offset crc_at, hashed with
+ * those digits read as '0's (n covers them). */
+static void hash_head(mae_crc32c *c, const unsigned char *buf, size_t n, size_t crc_at)
 {
-    mae_crc32c c;
-    mae_crc32c_init(&c);
-    mae_crc32c_update(&c, buf, at);
-    mae_crc32c_update(&c, "00000000", 8);
-    mae_crc32c_update(&c, buf + at + 8, size - at - 8);
-    uint32_t got = mae_crc32c_value(&c);
+    mae_crc32c_update(c, buf, crc_at);
+    mae_crc32c_update(c, "00000000", 8);
+    mae_crc32c_update(c, buf + crc_at + 8, n - crc_at - 8);
+}
+
+/* The file's CRC-32C, got from the size bytes hashed, against the stored value. */
+static mae_status check_crc(uint32_t got, uint32_t want, uint64_t size)
+{
     if (got != want)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: checksum mismatch: %s says %08x, the file's %zu bytes give %08x "
-                        "(the file is damaged)", MAE_ST_CRC_KEY, (unsigned)want, size, (unsigned)got);
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: checksum mismatch: %s says %08x, the file's %llu bytes give %08x "
+                        "(the file is damaged)", MAE_ST_CRC_KEY, (unsigned)want, (unsigned long long)size, (unsigned)got);
     return MAE_OK;
 }
 
 /* ---- parse, open, close, find --------------------------------------------------------------- */
+
+/* The header length n (the file's first 8 bytes) against the file's size; first: the header's
+ * first byte (when n > 0). */
+static mae_status check_length(uint64_t n, uint64_t size, int first)
+{
+    if (size < 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: %llu bytes is too short for the 8-byte header length",
+                        (unsigned long long)size);
+    if (n > size - 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 reaches past the end of the %llu-byte file",
+                        (unsigned long long)n, (unsigned long long)size);
+    if (n > MAE_ST_MAX_HEADER)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 is larger than %u",
+                        (unsigned long long)n, MAE_ST_MAX_HEADER);
+    if (n < 2 || first != '{')
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: the header at byte 8 does not start with '{' (not a safetensors file)");
+    return MAE_OK;
+}
+
+static uint64_t load_le(const unsigned char *p, size_t n);
+
+/* The header's n bytes of text (file offset 8) into *f, whose data_size is set: counted, then
+ * stored, then checked across entries. *crc_at gets the file offset of the checksum's digits, 0
+ * when there is none. On failure f is emptied. */
+static mae_status parse_image(const unsigned char *head, size_t n, mae_st_file *f, size_t *crc_at)
+{
+    st_parse p = { f, 0, 0, 0 };
+    mae_json j;
+    mae_json_init(&j, (const char *)head, n, 8);
+    mae_status s = parse_header(&j, &p);
+    if (s != MAE_OK)
+        return with_prefix(s, "safetensors: ");
+    int n_t = f->n, n_m = f->n_meta;
+    size_t n_s = p.str_len;
+    f->t = n_t ? mae_calloc((size_t)n_t, sizeof *f->t) : NULL;
+    f->by_name = n_t ? mae_calloc((size_t)n_t, sizeof *f->by_name) : NULL;
+    if (n_t && (!f->t || !f->by_name)) {
+        mae_st_close(f);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for the entries of %d tensors (%zu bytes)", n_t,
+                        (size_t)n_t * (sizeof *f->t + sizeof *f->by_name));
+    }
+    f->meta = n_m ? mae_calloc((size_t)n_m, sizeof *f->meta) : NULL;
+    f->strings = n_s ? mae_alloc(n_s) : NULL;
+    if ((n_m && !f->meta) || (n_s && !f->strings)) {
+        mae_st_close(f);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d __metadata__ pairs (%zu bytes)", n_m,
+                        (size_t)n_m * sizeof *f->meta + n_s);
+    }
+    p.store = 1;
+    mae_json_init(&j, (const char *)head, n, 8);
+    s = parse_header(&j, &p);
+    assert(s != MAE_OK || (f->n == n_t && f->n_meta == n_m && p.str_len == n_s));   /* the same text parses the same twice */
+    if (s == MAE_OK && (f->n != n_t || f->n_meta != n_m || p.str_len != n_s))
+        s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
+    if (s == MAE_OK && (s = check_entries(f)) != MAE_OK && s == MAE_ERR_FORMAT)
+        s = with_prefix(s, "safetensors: ");
+    if (s != MAE_OK) {
+        mae_st_close(f);
+        return s;
+    }
+    f->has_crc = p.crc_at != 0;
+    *crc_at = p.crc_at;
+    return MAE_OK;
+}
 
 mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
 {
@@ -371,65 +438,86 @@ mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
     memset(f, 0, sizeof *f);
     if (!buf && size)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_parse: buf is NULL");
-    if (size < 8)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: %zu bytes is too short for the 8-byte header length", size);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--)
-        n = n << 8 | buf[i];
-    if (n > size - 8)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 reaches past the end of the %zu-byte file",
-                        (unsigned long long)n, size);
-    if (n > MAE_ST_MAX_HEADER)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 is larger than %u",
-                        (unsigned long long)n, MAE_ST_MAX_HEADER);
-    if (n < 2 || buf[8] != '{')
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: the header at byte 8 does not start with '{' (not a safetensors file)");
+    uint64_t n = size >= 8 ? load_le(buf, 8) : 0;
+    mae_status s = check_length(n, size, size > 8 ? buf[8] : -1);
+    if (s != MAE_OK)
+        return s;
     mae_st_file tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.data = buf + 8 + n;
     tmp.data_size = size - 8 - (size_t)n;
-    st_parse p = { &tmp, 0, 0, 0 };
-    mae_json j;
-    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    mae_status s = parse_header(&j, &p);
-    if (s != MAE_OK)
-        return with_prefix(s, "safetensors: ");
-    int n_t = tmp.n, n_m = tmp.n_meta;
-    size_t n_s = p.str_len;
-    tmp.t = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.t) : NULL;
-    tmp.by_name = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.by_name) : NULL;
-    if (n_t && (!tmp.t || !tmp.by_name)) {
-        mae_st_close(&tmp);
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for the entries of %d tensors (%zu bytes)", n_t,
-                        (size_t)n_t * (sizeof *tmp.t + sizeof *tmp.by_name));
-    }
-    tmp.meta = n_m ? mae_calloc((size_t)n_m, sizeof *tmp.meta) : NULL;
-    tmp.strings = n_s ? mae_alloc(n_s) : NULL;
-    if ((n_m && !tmp.meta) || (n_s && !tmp.strings)) {
-        mae_st_close(&tmp);
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d __metadata__ pairs (%zu bytes)", n_m,
-                        (size_t)n_m * sizeof *tmp.meta + n_s);
-    }
-    p.store = 1;
-    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    s = parse_header(&j, &p);
-    assert(s != MAE_OK || (tmp.n == n_t && tmp.n_meta == n_m && p.str_len == n_s));   /* the same text parses the same twice */
-    if (s == MAE_OK && (tmp.n != n_t || tmp.n_meta != n_m || p.str_len != n_s))
-        s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
-    if (s == MAE_OK && (s = check_entries(&tmp)) != MAE_OK && s == MAE_ERR_FORMAT)
-        s = with_prefix(s, "safetensors: ");
-    if (s == MAE_OK && p.crc_at)
-        s = check_crc(buf, size, p.crc_at, tmp.crc);
-    if (s != MAE_OK) {
-        mae_st_close(&tmp);
+    size_t crc_at = 0;
+    if ((s = parse_image(buf + 8, (size_t)n, &tmp, &crc_at)) != MAE_OK)
         return s;
+    if (crc_at) {
+        mae_crc32c c;
+        mae_crc32c_init(&c);
+        hash_head(&c, buf, size, crc_at);
+        if ((s = check_crc(mae_crc32c_value(&c), tmp.crc, size)) != MAE_OK) {
+            mae_st_close(&tmp);
+            return s;
+        }
     }
-    tmp.has_crc = p.crc_at != 0;
     *f = tmp;
     return MAE_OK;
 }
 
-mae_status mae_st_open(const char *path, mae_st_file *f)
+/* ---- files read from their path ---------------------------------------------------------------
+ * The header is read whole (bounded by MAE_ST_MAX_HEADER) and dropped once parsed; tensors are
+ * read on demand. The checksum runs along the file: `run` has hashed its bytes [0, done), and a
+ * read that starts at or after done first hashes the bytes in between (read through buf), then
+ * the tensor's own as they arrive; mae_st_verify hashes from done to the end. */
+
+enum { STREAM_BUF = 65536,             /* a multiple of every element size */
+       DIRECT_PIECE = 1 << 20 };       /* float32 read into place and hashed a piece at a time,
+                                        * while the piece is still in the cache */
+
+struct mae_st_stream {
+    FILE *fp;
+    uint64_t at;             /* where fp is (a sequential read needs no seek) */
+    uint64_t data_at;        /* the data section's file offset: 8 + the header length */
+    uint64_t size;           /* the file's size when opened */
+    int hashing;             /* the file has a checksum not yet verified */
+    int broken;              /* a read failed part-way: run no longer means anything */
+    uint64_t done;           /* run has hashed the file's bytes [0, done) */
+    mae_crc32c run;
+    unsigned char buf[STREAM_BUF];
+};
+
+/* n bytes at file offset pos into dst; MAE_ERR_IO naming what was read. */
+static mae_status stream_read(mae_st_stream *st, uint64_t pos, void *dst, size_t n, const char *what)
+{
+    if (st->at != pos) {
+        if (mae_os_seek(st->fp, pos) != 0) {
+            st->at = UINT64_MAX;
+            return mae_fail(MAE_ERR_IO, "%s: cannot seek to byte %llu of the file", what, (unsigned long long)pos);
+        }
+        st->at = pos;
+    }
+    size_t got = n ? fread(dst, 1, n, st->fp) : 0;
+    st->at += got;
+    if (got != n)
+        return mae_fail(MAE_ERR_IO, "%s: read %zu of %zu bytes at byte %llu of the %llu-byte file (%s)", what, got, n,
+                        (unsigned long long)pos, (unsigned long long)st->size,
+                        ferror(st->fp) ? "a read error" : "the file is shorter than when it was opened");
+    return MAE_OK;
+}
+
+/* Hashes the file's bytes [st->done, end) by reading them through st->buf. */
+static mae_status hash_until(mae_st_stream *st, uint64_t end, const char *what)
+{
+    while (st->done < end) {
+        size_t n = end - st->done < STREAM_BUF ? (size_t)(end - st->done) : STREAM_BUF;
+        mae_status s = stream_read(st, st->done, st->buf, n, what);
+        if (s != MAE_OK)
+            return s;
+        mae_crc32c_update(&st->run, st->buf, n);
+        st->done += n;
+    }
+    return MAE_OK;
+}
+
+mae_status mae_st_open_stream(const char *path, mae_st_file *f)
 {
     if (!f || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_open: %s is NULL", !f ? "f" : "path");
@@ -443,44 +531,96 @@ mae_status mae_st_open(const char *path, mae_st_file *f)
         fclose(fp);
         return mae_fail(MAE_ERR_IO, "'%s': not a regular file", path);
     }
-    if (st_size > (uint64_t)SIZE_MAX - 1) {
+    uint64_t size = st_size;
+    mae_st_stream *sm = mae_alloc(sizeof *sm);
+    if (!sm) {
         fclose(fp);
-        return mae_fail(MAE_ERR_NOMEM, "'%s': %llu bytes do not fit in memory", path, (unsigned long long)st_size);
+        return mae_fail(MAE_ERR_NOMEM, "'%s': out of memory for reading it", path);
     }
-    size_t size = (size_t)st_size, got = 0;
-    unsigned char *buf = mae_alloc(size + 1);
-    if (!buf) {
-        fclose(fp);
-        return mae_fail(MAE_ERR_NOMEM, "'%s': cannot allocate %zu bytes to read it", path, size);
+    memset(sm, 0, offsetof(mae_st_stream, run));
+    sm->fp = fp;
+    sm->size = size;
+    f->stream = sm;   /* from here on mae_st_close(f) releases everything */
+    unsigned char len[9] = { 0 };
+    uint64_t n = 0;
+    size_t len_n = size < 9 ? (size_t)size : 9;   /* the length and the header's first byte */
+    mae_status s = stream_read(sm, 0, len, len_n, "safetensors: the header length");
+    if (s == MAE_OK) {
+        n = size >= 8 ? load_le(len, 8) : 0;
+        s = check_length(n, size, size > 8 ? len[8] : -1);
     }
-    while (got < size) {
-        size_t r = fread(buf + got, 1, size - got, fp);
-        if (r == 0)
-            break;
-        got += r;
+    if (s == MAE_OK && size != (size_t)size)
+        s = mae_fail(MAE_ERR_NOMEM, "safetensors: %llu bytes are more than this machine can address", (unsigned long long)size);
+    unsigned char *head = s == MAE_OK ? mae_alloc(8 + (size_t)n) : NULL;
+    if (s == MAE_OK && !head)
+        s = mae_fail(MAE_ERR_NOMEM, "safetensors: cannot allocate %llu bytes for the header", (unsigned long long)n);
+    if (s == MAE_OK) {
+        memcpy(head, len, 8);
+        s = stream_read(sm, 8, head + 8, (size_t)n, "safetensors: the header");
     }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad || got != size) {
-        mae_free(buf);
-        return mae_fail(MAE_ERR_IO, "'%s': read %zu of %zu bytes", path, got, size);
+    size_t crc_at = 0;
+    mae_st_file tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (s == MAE_OK) {
+        tmp.data_size = (size_t)(size - 8 - n);
+        s = parse_image(head + 8, (size_t)n, &tmp, &crc_at);
     }
-    mae_status s = mae_st_parse(buf, size, f);
+    if (s == MAE_OK && crc_at) {   /* the length and the header now, the data as it is read */
+        mae_crc32c_init(&sm->run);
+        hash_head(&sm->run, head, 8 + (size_t)n, crc_at);
+        sm->hashing = 1;
+    }
+    mae_free(head);
     if (s != MAE_OK) {
         char pre[300];
         snprintf(pre, sizeof pre, "'%s': ", path);
-        mae_free(buf);
+        mae_st_close(f);
         return with_prefix(s, pre);
     }
-    f->owned = buf;
+    sm->data_at = sm->done = 8 + n;
+    tmp.stream = sm;
+    *f = tmp;
     return MAE_OK;
+}
+
+mae_status mae_st_verify(const mae_st_file *f)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_verify: f is NULL");
+    mae_st_stream *st = f->stream;
+    if (!st || !st->hashing)
+        return MAE_OK;
+    if (st->broken)
+        return mae_fail(MAE_ERR_IO, "safetensors: the checksum cannot be verified: an earlier read failed");
+    mae_status s = hash_until(st, st->size, "safetensors: verifying the checksum");
+    if (s != MAE_OK)
+        return s;
+    if ((s = check_crc(mae_crc32c_value(&st->run), f->crc, st->size)) != MAE_OK)
+        return s;
+    st->hashing = 0;   /* verified: later reads need not hash */
+    return MAE_OK;
+}
+
+mae_status mae_st_open(const char *path, mae_st_file *f)
+{
+    mae_status s = mae_st_open_stream(path, f);
+    if (s == MAE_OK && (s = mae_st_verify(f)) != MAE_OK) {
+        char pre[300];
+        snprintf(pre, sizeof pre, "'%s': ", path);
+        mae_st_close(f);
+        return with_prefix(s, pre);
+    }
+    return s;
 }
 
 void mae_st_close(mae_st_file *f)
 {
     if (!f)
         return;
-    mae_free(f->owned);
+    if (f->stream) {
+        fclose(f->stream->fp);
+        mae_free(f->stream);
+    }
     mae_free(f->t);
     mae_free(f->by_name);
     mae_free(f->meta);
@@ -606,6 +746,55 @@ static float convert_one(int dtype, const unsigned char *p)
     return NAN;
 }
 
+/* count values of dtype at src into dst. */
+static void convert(int dtype, const unsigned char *src, float *dst, size_t count)
+{
+    size_t size = dtypes[dtype].size;
+    if (dtype == MAE_DT_F32 && host_little_endian()) {
+        if (count)
+            memcpy(dst, src, count * size);
+    } else if (dtype == MAE_DT_F16) {   /* the common dtypes of published weights get their own loops */
+        for (size_t i = 0; i < count; i++)
+            dst[i] = half_to_float((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
+    } else if (dtype == MAE_DT_BF16) {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = bits_to_float((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
+    } else {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = convert_one(dtype, src + i * size);
+    }
+}
+
+/* A tensor from an open file: float32 on a little-endian host straight into dst, a piece at a
+ * time; any other dtype through the stream's buffer. Hashed as read when the read is ahead of
+ * the checksum (the bytes before it first). */
+static mae_status read_stream(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t bytes)
+{
+    mae_st_stream *st = f->stream;
+    char what[200];
+    snprintf(what, sizeof what, "tensor '%s'", e->name);
+    uint64_t pos = st->data_at + e->begin;
+    int hash = st->hashing && !st->broken && pos >= st->done;
+    mae_status s = hash ? hash_until(st, pos, what) : MAE_OK;
+    int direct = e->dtype == MAE_DT_F32 && host_little_endian();
+    size_t size = dtypes[e->dtype].size, piece = direct ? DIRECT_PIECE : STREAM_BUF;
+    for (size_t off = 0; off < bytes && s == MAE_OK; off += piece) {
+        size_t n = bytes - off < piece ? bytes - off : piece;
+        unsigned char *to = direct ? (unsigned char *)dst + off : st->buf;
+        if ((s = stream_read(st, pos + off, to, n, what)) != MAE_OK)
+            break;
+        if (hash)
+            mae_crc32c_update(&st->run, to, n);
+        if (!direct)
+            convert(e->dtype, st->buf, dst + off / size, n / size);
+    }
+    if (hash && s == MAE_OK)
+        st->done = pos + bytes;
+    else if (hash)
+        st->broken = 1;
+    return s;
+}
+
 mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t count)
 {
     if (!f || !e || (!dst && count))
@@ -614,23 +803,14 @@ mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *d
         return mae_fail(MAE_ERR_SHAPE, "tensor '%s': %zu values asked for, the file holds %zu", e->name, count, e->count);
     size_t size = mae_st_dtype_size(e->dtype), bytes;
     /* the entry was checked when parsed; checked again so that a stray entry cannot read outside */
-    if (!size || !mae_mul_size(count, size, &bytes) || e->begin > f->data_size || bytes > f->data_size - e->begin)
+    if (!size || !mae_mul_size(count, size, &bytes) || e->begin > f->data_size || bytes > f->data_size - e->begin ||
+        (bytes && !f->data && !f->stream))
         return mae_fail(MAE_ERR_INVALID_ARG, "tensor '%s': the entry does not belong to this file", e->name);
-    const unsigned char *src = f->data + e->begin;
-    if (e->dtype == MAE_DT_F32 && host_little_endian()) {
-        if (count)
-            memcpy(dst, src, bytes);
+    if (bytes == 0)
         return MAE_OK;
-    }
-    if (e->dtype == MAE_DT_F16)   /* the common dtypes of published weights get their own loops */
-        for (size_t i = 0; i < count; i++)
-            dst[i] = half_to_float((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
-    else if (e->dtype == MAE_DT_BF16)
-        for (size_t i = 0; i < count; i++)
-            dst[i] = bits_to_float((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
-    else
-        for (size_t i = 0; i < count; i++)
-            dst[i] = convert_one(e->dtype, src + i * size);
+    if (f->stream)
+        return read_stream(f, e, dst, bytes);
+    convert(e->dtype, f->data + e->begin, dst, count);
     return MAE_OK;
 }
 

@@ -65,6 +65,8 @@ int   mae_os_fsync(FILE *f);
 void  mae_os_sync_dir(const char *path);
 /* The size of the regular file behind f; -1 (errno EINVAL) when it is not a regular file. */
 int   mae_os_file_size(FILE *f, uint64_t *size);
+/* Moves f to byte pos from the start (64-bit offsets on every system); 0 or -1. */
+int   mae_os_seek(FILE *f, uint64_t pos);
 
 /* ---- process, errors ------------------------------------------------------------------------ */
 

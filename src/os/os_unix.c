@@ -73,6 +73,14 @@ int mae_os_file_size(FILE *f, uint64_t *size)
     return 0;
 }
 
+int mae_os_seek(FILE *f, uint64_t pos)
+{
+    off_t o = (off_t)pos;
+    if (o < 0 || (uint64_t)o != pos)
+        return -1;
+    return fseeko(f, o, SEEK_SET) == 0 ? 0 : -1;
+}
+
 long mae_os_getpid(void)
 {
     return (long)getpid();

@@ -156,6 +156,13 @@ int mae_os_file_size(FILE *f, uint64_t *size)
     return 0;
 }
 
+int mae_os_seek(FILE *f, uint64_t pos)
+{
+    if (pos > (uint64_t)INT64_MAX)
+        return -1;
+    return _fseeki64(f, (__int64)pos, SEEK_SET) == 0 ? 0 : -1;
+}
+
 long mae_os_getpid(void)
 {
     return (long)GetCurrentProcessId();

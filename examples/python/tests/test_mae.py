@@ -124,6 +124,21 @@ class Binding(unittest.TestCase):
             self.assertEqual(r.latent.shape[0], 2)
         e.close()
 
+    def test_from_bytes(self):
+        path = os.path.join(self.tmp.name, "m.safetensors")
+        self.model.save(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        a, b, c = mae.Model.load(path), mae.Model.from_bytes(data), mae.Model.from_bytes(bytearray(data))
+        with mae.Context(a, 2) as ca, mae.Context(b, 2) as cb, mae.Context(c, 2) as cc:
+            want = ca.embed(self.imgs, pool="tokens")
+            np.testing.assert_array_equal(cb.embed(self.imgs, pool="tokens"), want)
+            np.testing.assert_array_equal(cc.embed(self.imgs, pool="tokens"), want)
+        with self.assertRaises(mae.Error):
+            mae.Model.from_bytes(data[: len(data) // 2])
+        for m in (a, b, c):
+            m.close()
+
     def test_hooks(self):
         path = os.path.join(self.tmp.name, "m.safetensors")
         self.model.save(path)
