@@ -191,7 +191,7 @@ static mae_status merge_hf(const mae_hf_config *hf, mae_cfg *c, int have[MAE_N_C
 {
     for (int i = 0; i < MAE_N_CONFIG_FIELDS; i++) {
         const mae_field *fd = &mae_config_fields[i];
-        if (!hf->have[i])
+        if (!hf->have[i] || i == MAE_CFI_dmlp)   /* a width, not the field: merge_decoder_mlp */
             continue;
         double a = mae_field_get(fd, &hf->c), b = mae_field_get(fd, c);
         if (have[i] && a != b)
@@ -200,6 +200,22 @@ static mae_status merge_hf(const mae_hf_config *hf, mae_cfg *c, int have[MAE_N_C
         mae_field_set(fd, c, a);
         have[i] = 1;
     }
+    return MAE_OK;
+}
+
+/* decoder_intermediate_size is the decoder's MLP width, where the field decoder_mlp_hidden may
+ * be 0 (= what mlp_ratio gives): the widths are compared, and a width equal to the ratio's is
+ * kept as 0, as mae_model_create's configs have it. */
+static mae_status merge_decoder_mlp(const mae_hf_config *hf, int meta_had, mae_cfg *c)
+{
+    if (!hf->have[MAE_CFI_dmlp] || !c->has_decoder)
+        return MAE_OK;
+    int given = hf->c.dmlp, from_ratio = (int)((double)c->Dd * c->mlp_ratio);
+    int width = c->dmlp > 0 ? c->dmlp : from_ratio;
+    if (meta_had && given != width)
+        return mae_fail(MAE_ERR_FORMAT, "config.json: decoder_intermediate_size = %d contradicts the file's __metadata__ "
+                        "(decoder MLP width %d)", given, width);
+    c->dmlp = given == from_ratio ? 0 : given;
     return MAE_OK;
 }
 
@@ -250,7 +266,7 @@ static mae_status check_hf_shapes(const mae_names *nm, const mae_hf_config *hf, 
     if (s == MAE_OK && GIVEN(Dd)) s = agree(nm, "decoder_hidden_size", c->Dd, "decoder_embed.weight", 0);
     if (s == MAE_OK && GIVEN(ddepth)) s = agree_depth(nm, "decoder_num_hidden_layers", c->ddepth, 1);
     if (s == MAE_OK && GIVEN(dmlp))
-        s = agree(nm, "decoder_intermediate_size", c->dmlp, "decoder_blocks.0.mlp.fc1.weight", 0);
+        s = agree(nm, "decoder_intermediate_size", hf->c.dmlp, "decoder_blocks.0.mlp.fc1.weight", 0);
     return s;
 #undef GIVEN
 }
@@ -263,10 +279,13 @@ static mae_status file_config(const mae_names *nm, const mae_hf_config *hf, mae_
     mae_cfg_defaults(c);
     c->eps = nm->hf ? 1e-12f : 1e-6f;   /* Hugging Face configs vs the official presets */
     mae_status s = read_meta(nm->f, c, have);
+    int meta_dmlp = have[MAE_CFI_dmlp];
     if (s == MAE_OK && hf)
         s = merge_hf(hf, c, have);
     if (s == MAE_OK)
         s = infer_config(nm, have, hf ? hf->intermediate : 0, c);
+    if (s == MAE_OK && hf)
+        s = merge_decoder_mlp(hf, meta_dmlp, c);
     if (s == MAE_OK && hf)
         s = check_hf_shapes(nm, hf, c);
     if (s != MAE_OK)

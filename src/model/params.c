@@ -410,7 +410,8 @@ mae_status mae_model_keep_masters(mae_model *m)
     if (!m->slim)
         return MAE_OK;
     size_t bytes = m->lay.total * sizeof(float);   /* allocated once already: no overflow */
-    float *full = mae_alloc(bytes), *old = m->data;
+    float *full = mae_calloc(m->lay.total, sizeof(float)), *old = m->data;   /* zeroed: a slot that is no tensor
+                                                                                * (qkv_bias 0) stays zero */
     if (!full)
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of master weights", bytes);
     for (int i = 0; i < m->n_tensors; i++)
