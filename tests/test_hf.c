@@ -801,6 +801,82 @@ static void test_train(void)
     mae_model_free(m);
 }
 
+/* The float64 PyTorch reference of tests/data/hf4 (gen_reference.py: 4 heads on a 128-wide
+ * encoder, 4 on the 64-wide decoder, decoder MLP 96, no q/k/v bias, norm_pix_loss, mask ratio
+ * 0.5, eps 1e-12), loaded as a Hugging Face directory; the same weights run with 2 heads (what the
+ * D/64 guess gave before config.json was read) are far off it. */
+static double golden_run(const char *path, const mae_st_file *io, int check, double *e_pred)
+{
+    mae_model *m = NULL;
+    mae_ctx *ctx = NULL;
+    mae_status s = mae_model_load(path, &m);
+    CHECK(s == MAE_OK, "%s: %s", path, mae_last_error());
+    if (!m)
+        return INFINITY;
+    const mae_st_entry *ei = mae_st_find(io, "imgs"), *en = mae_st_find(io, "noise"), *el = mae_st_find(io, "latent"),
+                       *ep = mae_st_find(io, "pred"), *elo = mae_st_find(io, "loss");
+    CHECK(ei && en && el && ep && elo, "hf4.io: tensors missing");
+    if (!ei || !en || !el || !ep || !elo) {
+        mae_model_free(m);
+        return INFINITY;
+    }
+    float *imgs = tu_malloc(ei->count * 4), *noise = tu_malloc(en->count * 4), *lat = tu_malloc(el->count * 4),
+          *pred = tu_malloc(ep->count * 4), *wl = tu_malloc(el->count * 4), *wp = tu_malloc(ep->count * 4), wloss, loss = 0;
+    mae_st_read_f32(io, ei, imgs, ei->count);
+    mae_st_read_f32(io, en, noise, en->count);
+    mae_st_read_f32(io, el, wl, el->count);
+    mae_st_read_f32(io, ep, wp, ep->count);
+    mae_st_read_f32(io, elo, &wloss, 1);
+    int B = (int)ei->shape[0];
+    CHECK_OK(mae_ctx_create(m, B, &ctx));
+    if (ctx)
+        CHECK_OK(mae_ctx_set_mask_ratio(ctx, 0.5f));   /* the reference's keep count, whatever the model's default */
+    if (ctx)
+        CHECK_OK(mae_forward(ctx, imgs, B, noise, &loss, pred, NULL, lat));
+    double e_lat = tu_rel_l2(lat, wl, el->count);
+    *e_pred = tu_rel_l2(pred, wp, ep->count);
+    if (check) {
+        CHECK(m->cfg.H == 4 && m->cfg.dH == 4 && m->cfg.dhidden == 96 && !m->cfg.qkv_bias && m->cfg.norm_pix &&
+              m->cfg.mask_ratio == 0.5f && m->cfg.eps == 1e-12f, "hf4: config");
+        CHECK(e_lat <= 1e-5 && *e_pred <= 1e-5 && fabs(loss - wloss) <= 1e-5 * fabs(wloss),
+              "hf4: latent %.3g, pred %.3g, loss %.9g vs %.9g", e_lat, *e_pred, (double)loss, (double)wloss);
+        printf("hf4 against PyTorch float64: latent rel err %.3g, pred %.3g, loss %.9g vs %.9g\n", e_lat, *e_pred, (double)loss,
+               (double)wloss);
+    }
+    mae_ctx_free(ctx);
+    mae_model_free(m);
+    free(imgs); free(noise); free(lat); free(pred); free(wl); free(wp);
+    return e_lat;
+}
+
+static void test_golden(void)
+{
+    mae_st_file io;
+    double e_pred = 0;
+    CHECK_OK(mae_st_open(tu_path("tests/data/hf4.io.safetensors"), &io));
+    golden_run(tu_path("tests/data/hf4"), &io, 1, &e_pred);
+    /* the same weights with 2 heads */
+    make_sub("g");
+    size_t nw, nc;
+    unsigned char *w = tu_read_file(tu_path("tests/data/hf4/model.safetensors"), &nw);
+    char *cfg = (char *)tu_read_file(tu_path("tests/data/hf4/config.json"), &nc);
+    char *heads = cfg ? strstr(cfg, "\"num_attention_heads\": 4") : NULL;
+    CHECK(w && heads, "hf4 files");
+    if (w && heads) {
+        FILE *fp = fopen(in_dir("g", "model.safetensors"), "wb");
+        CHECK(fp && fwrite(w, 1, nw, fp) == nw && fclose(fp) == 0, "copy");
+        heads[strlen("\"num_attention_heads\": ")] = '2';
+        write_text(in_dir("g", "config.json"), cfg);
+        double e2 = golden_run(in_dir("g", NULL), &io, 0, &e_pred);
+        CHECK(e2 > 1e-2 && e_pred > 1e-2, "2 heads are as close as 4: the reference cannot tell (latent %.3g)", e2);
+        printf("hf4 with 2 heads instead of 4: latent rel err %.3g, pred %.3g\n", e2, e_pred);
+    }
+    free(w);
+    free(cfg);
+    mae_st_close(&io);
+    clear_sub("g");
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -814,6 +890,7 @@ int main(int argc, char **argv)
     TU_RUN("shards", test_shards());
     TU_RUN("save_hf", test_save_hf());
     TU_RUN("train", test_train());
+    TU_RUN("golden", test_golden());
     rmdir(dir);
     return tu_finish("test_hf");
 }
