@@ -860,6 +860,8 @@ static void test_golden(void)
     size_t nw, nc;
     unsigned char *w = tu_read_file(tu_path("tests/data/hf4/model.safetensors"), &nw);
     char *cfg = (char *)tu_read_file(tu_path("tests/data/hf4/config.json"), &nc);
+    if (cfg)
+        cfg[nc] = '\0';   /* tu_read_file leaves room for it */
     char *heads = cfg ? strstr(cfg, "\"num_attention_heads\": 4") : NULL;
     CHECK(w && heads, "hf4 files");
     if (w && heads) {
