@@ -658,6 +658,8 @@ static int file_has(const char *path, const char *text)
 {
     size_t n;
     unsigned char *b = tu_read_file(path, &n);
+    if (b)
+        b[n] = '\0';   /* tu_read_file leaves room for it */
     int ok = b && strstr((const char *)b, text) != NULL;
     free(b);
     return ok;
