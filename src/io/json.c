@@ -50,8 +50,8 @@ static mae_status expected(mae_json *j, const char *what)
 {
     int c = mae_json_peek(j);
     if (c < 0)
-        return mae_fail(MAE_ERR_FORMAT, "%s %zu: unexpected end of the header, expected %s", j->unit,
-                        j->base + j->pos, what);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: unexpected end of the %s, expected %s", j->unit,
+                        j->base + j->pos, strcmp(j->unit, "byte") == 0 ? "text" : "header", what);
     if (c >= 0x20 && c < 0x7f)
         return mae_fail(MAE_ERR_FORMAT, "%s %zu: expected %s, found '%c'", j->unit, j->base + j->pos, what, c);
     return mae_fail(MAE_ERR_FORMAT, "%s %zu: expected %s, found byte 0x%02x", j->unit, j->base + j->pos, what, c);
