@@ -607,13 +607,14 @@ static void test_shards(void)
     write_hf(&r, in_dir("s", "model.safetensors"), o);
     shard("s", "vit.extra.weight", "../model-00001-of-00002.safetensors");
     expect_fail(d, MAE_ERR_FORMAT, "../model-00001-of-00002.safetensors", "not a file name", "a path escaping the directory");
-    /* a tensor in two shards: both shards hold the classifier, the map names one of them */
-    clear_sub("s");
-    make_sub("s");
-    write_text(in_dir("s", "config.json"), json);
-    write_hf(&r, in_dir("s", "model.safetensors"), o);
-    shard("s", NULL, NULL);
-    {
+    /* a tensor in two shards: both shards hold the classifier, the map names one of them; then
+     * shards whose __metadata__ disagree */
+    for (int variant = 0; variant < 2; variant++) {
+        clear_sub("s");
+        make_sub("s");
+        write_text(in_dir("s", "config.json"), json);
+        write_hf(&r, in_dir("s", "model.safetensors"), o);
+        shard("s", NULL, NULL);
         mae_st_file f;
         CHECK_OK(mae_st_open(in_dir("s", "model-00002-of-00002.safetensors"), &f));
         mae_st_out *out = tu_malloc((size_t)(f.n + 1) * sizeof *out);
@@ -626,13 +627,17 @@ static void test_shards(void)
             at += f.t[i].count;
         }
         out[f.n] = (mae_st_out){ "classifier.weight", junk, 2, js };   /* shard 1 has it (index 0) */
-        mae_st_meta meta = { "format", "pt" };
-        CHECK_OK(mae_st_write(in_dir("s", "model-00002-of-00002.safetensors"), out, f.n + 1, &meta, 1));
+        mae_st_meta meta = { "format", "pt" }, other = { "format", "np" };
+        CHECK_OK(mae_st_write(in_dir("s", "model-00002-of-00002.safetensors"), out, f.n + 1 - variant,
+                              variant ? &other : &meta, 1));
         mae_st_close(&f);
         free(out);
         free(vals);
+        if (variant == 0)
+            expect_fail(d, MAE_ERR_FORMAT, "classifier.weight", "weight_map puts it in", "a tensor in two shards");
+        else
+            expect_fail(d, MAE_ERR_FORMAT, "__metadata__ disagree on 'format'", "'np'", "shards' metadata disagree");
     }
-    expect_fail(d, MAE_ERR_FORMAT, "classifier.weight", "weight_map puts it in", "a tensor in two shards");
     /* malformed indexes */
     static const char *const bad_index[][2] = {
         { "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\", \"a\": \"model-00001-of-00002.safetensors\"}}", "twice" },
