@@ -344,8 +344,8 @@ static mae_status open_sharded(const char *index, mae_st_file *f)
     if (s == MAE_OK)
         s = cross_check(&set, sf);
     if (s == MAE_OK)
-        s = merge(buf, sf, set.n_shards, f);
-    else
+        s = merge(buf, sf, set.n_shards, f);   /* f owns buf from here, if it succeeds */
+    if (s != MAE_OK)
         mae_free(buf);
     for (int k = 0; sf && k < set.n_shards; k++)
         mae_st_close(&sf[k]);   /* the entries were copied; the buffer is f's now (or freed) */
