@@ -126,6 +126,11 @@ typedef struct mae_config {
     /* appended in 1.0: */
     int32_t  img_height;         /* input height and width the model runs at; 0 = img_size. */
     int32_t  img_width;          /* Each must be a multiple of patch_size. */
+    /* appended in 1.1: */
+    int32_t  decoder_mlp_hidden; /* decoder MLP width; 0 = (int)(decoder_embed_dim * mlp_ratio). Hugging
+                                  * Face's decoder_intermediate_size, which may differ from the encoder's */
+    int32_t  qkv_bias;           /* 1: the q/k/v projections have a bias (MAE, timm; default); 0: none
+                                  * (Hugging Face qkv_bias false), in the encoder and the decoder */
 } mae_config;
 
 /* Fill cfg with a preset: "base" (ViT-B/16: 768 x 12, 12 heads), "large" (ViT-L/16: 1024 x 24,
@@ -142,7 +147,13 @@ MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const ch
 MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_model **out);
 
 /* Read a safetensors file with official MAE or Hugging Face ViTMAE tensor names, F32/F16/BF16.
- * The config comes from __metadata__, else it is inferred from the shapes (docs/FORMAT.md). A file
+ * path may also be a Hugging Face model directory (as from_pretrained takes it: model.safetensors,
+ * or model.safetensors.index.json and its shards, with config.json) or an index file. A
+ * config.json beside the weights is read when its model_type is "vit_mae" (and ignored
+ * otherwise): its settings must agree with the file's __metadata__ where both give one
+ * (MAE_ERR_FORMAT) and with the tensor shapes (MAE_ERR_SHAPE); what libmae cannot compute
+ * (hidden_act other than "gelu", dropout) is MAE_ERR_UNSUPPORTED naming the key and value.
+ * Settings neither gives come from the shapes (docs/FORMAT.md). A file
  * that holds only the encoder loads; reconstruction on it then fails with MAE_ERR_UNSUPPORTED.
  * A missing or malformed tensor is MAE_ERR_FORMAT and one that disagrees with the config
  * MAE_ERR_SHAPE, each naming the tensor (and both shapes).
@@ -192,6 +203,16 @@ MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn pro
  * fetched over a network): the same checks, the same model, the same errors. buf is only read
  * during the call, never kept or changed; the model holds its own copy of the weights. */
 MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model **out);
+/* Save m as a Hugging Face directory that transformers' from_pretrained loads: dir/config.json
+ * (model_type "vit_mae", architectures ViTMAEForPreTraining, or ViTMAEModel for an encoder-only
+ * model, and every setting: sizes, heads, both MLP widths, layer_norm_eps, qkv_bias, mask_ratio,
+ * norm_pix_loss) and dir/model.safetensors (F32, transformers 5 tensor names, q/k/v split). Both
+ * are written into a temporary directory next to dir, which is then renamed to dir: an existing
+ * dir (holding only config.json and model weights; anything else is MAE_ERR_IO, nothing written)
+ * is moved aside first and removed after. A crash leaves dir either as it was or complete, and
+ * at worst a leftover dir.tmp.* or dir.old.* beside it (docs/FORMAT.md). A model running at a
+ * non-square size is MAE_ERR_UNSUPPORTED (config.json has one image side). */
+MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir);
 
 /* ---------------------------------------------------------------------------------------------
  * 3. The context

@@ -706,7 +706,7 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
     if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK ||
         (s = check_step(&tc, step)) != MAE_OK)
         goto done;
-    p = mae_alloc(total * sizeof *p);
+    p = mae_calloc(total, sizeof *p);   /* zeroed: a slot that is no tensor (qkv_bias 0) stays zero */
     m1 = mae_calloc(total, sizeof *m1);
     m2 = mae_calloc(total, sizeof *m2);
     rbuf = mae_alloc(RNG_FLOATS * sizeof *rbuf);

@@ -6,6 +6,7 @@
  * section), then the data section. */
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,7 +626,74 @@ void mae_st_close(mae_st_file *f)
     mae_free(f->by_name);
     mae_free(f->meta);
     mae_free(f->strings);
+    mae_free(f->owned);
     memset(f, 0, sizeof *f);
+}
+
+mae_status mae_st_merge(const mae_st_file *parts, int n, unsigned char *buf, size_t buf_size, mae_st_file *out)
+{
+    size_t n_t = 0, n_m = 0, n_s = 0;
+    for (int k = 0; k < n; k++) {
+        n_t += (size_t)parts[k].n;
+        n_m += (size_t)parts[k].n_meta;
+        for (int i = 0; i < parts[k].n_meta; i++)
+            n_s += strlen(parts[k].meta[i].key) + strlen(parts[k].meta[i].value) + 2;
+    }
+    memset(out, 0, sizeof *out);
+    if (n_t > INT_MAX || n_m > MAE_ST_MAX_META)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: %zu tensors and %zu __metadata__ pairs are more than one file may hold",
+                        n_t, n_m);
+    out->t = n_t ? mae_calloc(n_t, sizeof *out->t) : NULL;
+    out->by_name = n_t ? mae_calloc(n_t, sizeof *out->by_name) : NULL;
+    out->meta = n_m ? mae_calloc(n_m, sizeof *out->meta) : NULL;
+    out->strings = n_s ? mae_alloc(n_s) : NULL;
+    if ((n_t && (!out->t || !out->by_name)) || (n_m && !out->meta) || (n_s && !out->strings)) {
+        mae_st_close(out);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %zu tensors and %zu __metadata__ pairs", n_t, n_m);
+    }
+    char *str = out->strings;
+    for (int k = 0; k < n; k++) {
+        size_t shift = (size_t)(parts[k].data - buf);
+        for (int i = 0; i < parts[k].n; i++) {
+            mae_st_entry e = parts[k].t[i];
+            e.begin += shift;
+            e.end += shift;
+            out->t[out->n++] = e;
+        }
+        for (int i = 0; i < parts[k].n_meta; i++) {
+            mae_st_pair *m = &out->meta[out->n_meta++];
+            size_t kl = strlen(parts[k].meta[i].key) + 1, vl = strlen(parts[k].meta[i].value) + 1;
+            m->key = memcpy(str, parts[k].meta[i].key, kl);
+            m->value = memcpy(str + kl, parts[k].meta[i].value, vl);
+            str += kl + vl;
+        }
+    }
+    /* the same key from several parts: kept once when they agree */
+    if (out->n_meta > 1)
+        qsort(out->meta, (size_t)out->n_meta, sizeof *out->meta, by_key);
+    int w = 0;
+    for (int i = 0; i < out->n_meta; i++) {
+        if (w > 0 && strcmp(out->meta[w - 1].key, out->meta[i].key) == 0) {
+            if (strcmp(out->meta[w - 1].value, out->meta[i].value) != 0) {
+                mae_status s = mae_fail(MAE_ERR_FORMAT, "the parts' __metadata__ disagree on '%s': '%s' and '%s'",
+                                        out->meta[i].key, out->meta[w - 1].value, out->meta[i].value);
+                mae_st_close(out);
+                return s;
+            }
+            continue;
+        }
+        out->meta[w++] = out->meta[i];
+    }
+    out->n_meta = w;
+    out->data = buf;
+    out->data_size = buf_size;
+    mae_status s = check_entries(out);
+    if (s != MAE_OK) {
+        mae_st_close(out);
+        return s == MAE_ERR_FORMAT ? with_prefix(s, "safetensors: ") : s;
+    }
+    out->owned = buf;
+    return MAE_OK;
 }
 
 const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name)

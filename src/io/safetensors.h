@@ -64,6 +64,8 @@ typedef struct mae_st_file {
     int has_crc;                      /* the file carries libmae.crc32c (verified, except after
                                        * mae_st_open_stream until mae_st_verify says so) */
     uint32_t crc;                     /* its value */
+    void *owned;                      /* a buffer the file holds its data in (mae_st_merge), freed
+                                       * by mae_st_close */
 } mae_st_file;
 
 /* Opening from a path holds the header's entries and metadata, never the data: mae_st_read_f32
@@ -86,6 +88,12 @@ mae_status mae_st_open_stream(const char *path, mae_st_file *f);
 mae_status mae_st_verify(const mae_st_file *f);
 /* Parses a file image in memory; buf must outlive f (not copied). */
 mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f);
+/* One file over n parsed parts whose data sections all lie inside buf (a sharded checkpoint read
+ * into one buffer): every entry with its offsets made relative to buf, every part's metadata (a
+ * key two parts give different values is MAE_ERR_FORMAT; the same value is kept once), indexed
+ * and checked as mae_st_parse checks one file. On success out owns buf (freed by mae_st_close);
+ * on failure out is empty and buf is still the caller's. The parts are left as they were. */
+mae_status mae_st_merge(const mae_st_file *parts, int n, unsigned char *buf, size_t buf_size, mae_st_file *out);
 void       mae_st_close(mae_st_file *f);
 
 /* Binary searches: O(log n) per lookup, so that loading n tensors is O(n log n). */

@@ -70,7 +70,8 @@ static void block_backward(mae_trainer *t, int decoder, int layer, const float *
      * (~1e-9) that AdamW, dividing by sqrt(v), turns into steps of size lr; so it adds nothing. */
     for (int r = 0; r < N; r++)
         memset(dqkv + (size_t)r * 3 * C + C, 0, (size_t)C * sizeof *dqkv);
-    k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
+    if (c->qkv_bias)   /* without one (qkv_bias 0) the slot is no tensor and stays zero */
+        k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
     k->layernorm_backward(ex, dres, g.ln1_w, g.ln1_b, dc, x_in, a->ln1_mean, a->ln1_rstd,
                           w.ln1_w, N, C);
 }

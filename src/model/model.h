@@ -17,7 +17,9 @@ typedef struct mae_cfg {
     int ih, iw;                /* image size the model runs at (0 in a config: img x img) */
     int D, depth, H;           /* encoder width, blocks, heads */
     int Dd, ddepth, dH;        /* decoder width, blocks, heads */
-    int hidden, dhidden;       /* MLP widths */
+    int hidden, dhidden;       /* MLP widths (derived) */
+    int dmlp;                  /* decoder MLP width as set; 0 = from mlp_ratio */
+    int qkv_bias;              /* the blocks' q/k/v projections have a bias */
     float mlp_ratio, mask_ratio, eps;
     int norm_pix;
     int has_decoder;

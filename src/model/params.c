@@ -42,7 +42,19 @@ static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1
     return at;
 }
 
-static void add_block(builder *b, const char *prefix, int l, int C, int hidden, size_t *start, mae_block_off *o)
+/* Room in the layout for a tensor the model does not have (a q/k/v bias with qkv_bias 0): the
+ * block offsets stay those of every config, the floats stay zero, and with no table entry the
+ * slot is never read from or written to a file, trained or decayed. */
+static size_t reserve(builder *b, int64_t n)
+{
+    size_t at = b->off;
+    if (!mae_add_size(b->off, (size_t)n, &b->off))
+        b->overflow = 1;
+    return at;
+}
+
+static void add_block(builder *b, const char *prefix, int l, int C, int hidden, int qkv_bias, size_t *start,
+                      mae_block_off *o)
 {
     char nm[48];
     size_t s = b->off;
@@ -51,7 +63,10 @@ static void add_block(builder *b, const char *prefix, int l, int C, int hidden, 
     T1(ln1_w, "norm1.weight", C);
     T1(ln1_b, "norm1.bias", C);
     T2(qkv_w, "attn.qkv.weight", 3 * (int64_t)C, C);
-    T1(qkv_b, "attn.qkv.bias", 3 * (int64_t)C);
+    if (qkv_bias)
+        T1(qkv_b, "attn.qkv.bias", 3 * (int64_t)C);
+    else
+        o->qkv_b = reserve(b, 3 * (int64_t)C) - s;
     T2(proj_w, "attn.proj.weight", C, C);
     T1(proj_b, "attn.proj.bias", C);
     T1(ln2_w, "norm2.weight", C);
@@ -79,14 +94,14 @@ static void build(builder *b, const mae_cfg *c, mae_layout *lay)
     lay->pe_w = add(b, "patch_embed.proj.weight", 4, c->D, c->C, c->p, c->p);
     lay->pe_b = add(b, "patch_embed.proj.bias", 1, c->D, 0, 0, 0);
     for (int l = 0; l < c->depth; l++)
-        add_block(b, "blocks", l, c->D, c->hidden, &lay->blocks, &lay->blk);
+        add_block(b, "blocks", l, c->D, c->hidden, c->qkv_bias, &lay->blocks, &lay->blk);
     lay->norm_w = add(b, "norm.weight", 1, c->D, 0, 0, 0);
     lay->norm_b = add(b, "norm.bias", 1, c->D, 0, 0, 0);
     if (c->has_decoder) {
         lay->demb_w = add(b, "decoder_embed.weight", 2, c->Dd, c->D, 0, 0);
         lay->demb_b = add(b, "decoder_embed.bias", 1, c->Dd, 0, 0, 0);
         for (int l = 0; l < c->ddepth; l++)
-            add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, &lay->dblocks, &lay->dblk);
+            add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, c->qkv_bias, &lay->dblocks, &lay->dblk);
         lay->dnorm_w = add(b, "decoder_norm.weight", 1, c->Dd, 0, 0, 0);
         lay->dnorm_b = add(b, "decoder_norm.bias", 1, c->Dd, 0, 0, 0);
         lay->pred_w = add(b, "decoder_pred.weight", 2, c->P, c->Dd, 0, 0);
@@ -405,7 +420,8 @@ mae_status mae_model_keep_masters(mae_model *m)
     if (!m->slim)
         return MAE_OK;
     size_t bytes = m->lay.total * sizeof(float);   /* allocated once already: no overflow */
-    float *full = mae_alloc(bytes), *old = m->data;
+    float *full = mae_calloc(m->lay.total, sizeof(float)), *old = m->data;   /* zeroed: a slot that is no tensor
+                                                                                * (qkv_bias 0) stays zero */
     if (!full)
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of master weights", bytes);
     for (int i = 0; i < m->n_tensors; i++)
