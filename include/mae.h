@@ -261,6 +261,27 @@ MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads);
  * Not thread-safe with concurrent creation: call it at start-up, like mae_set_allocator. */
 MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool);
 
+/* Per-op measurement, process-wide, off by default (a task then pays one branch). Every parallel
+ * loop of the library belongs to an op kind ("linear", "matmul_nn", "matmul_tn", "attention",
+ * "attention_backward", "layernorm", "layernorm_backward", "gelu", "gelu_backward",
+ * "bias_backward", "grad_norm", "adamw", "other"); setting a mode clears the table of kinds.
+ *   MAE_MEASURE_PROFILE: loops run as usual; each kind sums its loops' wall time and FLOPs (the
+ *     library never prints: read the table with mae_measure_op; `mae bench --profile` prints it).
+ *   MAE_MEASURE_SIMULATE: loops are NOT computed (outputs of calls are unspecified): each task of
+ *     the partition the library makes for the context's thread count T reports its work (FLOPs of
+ *     its micro-kernel calls, plus 8 per float it packs), and the loop's tasks are dealt to T lanes
+ *     as the built-in pool deals them (the next task to the lane that is free first). work is the
+ *     kinds's total, span the sum over its loops of the busiest lane's share; its parallel
+ *     efficiency at T is work / (T * span). Each loop is one barrier.
+ * While a mode other than MAE_MEASURE_OFF is on, no other thread may use the library. */
+enum { MAE_MEASURE_OFF = 0, MAE_MEASURE_PROFILE = 1, MAE_MEASURE_SIMULATE = 2 };
+MAE_API mae_status mae_measure_set(int mode);
+MAE_API mae_status mae_measure_count(int *kinds);   /* op kinds recorded since the last set */
+/* Kind i (0 <= i < count): its name (static), loops (barriers), seconds and flops (profile),
+ * work and span (simulation). Any output pointer may be NULL. */
+MAE_API mae_status mae_measure_op(int i, const char **name, int *loops, double *seconds,
+                                  double *flops, double *work, double *span);
+
 /* ---------------------------------------------------------------------------------------------
  * 4. The pipeline
  * ------------------------------------------------------------------------------------------- */

@@ -285,6 +285,13 @@ static void gemm_task(void *arg, int task, int thread)
     int n1 = min_i((int)((int64_t)j->np * (tn + 1) / j->nb_n) * g->nr, j->N);
     if (m0 >= m1 || n0 >= n1)
         return;
+    if (mae_measure_mode) {
+        /* the products, and the floats this task packs: its rows of A, and B unless prepacked */
+        double mv = (double)(m1 - m0) * j->K + (j->b_form != B_PACKED ? (double)(n1 - n0) * j->K : 0.0);
+        mae_task_work(thread, 2.0 * (m1 - m0) * (double)(n1 - n0) * j->K, mv);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     float *scratch = j->ex->scratch + (size_t)thread * j->ex->scratch_per_thread;
     if (j->b_form == B_PACKED)
         task_packed(j, scratch, m0, m1, n0, n1);
@@ -292,33 +299,59 @@ static void gemm_task(void *arg, int task, int thread)
         task_unpacked(j, scratch, m0, m1, n0, n1);
 }
 
-/* Tasks: one per thread; row ranges when there are many rows (each task packs only its rows
- * of A, and the threads share B through the last-level cache), else column ranges, and rows too
- * when there are fewer column panels than threads. The split changes which thread computes an
- * element, never how. */
+/* A packed float costs about as much as this many flops of the micro-kernel, and a task this
+ * many flops of start-up (claiming it, the first misses); the estimates only steer the choice of
+ * partition below. */
+#define PACK_COST 8.0
+#define TASK_COST 20000.0
+
+/* The task grid: nb_m row ranges x nb_n column ranges of whole micro-panels and panels, chosen
+ * to make a loop on nt threads finish first: the lanes claim tasks of near-equal size, so it
+ * takes ceil(tasks / nt) rounds of the largest task, and a task costs its products plus its
+ * packing (a column split packs each A row once per column range; with B packed here, a row
+ * split packs B once per row range; A stored transposed is packed by plain copies, at half the
+ * cost of the transposing pack) plus a fixed start-up. Up to 4 tasks per thread, so that 2-D
+ * grids can even out a dimension that does not divide by nt (24 panels on 16 threads: 4 x 8
+ * tasks over 40 micro-panels of rows fill all 16). On one thread: one task. The split changes
+ * which thread computes an element, never how. */
+static void choose_grid(gemm_job *j, int nt)
+{
+    j->nb_m = j->nb_n = 1;
+    if (nt <= 1)
+        return;
+    const mae_gemm_isa *g = j->g;
+    double K = j->K, apack = j->a_trans ? 1.0 : 2.0;
+    double bpack = j->b_form == B_PACKED ? 0.0 : j->b_form == B_COLS ? 2.0 : 1.0;
+    int most = 4 * nt, best_tasks = 0;
+    double best = 0.0;
+    for (int bm = 1; bm <= j->mp && bm <= most; bm++) {
+        double rows = (double)((j->mp + bm - 1) / bm) * g->mr;
+        rows = rows < j->M ? rows : j->M;
+        for (int bn = 1; bn <= j->np && bm * bn <= most; bn++) {
+            double cols = (double)((j->np + bn - 1) / bn) * g->nr;
+            cols = cols < j->N ? cols : j->N;
+            double task = 2.0 * rows * cols * K + PACK_COST * K * (apack * rows + bpack * cols) + TASK_COST;
+            double cost = (double)((bm * bn + nt - 1) / nt) * task;
+            if (!best_tasks || cost < best * (1.0 - 1e-9) ||
+                (cost <= best * (1.0 + 1e-9) && bm * bn < best_tasks)) {
+                best = cost;
+                best_tasks = bm * bn;
+                j->nb_m = bm;
+                j->nb_n = bn;
+            }
+        }
+    }
+}
+
 static void run(gemm_job *j)
 {
-    const mae_gemm_isa *g = j->g;
     if (j->M <= 0 || j->N <= 0)
         return;
-    int nt = j->ex->nthreads < 1 ? 1 : j->ex->nthreads;
-    j->mp = (j->M + g->mr - 1) / g->mr;
-    j->np = (j->N + g->nr - 1) / g->nr;
-    /* B packed here: a row split has every thread pack all of B, a column split all of A. Split
-     * the columns when A is the cheaper to pack twice: N > M for A stored transposed (packed by
-     * plain copies), N > 2M for A packed by the transpose, which costs about twice as much per
-     * float (measured on the backward products: +4-8 % where it applies, no loss elsewhere). */
-    int cols = j->b_form != B_PACKED && j->np >= 8 * nt && j->N > (j->a_trans ? 1 : 2) * j->M;
-    if (j->mp >= 8 * nt && !cols) {
-        j->nb_m = nt;
-        j->nb_n = 1;
-    } else {
-        j->nb_n = min_i(j->np, nt);
-        j->nb_m = 1;
-        if (j->nb_n < nt)
-            j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
-    }
-    mae_parallel_for(j->ex, j->nb_m * j->nb_n, gemm_task, j);
+    j->mp = (j->M + j->g->mr - 1) / j->g->mr;
+    j->np = (j->N + j->g->nr - 1) / j->g->nr;
+    choose_grid(j, j->ex->nthreads < 1 ? 1 : j->ex->nthreads);
+    const char *op = j->b_form == B_PACKED ? "linear" : j->a_trans ? "matmul_tn" : "matmul_nn";
+    mae_parallel_for_op(j->ex, op, j->nb_m * j->nb_n, gemm_task, j);
 }
 
 void mae_gemm_linear(const mae_gemm_isa *g, const mae_exec *ex, float *out, const float *A,
