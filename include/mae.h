@@ -375,6 +375,13 @@ MAE_API mae_status mae_unpatchify(const mae_model *m, const float *patches, int 
  * the table they were created with. */
 MAE_API const char *mae_kernels_name(void);
 MAE_API mae_status  mae_kernels_force(const char *name);   /* UNSUPPORTED if the CPU lacks it */
+/* The active table with its matrix-product blocking and where it came from, and the CPU it was
+ * chosen for, as one line, e.g. "avx512: 10x32 micro-kernel, mc 100, kc 512, nc 256, prefetch
+ * none (the tier's own ...); CPU AuthenticAMD family 25 model 97, L1d 32 KiB ...". The block
+ * sizes are the tier's measured ones on AMD, derived from the cache sizes elsewhere, or
+ * MAE_BLOCKING=mc,kc,nc[,prefetch 0|1] (read once; a malformed value is ignored and said so
+ * here). INVALID_ARG when size is too small for the line. */
+MAE_API mae_status  mae_kernels_describe(char *buf, size_t size);
 
 /* Bring your own allocator. Set it before creating any object; objects are freed with the
  * allocator that made them. NULL restores malloc/free. alloc must return memory aligned to at

@@ -7,6 +7,7 @@
 #include <math.h>
 #include "testutil.h"
 #include "../src/kernels/kernels.h"
+#include "../src/kernels/gemm.h"
 #include "../src/util/util.h"
 
 static const int threads[] = { 2, 3, 7, 16, 64 };
@@ -239,6 +240,56 @@ static void test_simulation(const mae_kernels *k)
     CHECK(mae_measure_op(0, NULL, NULL, NULL, NULL, NULL, NULL) == MAE_ERR_INVALID_ARG, "op 0 of an empty table");
 }
 
+/* Forced block sizes (mae_gemm_force_blocking, as MAE_BLOCKING does): small blocks make many k
+ * blocks and m blocks; products stay within float rounding of a double reference, bitwise the
+ * same for any thread count, and mae_kernels_describe says what is in use. */
+static void test_blocking(const mae_kernels *k)
+{
+    int blk[][4] = { { 20, 64, 64, 1 }, { 7, 100, 40, 0 }, { 300, 1000, 600, -1 } };
+    int M = 61, N = 130, K = 700;
+    mm a = { M, N, K, 0, 0, 0, 0, 0, 0 };
+    a.A = fresh((size_t)M * K, -1, 1);
+    a.W = fresh((size_t)N * K, -1, 1);
+    a.Wp = tu_malloc((k->pack_floats(N, K) + 1) * sizeof(float));
+    k->pack(a.Wp, a.W, N, K);
+    a.C = tu_malloc((size_t)M * N * sizeof(float));
+    for (int b = 0; b < 3; b++) {
+        mae_gemm_force_blocking(blk[b][0], blk[b][1], blk[b][2], blk[b][3]);
+        char d[512], what[96];
+        CHECK_OK(mae_kernels_describe(d, sizeof d));
+        char want[64];
+        snprintf(want, sizeof want, "kc %d,", blk[b][1]);
+        CHECK(strstr(d, want) && strstr(d, "forced"), "describe does not show the forced blocking: %s", d);
+        snprintf(what, sizeof what, "linear %dx%dx%d, blocking %d,%d,%d", M, N, K, blk[b][0], blk[b][1], blk[b][2]);
+        same_bits(what, k, op_linear, &a, a.C, NULL, (size_t)M * N, 1, K);
+        double worst = 0.0;
+        /* the product itself, without the activation, on 3 threads */
+        mae_exec ex;
+        float *mem;
+        ex = make(k, 3, 1, K, &mem);
+        k->linear(&ex, a.C, a.A, a.Wp, NULL, NULL, M, N, K, MAE_ACT_NONE);
+        free(mem);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double r = 0.0, mag = 0.0;
+                for (int q = 0; q < K; q++) {
+                    r += (double)a.A[(size_t)i * K + q] * a.W[(size_t)j * K + q];
+                    mag += fabs((double)a.A[(size_t)i * K + q] * a.W[(size_t)j * K + q]);
+                }
+                double e = fabs(a.C[(size_t)i * N + j] - r) / (mag + 1e-30);
+                worst = e > worst ? e : worst;
+            }
+        CHECK(worst < 1e-6, "%s: error %.3g of the magnitude sum", what, worst);
+    }
+    mae_gemm_force_blocking(0, 0, 0, -1);
+    char d[512];
+    CHECK_OK(mae_kernels_describe(d, sizeof d));
+    CHECK(!strstr(d, "forced"), "describe still says forced after the reset: %s", d);
+    CHECK(mae_kernels_describe(d, 8) == MAE_ERR_INVALID_ARG, "describe into 8 bytes accepted");
+    CHECK(mae_kernels_describe(NULL, 8) == MAE_ERR_INVALID_ARG, "describe into NULL accepted");
+    free(a.A); free(a.W); free(a.Wp); free(a.C);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -249,5 +300,6 @@ int main(int argc, char **argv)
     TU_RUN("attention", test_attention(k));
     TU_RUN("rows", test_rows(k));
     TU_RUN("simulation", test_simulation(k));
+    TU_RUN("blocking", test_blocking(k));
     return tu_finish("test_partition");
 }

@@ -1,6 +1,7 @@
 /* CPU feature detection for the dispatch: CPUID says what the processor implements, XGETBV says
  * whether the operating system saves the wide registers on a context switch. A tier needs both:
  * a kernel using YMM/ZMM registers on an OS that does not save them corrupts other threads. */
+#include <string.h>
 #include "cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,6 +39,57 @@ unsigned mae_cpu_features(void)
     return f;
 }
 
+/* Vendor, family and model (leaves 0 and 1), then the deterministic cache parameters: leaf 4 on
+ * Intel, 0x8000001D on AMD (same layout): per cache level, type, ways, partitions, line size and
+ * sets give its size. */
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    unsigned a, b, cc, d;
+    memset(c, 0, sizeof *c);
+    if (!__get_cpuid(0, &a, &b, &cc, &d))
+        return;
+    unsigned max = a;
+    memcpy(c->vendor, &b, 4);
+    memcpy(c->vendor + 4, &d, 4);
+    memcpy(c->vendor + 8, &cc, 4);
+    __get_cpuid(1, &a, &b, &cc, &d);
+    int fam = (a >> 8) & 0xf, model = (a >> 4) & 0xf;
+    if (fam == 0xf)
+        fam += (a >> 20) & 0xff;
+    if (fam == 6 || fam >= 0xf)
+        model += ((a >> 16) & 0xf) << 4;
+    c->family = fam;
+    c->model = model;
+    unsigned leaf = 4;
+    if (strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0) {
+        leaf = 0x8000001D;
+        if (__get_cpuid_max(0x80000000, 0) < leaf)
+            return;
+    } else if (max < 4) {
+        return;
+    }
+    for (unsigned i = 0; i < 16; i++) {
+        __cpuid_count(leaf, i, a, b, cc, d);
+        int type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0)
+            break;
+        if (type == 2)   /* instruction cache */
+            continue;
+        int ways = (int)(b >> 22) + 1, parts = (int)((b >> 12) & 0x3ff) + 1, line = (int)(b & 0xfff) + 1;
+        long long size = (long long)ways * parts * line * ((long long)cc + 1);
+        int sz = size > 0x7fffffff ? 0x7fffffff : (int)size;
+        if (level == 1) {
+            c->l1d = sz;
+            c->l1d_ways = ways;
+        } else if (level == 2) {
+            c->l2 = sz;
+            c->l2_ways = ways;
+        } else if (level == 3) {
+            c->l3 = sz;
+        }
+    }
+}
+
 #elif defined(__aarch64__)
 
 unsigned mae_cpu_features(void)
@@ -45,11 +97,21 @@ unsigned mae_cpu_features(void)
     return MAE_CPU_NEON;
 }
 
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
 #else
 
 unsigned mae_cpu_features(void)
 {
     return 0;
+}
+
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    memset(c, 0, sizeof *c);
 }
 
 #endif

@@ -1,10 +1,138 @@
 /* The blocked product driver: the BLIS loops around a tier's micro-kernel, the packing of A and
  * B panels, and the split of the output over threads (see gemm.h). Portable C: the tiers supply
  * only the micro-kernel. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "cpu.h"
 #include "gemm.h"
+#include "tiers.h"
 #include "../util/util.h"
+
+/* ---- block sizes per CPU ----------------------------------------------------------------
+ * A tier's mc, kc, nc and prefetch were measured on one machine (gemm_avx512.c: Zen 4). The
+ * driver uses them as they are on AMD, and otherwise sizes the blocks from this CPU's caches
+ * (see derive); MAE_BLOCKING=mc,kc,nc[,prefetch] or mae_gemm_force_blocking sets them. kc changes
+ * the rounding (a k block is one accumulator), so results differ between block sizes exactly as
+ * between tiers, never between thread counts. */
+
+static pthread_once_t blocking_once = PTHREAD_ONCE_INIT;
+static mae_cpu_caches cpu;
+static int env_blk[4], env_state;   /* MAE_BLOCKING: 0 unset, 1 used, -1 malformed (ignored) */
+static atomic_int forced[4];        /* mae_gemm_force_blocking; mc 0: none */
+
+static void read_blocking(void)
+{
+    mae_cpu_read_caches(&cpu);
+    const char *e = getenv("MAE_BLOCKING");
+    if (!e || !*e)
+        return;
+    int v[4] = { 0, 0, 0, -1 }, n = 0, used = 0;
+    n = sscanf(e, "%d,%d,%d%n,%d%n", &v[0], &v[1], &v[2], &used, &v[3], &used);
+    int ok = n >= 3 && e[used] == '\0' && v[0] > 0 && v[0] <= 4096 && v[1] > 0 && v[1] <= 8192 &&
+             v[2] > 0 && v[2] <= 8192 && v[3] >= -1 && v[3] <= 1;
+    env_state = ok ? 1 : -1;
+    if (ok)
+        memcpy(env_blk, v, sizeof v);
+}
+
+void mae_gemm_force_blocking(int mc, int kc, int nc, int prefetch)
+{
+    atomic_store(&forced[1], kc);
+    atomic_store(&forced[2], nc);
+    atomic_store(&forced[3], prefetch);
+    atomic_store(&forced[0], mc);
+}
+
+static int round_to(int v, int m, int lo, int hi)
+{
+    v = v / m * m;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Sizes from the caches where the tier's own were not measured: kc such that a B micro-panel
+ * (kc x nr) fills about two thirds of L1 (measured on an Ice Lake Xeon, 48 KiB L1d: kc 256-512
+ * within noise of each other, see docs/PERFORMANCE.md; BLIS's analytical model gives 8 of its 12
+ * ways to the B micro-panel: kc 256); mc such that the packed A block (mc x kc) takes a quarter
+ * of L2, nc such that the C block (mc x nc) takes another quarter. */
+static void derive(const mae_gemm_isa *g, mae_gemm_isa *o)
+{
+    if (cpu.l1d > 0)
+        o->kc = round_to(cpu.l1d * 2 / 3 / (g->nr * (int)sizeof(float)), 16, 128, 1024);
+    if (cpu.l2 > 0) {
+        o->mc = round_to(cpu.l2 / 4 / (o->kc * (int)sizeof(float)), g->mr, g->mr, 100 * g->mr);
+        o->nc = round_to(cpu.l2 / 4 / (o->mc * (int)sizeof(float)), g->nr, g->nr, 64 * g->nr);
+    }
+}
+
+/* g with the block sizes for this CPU; *why says where they came from. */
+static mae_gemm_isa tuned(const mae_gemm_isa *g, const char **why)
+{
+    pthread_once(&blocking_once, read_blocking);
+    mae_gemm_isa o = *g;
+    const char *w = "the tier's own (measured on Zen 4 / Zen 3)";
+    int f[4] = { atomic_load(&forced[0]), atomic_load(&forced[1]), atomic_load(&forced[2]),
+                 atomic_load(&forced[3]) };
+    if (f[0] > 0) {
+        w = "forced (mae_gemm_force_blocking)";
+    } else if (env_state == 1) {
+        memcpy(f, env_blk, sizeof f);
+        w = "MAE_BLOCKING";
+    } else if (strcmp(cpu.vendor, "AuthenticAMD") != 0 && cpu.l1d > 0) {
+        derive(g, &o);
+        w = env_state == -1 ? "from this CPU's caches; MAE_BLOCKING malformed, ignored" : "from this CPU's caches";
+    } else if (env_state == -1) {
+        w = "the tier's own; MAE_BLOCKING malformed, ignored";
+    }
+    if (f[0] > 0) {
+        o.mc = round_to(f[0] + g->mr - 1, g->mr, g->mr, 1 << 20);
+        o.kc = f[1];
+        o.nc = round_to(f[2] + g->nr - 1, g->nr, g->nr, 1 << 20);
+        if (f[3] >= 0)
+            o.prefetch_b = f[3];
+    }
+    if (why)
+        *why = w;
+    return o;
+}
+
+static const mae_gemm_isa *tier_gemm(const char *name)
+{
+#if defined(__x86_64__)
+    if (strcmp(name, "avx512") == 0)
+        return &mae_avx512_gemm;
+    if (strcmp(name, "avx2") == 0)
+        return &mae_avx2_gemm;
+#elif defined(__aarch64__)
+    if (strcmp(name, "neon") == 0)
+        return &mae_neon_gemm;
+#endif
+    return NULL;
+}
+
+MAE_API mae_status mae_kernels_describe(char *buf, size_t size)
+{
+    if (!buf || size == 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_kernels_describe: %s", !buf ? "buf is NULL" : "size is 0");
+    const char *name = mae_kernels_active()->name, *why = "";
+    const mae_gemm_isa *g = tier_gemm(name);
+    char blk[160] = "plain loops";
+    if (g) {
+        mae_gemm_isa t = tuned(g, &why);
+        snprintf(blk, sizeof blk, "%dx%d micro-kernel, mc %d, kc %d, nc %d, prefetch %s (%s)", t.mr,
+                 t.nr, t.mc, t.kc, t.nc, t.prefetch_b ? "next B panel" : "none", why);
+    }
+    pthread_once(&blocking_once, read_blocking);
+    int n = snprintf(buf, size, "%s: %s; CPU %s family %d model %d, L1d %d KiB (%d-way), L2 %d KiB (%d-way), L3 %d KiB",
+                     name, blk, cpu.vendor[0] ? cpu.vendor : "unknown", cpu.family, cpu.model,
+                     cpu.l1d >> 10, cpu.l1d_ways, cpu.l2 >> 10, cpu.l2_ways, cpu.l3 >> 10);
+    if (n < 0 || (size_t)n >= size)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_kernels_describe: %zu bytes do not hold the %d characters", size, n);
+    return MAE_OK;
+}
 
 enum { B_PACKED, B_ROWS, B_COLS };   /* prepacked panels; B [K,N] row-major; B stored [N,K] */
 
@@ -30,15 +158,19 @@ static float *align64(float *p)
 
 /* Three 64-byte aligned areas: A (an mc-row block of all K, or one k block), B block, residual
  * copy. */
-size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k)
+size_t mae_gemm_scratch_floats(const mae_gemm_isa *g0, int max_k)
 {
+    mae_gemm_isa t = tuned(g0, NULL);
+    const mae_gemm_isa *g = &t;
     size_t a = (size_t)g->mc * ((size_t)(max_k > 0 ? max_k : 0) + g->kc);
     return a + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
 }
 
-size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int max_n)
+size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g0, int max_k, int max_n)
 {
-    size_t f = mae_gemm_scratch_floats(g, max_k);
+    mae_gemm_isa t = tuned(g0, NULL);
+    const mae_gemm_isa *g = &t;
+    size_t f = mae_gemm_scratch_floats(g0, max_k);
     size_t b = (size_t)g->mc * g->kc + (size_t)g->kc * (((size_t)max_n + g->nr - 1) / g->nr * g->nr) + 64;
     return f > b ? f : b;
 }
@@ -347,6 +479,8 @@ static void run(gemm_job *j)
 {
     if (j->M <= 0 || j->N <= 0)
         return;
+    mae_gemm_isa t = tuned(j->g, NULL);   /* this CPU's block sizes */
+    j->g = &t;
     j->mp = (j->M + j->g->mr - 1) / j->g->mr;
     j->np = (j->N + j->g->nr - 1) / j->g->nr;
     choose_grid(j, j->ex->nthreads < 1 ? 1 : j->ex->nthreads);
