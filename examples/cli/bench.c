@@ -198,6 +198,9 @@ static void print_model(const bench_opts *o, const mae_model *m)
     printf("model:       %s%s (%dx%d, patch %d, %d channel%s, width %d, depth %d; %zu parameters)\n",
            o->model ? o->model : o->preset, o->model ? "" : " preset", c.img_height, c.img_width,
            c.patch_size, c.in_chans, c.in_chans == 1 ? "" : "s", c.embed_dim, c.depth, n);
+    char d[512];
+    if (mae_kernels_describe(d, sizeof d) == MAE_OK)
+        printf("kernels:     %s\n", d);
     printf("run:         kernels %s, %d thread%s, batch %d, mask ratio %g\n", mae_kernels_name(),
            o->threads, o->threads == 1 ? "" : "s", o->batch,
            o->ratio >= 0 ? o->ratio : (double)c.mask_ratio);

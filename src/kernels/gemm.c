@@ -53,18 +53,22 @@ static int round_to(int v, int m, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* Sizes from the caches where the tier's own were not measured: kc such that a B micro-panel
- * (kc x nr) fills about two thirds of L1 (measured on an Ice Lake Xeon, 48 KiB L1d: kc 256-512
- * within noise of each other, see docs/PERFORMANCE.md; BLIS's analytical model gives 8 of its 12
- * ways to the B micro-panel: kc 256); mc such that the packed A block (mc x kc) takes a quarter
- * of L2, nc such that the C block (mc x nc) takes another quarter. */
+/* Sizes from the caches where the tier's own were not measured, after BLIS's analytical model
+ * (Low et al., 2016), adapted to this driver: kc such that the B micro-panel (kc x nr), reused
+ * by every A micro-panel of the block, keeps two thirds of L1 (8 of 12 ways on an Ice Lake
+ * Xeon's 48 KiB L1d: kc 256) with room for the streaming A micro-panel and C tile; mc such that
+ * the A block of one k block (mc x kc) takes an eighth of L2, and nc such that the C block
+ * (mc x nc), revisited by every k block, takes another eighth (1.25 MiB L2: mc 160, nc 256).
+ * The driver packs A for all of K per m block and the per-thread scratch holds a B block and a C
+ * copy, so larger blocks cost memory per thread (64 threads) more than they save; the shares
+ * leave L2 room for the streaming weights. Not measured on a quiet machine (docs/PERFORMANCE.md). */
 static void derive(const mae_gemm_isa *g, mae_gemm_isa *o)
 {
     if (cpu.l1d > 0)
         o->kc = round_to(cpu.l1d * 2 / 3 / (g->nr * (int)sizeof(float)), 16, 128, 1024);
     if (cpu.l2 > 0) {
-        o->mc = round_to(cpu.l2 / 4 / (o->kc * (int)sizeof(float)), g->mr, g->mr, 100 * g->mr);
-        o->nc = round_to(cpu.l2 / 4 / (o->mc * (int)sizeof(float)), g->nr, g->nr, 64 * g->nr);
+        o->mc = round_to(cpu.l2 / 8 / (o->kc * (int)sizeof(float)), g->mr, g->mr, 100 * g->mr);
+        o->nc = round_to(cpu.l2 / 8 / (o->mc * (int)sizeof(float)), g->nr, g->nr, 64 * g->nr);
     }
 }
 
