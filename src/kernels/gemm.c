@@ -441,41 +441,60 @@ static void gemm_task(void *arg, int task, int thread)
 #define PACK_COST 8.0
 #define TASK_COST 20000.0
 
-/* The task grid: nb_m row ranges x nb_n column ranges of whole micro-panels and panels, chosen
- * to make a loop on nt threads finish first: the lanes claim tasks of near-equal size, so it
- * takes ceil(tasks / nt) rounds of the largest task, and a task costs its products plus its
+/* The time a grid of bm x bn tasks takes on nt lanes, in flops: the lanes claim tasks of near
+ * equal size, so ceil(tasks / nt) rounds of the largest task; a task costs its products, its
  * packing (a column split packs each A row once per column range; with B packed here, a row
  * split packs B once per row range; A stored transposed is packed by plain copies, at half the
- * cost of the transposing pack) plus a fixed start-up. Up to 4 tasks per thread, so that 2-D
- * grids can even out a dimension that does not divide by nt (24 panels on 16 threads: 4 x 8
- * tasks over 40 micro-panels of rows fill all 16). On one thread: one task. The split changes
- * which thread computes an element, never how. */
+ * cost of the transposing pack) and a fixed start-up. */
+static double grid_cost(const gemm_job *j, int bm, int bn, int nt)
+{
+    const mae_gemm_isa *g = j->g;
+    double K = j->K, apack = j->a_trans ? 1.0 : 2.0;
+    double bpack = j->b_form == B_PACKED ? 0.0 : j->b_form == B_COLS ? 2.0 : 1.0;
+    double rows = (double)((j->mp + bm - 1) / bm) * g->mr, cols = (double)((j->np + bn - 1) / bn) * g->nr;
+    rows = rows < j->M ? rows : j->M;
+    cols = cols < j->N ? cols : j->N;
+    double task = 2.0 * rows * cols * K + PACK_COST * K * (apack * rows + bpack * cols) + TASK_COST;
+    return (double)((bm * bn + nt - 1) / nt) * task;
+}
+
+/* The task grid: nb_m row ranges x nb_n column ranges of whole micro-panels and panels. The
+ * split measured best on 2 threads (Zen 4, paired runs) is one task per thread: row ranges when
+ * there are at least 8 micro-panels of rows per thread (each thread packs only its rows of A and
+ * the threads share the weight panels in L3), else column ranges; the backward products, which
+ * pack B themselves, by columns when A is the cheaper operand for every thread to pack (N > M
+ * for A stored transposed, N > 2M otherwise). On many threads that split leaves lanes idle (24
+ * column panels on 16 threads: 0.75), so the grid of up to 4 tasks per thread with the least
+ * grid_cost replaces it when it is more than 3 % faster by that estimate (the estimate cannot
+ * tell the measured differences of a few per cent between the splits at 2 threads). On one
+ * thread: one task. The split changes which thread computes an element, never how. */
 static void choose_grid(gemm_job *j, int nt)
 {
     j->nb_m = j->nb_n = 1;
     if (nt <= 1)
         return;
-    const mae_gemm_isa *g = j->g;
-    double K = j->K, apack = j->a_trans ? 1.0 : 2.0;
-    double bpack = j->b_form == B_PACKED ? 0.0 : j->b_form == B_COLS ? 2.0 : 1.0;
-    int most = 4 * nt, best_tasks = 0;
-    double best = 0.0;
-    for (int bm = 1; bm <= j->mp && bm <= most; bm++) {
-        double rows = (double)((j->mp + bm - 1) / bm) * g->mr;
-        rows = rows < j->M ? rows : j->M;
+    int cols = j->b_form != B_PACKED && j->np >= 8 * nt && j->N > (j->a_trans ? 1 : 2) * j->M;
+    if (j->mp >= 8 * nt && !cols) {
+        j->nb_m = nt;
+    } else {
+        j->nb_n = min_i(j->np, nt);
+        if (j->nb_n < nt)
+            j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
+    }
+    double keep = grid_cost(j, j->nb_m, j->nb_n, nt), best = keep;
+    int bm_best = j->nb_m, bn_best = j->nb_n, most = 4 * nt;
+    for (int bm = 1; bm <= j->mp && bm <= most; bm++)
         for (int bn = 1; bn <= j->np && bm * bn <= most; bn++) {
-            double cols = (double)((j->np + bn - 1) / bn) * g->nr;
-            cols = cols < j->N ? cols : j->N;
-            double task = 2.0 * rows * cols * K + PACK_COST * K * (apack * rows + bpack * cols) + TASK_COST;
-            double cost = (double)((bm * bn + nt - 1) / nt) * task;
-            if (!best_tasks || cost < best * (1.0 - 1e-9) ||
-                (cost <= best * (1.0 + 1e-9) && bm * bn < best_tasks)) {
-                best = cost;
-                best_tasks = bm * bn;
-                j->nb_m = bm;
-                j->nb_n = bn;
+            double c = grid_cost(j, bm, bn, nt);
+            if (c < best * (1.0 - 1e-9) || (c <= best * (1.0 + 1e-9) && bm * bn < bm_best * bn_best)) {
+                best = c;
+                bm_best = bm;
+                bn_best = bn;
             }
         }
+    if (best < 0.97 * keep) {
+        j->nb_m = bm_best;
+        j->nb_n = bn_best;
     }
 }
 

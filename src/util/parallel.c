@@ -73,7 +73,7 @@ void mae_parallel_for_op(const mae_exec *ex, const char *op, int ntasks, mae_tas
 {
     if (mae_measure_mode) {   /* the profile or the schedule simulation (profile.c) */
         if (ntasks > 0)
-            mae_measure_loop(ex, op, ntasks, fn, arg);
+            mae_measure_loop(ex, ex && ex->nthreads > 1 ? ex->nthreads : 1, op, ntasks, fn, arg);
         return;
     }
     mae_parallel_run(ex, ntasks, fn, arg);

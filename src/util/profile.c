@@ -10,7 +10,6 @@
 #include <time.h>
 #include <string.h>
 #include "util.h"
-#include "../kernels/kernels.h"
 
 int mae_measure_mode;
 
@@ -54,9 +53,8 @@ static double now(void)
 }
 
 /* Runs the loop for real and adds its time and the flops its tasks reported. */
-static void profile_loop(const mae_exec *ex, kind *k, int ntasks, mae_task_fn fn, void *arg)
+static void profile_loop(const struct mae_exec *ex, int nt, kind *k, int ntasks, mae_task_fn fn, void *arg)
 {
-    int nt = ex && ex->nthreads > 1 ? ex->nthreads : 1;
     memset(lanes, 0, (size_t)(nt < MAX_LANES ? nt : MAX_LANES) * PAD * sizeof *lanes);
     double t0 = now();
     mae_parallel_run(ex, ntasks, fn, arg);
@@ -69,9 +67,8 @@ static void profile_loop(const mae_exec *ex, kind *k, int ntasks, mae_task_fn fn
  * float is a load and a store, often a transpose; the AVX-512 kernel does 64 flops a cycle). */
 #define MOVE_COST 8.0
 
-static void simulate_loop(const mae_exec *ex, kind *k, int ntasks, mae_task_fn fn, void *arg)
+static void simulate_loop(int T, kind *k, int ntasks, mae_task_fn fn, void *arg)
 {
-    int T = ex && ex->nthreads > 1 ? ex->nthreads : 1;
     int nl = T < ntasks ? T : ntasks;
     double finish[MAX_LANES] = { 0 }, total = 0.0, span = 0.0;
     for (int i = 0; i < ntasks; i++) {
@@ -92,14 +89,15 @@ static void simulate_loop(const mae_exec *ex, kind *k, int ntasks, mae_task_fn f
     k->flops += total;
 }
 
-void mae_measure_loop(const mae_exec *ex, const char *op, int ntasks, mae_task_fn fn, void *arg)
+void mae_measure_loop(const struct mae_exec *ex, int nthreads, const char *op, int ntasks,
+                      mae_task_fn fn, void *arg)
 {
     kind *k = find(op);
     k->loops++;
     if (mae_measure_mode == MAE_MEASURE_SIMULATE)
-        simulate_loop(ex, k, ntasks, fn, arg);
+        simulate_loop(nthreads, k, ntasks, fn, arg);
     else
-        profile_loop(ex, k, ntasks, fn, arg);
+        profile_loop(ex, nthreads, k, ntasks, fn, arg);
 }
 
 MAE_API mae_status mae_measure_set(int mode)

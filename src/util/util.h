@@ -46,7 +46,8 @@ extern int mae_measure_mode;
 void mae_task_work(int thread, double flops, double moved);
 /* Internal to parallel.c and profile.c: the loop itself, and a loop while a mode is on. */
 void mae_parallel_run(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
-void mae_measure_loop(const struct mae_exec *ex, const char *op, int ntasks, mae_task_fn fn, void *arg);
+void mae_measure_loop(const struct mae_exec *ex, int nthreads, const char *op, int ntasks,
+                      mae_task_fn fn, void *arg);   /* nthreads: ex's, at least 1 */
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
 /* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
  * create its workers (it creates them now if they are missing). */
