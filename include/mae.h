@@ -271,7 +271,7 @@ MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool);
  *     the partition the library makes for the context's thread count T reports its work (FLOPs of
  *     its micro-kernel calls, plus 8 per float it packs), and the loop's tasks are dealt to T lanes
  *     as the built-in pool deals them (the next task to the lane that is free first). work is the
- *     kinds's total, span the sum over its loops of the busiest lane's share; its parallel
+ *     kind's total, span the sum over its loops of the busiest lane's share; its parallel
  *     efficiency at T is work / (T * span). Each loop is one barrier.
  * While a mode other than MAE_MEASURE_OFF is on, no other thread may use the library. */
 enum { MAE_MEASURE_OFF = 0, MAE_MEASURE_PROFILE = 1, MAE_MEASURE_SIMULATE = 2 };
