@@ -195,9 +195,10 @@ $(BUILD)/bench/bench_mae: bench/bench_mae.c $(STATIC)
 	$(CC) $(ALLCFLAGS) $(DEPFLAGS) -Wno-missing-prototypes $(if $(BENCH_BLAS),-DMAE_BENCH_OPENBLAS) $< -o $@ \
 	    $(STATIC) $(BENCH_BLAS) $(LDLIBS) -lpthread
 
-bench: lib $(BUILD)/bench/bench_mae
+bench: lib $(BUILD)/bench/bench_mae $(BUILD)/examples/mae
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$(BENCH_THREADS) \
 	    nice -n 0 $(BUILD)/bench/bench_mae --threads $(BENCH_THREADS) $(BENCH_ARGS)
+	$(BUILD)/examples/mae bench --preset base --simulate-threads 64
 
 # ---- install, uninstall, pkg-config, ABI baseline ---------------------------------------------
 #   make install PREFIX=/usr DESTDIR=/tmp/stage    header, libmae.a, libmae.so.X.Y.Z + links, mae.pc

@@ -287,6 +287,27 @@ MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads);
  * Not thread-safe with concurrent creation: call it at start-up, like mae_set_allocator. */
 MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool);
 
+/* Per-op measurement, process-wide, off by default (a task then pays one branch). Every parallel
+ * loop of the library belongs to an op kind ("linear", "matmul_nn", "matmul_tn", "attention",
+ * "attention_backward", "layernorm", "layernorm_backward", "gelu", "gelu_backward",
+ * "bias_backward", "grad_norm", "adamw", "other"); setting a mode clears the table of kinds.
+ *   MAE_MEASURE_PROFILE: loops run as usual; each kind sums its loops' wall time and FLOPs (the
+ *     library never prints: read the table with mae_measure_op; `mae bench --profile` prints it).
+ *   MAE_MEASURE_SIMULATE: loops are NOT computed (outputs of calls are unspecified): each task of
+ *     the partition the library makes for the context's thread count T reports its work (FLOPs of
+ *     its micro-kernel calls, plus 8 per float it packs), and the loop's tasks are dealt to T lanes
+ *     as the built-in pool deals them (the next task to the lane that is free first). work is the
+ *     kind's total, span the sum over its loops of the busiest lane's share; its parallel
+ *     efficiency at T is work / (T * span). Each loop is one barrier.
+ * While a mode other than MAE_MEASURE_OFF is on, no other thread may use the library. */
+enum { MAE_MEASURE_OFF = 0, MAE_MEASURE_PROFILE = 1, MAE_MEASURE_SIMULATE = 2 };
+MAE_API mae_status mae_measure_set(int mode);
+MAE_API mae_status mae_measure_count(int *kinds);   /* op kinds recorded since the last set */
+/* Kind i (0 <= i < count): its name (static), loops (barriers), seconds and flops (profile),
+ * work and span (simulation). Any output pointer may be NULL. */
+MAE_API mae_status mae_measure_op(int i, const char **name, int *loops, double *seconds,
+                                  double *flops, double *work, double *span);
+
 /* ---------------------------------------------------------------------------------------------
  * 4. The pipeline
  * ------------------------------------------------------------------------------------------- */
@@ -380,6 +401,13 @@ MAE_API mae_status mae_unpatchify(const mae_model *m, const float *patches, int 
  * the table they were created with. */
 MAE_API const char *mae_kernels_name(void);
 MAE_API mae_status  mae_kernels_force(const char *name);   /* UNSUPPORTED if the CPU lacks it */
+/* The active table with its matrix-product blocking and where it came from, and the CPU it was
+ * chosen for, as one line, e.g. "avx512: 10x32 micro-kernel, mc 100, kc 512, nc 256, prefetch
+ * none (the tier's own ...); CPU AuthenticAMD family 25 model 97, L1d 32 KiB ...". The block
+ * sizes are the tier's measured ones on AMD, derived from the cache sizes elsewhere, or
+ * MAE_BLOCKING=mc,kc,nc[,prefetch 0|1] (read once; a malformed value is ignored and said so
+ * here). INVALID_ARG when size is too small for the line. */
+MAE_API mae_status  mae_kernels_describe(char *buf, size_t size);
 
 /* Bring your own allocator. Set it before creating any object; objects are freed with the
  * allocator that made them. NULL restores malloc/free. alloc must return memory aligned to at

@@ -3,6 +3,7 @@
  * a kernel using YMM/ZMM registers on an OS that does not save them corrupts other threads. The
  * instructions themselves are issued by the platform layer (GCC/clang and MSVC spell them
  * differently). */
+#include <string.h>
 #include "cpu.h"
 #include "../os/os.h"
 
@@ -30,6 +31,62 @@ unsigned mae_cpu_features(void)
     return f;
 }
 
+/* Vendor, family and model (leaves 0 and 1), then the deterministic cache parameters: leaf 4 on
+ * Intel, 0x8000001D on AMD (same layout): per cache level, type, ways, partitions, line size and
+ * sets give its size. */
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    unsigned r[4];
+    memset(c, 0, sizeof *c);
+    mae_os_cpuid(0, 0, r);
+    unsigned max = r[0], a, b, cc, d;
+    b = r[1], cc = r[2], d = r[3];
+    if (max == 0)
+        return;
+    memcpy(c->vendor, &b, 4);
+    memcpy(c->vendor + 4, &d, 4);
+    memcpy(c->vendor + 8, &cc, 4);
+    mae_os_cpuid(1, 0, r);
+    a = r[0];
+    int fam = (a >> 8) & 0xf, model = (a >> 4) & 0xf;
+    if (fam == 0xf)
+        fam += (a >> 20) & 0xff;
+    if (fam == 6 || fam >= 0xf)
+        model += ((a >> 16) & 0xf) << 4;
+    c->family = fam;
+    c->model = model;
+    unsigned leaf = 4;
+    if (strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0) {
+        leaf = 0x8000001D;
+        mae_os_cpuid(0x80000000u, 0, r);
+        if (r[0] < leaf)
+            return;
+    } else if (max < 4) {
+        return;
+    }
+    for (unsigned i = 0; i < 16; i++) {
+        mae_os_cpuid(leaf, i, r);
+        a = r[0], b = r[1], cc = r[2];
+        int type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0)
+            break;
+        if (type == 2)   /* instruction cache */
+            continue;
+        int ways = (int)(b >> 22) + 1, parts = (int)((b >> 12) & 0x3ff) + 1, line = (int)(b & 0xfff) + 1;
+        long long size = (long long)ways * parts * line * ((long long)cc + 1);
+        int sz = size > 0x7fffffff ? 0x7fffffff : (int)size;
+        if (level == 1) {
+            c->l1d = sz;
+            c->l1d_ways = ways;
+        } else if (level == 2) {
+            c->l2 = sz;
+            c->l2_ways = ways;
+        } else if (level == 3) {
+            c->l3 = sz;
+        }
+    }
+}
+
 #elif defined(MAE_OS_AARCH64)
 
 unsigned mae_cpu_features(void)
@@ -37,11 +94,21 @@ unsigned mae_cpu_features(void)
     return MAE_CPU_NEON;
 }
 
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
 #else
 
 unsigned mae_cpu_features(void)
 {
     return 0;
+}
+
+void mae_cpu_read_caches(mae_cpu_caches *c)
+{
+    memset(c, 0, sizeof *c);
 }
 
 #endif

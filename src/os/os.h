@@ -71,7 +71,8 @@ int   mae_os_seek(FILE *f, uint64_t pos);
 /* ---- process, errors ------------------------------------------------------------------------ */
 
 long        mae_os_getpid(void);
-int         mae_os_ncpus(void);                          /* online processors, at least 1 */
+int         mae_os_ncpus(void);
+double      mae_os_seconds(void);                        /* a monotonic clock, in seconds */                          /* online processors, at least 1 */
 /* The text of errno value err in buf, without strerror's shared buffer (thread-safe). */
 const char *mae_os_strerror(int err, char *buf, size_t cap);
 
@@ -164,6 +165,10 @@ static inline long mae_atomic_long_load(mae_atomic_long *a)
 {
     return _InterlockedCompareExchange(&a->v, 0, 0);
 }
+static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
+{
+    (void)_InterlockedExchange(&a->v, v);
+}
 /* Adds d and returns the previous value. */
 static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
 {
@@ -192,6 +197,10 @@ static inline void mae_atomic_long_init(mae_atomic_long *a, long v) { atomic_ini
 static inline long mae_atomic_long_load(mae_atomic_long *a)
 {
     return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
+{
+    atomic_store_explicit(&a->v, v, memory_order_release);
 }
 static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
 {

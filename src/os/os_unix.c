@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "os.h"
@@ -84,6 +85,13 @@ int mae_os_seek(FILE *f, uint64_t pos)
 long mae_os_getpid(void)
 {
     return (long)getpid();
+}
+
+double mae_os_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int mae_os_ncpus(void)

@@ -168,6 +168,14 @@ long mae_os_getpid(void)
     return (long)GetCurrentProcessId();
 }
 
+double mae_os_seconds(void)
+{
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (double)t.QuadPart / (double)f.QuadPart;
+}
+
 int mae_os_ncpus(void)
 {
     DWORD n = GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);

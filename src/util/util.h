@@ -37,6 +37,22 @@ typedef struct mae_exec {
  * be NULL: one thread. The only parallel loop. */
 typedef void (*mae_task_fn)(void *arg, int task, int thread);
 void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+/* The same, the loop named by its op kind ("linear", "attention", ...) for the per-op profile
+ * and the schedule simulation (measure.c); mae_parallel_for names it "other". */
+void mae_parallel_for_op(const struct mae_exec *ex, const char *op, int ntasks, mae_task_fn fn,
+                         void *arg);
+
+/* Per-op measurement (measure.c, mae.h section 3). mae_measure_mode is 0 normally, so a task
+ * pays one branch: `if (mae_measure_mode) { mae_task_work(thread, flops, moved); if
+ * (mae_measure_mode == MAE_MEASURE_SIMULATE) return; }` before its real work. flops: the
+ * arithmetic the task does (a micro-kernel call counts its whole padded tile); moved: floats it
+ * packs or streams once. */
+extern int mae_measure_mode;
+void mae_task_work(int thread, double flops, double moved);
+/* Internal to parallel.c and profile.c: the loop itself, and a loop while a mode is on. */
+void mae_parallel_run(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+void mae_measure_loop(const struct mae_exec *ex, int nthreads, const char *op, int ntasks,
+                      mae_task_fn fn, void *arg);   /* nthreads: ex's, at least 1 */
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
 /* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
  * create its workers (it creates them now if they are missing). */
