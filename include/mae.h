@@ -11,6 +11,7 @@
  *   6. kernels, allocator
  *   7. pretraining: the trainer (backward pass, AdamW, checkpoints)
  *   8. images: PNG/PGM/PPM/IDX files, pixels <-> model tensors, the demo figure
+ *   9. classification: the encoder with a head (models_vit.VisionTransformer), class labels
  *
  * A minimal program:
  *
@@ -641,6 +642,74 @@ MAE_API mae_status mae_images_to_input(const mae_model *m, int batch, const uint
  * temporary file is removed and an existing file at path is intact. data may be NULL when size
  * is 0 (an empty file). */
 MAE_API mae_status mae_file_write(const char *path, const void *data, size_t size);
+
+/* ---------------------------------------------------------------------------------------------
+ * 9. Classification
+ *
+ * A classifier is the encoder as the official fine-tuning code (models_vit.VisionTransformer)
+ * computes it: patch embedding, cls token prepended, the full position table added to every
+ * token (cls row included; nothing masked), the blocks, then either global pooling (the mean of
+ * the L patch tokens, then the LayerNorm fc_norm; the encoder's final norm is not used) or the
+ * cls token after the final norm, then head = Linear(D -> num_classes). Like a model it is
+ * immutable after creation and shareable across threads; its forward runs in a context made for
+ * its model (mae_classifier_model), allocates nothing, and gives bitwise the same logits for any
+ * thread count.
+ *
+ * Files: the official fine-tuned names (the encoder's, plus fc_norm.* with global pooling,
+ * norm.* without, and head.weight [num_classes, D], head.bias), or Hugging Face
+ * ViTForImageClassification names (vit.* as for ViTMAE, classifier.weight / .bias; cls pooling).
+ * __metadata__ may carry num_classes, global_pool (true / false; without it: global pooling
+ * exactly when fc_norm.* is there) and the class names as id2label.<i> = name, one key per class
+ * (each name at most 255 bytes), all of them or none.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mae_classifier mae_classifier;
+
+/* A classifier from a pretrained model: its encoder copied (the decoder dropped), a new head
+ * initialised as main_finetune.py does (weight trunc_normal_(std = 2e-5), i.e. normal with
+ * std 2e-5 cut at +-2, bias 0; fc_norm weight 1, bias 0), from an MT19937 seeded with seed.
+ * global_pool: 1 = mean of the patch tokens then fc_norm (the official fine-tuning default),
+ * 0 = the cls token after norm. num_classes in [1, 1000000]. No labels (indices). */
+MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, int global_pool,
+                                         uint64_t seed, mae_classifier **out);
+
+/* Reads a classifier file (F32/F16/BF16, names above). num_classes 0 takes the file's; any
+ * other value must equal the head's row count, else MAE_ERR_SHAPE naming both (a head is never
+ * silently reinitialised). A file without head.weight / classifier.weight is MAE_ERR_FORMAT
+ * (load it with mae_model_load and use mae_classifier_create). */
+MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_classifier **out);
+/* Writes official names (norm.* only with cls pooling, fc_norm.* only with global pooling), the
+ * model config, num_classes, global_pool and the labels (if set) in __metadata__; atomically, as
+ * mae_model_save. */
+MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path);
+MAE_API void       mae_classifier_free(mae_classifier *c);          /* NULL is fine; free its contexts first */
+
+/* The encoder model (owned by c): create forward contexts with mae_ctx_create on it, read its
+ * config and tensors. */
+MAE_API mae_status mae_classifier_model(const mae_classifier *c, const mae_model **m);
+MAE_API mae_status mae_classifier_num_classes(const mae_classifier *c, int *num_classes);
+MAE_API mae_status mae_classifier_global_pool(const mae_classifier *c, int *global_pool);
+
+/* Class names. label gives class index's name (owned by c, valid until the labels change or c
+ * is freed): the name the file or set_labels gave, else the index in decimal ("7").
+ * has_labels says which. set_labels copies num_classes names (each non-empty, at most 255 bytes;
+ * labels NULL clears them); not thread-safe with concurrent label reads. */
+MAE_API mae_status mae_classifier_label(const mae_classifier *c, int index, const char **label);
+MAE_API mae_status mae_classifier_has_labels(const mae_classifier *c, int *has_labels);
+MAE_API mae_status mae_classifier_set_labels(mae_classifier *c, const char *const *labels);
+
+/* Read-only view of a head tensor ("head.weight" [num_classes, D], "head.bias", "fc_norm.weight",
+ * "fc_norm.bias"; fc_norm only with global pooling) or of an encoder tensor by its official
+ * name, as mae_model_tensor. Any out-parameter may be NULL. */
+MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *name,
+                                         const float **data, size_t *count);
+
+/* imgs [B,C,H,W] (normalized; the model's in_chans and run size) -> logits [B,num_classes]. ctx
+ * must have been created for mae_classifier_model(c) (else MAE_ERR_INVALID_ARG); B in
+ * [1, max_batch]. The context's abort hook is checked before each block. The context's mask
+ * ratio, seed and RNG are neither used nor changed. */
+MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
+                                          int batch, float *logits);
 
 #ifdef __cplusplus
 }
