@@ -152,7 +152,54 @@ def generate(c):
     print(f"{c['name']}: logits {logits.abs().max():.3f} max, torch float32 error {err32:.2e}")
 
 
-if __name__ == "__main__":
+def check(model_path, json_path):
+    """tests/check_classify.sh: `mae classify --json --crop-pct 1` on images of the model's size
+    against forward() in float64 (CONFIGS' clsgp), and the JSON's promises."""
+    import json
+    c = next(c for c in CONFIGS if c["name"] == "clsgp")
+    P = {k: torch.from_numpy(v.astype(np.float64)) for k, v in read_safetensors(model_path).items()}
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for line in open(json_path, encoding="utf-8"):
+        o = json.loads(line)
+        assert set(o) == {"image", "top", "logits"}, o.keys()
+        raw = open(o["image"], "rb").read()
+        px = np.frombuffer(raw[-16 * 16 * 3:], dtype=np.uint8).reshape(16, 16, 3) / 255.0
+        # the library normalizes in double and rounds to float32
+        x = ((px - mean) / std).astype(np.float32).astype(np.float64).transpose(2, 0, 1)[None]
+        want = forward(P, c, torch.from_numpy(x.copy()))[0].numpy()
+        got = np.array(o["logits"], dtype=np.float64)
+        assert got.shape == (c["K"],), got.shape
+        err = np.abs(got - want).max()
+        assert err < 1e-5, (o["image"], err)
+        for t in o["logits"]:   # %.9g text: parses back to one float32 that prints the same
+            assert float(f"{np.float32(t):.9g}") == t, t
+        p = np.exp(got - got.max())
+        p /= p.sum()
+        probs = [e["probability"] for e in o["top"]]
+        assert probs == sorted(probs, reverse=True) and len(probs) == min(5, c["K"])
+        for e in o["top"]:
+            assert abs(e["probability"] - p[e["index"]]) < 1e-7 and e["label"] == c["labels"][e["index"]], e
+    print(f"check: {json_path} agrees with PyTorch float64")
+
+
+def read_safetensors(path):
+    import json
+    import struct
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    hdr = json.loads(raw[8:8 + n])
+    hdr.pop("__metadata__", None)
+    out = {}
+    for k, v in hdr.items():
+        a, b = v["data_offsets"]
+        assert v["dtype"] == "F32"
+        out[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(v["shape"])
+    return out
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--check"]:
+    check(sys.argv[2], sys.argv[3])
+elif __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for cfg in CONFIGS:
         generate(cfg)
