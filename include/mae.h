@@ -711,6 +711,79 @@ MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *na
 MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
                                           int batch, float *logits);
 
+/* Fine-tuning a classifier end to end (main_finetune.py / engine_finetune.py). A finetuner
+ * updates its classifier in place (encoder and head): while it exists, use the classifier
+ * elsewhere only between steps. It holds activations for batches up to max_batch, gradients and
+ * AdamW moments for every trainable tensor, and the step count. The official recipe's parts:
+ *   - AdamW (torch.optim.AdamW) with layer-wise lr decay as util/lr_decay.param_groups_lrd:
+ *     layer id 0 for cls_token, pos_embed, patch_embed.*; i + 1 for blocks.i.*; depth + 1 for
+ *     everything else (norm / fc_norm, head); lr_scale = layer_decay^(depth + 1 - layer id);
+ *     no weight decay for 1-D tensors, pos_embed and cls_token; pos_embed is trained;
+ *   - the per-iteration schedule of util/lr_sched (warmup from 0, then cosine to min_lr), as
+ *     mae_train_config defines it, times each tensor's lr_scale;
+ *   - label-smoothing cross-entropy (timm LabelSmoothingCrossEntropy), or a soft-target
+ *     cross-entropy on targets the caller makes (mixup / cutmix);
+ *   - gradient accumulation (accum_iter) and optional clipping of the global gradient norm.
+ * Drop path (stochastic depth) and mixup / cutmix themselves are not implemented yet. */
+typedef struct mae_finetuner mae_finetuner;
+
+/* Versioned by size like mae_config: call mae_finetune_config_init first. Defaults are
+ * main_finetune.py's argument defaults (in brackets). */
+typedef struct mae_finetune_config {
+    uint32_t struct_size;      /* sizeof(mae_finetune_config) of the caller's header */
+    int32_t  accum_iter;       /* micro-batches per optimizer step (1) */
+    double   blr;              /* base lr: peak = blr * eff_batch / 256 (1e-3) */
+    double   lr;               /* absolute peak lr; 0 = from blr (0) */
+    double   min_lr;           /* floor of the cosine (1e-6) */
+    double   weight_decay;     /* decoupled, tensors with 2+ dims except pos_embed, cls_token (0.05) */
+    double   layer_decay;      /* layer-wise lr decay, in (0, 1] (0.75) */
+    double   beta1, beta2;     /* (0.9, 0.999): torch.optim.AdamW's defaults, as main_finetune.py */
+    double   eps;              /* (1e-8) */
+    double   warmup_epochs;    /* (5) */
+    double   epochs;           /* end of the cosine; must exceed warmup_epochs (50) */
+    int32_t  iters_per_epoch;  /* data iterations per epoch; 0 = constant lr (0) */
+    int32_t  batch_size;       /* micro-batch per process for eff_batch; 0 = max_batch (0) */
+    int32_t  world_size;       /* processes, for eff_batch (1) */
+    float    smoothing;        /* label smoothing in [0, 1) for integer labels (0.1) */
+    float    clip_grad;        /* clip the global gradient norm to this; 0 = off (0) */
+} mae_finetune_config;
+
+MAE_API mae_status mae_finetune_config_init(mae_finetune_config *cfg, size_t struct_size);
+
+/* A finetuner for c with the default config and as many threads as the machine has. The
+ * classifier's model must have no live context (it is converted to trainable form, as
+ * mae_trainer_create does: MAE_ERR_STATE otherwise). c must outlive the finetuner. */
+MAE_API mae_status mae_finetuner_create(mae_classifier *c, int max_batch, mae_finetuner **out);
+MAE_API void       mae_finetuner_free(mae_finetuner *f);                    /* NULL is fine */
+MAE_API mae_status mae_finetuner_set_config(mae_finetuner *f, const mae_finetune_config *cfg);
+MAE_API mae_status mae_finetuner_get_config(const mae_finetuner *f, mae_finetune_config *cfg);
+MAE_API mae_status mae_finetuner_set_threads(mae_finetuner *f, int n);      /* 1..256 */
+
+/* Forward and backward on imgs [B,C,H,W] with either labels [B] (class indices; smoothed by
+ * cfg.smoothing: target = (1 - s) one-hot + s / K) or targets [B,K] (soft target rows, e.g. from
+ * mixup, used as they are); the other NULL. Adds d(loss)/d(param) / accum_iter into the
+ * gradients; *loss (may be NULL) gets the mean cross-entropy over the batch, logits (may be
+ * NULL) [B,K] the forward's logits. A label outside [0, K) is MAE_ERR_INVALID_ARG and changes
+ * nothing. Bitwise the same for any thread count. */
+MAE_API mae_status mae_finetuner_forward_backward(mae_finetuner *f, const float *imgs, int batch,
+                                                  const int32_t *labels, const float *targets,
+                                                  float *loss, float *logits);
+/* One AdamW step with the scheduled lr (each tensor's lr_scale applied), then the gradients are
+ * zeroed, the weights repacked, the step count + 1. Non-finite gradients: MAE_ERR_STATE, nothing
+ * changes. */
+MAE_API mae_status mae_finetuner_step(mae_finetuner *f);
+MAE_API mae_status mae_finetuner_zero_grad(mae_finetuner *f);
+/* The gradient of a trainable tensor by its official name (encoder tensors, fc_norm.*, head.*);
+ * owned by the finetuner. */
+MAE_API mae_status mae_finetuner_grad(const mae_finetuner *f, const char *name, const float **grad,
+                                      size_t *count);
+/* A tensor's parameter group: its lr_scale and weight decay (param_groups_lrd's). */
+MAE_API mae_status mae_finetuner_param_group(const mae_finetuner *f, const char *name,
+                                             double *lr_scale, double *weight_decay);
+MAE_API mae_status mae_finetuner_get_step(const mae_finetuner *f, int64_t *step);
+/* The lr the next step uses before the tensors' lr_scale (the head's lr). */
+MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,10 @@ Writes into tests/data/:
   <name>.cio.safetensors          imgs [B,C,H,W], logits [B,K] (float64 rounded to float32), and in
                                   __metadata__ the batch, the class count and torch_f32_err: the
                                   max |logit| error of the same model run in float32 by PyTorch
+  <name>.cgrad.safetensors        fine-tuning: labels (clsgp, smoothing 0.1) or soft targets
+                                  (clstok), the loss, grad.<name> of every trained tensor, and
+                                  step2.<name>: the parameters after two torch.optim.AdamW steps on
+                                  the same batch with util/lr_decay.param_groups_lrd's groups
 
 Run with Debian's python3-torch:  /usr/bin/python3 tests/gen_classifier.py
 CI never runs this; the generated files are committed.
@@ -100,6 +104,66 @@ def forward(P, c, imgs):
     return F.linear(pooled, P["head.weight"], P["head.bias"])
 
 
+# ---- fine-tuning ------------------------------------------------------------------------------
+FT = dict(lr=2e-3, weight_decay=0.05, layer_decay=0.75, smoothing=0.1, betas=(0.9, 0.999), eps=1e-8)
+
+
+def loss_fn(c, P, imgs, labels, targets):
+    """LabelSmoothingCrossEntropy (timm) for labels, SoftTargetCrossEntropy for targets."""
+    logp = torch.log_softmax(forward(P, c, imgs), dim=-1)
+    if targets is None:
+        s = FT["smoothing"]
+        nll = -logp.gather(1, labels[:, None])[:, 0]
+        return ((1 - s) * nll + s * (-logp.mean(dim=-1))).mean()
+    return (-(targets * logp).sum(dim=-1)).mean()
+
+
+def param_groups_lrd(c, P):
+    """util/lr_decay.param_groups_lrd, rewritten: (name, lr_scale, weight_decay) per tensor."""
+    num_layers = c["depth"] + 1
+    out = []
+    for n, p in P.items():
+        wd = 0.0 if p.ndim == 1 or n in ("pos_embed", "cls_token") else FT["weight_decay"]
+        if n in ("cls_token", "pos_embed") or n.startswith("patch_embed"):
+            lid = 0
+        elif n.startswith("blocks"):
+            lid = int(n.split(".")[1]) + 1
+        else:
+            lid = num_layers
+        out.append((n, FT["layer_decay"] ** (num_layers - lid), wd))
+    return out
+
+
+def finetune_reference(c, P, imgs):
+    gen = torch.Generator().manual_seed(c["seed"] + 2000)
+    B, K = c["B"], c["K"]
+    labels = torch.randint(0, K, (B,), generator=gen)
+    targets = None
+    if c["name"] == "clstok":   # mixup-like soft rows
+        targets = torch.rand(B, K, generator=gen)
+        targets = (targets / targets.sum(-1, keepdim=True)).to(torch.float32).to(torch.float64)
+    Q = {n: t.clone().requires_grad_(True) for n, t in P.items()}
+    loss = loss_fn(c, Q, imgs, labels, targets)
+    loss.backward()
+    grads = {n: Q[n].grad.detach().clone() for n in Q}
+    groups = [{"params": [Q[n]], "lr": FT["lr"] * scale, "weight_decay": wd, "name": n}
+              for n, scale, wd in param_groups_lrd(c, Q)]
+    opt = torch.optim.AdamW(groups, lr=FT["lr"], betas=FT["betas"], eps=FT["eps"])
+    for _ in range(2):
+        opt.zero_grad()
+        loss_fn(c, Q, imgs, labels, targets).backward()
+        opt.step()
+    out = [("loss", f32t(loss.detach().reshape(1)))]
+    out += [("labels", labels.numpy())] if targets is None else [("targets", f32t(targets))]
+    out += [("grad." + n, f32t(g)) for n, g in grads.items()]
+    out += [("step2." + n, f32t(Q[n].detach())) for n in Q]
+    return out
+
+
+def f32t(t):
+    return t.detach().to(torch.float32).numpy()
+
+
 def hf_names(c, P):
     """Official -> Hugging Face ViTForImageClassification names (qkv split into query/key/value)."""
     D, out = c["D"], []
@@ -149,7 +213,12 @@ def generate(c):
                "torch_f32_err": repr(err32), "img_size": c["img"], "in_chans": c["C"]}
     write_safetensors(os.path.join(OUT, f"{c['name']}.cio.safetensors"),
                       [("imgs", f32(imgs)), ("logits", f32(logits))], io_meta)
-    print(f"{c['name']}: logits {logits.abs().max():.3f} max, torch float32 error {err32:.2e}")
+    ft = finetune_reference(c, P, imgs)
+    write_safetensors(os.path.join(OUT, f"{c['name']}.cgrad.safetensors"), ft,
+                      {"lr": repr(FT["lr"]), "weight_decay": repr(FT["weight_decay"]),
+                       "layer_decay": repr(FT["layer_decay"]), "smoothing": repr(FT["smoothing"])})
+    print(f"{c['name']}: logits {logits.abs().max():.3f} max, torch float32 error {err32:.2e}, "
+          f"loss {float(ft[0][1][0]):.6f}")
 
 
 def check(model_path, json_path):

@@ -1,0 +1,330 @@
+/* Fine-tuning (mae.h section 9): the loss and every gradient against PyTorch float64 autograd of
+ * models_vit.VisionTransformer with timm's label-smoothing / soft-target cross-entropy
+ * (tests/gen_classifier.py), two AdamW steps against torch.optim.AdamW with
+ * util/lr_decay.param_groups_lrd's groups, central finite differences of the C loss, the groups
+ * against the official rule, thread-count determinism, a loss that falls, and misuse. */
+#include <stdlib.h>
+#include "../src/io/safetensors.h"
+#include "testutil.h"
+
+static const char *data_path(const char *name, const char *kind)
+{
+    static char path[1100];
+    snprintf(path, sizeof path, "%s/tests/data/%s.%s.safetensors", tu_srcdir(), name, kind);
+    return path;
+}
+
+typedef struct fixture {
+    mae_st_file io, gr;
+    mae_classifier *c;
+    mae_finetuner *f;
+    int B, K, n;
+    float *imgs, *targets;
+    int32_t *labels;
+} fixture;
+
+static int open_fixture(const char *name, fixture *x)
+{
+    memset(x, 0, sizeof *x);
+    if (mae_st_open(data_path(name, "cio"), &x->io) != MAE_OK || mae_st_open(data_path(name, "cgrad"), &x->gr) != MAE_OK) {
+        CHECK(0, "%s: %s", name, mae_last_error());
+        return 0;
+    }
+    x->B = atoi(mae_st_meta_get(&x->io, "batch"));
+    x->K = atoi(mae_st_meta_get(&x->io, "num_classes"));
+    int side = atoi(mae_st_meta_get(&x->io, "img_size")), C = atoi(mae_st_meta_get(&x->io, "in_chans"));
+    x->n = C * side * side;
+    x->imgs = tu_st_tensor(&x->io, "imgs", (size_t)x->B * x->n);
+    if (mae_st_find(&x->gr, "labels")) {
+        float *l = tu_st_tensor(&x->gr, "labels", (size_t)x->B);
+        x->labels = tu_malloc((size_t)x->B * sizeof *x->labels);
+        for (int b = 0; l && b < x->B; b++)
+            x->labels[b] = (int32_t)l[b];
+        free(l);
+    } else
+        x->targets = tu_st_tensor(&x->gr, "targets", (size_t)x->B * x->K);
+    CHECK_OK(mae_classifier_load(data_path(name, "classifier"), 0, &x->c));
+    if (x->c)
+        CHECK_OK(mae_finetuner_create(x->c, x->B, &x->f));
+    if (!x->f)
+        return 0;
+    mae_finetune_config cfg;
+    CHECK_OK(mae_finetune_config_init(&cfg, sizeof cfg));
+    cfg.lr = 2e-3;              /* gen_classifier.py's FT */
+    cfg.iters_per_epoch = 0;    /* constant lr */
+    CHECK_OK(mae_finetuner_set_config(x->f, &cfg));
+    return x->imgs != NULL;
+}
+
+static void close_fixture(fixture *x)
+{
+    mae_finetuner_free(x->f);
+    mae_classifier_free(x->c);
+    free(x->imgs); free(x->targets); free(x->labels);
+    mae_st_close(&x->io);
+    mae_st_close(&x->gr);
+}
+
+/* The names the reference has gradients for, one by one: "grad.<name>" entries. */
+static void against_torch(const char *name)
+{
+    fixture x;
+    if (!open_fixture(name, &x)) {
+        close_fixture(&x);
+        return;
+    }
+    float loss = NAN, *want_loss = tu_st_tensor(&x.gr, "loss", 1);
+    CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, x.targets, &loss, NULL));
+    CHECK(want_loss && fabs(loss - want_loss[0]) <= 2e-6 * fabs(want_loss[0]), "%s: loss %.9g, want %.9g", name, loss,
+          want_loss ? want_loss[0] : NAN);
+    double worst = 0;
+    const char *worst_name = "";
+    int ngrads = 0;
+    for (int i = 0; i < x.gr.n; i++) {
+        const mae_st_entry *e = &x.gr.t[i];
+        if (strncmp(e->name, "grad.", 5) != 0)
+            continue;
+        const float *g = NULL;
+        size_t count = 0;
+        CHECK_OK(mae_finetuner_grad(x.f, e->name + 5, &g, &count));
+        float *want = tu_st_tensor(&x.gr, e->name, count);
+        if (g && want) {
+            double err = tu_rel_l2(g, want, count);
+            if (err > worst)
+                worst = err, worst_name = e->name + 5;
+            ngrads++;
+        }
+        free(want);
+    }
+    /* float32 through two blocks against float64: relative L2 errors ~1e-6 */
+    CHECK(worst <= 2e-5, "%s: gradient of %s rel err %.3g", name, worst_name, worst);
+    /* two AdamW steps on the same batch (the gradients above are step 1's) */
+    CHECK_OK(mae_finetuner_step(x.f));
+    CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, x.targets, NULL, NULL));
+    CHECK_OK(mae_finetuner_step(x.f));
+    double pworst = 0;
+    const char *pname = "";
+    for (int i = 0; i < x.gr.n; i++) {
+        const mae_st_entry *e = &x.gr.t[i];
+        if (strncmp(e->name, "step2.", 6) != 0)
+            continue;
+        const float *p = NULL;
+        size_t count = 0;
+        CHECK_OK(mae_classifier_tensor(x.c, e->name + 6, &p, &count));
+        char gname[200];
+        snprintf(gname, sizeof gname, "grad.%s", e->name + 6);
+        float *want = tu_st_tensor(&x.gr, e->name, count), *g1 = tu_st_tensor(&x.gr, gname, count);
+        double gmax = 0;
+        for (size_t j = 0; g1 && j < count; j++)
+            gmax = fmax(gmax, fabs(g1[j]));
+        /* AdamW's first step is about lr * sign(g): an element whose gradient is within float32
+         * noise of zero (below 1e-4 of its tensor's largest) may step either way; it is only
+         * held to the size of two steps */
+        for (size_t j = 0; p && want && g1 && j < count; j++) {
+            double d = fabs((double)p[j] - want[j]);
+            if (fabs(g1[j]) < 1e-4 * gmax) {
+                CHECK(d <= 2 * 2 * 2e-3, "%s[%zu] moved %.3g", e->name + 6, j, d);
+                continue;
+            }
+            if (d > pworst)
+                pworst = d, pname = e->name + 6;
+        }
+        free(want);
+        free(g1);
+    }
+    /* each step moves a weight by about lr * lr_scale = 2e-3 at most: the error is a small part
+     * of one step */
+    CHECK(pworst <= 2e-6, "%s: after 2 AdamW steps %s is off by %.3g", name, pname, pworst);
+    printf("  %-7s loss %.7f, %d gradients: worst rel err %.2e (%s); 2 AdamW steps: max |dw| %.2e\n", name, loss,
+           ngrads, worst, worst_name, pworst);
+    free(want_loss);
+    close_fixture(&x);
+}
+
+static void test_torch(void)
+{
+    against_torch("clsgp");
+    against_torch("clstok");
+}
+
+/* Central differences of the C loss for weights the kernels read unpacked (LayerNorm weights,
+ * biases, the position table, the cls token: changing them needs no repacking). */
+static void test_finite_differences(void)
+{
+    fixture x;
+    if (!open_fixture("clsgp", &x)) {
+        close_fixture(&x);
+        return;
+    }
+    static const char *const names[] = { "cls_token", "pos_embed", "fc_norm.weight", "fc_norm.bias", "head.bias",
+                                         "blocks.0.norm1.weight", "blocks.1.norm2.bias", "blocks.1.mlp.fc1.bias",
+                                         "blocks.0.attn.qkv.bias", "patch_embed.proj.bias" };
+    float loss;
+    int checked = 0;
+    double worst = 0;
+    for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
+        const float *g, *pc;
+        size_t count, cg;
+        CHECK_OK(mae_finetuner_grad(x.f, names[n], &g, &cg));
+        CHECK_OK(mae_classifier_tensor(x.c, names[n], &pc, &count));
+        float *p = (float *)pc;   /* test only: an unpacked weight, changed and put back */
+        CHECK_OK(mae_finetuner_zero_grad(x.f));   /* forward_backward adds: this tensor's gradient afresh */
+        CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, NULL, &loss, NULL));
+        float *gcopy = tu_malloc(cg * sizeof *gcopy);
+        memcpy(gcopy, g, cg * sizeof *g);
+        double gmax = 0;
+        for (size_t j = 0; j < cg; j++)
+            gmax = fmax(gmax, fabs(gcopy[j]));
+        for (int trial = 0; trial < 3; trial++) {
+            size_t j = (size_t)(tu_uniform() * (double)count);
+            float keep = p[j], lp, lm;
+            const float h = 1e-2f;
+            p[j] = keep + h;
+            CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, NULL, &lp, NULL));
+            p[j] = keep - h;
+            CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, NULL, &lm, NULL));
+            p[j] = keep;
+            double fd = ((double)lp - lm) / (2.0 * h), err = fabs(fd - gcopy[j]);
+            CHECK(err <= 2e-2 * gmax + 2e-5, "%s[%zu]: finite difference %.6g, gradient %.6g", names[n], j, fd, gcopy[j]);
+            worst = fmax(worst, err / (gmax + 1e-12));
+            checked++;
+        }
+        free(gcopy);
+    }
+    CHECK_OK(mae_finetuner_zero_grad(x.f));
+    printf("  finite differences: %d elements, worst |fd - grad| / max|grad| %.2e\n", checked, worst);
+    close_fixture(&x);
+}
+
+/* The groups against param_groups_lrd, stated directly: layer ids 0 / i+1 / depth+1, scale
+ * 0.75^(depth+1-id), no decay for 1-D, pos_embed and cls_token. */
+static void test_groups(void)
+{
+    fixture x;
+    if (!open_fixture("clsgp", &x)) {
+        close_fixture(&x);
+        return;
+    }
+    const mae_model *m;
+    int n = 0;
+    CHECK_OK(mae_classifier_model(x.c, &m));
+    CHECK_OK(mae_model_tensor_count(m, &n));
+    const int depth = 2;
+    for (int i = 0; i < n + 4; i++) {
+        static const char *const head[4] = { "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias" };
+        const char *name;
+        int ndim = 1;
+        if (i < n) {
+            CHECK_OK(mae_model_tensor_name(m, i, &name));
+            CHECK_OK(mae_model_tensor(m, name, NULL, NULL, &ndim, NULL));
+        } else {
+            name = head[i - n];
+            ndim = i - n == 2 ? 2 : 1;
+        }
+        double scale = -1, wd = -1;
+        mae_status s = mae_finetuner_param_group(x.f, name, &scale, &wd);
+        if (!strncmp(name, "norm.", 5)) {   /* global pooling: the encoder's norm is not used */
+            CHECK(s == MAE_ERR_INVALID_ARG, "%s has a group", name);
+            continue;
+        }
+        int id = !strcmp(name, "cls_token") || !strcmp(name, "pos_embed") || !strncmp(name, "patch_embed", 11) ? 0
+               : !strncmp(name, "blocks.", 7) ? name[7] - '0' + 1 : depth + 1;
+        double want_wd = ndim == 1 || !strcmp(name, "pos_embed") || !strcmp(name, "cls_token") ? 0.0 : 0.05;
+        CHECK(s == MAE_OK && fabs(scale - pow(0.75, depth + 1 - id)) < 1e-15 && wd == want_wd,
+              "%s: scale %g wd %g, want %g %g", name, scale, wd, pow(0.75, depth + 1 - id), want_wd);
+    }
+    close_fixture(&x);
+}
+
+static void test_threads_and_descent(void)
+{
+    fixture a, b;
+    if (!open_fixture("clsgp", &a) || !open_fixture("clsgp", &b)) {
+        close_fixture(&a);
+        close_fixture(&b);
+        return;
+    }
+    CHECK_OK(mae_finetuner_set_threads(a.f, 1));
+    CHECK_OK(mae_finetuner_set_threads(b.f, 3));
+    float first = 0, last = 0;
+    for (int it = 0; it < 12; it++) {
+        float la, lb;
+        CHECK_OK(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, NULL, &la, NULL));
+        CHECK_OK(mae_finetuner_forward_backward(b.f, b.imgs, b.B, b.labels, NULL, &lb, NULL));
+        if (it == 0) {
+            const float *ga, *gb;
+            size_t na, nb;
+            CHECK_OK(mae_finetuner_grad(a.f, "blocks.0.attn.qkv.weight", &ga, &na));
+            CHECK_OK(mae_finetuner_grad(b.f, "blocks.0.attn.qkv.weight", &gb, &nb));
+            CHECK(memcmp(ga, gb, na * sizeof *ga) == 0, "gradients differ between 1 and 3 threads");
+            first = la;
+        }
+        CHECK(memcmp(&la, &lb, sizeof la) == 0, "step %d: loss %.9g with 1 thread, %.9g with 3", it, la, lb);
+        CHECK_OK(mae_finetuner_step(a.f));
+        CHECK_OK(mae_finetuner_step(b.f));
+        last = la;
+    }
+    /* one fixed batch, lr 2e-3: the loss must fall well below its start (smoothing 0.1 keeps a
+     * floor of about 0.1 * log K above zero) */
+    CHECK(last < 0.5 * first, "the loss went %.4f -> %.4f in 12 steps on one batch", first, last);
+    printf("  12 steps on one batch: loss %.4f -> %.4f, bitwise equal with 1 and 3 threads\n", first, last);
+    close_fixture(&a);
+    close_fixture(&b);
+}
+
+static void test_misuse(void)
+{
+    fixture x;
+    if (!open_fixture("clsgp", &x)) {
+        close_fixture(&x);
+        return;
+    }
+    int32_t bad[3] = { 0, 5, 1 }, neg[3] = { 0, -1, 1 };
+    float t[15] = { 0 };
+    EXPECT(mae_finetuner_forward_backward(x.f, x.imgs, x.B, bad, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_forward_backward(x.f, x.imgs, x.B, neg, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, t, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_forward_backward(x.f, x.imgs, x.B, NULL, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_forward_backward(x.f, x.imgs, x.B + 1, x.labels, NULL, NULL, NULL), MAE_ERR_SHAPE);
+    EXPECT(mae_finetuner_forward_backward(x.f, NULL, x.B, x.labels, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_forward_backward(NULL, x.imgs, x.B, x.labels, NULL, NULL, NULL), MAE_ERR_INVALID_ARG);
+    /* the rejected calls added nothing */
+    const float *g;
+    size_t n;
+    CHECK_OK(mae_finetuner_grad(x.f, "head.weight", &g, &n));
+    int zero = 1;
+    for (size_t i = 0; i < n; i++)
+        zero &= g[i] == 0.0f;
+    CHECK(zero, "a rejected call changed the gradients");
+    EXPECT(mae_finetuner_grad(x.f, "norm.weight", &g, &n), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_grad(x.f, "nope", &g, &n), MAE_ERR_INVALID_ARG);
+    mae_finetune_config cfg;
+    CHECK_OK(mae_finetune_config_init(&cfg, sizeof cfg));
+    CHECK(cfg.blr == 1e-3 && cfg.layer_decay == 0.75 && cfg.beta2 == 0.999 && cfg.smoothing == 0.1f && cfg.epochs == 50,
+          "defaults are not main_finetune.py's");
+    mae_finetune_config c2 = cfg;
+    c2.layer_decay = 0;
+    EXPECT(mae_finetuner_set_config(x.f, &c2), MAE_ERR_INVALID_ARG);
+    c2 = cfg, c2.smoothing = 1;
+    EXPECT(mae_finetuner_set_config(x.f, &c2), MAE_ERR_INVALID_ARG);
+    c2 = cfg, c2.iters_per_epoch = 10, c2.epochs = 5;
+    EXPECT(mae_finetuner_set_config(x.f, &c2), MAE_ERR_INVALID_ARG);
+    c2 = cfg, c2.struct_size = 8;
+    EXPECT(mae_finetuner_set_config(x.f, &c2), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_set_threads(x.f, 0), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_create(x.c, 0, NULL), MAE_ERR_INVALID_ARG);
+    mae_finetuner_free(NULL);
+    close_fixture(&x);
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    tu_seed(1920);
+    TU_RUN("torch", test_torch());
+    TU_RUN("finite_differences", test_finite_differences());
+    TU_RUN("groups", test_groups());
+    TU_RUN("threads_descent", test_threads_and_descent());
+    TU_RUN("misuse", test_misuse());
+    return tu_finish("test_finetune");
+}
