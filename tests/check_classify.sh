@@ -72,4 +72,19 @@ for bad in "$model" "$model $dir/missing.png" "tests/data/tiny.model.safetensors
     fi
     [ "$(wc -l < "$dir/err")" -eq 1 ] || { cat "$dir/err"; echo "check_classify: 'mae classify $bad' did not print one error line"; exit 1; }
 done
-echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused"
+# mae finetune: a few steps on Fashion-MNIST (when installed) write a CSV and a classifier that
+# classify loads, with the class names
+fm=/usr/share/datasets/fashion-mnist
+if [ -f $fm/train-images-idx3-ubyte.gz ]; then
+    "$mae" finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 40 --epochs 1 --warmup 0.5 \
+        --batch 32 --log-every 1 --csv "$dir/ft.csv" --out "$dir/ft.safetensors" > "$dir/ft.log" 2>&1 ||
+        { cat "$dir/ft.log"; echo "check_classify: mae finetune failed"; exit 1; }
+    [ "$(head -1 "$dir/ft.csv")" = "step,epoch,loss,lr,test_acc,seconds" ] && [ "$(wc -l < "$dir/ft.csv")" -eq 4 ] ||
+        { cat "$dir/ft.csv"; echo "check_classify: the CSV is not 2 steps and 1 evaluation"; exit 1; }
+    grep -q "epoch 1: test accuracy" "$dir/ft.log" || { cat "$dir/ft.log"; echo "check_classify: no accuracy line"; exit 1; }
+    "$mae" classify "$dir/ft.safetensors" examples/data/t10k-0002-trouser.png --crop-pct 1 --json > "$dir/ft.json"
+    grep -q '"label":"Trouser"' "$dir/ft.json" || { cat "$dir/ft.json"; echo "check_classify: no class names"; exit 1; }
+else
+    echo "check_classify: mae finetune skipped (no $fm)"
+fi
+echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + classifier"
