@@ -724,6 +724,7 @@ MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx,
  *   - label-smoothing cross-entropy (timm LabelSmoothingCrossEntropy), or a soft-target
  *     cross-entropy on targets the caller makes (mixup / cutmix);
  *   - gradient accumulation (accum_iter) and optional clipping of the global gradient norm.
+ *   - checkpoints that resume exactly (mae_finetuner_save / _load).
  * Drop path (stochastic depth) and mixup / cutmix themselves are not implemented yet. */
 typedef struct mae_finetuner mae_finetuner;
 
@@ -783,6 +784,17 @@ MAE_API mae_status mae_finetuner_param_group(const mae_finetuner *f, const char 
 MAE_API mae_status mae_finetuner_get_step(const mae_finetuner *f, int64_t *step);
 /* The lr the next step uses before the tensors' lr_scale (the head's lr). */
 MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
+
+/* Checkpoints (safetensors, atomic): the classifier file (so it also loads with
+ * mae_classifier_load) plus the AdamW moments ("optim.exp_avg.<name>",
+ * "optim.exp_avg_sq.<name>"), the step count and the config ("finetune.<field>") in
+ * __metadata__. mae_finetuner_load restores all of that into a finetuner whose classifier has
+ * the same architecture, pooling and class count (MAE_ERR_SHAPE otherwise; a file without the
+ * finetuner's keys is MAE_ERR_FORMAT); the gradients are zeroed. Continuing then gives bitwise
+ * the parameters of an uninterrupted run. On failure the finetuner and its classifier are
+ * unchanged. */
+MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path);
+MAE_API mae_status mae_finetuner_load(mae_finetuner *f, const char *path);
 
 #ifdef __cplusplus
 }

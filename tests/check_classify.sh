@@ -84,7 +84,14 @@ if [ -f $fm/train-images-idx3-ubyte.gz ]; then
     grep -q "epoch 1: test accuracy" "$dir/ft.log" || { cat "$dir/ft.log"; echo "check_classify: no accuracy line"; exit 1; }
     "$mae" classify "$dir/ft.safetensors" examples/data/t10k-0002-trouser.png --crop-pct 1 --json > "$dir/ft.json"
     grep -q '"label":"Trouser"' "$dir/ft.json" || { cat "$dir/ft.json"; echo "check_classify: no class names"; exit 1; }
+    # a run split in two (--stop-after 1, then --resume) ends with the same file as one run
+    ft="$mae finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 20 --epochs 2 --warmup 0.5 --batch 32"
+    $ft --out "$dir/one.safetensors" > /dev/null 2>&1 || { echo "check_classify: finetune (one run) failed"; exit 1; }
+    $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --stop-after 1 > /dev/null 2>&1 &&
+        $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --resume > /dev/null 2>&1 ||
+        { echo "check_classify: finetune (split run) failed"; exit 1; }
+    cmp -s "$dir/one.safetensors" "$dir/two.safetensors" || { echo "check_classify: the resumed run differs"; exit 1; }
 else
     echo "check_classify: mae finetune skipped (no $fm)"
 fi
-echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + classifier"
+echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + classifier, resumed run identical"

@@ -4,6 +4,7 @@
  * util/lr_decay.param_groups_lrd's groups, central finite differences of the C loss, the groups
  * against the official rule, thread-count determinism, a loss that falls, and misuse. */
 #include <stdlib.h>
+#include <unistd.h>
 #include "../src/io/safetensors.h"
 #include "testutil.h"
 
@@ -272,6 +273,116 @@ static void test_threads_and_descent(void)
     close_fixture(&b);
 }
 
+/* Every trained value of a finetuner's classifier, concatenated (for bitwise comparisons). */
+static size_t snapshot(const fixture *x, float *out)
+{
+    const mae_model *m;
+    int n = 0;
+    size_t at = 0;
+    mae_classifier_model(x->c, &m);
+    mae_model_tensor_count(m, &n);
+    for (int i = 0; i < n + 4; i++) {
+        static const char *const head[4] = { "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias" };
+        const char *name = head[0];
+        const float *p;
+        size_t count = 0;
+        if (i < n)
+            mae_model_tensor_name(m, i, &name);
+        else
+            name = head[i - n];
+        if (mae_classifier_tensor(x->c, name, &p, &count) != MAE_OK)
+            continue;
+        if (out)
+            memcpy(out + at, p, count * sizeof *p);
+        at += count;
+    }
+    return at;
+}
+
+/* Save after 3 steps, 2 more steps; a fresh finetuner loads the checkpoint and takes the same 2
+ * steps: bitwise the same parameters (with a warmup + cosine schedule, so the step count
+ * matters). A checkpoint that cannot be used changes nothing. */
+static void test_resume(void)
+{
+    fixture a, b;
+    if (!open_fixture("clsgp", &a) || !open_fixture("clsgp", &b)) {
+        close_fixture(&a);
+        close_fixture(&b);
+        return;
+    }
+    mae_finetune_config cfg;
+    CHECK_OK(mae_finetune_config_init(&cfg, sizeof cfg));
+    cfg.iters_per_epoch = 2, cfg.warmup_epochs = 1, cfg.epochs = 4, cfg.blr = 0.2, cfg.clip_grad = 5;
+    CHECK_OK(mae_finetuner_set_config(a.f, &cfg));
+    char dir[] = "/tmp/mae_ft_XXXXXX", path[64], bad[80];
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/ck.safetensors", dir);
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, NULL, NULL, NULL));
+        CHECK_OK(mae_finetuner_step(a.f));
+    }
+    CHECK_OK(mae_finetuner_save(a.f, path));
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, NULL, NULL, NULL));
+        CHECK_OK(mae_finetuner_step(a.f));
+    }
+    size_t n = snapshot(&a, NULL);
+    float *pa = tu_malloc(n * sizeof *pa), *pb = tu_malloc(n * sizeof *pb), *p0 = tu_malloc(n * sizeof *p0);
+    snapshot(&a, pa);
+    /* refused checkpoints first: b stays as it was */
+    snapshot(&b, p0);
+    EXPECT(mae_finetuner_load(b.f, data_path("clsgp", "classifier")), MAE_ERR_FORMAT);   /* no optimizer state */
+    EXPECT(mae_finetuner_load(b.f, "/nonexistent/ck.safetensors"), MAE_ERR_IO);
+    fixture other;
+    if (open_fixture("clstok", &other)) {
+        snprintf(bad, sizeof bad, "%s/other.safetensors", dir);
+        CHECK_OK(mae_finetuner_save(other.f, bad));
+        EXPECT(mae_finetuner_load(b.f, bad), MAE_ERR_SHAPE);   /* 3 classes, not 5 */
+        remove(bad);
+    }
+    close_fixture(&other);
+    size_t size;
+    unsigned char *bytes = tu_read_file(path, &size);
+    snprintf(bad, sizeof bad, "%s/cut.safetensors", dir);
+    for (size_t cut = 0; bytes && cut < size; cut += size / 13 + 1) {
+        FILE *fp = fopen(bad, "wb");
+        if (fp) {
+            fwrite(bytes, 1, cut, fp);
+            fclose(fp);
+        }
+        CHECK(mae_finetuner_load(b.f, bad) != MAE_OK, "a checkpoint cut at %zu of %zu loaded", cut, size);
+    }
+    free(bytes);
+    remove(bad);
+    snapshot(&b, pb);
+    int64_t step = -1;
+    CHECK_OK(mae_finetuner_get_step(b.f, &step));
+    CHECK(memcmp(p0, pb, n * sizeof *pb) == 0 && step == 0, "a refused checkpoint changed the finetuner");
+    /* the real one */
+    CHECK_OK(mae_finetuner_load(b.f, path));
+    CHECK_OK(mae_finetuner_get_step(b.f, &step));
+    mae_finetune_config got;
+    got.struct_size = sizeof got;
+    CHECK_OK(mae_finetuner_get_config(b.f, &got));
+    CHECK(step == 3 && got.blr == 0.2 && got.iters_per_epoch == 2 && got.clip_grad == 5.0f, "step %lld, config not restored",
+          (long long)step);
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(mae_finetuner_forward_backward(b.f, b.imgs, b.B, b.labels, NULL, NULL, NULL));
+        CHECK_OK(mae_finetuner_step(b.f));
+    }
+    snapshot(&b, pb);
+    CHECK(memcmp(pa, pb, n * sizeof *pa) == 0, "resumed run differs from the uninterrupted one");
+    printf("  resume: %zu parameters bitwise equal after save at step 3 + 2 steps; refused checkpoints change nothing\n", n);
+    free(pa); free(pb); free(p0);
+    remove(path);
+    rmdir(dir);
+    close_fixture(&a);
+    close_fixture(&b);
+}
+
 static void test_misuse(void)
 {
     fixture x;
@@ -325,6 +436,7 @@ int main(int argc, char **argv)
     TU_RUN("finite_differences", test_finite_differences());
     TU_RUN("groups", test_groups());
     TU_RUN("threads_descent", test_threads_and_descent());
+    TU_RUN("resume", test_resume());
     TU_RUN("misuse", test_misuse());
     return tu_finish("test_finetune");
 }

@@ -14,8 +14,8 @@ static const char *const fmnist_labels[10] = {
 };
 
 typedef struct ft_opts {
-    const char *model, *data, *out, *csv;
-    int scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
+    const char *model, *data, *out, *csv, *checkpoint;
+    int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
     double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes;
     uint64_t seed;
 } ft_opts;
@@ -35,6 +35,10 @@ static void usage(void)
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
            "  --out FILE        the classifier, saved after every epoch [finetuned.safetensors]\n"
            "  --csv FILE        step,epoch,loss,lr,test_acc,seconds per logged step and epoch\n"
+           "  --checkpoint FILE the finetuner (weights, AdamW moments, step) after every epoch\n"
+           "  --stop-after E    stop after epoch E (the schedule stays --epochs'; resume later)\n"
+           "  --resume          continue from --checkpoint where it stopped (exactly: the data order\n"
+           "                    and flips of each epoch come from --seed and the epoch)\n"
            "  --log-every N     progress line every N steps [20]\n"
            "  --seed N          data order and head init [0]   --threads N [all cores]\n"
            "  --max-train N     use the first N training images   --max-test N  the first N test images\n");
@@ -60,6 +64,9 @@ static int parse(int argc, char **argv, ft_opts *o)
         if (!strcmp(a, "--data")) r = cli_arg_str("finetune", argc, argv, &i, &o->data);
         else if (!strcmp(a, "--out")) r = cli_arg_str("finetune", argc, argv, &i, &o->out);
         else if (!strcmp(a, "--csv")) r = cli_arg_str("finetune", argc, argv, &i, &o->csv);
+        else if (!strcmp(a, "--checkpoint")) r = cli_arg_str("finetune", argc, argv, &i, &o->checkpoint);
+        else if (!strcmp(a, "--resume")) o->resume = 1;
+        else if (!strcmp(a, "--stop-after")) r = cli_arg_int("finetune", argc, argv, &i, 1, 100000, &o->stop_after);
         else if (!strcmp(a, "--scratch")) o->scratch = 1;
         else if (!strcmp(a, "--cls")) o->cls = 1;
         else if (!strcmp(a, "--epochs")) r = cli_arg_int("finetune", argc, argv, &i, 1, 100000, &o->epochs);
@@ -87,6 +94,8 @@ static int parse(int argc, char **argv, ft_opts *o)
     }
     if (!o->model)
         return cli_usage_error("finetune", "needs a pretrained model");
+    if (o->resume && !o->checkpoint)
+        return cli_usage_error("finetune", "--resume needs --checkpoint FILE");
     if (o->warmup >= o->epochs)
         return cli_usage_errorf("finetune", "--warmup %g must be below --epochs %d", o->warmup, o->epochs);
     return 0;
@@ -174,6 +183,22 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
         mae_finetuner_free(f);
         return cli_fail("finetune", "config", s);
     }
+    int first_epoch = 0;
+    if (o->resume) {
+        int64_t step = 0;
+        if ((s = mae_finetuner_load(f, o->checkpoint)) != MAE_OK) {
+            mae_finetuner_free(f);
+            return cli_fail("finetune", o->checkpoint, s);
+        }
+        mae_finetuner_get_step(f, &step);
+        first_epoch = (int)(step / steps_per_epoch);
+        if (step % steps_per_epoch != 0 || first_epoch >= o->epochs) {
+            mae_finetuner_free(f);
+            return cli_errorf("finetune", "%s: step %lld is not the end of an epoch below --epochs %d of this run", o->checkpoint,
+                              (long long)step, o->epochs);
+        }
+        fprintf(stderr, "resuming at epoch %d (step %lld)\n", first_epoch + 1, (long long)step);
+    }
     size_t hw = (size_t)tr->h * tr->w;
     float *x = malloc((size_t)o->batch * hw * sizeof *x);
     int32_t *y = malloc((size_t)o->batch * sizeof *y);
@@ -181,12 +206,14 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     int rc = 0;
     if (!x || !y || !order)
         rc = cli_errorf("finetune", "out of memory");
-    uint64_t rng = 0x9E3779B97F4A7C15ull ^ o->seed;
-    for (int i = 0; i < tr->n && !rc; i++)
-        order[i] = i;
     double t0 = cli_now(), smooth = 0;
     int stop = 0;
-    for (int ep = 0; ep < o->epochs && !rc && !stop; ep++) {
+    int last_epoch = o->stop_after && o->stop_after < o->epochs ? o->stop_after : o->epochs;
+    for (int ep = first_epoch; ep < last_epoch && !rc && !stop; ep++) {
+        /* each epoch's order and flips from (seed, epoch) alone: a resumed run sees the same */
+        uint64_t rng = (0x9E3779B97F4A7C15ull ^ o->seed) + 0xD1B54A32D192ED03ull * (uint64_t)(ep + 1);
+        for (int i = 0; i < tr->n; i++)
+            order[i] = i;
         for (int i = tr->n - 1; i > 0; i--) {
             int j = (int)(next(&rng) % (uint64_t)(i + 1)), t = order[i];
             order[i] = order[j], order[j] = t;
@@ -211,7 +238,7 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                 rc = cli_fail("finetune", "step", s);
                 break;
             }
-            smooth = ep == 0 && st == 0 ? loss : 0.95 * smooth + 0.05 * loss;
+            smooth = ep == first_epoch && st == 0 ? loss : 0.95 * smooth + 0.05 * loss;
             double secs = cli_now() - t0;
             long done = (long)ep * steps_per_epoch + st + 1;
             if ((st + 1) % o->log_every == 0 || st + 1 == steps_per_epoch) {
@@ -235,6 +262,8 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                 fprintf(csv, "%lld,%.4f,,,%.2f,%.1f\n", (long long)step, (double)step / steps_per_epoch, acc, cli_now() - t0);
             if ((s = mae_classifier_save(cl, o->out)) != MAE_OK)
                 rc = cli_fail("finetune", o->out, s);
+            else if (o->checkpoint && !stop && (s = mae_finetuner_save(f, o->checkpoint)) != MAE_OK)
+                rc = cli_fail("finetune", o->checkpoint, s);
         }
     }
     if (!rc)

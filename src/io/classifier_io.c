@@ -10,6 +10,7 @@
 #include "safetensors.h"
 #include "names.h"
 #include "config_meta.h"
+#include "classifier_io.h"
 
 static const char *head_name(const mae_names *nm, int bias)
 {
@@ -134,7 +135,7 @@ static mae_status check_size(const mae_st_file *f, const mae_cfg *c)
     return MAE_OK;
 }
 
-static mae_status from_st(const mae_st_file *f, int want, mae_classifier **out)
+mae_status mae_classifier_from_st(const mae_st_file *f, int want, mae_classifier **out)
 {
     mae_names nm;
     mae_status s = mae_names_detect(f, &nm);
@@ -214,7 +215,7 @@ MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_cl
     mae_st_file f;
     mae_status s = mae_st_open(path, &f);
     if (s == MAE_OK) {
-        s = from_st(&f, num_classes, out);
+        s = mae_classifier_from_st(&f, num_classes, out);
         mae_st_close(&f);
     }
     if (s != MAE_OK) {
@@ -237,19 +238,18 @@ static void fetch(const void *arg, int i, float *dst)
     mae_model_tensor_read(m, &m->tensors[s->model_index[i]], dst);
 }
 
-MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path)
+mae_status mae_classifier_write(const mae_classifier *c, const char *path, const mae_st_out *extra, int n_extra,
+                                const mae_st_meta *extra_meta, int n_extra_meta)
 {
-    if (!c || !path)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
     const mae_model *m = c->m;
-    int n_max = m->n_tensors + 4, n = 0, n_meta = 0;
-    size_t meta_cap = 4 + (size_t)MAE_N_CONFIG_FIELDS + (size_t)c->classes;
+    int n_max = m->n_tensors + 4 + n_extra, n = 0, n_meta = 0;
+    size_t meta_cap = 4 + (size_t)MAE_N_CONFIG_FIELDS + (size_t)c->classes + (size_t)n_extra_meta;
     mae_st_out *out = mae_calloc((size_t)n_max, sizeof *out);
     int *index = mae_calloc((size_t)n_max, sizeof *index);
     mae_st_meta *meta = mae_calloc(meta_cap, sizeof *meta);
     if (!out || !index || !meta) {
         mae_free(out); mae_free(index); mae_free(meta);
-        return mae_fail(MAE_ERR_NOMEM, "mae_classifier_save: out of memory");
+        return mae_fail(MAE_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < m->n_tensors; i++) {
         const mae_tensor *t = &m->tensors[i];
@@ -265,6 +265,8 @@ MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path
     }
     out[n++] = (mae_st_out){ "head.weight", c->head_w, 2, hw };
     out[n++] = (mae_st_out){ "head.bias", c->head_b, 1, hw };
+    for (int i = 0; i < n_extra; i++)
+        out[n++] = extra[i];   /* with data: never fetched */
     char num[24];
     snprintf(num, sizeof num, "%d", c->classes);
     n_meta = mae_meta_put(meta, n_meta, "format", "pt");
@@ -276,9 +278,19 @@ MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path
         snprintf(key, sizeof key, "id2label.%d", i);
         n_meta = mae_meta_put(meta, n_meta, key, c->labels[i]);
     }
+    for (int i = 0; i < n_extra_meta; i++)
+        meta[n_meta++] = extra_meta[i];
     save_src src = { c, index };
     mae_status s = mae_st_write_as(path, out, n, meta, n_meta, MAE_DT_F32, fetch, &src);
     mae_free(out); mae_free(index); mae_free(meta);
+    return s;
+}
+
+MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path)
+{
+    if (!c || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
+    mae_status s = mae_classifier_write(c, path, NULL, 0, NULL, 0);
     if (s != MAE_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", mae_last_error());
