@@ -725,7 +725,9 @@ MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx,
  *     cross-entropy on targets the caller makes (mixup / cutmix);
  *   - gradient accumulation (accum_iter) and optional clipping of the global gradient norm.
  *   - checkpoints that resume exactly (mae_finetuner_save / _load).
- * Drop path (stochastic depth) and mixup / cutmix themselves are not implemented yet. */
+ *   - mixup / cutmix as timm's Mixup (mode "batch") makes them: mae_mixup below, whose soft
+ *     targets go to mae_finetuner_forward_backward.
+ * Drop path (stochastic depth) is not implemented yet. */
 typedef struct mae_finetuner mae_finetuner;
 
 /* Versioned by size like mae_config: call mae_finetune_config_init first. Defaults are
@@ -795,6 +797,30 @@ MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
  * unchanged. */
 MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path);
 MAE_API mae_status mae_finetuner_load(mae_finetuner *f, const char *path);
+
+/* Mixup and cutmix of one batch, as timm's Mixup(mode="batch", correct_lam=True) with
+ * main_finetune.py's defaults in brackets. Versioned by size: call mae_mixup_config_init. */
+typedef struct mae_mixup_config {
+    uint32_t struct_size;
+    float mixup_alpha;     /* Beta(a, a) for mixup; 0 = off (0.8, the recipe's) */
+    float cutmix_alpha;    /* Beta(a, a) for cutmix; 0 = off (1.0, the recipe's) */
+    float prob;            /* chance that a batch is mixed at all (1) */
+    float switch_prob;     /* with both on: chance of cutmix instead of mixup (0.5) */
+    float smoothing;       /* label smoothing of the targets (0.1) */
+} mae_mixup_config;
+MAE_API mae_status mae_mixup_config_init(mae_mixup_config *cfg, size_t struct_size);
+
+/* Mixes imgs [B,C,H,W] in place with the batch reversed (image b with image B-1-b): mixup
+ * x = lam x + (1 - lam) flip(x); cutmix pastes a box of flip(x) (side sqrt(1 - lam) of the
+ * image's, centred at a uniform random pixel, clipped; lam then recomputed from its area). Writes
+ * targets [B,K] = lam y(b) + (1 - lam) y(B-1-b) with y the smoothed one-hot rows (on
+ * 1 - s + s/K, off s/K) and *lam (may be NULL; 1 when not mixed). All random numbers come from an
+ * MT19937 seeded with seed, so a step's mix depends on (seed, nothing else): pass e.g. a run seed
+ * plus the step count, and a resumed run mixes as the uninterrupted one. B must be even (as
+ * timm's), labels in [0, K). */
+MAE_API mae_status mae_mixup(const mae_mixup_config *cfg, uint64_t seed, float *imgs, int batch,
+                             int channels, int height, int width, const int32_t *labels,
+                             int num_classes, float *targets, float *lam);
 
 #ifdef __cplusplus
 }

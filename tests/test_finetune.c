@@ -383,6 +383,87 @@ static void test_resume(void)
     close_fixture(&b);
 }
 
+/* mae_mixup against timm's Mixup stated as properties: Beta(a, a) moments, the switch
+ * probability, mixup's blend, cutmix's box and its corrected lam, the targets, determinism. */
+static void test_mixup(void)
+{
+    enum { B = 4, C = 2, H = 7, W = 9, K = 3 };
+    float imgs[B * C * H * W], orig[B * C * H * W], targets[B * K], lam;
+    int32_t labels[B] = { 0, 2, 1, 2 };
+    mae_mixup_config cfg;
+    CHECK_OK(mae_mixup_config_init(&cfg, sizeof cfg));
+    CHECK(cfg.mixup_alpha == 0.8f && cfg.cutmix_alpha == 1.0f && cfg.switch_prob == 0.5f && cfg.prob == 1.0f &&
+          cfg.smoothing == 0.1f, "mixup defaults are not main_finetune.py's recipe");
+    /* image b is the constant b + 1: cutmix leaves only the values b + 1 and B - b, mixup a blend */
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < C * H * W; i++)
+            orig[b * C * H * W + i] = (float)(b + 1);
+    int n = 2000, cutmixes = 0;
+    double sum = 0, sq = 0;
+    for (int seed = 0; seed < n; seed++) {
+        memcpy(imgs, orig, sizeof imgs);
+        CHECK_OK(mae_mixup(&cfg, (uint64_t)seed, imgs, B, C, H, W, labels, K, targets, &lam));
+        int swapped = 0, blended = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < C * H * W; i++) {
+                float v = imgs[b * C * H * W + i], a = (float)(b + 1), z = (float)(B - b);
+                if (v == z && v != a)
+                    swapped++;
+                else if (v != a)
+                    blended++;
+            }
+        int is_cut = blended == 0;
+        cutmixes += is_cut;
+        if (is_cut)   /* corrected lam = 1 - box area / image area, the box in every image and channel */
+            CHECK(fabs((1.0 - lam) * H * W * C * B - swapped) < 1e-3, "seed %d: %d pixels swapped, lam %g", seed, swapped, lam);
+        else {
+            for (int b = 0; b < B; b++) {
+                float want = (float)(b + 1) * lam + (float)(B - b) * (float)(1.0 - (double)lam);
+                CHECK(fabs(imgs[b * C * H * W] - want) <= 1e-6f * B, "seed %d: mixup pixel %g, want %g", seed,
+                      imgs[b * C * H * W], want);
+            }
+            sum += lam, sq += (double)lam * lam;
+        }
+        for (int b = 0; b < B; b++) {
+            double row = 0;
+            for (int k = 0; k < K; k++) {
+                double off = 0.1 / K, on = 1 - 0.1 + off;
+                double want = lam * (k == labels[b] ? on : off) + (1 - lam) * (k == labels[B - 1 - b] ? on : off);
+                CHECK(fabs(targets[b * K + k] - want) < 1e-6, "seed %d: target[%d][%d] %g, want %g", seed, b, k,
+                      targets[b * K + k], want);
+                row += targets[b * K + k];
+            }
+            CHECK(fabs(row - 1) < 1e-6, "a target row sums to %g", row);
+        }
+    }
+    int nm = n - cutmixes;
+    double mean = sum / nm, var = sq / nm - mean * mean, want_var = 1.0 / (4 * (2 * 0.8 + 1));
+    /* 5 sigma: the switch is binomial(2000, 0.5); lam's mean has std sqrt(var / ~1000) */
+    CHECK(fabs(cutmixes - n / 2.0) < 5 * sqrt(n * 0.25), "cutmix in %d of %d batches, want half", cutmixes, n);
+    CHECK(fabs(mean - 0.5) < 5 * sqrt(want_var / nm) && fabs(var / want_var - 1) < 0.15,
+          "mixup lam mean %.4f var %.4f, Beta(0.8, 0.8) has 0.5, %.4f", mean, var, want_var);
+    /* the same seed mixes the same way; prob 0 mixes nothing */
+    float again[B * C * H * W], t2[B * K], lam2;
+    memcpy(imgs, orig, sizeof imgs);
+    memcpy(again, orig, sizeof again);
+    CHECK_OK(mae_mixup(&cfg, 77, imgs, B, C, H, W, labels, K, targets, &lam));
+    CHECK_OK(mae_mixup(&cfg, 77, again, B, C, H, W, labels, K, t2, &lam2));
+    CHECK(!memcmp(imgs, again, sizeof imgs) && !memcmp(targets, t2, sizeof t2) && lam == lam2, "seed 77 mixed twice differs");
+    cfg.prob = 0;
+    memcpy(imgs, orig, sizeof imgs);
+    CHECK_OK(mae_mixup(&cfg, 5, imgs, B, C, H, W, labels, K, targets, &lam));
+    CHECK(lam == 1.0f && !memcmp(imgs, orig, sizeof imgs) && fabs(targets[1 * K + 2] - (0.9 + 0.1 / 3)) < 1e-7,
+          "prob 0 mixed (lam %g)", lam);
+    printf("  mixup: %d of %d batches cutmix, mixup lam mean %.4f var %.4f (Beta(0.8,0.8): 0.5, %.4f)\n", cutmixes, n,
+           mean, var, want_var);
+    int32_t bad[B] = { 0, 3, 1, 2 };
+    EXPECT(mae_mixup(&cfg, 1, imgs, 3, C, H, W, labels, K, targets, &lam), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_mixup(&cfg, 1, imgs, B, C, H, W, bad, K, targets, &lam), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_mixup(NULL, 1, imgs, B, C, H, W, labels, K, targets, &lam), MAE_ERR_INVALID_ARG);
+    cfg.switch_prob = 2;
+    EXPECT(mae_mixup(&cfg, 1, imgs, B, C, H, W, labels, K, targets, &lam), MAE_ERR_INVALID_ARG);
+}
+
 static void test_misuse(void)
 {
     fixture x;
@@ -437,6 +518,7 @@ int main(int argc, char **argv)
     TU_RUN("groups", test_groups());
     TU_RUN("threads_descent", test_threads_and_descent());
     TU_RUN("resume", test_resume());
+    TU_RUN("mixup", test_mixup());
     TU_RUN("misuse", test_misuse());
     return tu_finish("test_finetune");
 }

@@ -16,7 +16,7 @@ static const char *const fmnist_labels[10] = {
 typedef struct ft_opts {
     const char *model, *data, *out, *csv, *checkpoint;
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
-    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes;
+    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix;
     uint64_t seed;
 } ft_opts;
 
@@ -32,6 +32,8 @@ static void usage(void)
            "  --epochs N [10]   --batch N [64]   --warmup E (epochs) [1]\n"
            "  --blr X           base lr: peak = blr * batch / 256 [1e-3]\n"
            "  --layer-decay X   [0.75]   --wd X [0.05]   --min-lr X [1e-6]   --smoothing X [0.1]\n"
+           "  --mixup A         mixup with Beta(A, A) [0: off; the official recipe: 0.8]\n"
+           "  --cutmix A        cutmix with Beta(A, A) [0: off; recipe: 1.0]; both on: half each\n"
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
            "  --out FILE        the classifier, saved after every epoch [finetuned.safetensors]\n"
            "  --csv FILE        step,epoch,loss,lr,test_acc,seconds per logged step and epoch\n"
@@ -82,6 +84,8 @@ static int parse(int argc, char **argv, ft_opts *o)
         else if (!strcmp(a, "--warmup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1e6, 0, &o->warmup);
         else if (!strcmp(a, "--min-lr")) r = cli_arg_double("finetune", argc, argv, &i, 0, 10, 0, &o->min_lr);
         else if (!strcmp(a, "--smoothing")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 1, &o->smoothing);
+        else if (!strcmp(a, "--mixup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->mixup);
+        else if (!strcmp(a, "--cutmix")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->cutmix);
         else if (!strcmp(a, "--minutes")) r = cli_arg_double("finetune", argc, argv, &i, 1e-3, 1e6, 0, &o->minutes);
         else if (a[0] == '-' && a[1])
             r = cli_usage_errorf("finetune", "unknown option '%s'", a);
@@ -94,6 +98,9 @@ static int parse(int argc, char **argv, ft_opts *o)
     }
     if (!o->model)
         return cli_usage_error("finetune", "needs a pretrained model");
+    if ((o->mixup > 0 || o->cutmix > 0) && o->batch % 2)
+        return cli_usage_errorf("finetune", "--mixup / --cutmix pair image b with image batch-1-b: --batch %d must be even",
+                                o->batch);
     if (o->resume && !o->checkpoint)
         return cli_usage_error("finetune", "--resume needs --checkpoint FILE");
     if (o->warmup >= o->epochs)
@@ -202,9 +209,16 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     size_t hw = (size_t)tr->h * tr->w;
     float *x = malloc((size_t)o->batch * hw * sizeof *x);
     int32_t *y = malloc((size_t)o->batch * sizeof *y);
+    float *soft = malloc((size_t)o->batch * 10 * sizeof *soft);
+    int mix = o->mixup > 0 || o->cutmix > 0;
+    mae_mixup_config mcfg;
+    mae_mixup_config_init(&mcfg, sizeof mcfg);
+    mcfg.mixup_alpha = (float)o->mixup;
+    mcfg.cutmix_alpha = (float)o->cutmix;
+    mcfg.smoothing = (float)o->smoothing;
     int *order = malloc((size_t)tr->n * sizeof *order);
     int rc = 0;
-    if (!x || !y || !order)
+    if (!x || !y || !order || !soft)
         rc = cli_errorf("finetune", "out of memory");
     double t0 = cli_now(), smooth = 0;
     int stop = 0;
@@ -233,7 +247,13 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                 y[b] = tr->labels[k];
             }
             float loss = 0;
-            if ((s = mae_finetuner_forward_backward(f, x, o->batch, y, NULL, &loss, NULL)) != MAE_OK ||
+            long gstep = (long)ep * steps_per_epoch + st;   /* the mix depends on (seed, step) only */
+            if (mix && (s = mae_mixup(&mcfg, o->seed * 1000003u + (uint64_t)gstep, x, o->batch, 1, tr->h, tr->w, y, 10,
+                                      soft, NULL)) != MAE_OK) {
+                rc = cli_fail("finetune", "mixup", s);
+                break;
+            }
+            if ((s = mae_finetuner_forward_backward(f, x, o->batch, mix ? NULL : y, mix ? soft : NULL, &loss, NULL)) != MAE_OK ||
                 (s = mae_finetuner_step(f)) != MAE_OK) {
                 rc = cli_fail("finetune", "step", s);
                 break;
@@ -268,7 +288,7 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     }
     if (!rc)
         printf("%s: %.1f s of training and evaluation\n", o->out, cli_now() - t0);
-    free(x); free(y); free(order);
+    free(x); free(y); free(order); free(soft);
     mae_finetuner_free(f);
     return rc;
 }
