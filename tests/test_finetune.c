@@ -464,6 +464,54 @@ static void test_mixup(void)
     EXPECT(mae_mixup(&cfg, 1, imgs, B, C, H, W, labels, K, targets, &lam), MAE_ERR_INVALID_ARG);
 }
 
+/* Every allocation of mae_finetuner_create and mae_finetuner_load failing in turn: an error,
+ * nothing leaked, the finetuner unchanged by a failed load. */
+static void test_nomem(void)
+{
+    fixture x;
+    if (!open_fixture("clsgp", &x)) {
+        close_fixture(&x);
+        return;
+    }
+    char dir[] = "/tmp/mae_ftm_XXXXXX", path[64];
+    if (!mkdtemp(dir)) {
+        close_fixture(&x);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/ck.safetensors", dir);
+    CHECK_OK(mae_finetuner_forward_backward(x.f, x.imgs, x.B, x.labels, NULL, NULL, NULL));
+    CHECK_OK(mae_finetuner_step(x.f));
+    CHECK_OK(mae_finetuner_save(x.f, path));
+    CHECK_OK(tu_alloc_install());
+    for (long k = 1; k < 300; k++) {
+        tu_alloc_reset();
+        tu_alloc.fail_at = k;
+        mae_finetuner *f = NULL;
+        mae_status s1 = mae_finetuner_create(x.c, 2, &f);
+        long calls1 = atomic_load(&tu_alloc.calls);
+        mae_finetuner_free(f);
+        CHECK(atomic_load(&tu_alloc.live) == 0, "create failing at allocation %ld leaked", k);
+        tu_alloc_reset();
+        tu_alloc.fail_at = k;
+        mae_status s2 = mae_finetuner_load(x.f, path);
+        long calls2 = atomic_load(&tu_alloc.calls);
+        /* a load that succeeds hands the classifier its new labels (2 blocks); one that fails keeps nothing */
+        CHECK(atomic_load(&tu_alloc.live) == (s2 == MAE_OK ? 2 : 0), "load at failing allocation %ld: %s, %ld blocks live", k,
+              mae_status_str(s2), (long)atomic_load(&tu_alloc.live));
+        CHECK((s1 == MAE_OK) == (k > calls1) && (s2 == MAE_OK) == (k > calls2), "failing allocation %ld: create %s, load %s", k,
+              mae_status_str(s1), mae_status_str(s2));
+        if (k > calls1 && k > calls2)
+            break;
+    }
+    mae_set_allocator(NULL);
+    int64_t step = 0;
+    CHECK_OK(mae_finetuner_get_step(x.f, &step));
+    CHECK(step == 1, "step %lld after the loads", (long long)step);
+    remove(path);
+    rmdir(dir);
+    close_fixture(&x);
+}
+
 static void test_misuse(void)
 {
     fixture x;
@@ -519,6 +567,7 @@ int main(int argc, char **argv)
     TU_RUN("threads_descent", test_threads_and_descent());
     TU_RUN("resume", test_resume());
     TU_RUN("mixup", test_mixup());
+    TU_RUN("nomem", test_nomem());
     TU_RUN("misuse", test_misuse());
     return tu_finish("test_finetune");
 }
