@@ -727,7 +727,12 @@ MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx,
  *   - checkpoints that resume exactly (mae_finetuner_save / _load).
  *   - mixup / cutmix as timm's Mixup (mode "batch") makes them: mae_mixup below, whose soft
  *     targets go to mae_finetuner_forward_backward.
- * Drop path (stochastic depth) is not implemented yet. */
+ *   - drop path (stochastic depth) as timm's DropPath, rate linear over the blocks
+ *     (torch.linspace(0, drop_path, depth)), one mask per sample for each block's attention and
+ *     MLP branch (kept branches scaled by 1 / keep_prob). The masks of a call are drawn as
+ *     torch.manual_seed(S); then, block by block, attention then MLP, torch.rand(B) in float32
+ *     and floor(keep_prob + u) would draw them (blocks of rate 0 draw nothing, as timm's), with S = seed + step * accum_iter + (the call's
+ *     index within the step) (mod 2^32): reproducible, and the same after a resume. */
 typedef struct mae_finetuner mae_finetuner;
 
 /* Versioned by size like mae_config: call mae_finetune_config_init first. Defaults are
@@ -749,6 +754,7 @@ typedef struct mae_finetune_config {
     int32_t  world_size;       /* processes, for eff_batch (1) */
     float    smoothing;        /* label smoothing in [0, 1) for integer labels (0.1) */
     float    clip_grad;        /* clip the global gradient norm to this; 0 = off (0) */
+    float    drop_path;        /* stochastic depth rate of the last block, in [0, 1) (0.1) */
 } mae_finetune_config;
 
 MAE_API mae_status mae_finetune_config_init(mae_finetune_config *cfg, size_t struct_size);
@@ -761,6 +767,7 @@ MAE_API void       mae_finetuner_free(mae_finetuner *f);                    /* N
 MAE_API mae_status mae_finetuner_set_config(mae_finetuner *f, const mae_finetune_config *cfg);
 MAE_API mae_status mae_finetuner_get_config(const mae_finetuner *f, mae_finetune_config *cfg);
 MAE_API mae_status mae_finetuner_set_threads(mae_finetuner *f, int n);      /* 1..256 */
+MAE_API mae_status mae_finetuner_set_seed(mae_finetuner *f, uint64_t seed); /* drop path's; default 0 */
 
 /* Forward and backward on imgs [B,C,H,W] with either labels [B] (class indices; smoothed by
  * cfg.smoothing: target = (1 - s) one-hot + s / K) or targets [B,K] (soft target rows, e.g. from

@@ -39,6 +39,10 @@ CONFIGS = [
          labels=["T-shirt/top", "trouser \"wide\"", "pull\u00f6ver", "dress", "coat"]),
     dict(name="clstok", seed=202, img=12, p=4, C=1, D=64, depth=2, heads=1, mlp=1.5, K=3, B=2,
          eps=1e-12, gp=False, hf=True, labels=None),
+    # drop path: rates linspace(0, 0.5, 3) = 0, 0.25, 0.5 over the blocks (the fine-tuning
+    # references only; its logits are the eval-mode ones)
+    dict(name="clsdp", seed=203, img=16, p=4, C=3, D=24, depth=3, heads=3, mlp=2.0, K=5, B=4,
+         eps=1e-6, gp=True, hf=False, labels=None, drop_path=0.5),
 ]
 
 
@@ -78,8 +82,30 @@ def params(c):
     return P
 
 
-def forward(P, c, imgs):
-    """models_vit.VisionTransformer.forward, in the dtype of P and imgs."""
+def drop_masks(c, B, seed):
+    """timm DropPath's masks in train mode, in a float32 model: torch.manual_seed(seed), then per
+    block with rate > 0 (torch.linspace(0, drop_path, depth)), attention then MLP branch,
+    floor(keep_prob + torch.rand(B)); returns [depth][2] scale vectors mask / keep_prob."""
+    torch.manual_seed(seed)
+    rates = torch.linspace(0, c.get("drop_path", 0.0), c["depth"], dtype=torch.float32).tolist()
+    out = []
+    for p in rates:
+        pair = []
+        for _ in range(2):
+            if p == 0.0:
+                pair.append(torch.ones(B, dtype=torch.float64))
+                continue
+            keep = 1.0 - p
+            u = torch.rand(B, dtype=torch.float32)
+            mask = torch.floor(torch.tensor(keep, dtype=torch.float32) + u).to(torch.float64)
+            pair.append(mask / keep)
+        out.append(pair)
+    return out
+
+
+def forward(P, c, imgs, masks=None):
+    """models_vit.VisionTransformer.forward, in the dtype of P and imgs; masks: drop path scales
+    (drop_masks) or None (eval mode)."""
     D, H, eps = c["D"], c["heads"], c["eps"]
     B = imgs.shape[0]
     x = F.conv2d(imgs, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"], stride=c["p"])
@@ -93,10 +119,11 @@ def forward(P, c, imgs):
         qkv = qkv.reshape(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)
         att = torch.softmax((qkv[0] @ qkv[1].transpose(-2, -1)) * hd ** -0.5, dim=-1)
         y = (att @ qkv[2]).transpose(1, 2).reshape(B, T, D)
-        x = x + F.linear(y, P[s + "attn.proj.weight"], P[s + "attn.proj.bias"])
+        s1, s2 = (masks[i][0][:, None, None], masks[i][1][:, None, None]) if masks else (1.0, 1.0)
+        x = x + s1 * F.linear(y, P[s + "attn.proj.weight"], P[s + "attn.proj.bias"])
         h = F.layer_norm(x, (D,), P[s + "norm2.weight"], P[s + "norm2.bias"], eps)
         h = F.gelu(F.linear(h, P[s + "mlp.fc1.weight"], P[s + "mlp.fc1.bias"]))
-        x = x + F.linear(h, P[s + "mlp.fc2.weight"], P[s + "mlp.fc2.bias"])
+        x = x + s2 * F.linear(h, P[s + "mlp.fc2.weight"], P[s + "mlp.fc2.bias"])
     if c["gp"]:
         pooled = F.layer_norm(x[:, 1:, :].mean(dim=1), (D,), P["fc_norm.weight"], P["fc_norm.bias"], eps)
     else:
@@ -108,9 +135,11 @@ def forward(P, c, imgs):
 FT = dict(lr=2e-3, weight_decay=0.05, layer_decay=0.75, smoothing=0.1, betas=(0.9, 0.999), eps=1e-8)
 
 
-def loss_fn(c, P, imgs, labels, targets):
-    """LabelSmoothingCrossEntropy (timm) for labels, SoftTargetCrossEntropy for targets."""
-    logp = torch.log_softmax(forward(P, c, imgs), dim=-1)
+def loss_fn(c, P, imgs, labels, targets, step=0):
+    """LabelSmoothingCrossEntropy (timm) for labels, SoftTargetCrossEntropy for targets; with
+    drop path, the masks of optimizer step `step` (libmae's seed 0 + step, one call per step)."""
+    masks = drop_masks(c, imgs.shape[0], step) if c.get("drop_path") else None
+    logp = torch.log_softmax(forward(P, c, imgs, masks), dim=-1)
     if targets is None:
         s = FT["smoothing"]
         nll = -logp.gather(1, labels[:, None])[:, 0]
@@ -149,9 +178,9 @@ def finetune_reference(c, P, imgs):
     groups = [{"params": [Q[n]], "lr": FT["lr"] * scale, "weight_decay": wd, "name": n}
               for n, scale, wd in param_groups_lrd(c, Q)]
     opt = torch.optim.AdamW(groups, lr=FT["lr"], betas=FT["betas"], eps=FT["eps"])
-    for _ in range(2):
+    for step in range(2):
         opt.zero_grad()
-        loss_fn(c, Q, imgs, labels, targets).backward()
+        loss_fn(c, Q, imgs, labels, targets, step).backward()
         opt.step()
     out = [("loss", f32t(loss.detach().reshape(1)))]
     out += [("labels", labels.numpy())] if targets is None else [("targets", f32t(targets))]
@@ -216,7 +245,8 @@ def generate(c):
     ft = finetune_reference(c, P, imgs)
     write_safetensors(os.path.join(OUT, f"{c['name']}.cgrad.safetensors"), ft,
                       {"lr": repr(FT["lr"]), "weight_decay": repr(FT["weight_decay"]),
-                       "layer_decay": repr(FT["layer_decay"]), "smoothing": repr(FT["smoothing"])})
+                       "layer_decay": repr(FT["layer_decay"]), "smoothing": repr(FT["smoothing"]),
+                       "drop_path": repr(c.get("drop_path", 0.0))})
     print(f"{c['name']}: logits {logits.abs().max():.3f} max, torch float32 error {err32:.2e}, "
           f"loss {float(ft[0][1][0]):.6f}")
 

@@ -53,6 +53,7 @@ static int open_fixture(const char *name, fixture *x)
     CHECK_OK(mae_finetune_config_init(&cfg, sizeof cfg));
     cfg.lr = 2e-3;              /* gen_classifier.py's FT */
     cfg.iters_per_epoch = 0;    /* constant lr */
+    cfg.drop_path = mae_st_meta_get(&x->gr, "drop_path") ? (float)atof(mae_st_meta_get(&x->gr, "drop_path")) : 0.0f;
     CHECK_OK(mae_finetuner_set_config(x->f, &cfg));
     return x->imgs != NULL;
 }
@@ -146,6 +147,7 @@ static void test_torch(void)
 {
     against_torch("clsgp");
     against_torch("clstok");
+    against_torch("clsdp");   /* drop path 0.5: masks drawn as timm's DropPath after torch.manual_seed */
 }
 
 /* Central differences of the C loss for weights the kernels read unpacked (LayerNorm weights,

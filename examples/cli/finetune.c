@@ -16,7 +16,7 @@ static const char *const fmnist_labels[10] = {
 typedef struct ft_opts {
     const char *model, *data, *out, *csv, *checkpoint;
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
-    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix;
+    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path;
     uint64_t seed;
 } ft_opts;
 
@@ -32,6 +32,7 @@ static void usage(void)
            "  --epochs N [10]   --batch N [64]   --warmup E (epochs) [1]\n"
            "  --blr X           base lr: peak = blr * batch / 256 [1e-3]\n"
            "  --layer-decay X   [0.75]   --wd X [0.05]   --min-lr X [1e-6]   --smoothing X [0.1]\n"
+           "  --drop-path X     stochastic depth rate of the last block [0.1]\n"
            "  --mixup A         mixup with Beta(A, A) [0: off; the official recipe: 0.8]\n"
            "  --cutmix A        cutmix with Beta(A, A) [0: off; recipe: 1.0]; both on: half each\n"
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
@@ -60,6 +61,7 @@ static int parse(int argc, char **argv, ft_opts *o)
     o->warmup = 1;
     o->min_lr = 1e-6;
     o->smoothing = 0.1;
+    o->drop_path = 0.1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = 0;
@@ -84,6 +86,7 @@ static int parse(int argc, char **argv, ft_opts *o)
         else if (!strcmp(a, "--warmup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1e6, 0, &o->warmup);
         else if (!strcmp(a, "--min-lr")) r = cli_arg_double("finetune", argc, argv, &i, 0, 10, 0, &o->min_lr);
         else if (!strcmp(a, "--smoothing")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 1, &o->smoothing);
+        else if (!strcmp(a, "--drop-path")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 1, &o->drop_path);
         else if (!strcmp(a, "--mixup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->mixup);
         else if (!strcmp(a, "--cutmix")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->cutmix);
         else if (!strcmp(a, "--minutes")) r = cli_arg_double("finetune", argc, argv, &i, 1e-3, 1e6, 0, &o->minutes);
@@ -183,10 +186,11 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     cfg.weight_decay = o->wd;
     cfg.min_lr = o->min_lr;
     cfg.smoothing = (float)o->smoothing;
+    cfg.drop_path = (float)o->drop_path;
     cfg.warmup_epochs = o->warmup;
     cfg.epochs = o->epochs;
     cfg.iters_per_epoch = steps_per_epoch;
-    if ((s = mae_finetuner_set_config(f, &cfg)) != MAE_OK || (o->threads && (s = mae_finetuner_set_threads(f, o->threads)) != MAE_OK)) {
+    if ((s = mae_finetuner_set_config(f, &cfg)) != MAE_OK || (s = mae_finetuner_set_seed(f, o->seed)) != MAE_OK || (o->threads && (s = mae_finetuner_set_threads(f, o->threads)) != MAE_OK)) {
         mae_finetuner_free(f);
         return cli_fail("finetune", "config", s);
     }

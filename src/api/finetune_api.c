@@ -25,6 +25,7 @@ static void defaults(mae_finetune_config *c)
     c->epochs = 50;
     c->world_size = 1;
     c->smoothing = 0.1f;
+    c->drop_path = 0.1f;
 }
 
 MAE_API mae_status mae_finetune_config_init(mae_finetune_config *cfg, size_t struct_size)
@@ -55,7 +56,8 @@ static mae_status read_config(const char *fn, const mae_finetune_config *in, mae
           ? "epochs must exceed warmup_epochs >= 0" : c->batch_size < 0 ? "batch_size must be >= 0"
         : c->world_size < 1 ? "world_size must be >= 1"
         : !(c->smoothing >= 0 && c->smoothing < 1) ? "smoothing must be in [0, 1)"
-        : !(c->clip_grad >= 0) || isinf(c->clip_grad) ? "clip_grad must be finite and >= 0" : NULL;
+        : !(c->clip_grad >= 0) || isinf(c->clip_grad) ? "clip_grad must be finite and >= 0"
+        : !(c->drop_path >= 0 && c->drop_path < 1) ? "drop_path must be in [0, 1)" : NULL;
     if (bad)
         return mae_fail(MAE_ERR_INVALID_ARG, "%s: %s", fn, bad);
     *out = full;
@@ -180,6 +182,14 @@ MAE_API mae_status mae_finetuner_set_threads(mae_finetuner *f, int n)
     return n == f->tr.ex.nthreads ? MAE_OK : mae_finetune_set_scratch(f, n);
 }
 
+MAE_API mae_status mae_finetuner_set_seed(mae_finetuner *f, uint64_t seed)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_set_seed: finetuner is NULL");
+    f->seed = seed;
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_finetuner_forward_backward(mae_finetuner *f, const float *imgs, int batch,
                                                   const int32_t *labels, const float *targets,
                                                   float *loss, float *logits)
@@ -243,6 +253,7 @@ MAE_API mae_status mae_finetuner_step(mae_finetuner *f)
     mae_model_repack_threads(f->c->m, &f->tr.ex);
     mae_classifier_pack_head(f->c);   /* storage exists: cannot fail */
     f->step++;
+    f->micro = 0;
     return mae_finetuner_zero_grad(f);
 }
 
@@ -309,7 +320,7 @@ MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr)
  * reload gives the same bits. */
 #define FT_FIELDS(X) X(accum_iter, 0) X(blr, 1) X(lr, 1) X(min_lr, 1) X(weight_decay, 1) X(layer_decay, 1) \
     X(beta1, 1) X(beta2, 1) X(eps, 1) X(warmup_epochs, 1) X(epochs, 1) X(iters_per_epoch, 0) X(batch_size, 0) \
-    X(world_size, 0) X(smoothing, 2) X(clip_grad, 2)
+    X(world_size, 0) X(smoothing, 2) X(clip_grad, 2) X(drop_path, 2)
 #define FT_COUNT(name, kind) + 1
 enum { N_FT_FIELDS = 0 FT_FIELDS(FT_COUNT), N_FT_META = N_FT_FIELDS + 1 };
 
@@ -476,6 +487,7 @@ static mae_status load_into(mae_finetuner *f, const mae_st_file *file)
         memcpy(f->hm1, h1, f->head_floats * sizeof *h1);
         memcpy(f->hm2, h2, f->head_floats * sizeof *h2);
         f->step = (int64_t)step;
+        f->micro = 0;
         f->cfg = cfg;
         mae_model_repack_threads(m, &f->tr.ex);
         mae_classifier_pack_head(f->c);

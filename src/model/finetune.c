@@ -38,6 +38,8 @@ static void plan(mae_finetuner *f, planner *p)
     f->dpooled = take(p, B, D, sizeof(float));
     f->dpool_in = take(p, B, D, sizeof(float));
     f->dpatch = take(p, B * L, D, sizeof(float));
+    f->keep = take(p, (size_t)c->depth * 2, B, sizeof(float));
+    f->branch = take(p, BT, D, sizeof(float));
     f->blk = take(p, (size_t)c->depth, 1, sizeof(mae_block_acts));
     for (int l = 0; l < c->depth; l++) {
         mae_block_acts a;
@@ -126,6 +128,104 @@ int mae_finetune_group(const mae_finetuner *f, int i, double *lr_scale, double *
     return 1;
 }
 
+/* ---- drop path (timm DropPath in Block, rates torch.linspace(0, drop_path, depth)) ------------ */
+
+/* The masks of this call: for block l, branch j (attention, MLP), sample b, the scale
+ * floor(keep_prob + u) / keep_prob, u from torch.rand(B) after torch.manual_seed(S). */
+static void draw_masks(mae_finetuner *f, int B)
+{
+    int depth = f->c->m->cfg.depth;
+    mae_rng r;
+    mae_rng_seed(&r, f->seed + (uint64_t)f->step * (uint64_t)f->cfg.accum_iter + (uint64_t)f->micro);
+    for (int l = 0; l < depth; l++) {
+        /* torch.linspace(0, rate, depth)[l], in float as timm's dpr list */
+        float p = depth > 1 ? (float)((double)f->cfg.drop_path * l / (depth - 1)) : 0.0f;
+        float keep = 1.0f - p;
+        for (int j = 0; j < 2; j++)   /* a block of rate 0 has no DropPath and draws nothing */
+            for (int b = 0; b < B; b++)
+                f->keep[((size_t)l * 2 + j) * B + b] = p == 0.0f ? 1.0f : floorf(keep + mae_rng_uniform(&r)) / keep;
+    }
+}
+
+/* x_out = x_in + scale_b * branch, row by row of each sample. */
+static void add_scaled(float *out, const float *x, const float *branch, const float *scale, int B, size_t per)
+{
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < per; i++)
+            out[(size_t)b * per + i] = x[(size_t)b * per + i] + scale[b] * branch[(size_t)b * per + i];
+}
+
+/* mae_block_forward with drop path on both branches (the branches computed apart from the
+ * residual so that they can be scaled). */
+static void block_forward_dp(mae_finetuner *f, int l, const float *x_in, float *x_out, int B, int T)
+{
+    const mae_model *m = f->c->m;
+    const mae_cfg *c = &m->cfg;
+    const mae_kernels *k = m->k;
+    const mae_exec *ex = &f->tr.ex;
+    mae_block_acts *a = &f->blk[l];
+    int C = c->D, N = B * T;
+    size_t per = (size_t)T * C;
+    mae_block_w w;
+    mae_block_view(&m->lay, m->data, 0, l, &w);
+    const mae_block_pk *pk = &m->pk_blocks[l];
+    k->layernorm(ex, a->ln1, a->ln1_mean, a->ln1_rstd, x_in, w.ln1_w, w.ln1_b, N, C, c->eps);
+    k->linear(ex, a->qkv, a->ln1, pk->qkv, w.qkv_b, NULL, N, 3 * C, C, MAE_ACT_NONE);
+    k->attention(ex, a->atty, a->probs, a->qkv, B, T, C, c->H);
+    k->linear(ex, f->branch, a->atty, pk->proj, w.proj_b, NULL, N, C, C, MAE_ACT_NONE);
+    add_scaled(a->xmid, x_in, f->branch, f->keep + (size_t)l * 2 * B, B, per);
+    k->layernorm(ex, a->ln2, a->ln2_mean, a->ln2_rstd, a->xmid, w.ln2_w, w.ln2_b, N, C, c->eps);
+    k->linear(ex, a->fch, a->ln2, pk->fc1, w.fc1_b, NULL, N, c->hidden, C, MAE_ACT_NONE);
+    k->gelu(a->fch_gelu, a->fch, (size_t)N * c->hidden);
+    k->linear(ex, f->branch, a->fch_gelu, pk->fc2, w.fc2_b, NULL, N, C, c->hidden, MAE_ACT_NONE);
+    add_scaled(x_out, a->xmid, f->branch, f->keep + ((size_t)l * 2 + 1) * B, B, per);
+}
+
+/* y[N,out] = x·Wᵀ + b: dx = dy·W (written), dW += dyᵀ·x, db += colsum(dy). */
+static void linear_bw(const mae_kernels *k, const mae_exec *ex, float *dx, float *dw, float *db, const float *dy,
+                      const float *x, const float *w, int N, int in, int out)
+{
+    k->matmul_nn(ex, dx, dy, w, N, in, out, 0);
+    k->matmul_tn(ex, dw, dy, x, out, in, N, 1);
+    k->bias_backward(ex, db, dy, N, out);
+}
+
+/* block_backward (backward.c) with each branch's gradient scaled by its drop path mask; the
+ * residual path passes dres through unscaled. */
+static void block_backward_dp(mae_finetuner *f, int l, const float *x_in, int B, int T)
+{
+    const mae_model *m = f->c->m;
+    const mae_cfg *c = &m->cfg;
+    const mae_kernels *k = m->k;
+    const mae_exec *ex = &f->tr.ex;
+    const mae_block_acts *a = &f->blk[l];
+    int C = c->D, N = B * T, hidden = c->hidden;
+    size_t per = (size_t)T * C;
+    mae_block_w w, g;
+    mae_block_view(&m->lay, m->data, 0, l, &w);
+    mae_block_view(&m->lay, f->grads, 0, l, &g);
+    float *dres = f->tr.gb.dres, *dc = f->tr.gb.dc, *dh = f->tr.gb.dh, *dqkv = f->tr.gb.dqkv, *dy = f->branch;
+    const float *s1 = f->keep + (size_t)l * 2 * B, *s2 = s1 + B;
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < per; i++)
+            dy[(size_t)b * per + i] = s2[b] * dres[(size_t)b * per + i];
+    linear_bw(k, ex, dh, g.fc2_w, g.fc2_b, dy, a->fch_gelu, w.fc2_w, N, hidden, C);
+    k->gelu_backward(ex, dh, a->fch, dh, (size_t)N * hidden);
+    linear_bw(k, ex, dc, g.fc1_w, g.fc1_b, dh, a->ln2, w.fc1_w, N, C, hidden);
+    k->layernorm_backward(ex, dres, g.ln2_w, g.ln2_b, dc, a->xmid, a->ln2_mean, a->ln2_rstd, w.ln2_w, N, C);
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < per; i++)
+            dy[(size_t)b * per + i] = s1[b] * dres[(size_t)b * per + i];
+    linear_bw(k, ex, dc, g.proj_w, g.proj_b, dy, a->atty, w.proj_w, N, C, C);
+    k->attention_backward(ex, dqkv, dc, a->qkv, a->probs, B, T, C, c->H);
+    k->matmul_nn(ex, dc, dqkv, w.qkv_w, N, C, 3 * C, 0);
+    k->matmul_tn(ex, g.qkv_w, dqkv, a->ln1, 3 * C, C, N, 1);
+    for (int r = 0; r < N; r++)   /* the key bias's gradient is exactly zero (see backward.c) */
+        memset(dqkv + (size_t)r * 3 * C + C, 0, (size_t)C * sizeof *dqkv);
+    k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
+    k->layernorm_backward(ex, dres, g.ln1_w, g.ln1_b, dc, x_in, a->ln1_mean, a->ln1_rstd, w.ln1_w, N, C);
+}
+
 /* ---- forward and backward ------------------------------------------------------------------- */
 
 /* Cross-entropy against target rows q (labels smoothed, or the caller's soft targets): the mean
@@ -170,8 +270,16 @@ void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t 
         k->add(xb, m->w.cls, m->w.pos, (size_t)D);
         memcpy(xb + D, f->tokens + (size_t)b * L * D, (size_t)L * D * sizeof *xb);
     }
-    for (int l = 0; l < c->depth; l++)
-        mae_block_forward(m, ex, 0, l, &f->blk[l], f->x + l * stride, f->x + (l + 1) * stride, B, T);
+    int drop = f->cfg.drop_path > 0.0f;
+    if (drop)
+        draw_masks(f, B);
+    f->micro++;
+    for (int l = 0; l < c->depth; l++) {
+        if (drop)
+            block_forward_dp(f, l, f->x + l * stride, f->x + (l + 1) * stride, B, T);
+        else
+            mae_block_forward(m, ex, 0, l, &f->blk[l], f->x + l * stride, f->x + (l + 1) * stride, B, T);
+    }
     const float *last = f->x + c->depth * stride;
     mae_classifier_pool(cl, ex, last, B, f->pool_in, f->pooled, f->pmean, f->prstd);
     k->linear(ex, f->logits, f->pooled, cl->head_pk ? cl->head_pk : cl->head_w, cl->head_b, NULL, B, K, D,
@@ -207,8 +315,12 @@ void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t 
             for (int d = 0; d < D; d++)
                 db[(size_t)t * D + d] = dp[d] / (float)L;
     }
-    for (int l2 = c->depth - 1; l2 >= 0; l2--)
-        mae_block_backward(&f->tr, 0, l2, f->x + l2 * stride, B, T);
+    for (int l2 = c->depth - 1; l2 >= 0; l2--) {
+        if (drop)
+            block_backward_dp(f, l2, f->x + l2 * stride, B, T);
+        else
+            mae_block_backward(&f->tr, 0, l2, f->x + l2 * stride, B, T);
+    }
     /* x = cat(cls + pos[0], patch_embed(imgs) + pos[1:]): pos_embed is trained */
     for (int t = 0; t < T; t++)
         for (int d = 0; d < D; d++) {

@@ -12,6 +12,10 @@ struct mae_finetuner {
     mae_finetune_config cfg;
     int max_batch;
     int64_t step;
+    uint64_t seed;               /* drop path's masks */
+    int micro;                   /* forward_backward calls since the last step */
+    float *keep;                 /* [depth][2][B] drop path scales: 0 or 1 / keep_prob */
+    float *branch;               /* [B,1+L,D] a branch's output, and its gradient */
     double grad_norm;
     float *grads, *m1, *m2;      /* the model's parameter layout (lay.total floats) */
     float *hgrad, *hm1, *hm2;    /* the classifier's head block layout (c->head) */
