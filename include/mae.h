@@ -796,8 +796,8 @@ MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
 
 /* Checkpoints (safetensors, atomic): the classifier file (so it also loads with
  * mae_classifier_load) plus the AdamW moments ("optim.exp_avg.<name>",
- * "optim.exp_avg_sq.<name>"), the step count and the config ("finetune.<field>") in
- * __metadata__. mae_finetuner_load restores all of that into a finetuner whose classifier has
+ * "optim.exp_avg_sq.<name>"), the step count, the drop path seed and the config
+ * ("finetune.<field>") in __metadata__. mae_finetuner_load restores all of that into a finetuner whose classifier has
  * the same architecture, pooling and class count (MAE_ERR_SHAPE otherwise; a file without the
  * finetuner's keys is MAE_ERR_FORMAT); the gradients are zeroed. Continuing then gives bitwise
  * the parameters of an uninterrupted run. On failure the finetuner and its classifier are

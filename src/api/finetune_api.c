@@ -322,7 +322,7 @@ MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr)
     X(beta1, 1) X(beta2, 1) X(eps, 1) X(warmup_epochs, 1) X(epochs, 1) X(iters_per_epoch, 0) X(batch_size, 0) \
     X(world_size, 0) X(smoothing, 2) X(clip_grad, 2) X(drop_path, 2)
 #define FT_COUNT(name, kind) + 1
-enum { N_FT_FIELDS = 0 FT_FIELDS(FT_COUNT), N_FT_META = N_FT_FIELDS + 1 };
+enum { N_FT_FIELDS = 0 FT_FIELDS(FT_COUNT), N_FT_META = N_FT_FIELDS + 2 };
 
 static const char *const head_names[4] = { "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias" };
 
@@ -385,6 +385,8 @@ MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path)
     int nm = 0;
     snprintf(meta[nm].key, sizeof meta[nm].key, "finetune.step");
     snprintf(meta[nm++].value, sizeof meta[0].value, "%lld", (long long)f->step);
+    snprintf(meta[nm].key, sizeof meta[nm].key, "finetune.seed");
+    snprintf(meta[nm++].value, sizeof meta[0].value, "%llu", (unsigned long long)f->seed);
 #define FT_PUT(name, kind) \
     snprintf(meta[nm].key, sizeof meta[nm].key, "finetune." #name); \
     snprintf(meta[nm++].value, sizeof meta[0].value, "%.17g", (double)f->cfg.name);
@@ -427,6 +429,11 @@ static mae_status load_into(mae_finetuner *f, const mae_st_file *file)
     mae_status s = meta_number(file, "step", &step);
     if (s == MAE_OK && !(step >= 0 && step < 9e15 && step == floor(step)))
         s = mae_fail(MAE_ERR_FORMAT, "finetune.step %g is not a step count", step);
+    const char *seed_text = mae_st_meta_get(file, "finetune.seed");
+    char *end = NULL;
+    unsigned long long seed = seed_text ? strtoull(seed_text, &end, 10) : 0;
+    if (s == MAE_OK && (!seed_text || !*seed_text || *end || seed_text[0] == '-'))
+        s = mae_fail(MAE_ERR_FORMAT, "__metadata__ finetune.seed is missing or not a decimal");
 #define FT_GET(name, kind) \
     if (s == MAE_OK && (s = meta_number(file, #name, &v)) == MAE_OK) { \
         if ((kind) == 0 && !(v >= -2147483648.0 && v <= 2147483647.0 && v == floor(v))) \
@@ -488,6 +495,7 @@ static mae_status load_into(mae_finetuner *f, const mae_st_file *file)
         memcpy(f->hm2, h2, f->head_floats * sizeof *h2);
         f->step = (int64_t)step;
         f->micro = 0;
+        f->seed = seed;
         f->cfg = cfg;
         mae_model_repack_threads(m, &f->tr.ex);
         mae_classifier_pack_head(f->c);
