@@ -97,5 +97,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 #endif

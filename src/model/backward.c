@@ -266,3 +266,10 @@ void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, floa
                 target_backward(c, imgs, t->dpred + ((size_t)b * L + l) * c->P,
                                 t->target + ((size_t)b * L + l) * c->P, b, l, dimgs);
 }
+
+/* One encoder or decoder block's backward, for other trainers of the same blocks (the
+ * classifier's fine-tuning, src/model/finetune.c): as block_backward. */
+void mae_block_backward(mae_trainer *t, int decoder, int layer, const float *x_in, int B, int T)
+{
+    block_backward(t, decoder, layer, x_in, B, T);
+}

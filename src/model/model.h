@@ -298,6 +298,9 @@ void mae_decoder_backward(mae_trainer *t, int B, int keep);
 /* From d(latent) in t->gb.dc to the kept patches' gradient (t->gb.dres rows) and the patch
  * embedding, cls token and block gradients. */
 void mae_encoder_backward(mae_trainer *t, int B, int keep);
+/* One block's backward: on entry t->gb.dres = d(loss)/d(block output), on return
+ * d(loss)/d(x_in); reads t->eblk[layer] (or t->dblk), adds into t->grads. */
+void mae_block_backward(mae_trainer *t, int decoder, int layer, const float *x_in, int B, int T);
 /* d(loss)/d(imgs) [B,C,H,W] (written) through the patch embedding and the loss target. */
 void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, float *dimgs);
 
