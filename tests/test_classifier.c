@@ -331,12 +331,14 @@ static void write_edited(const mae_st_file *f, const edit *e, const char *path)
             set = 1;
             if (!e->value)
                 continue;
-            meta[nm] = f->meta[i];
+            snprintf(meta[nm].key, sizeof meta[nm].key, "%s", f->meta[i].key);
             snprintf(meta[nm].value, sizeof meta[nm].value, "%s", e->value);
             nm++;
             continue;
         }
-        meta[nm++] = f->meta[i];
+        snprintf(meta[nm].key, sizeof meta[nm].key, "%s", f->meta[i].key);
+        snprintf(meta[nm].value, sizeof meta[nm].value, "%s", f->meta[i].value);
+        nm++;
     }
     if (e->key && e->value && !set) {
         snprintf(meta[nm].key, sizeof meta[nm].key, "%s", e->key);
