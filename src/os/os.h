@@ -68,6 +68,41 @@ int   mae_os_file_size(FILE *f, uint64_t *size);
 /* Moves f to byte pos from the start (64-bit offsets on every system); 0 or -1. */
 int   mae_os_seek(FILE *f, uint64_t pos);
 
+/* ---- directories (the Hugging Face directory reader and writer) ---------------------------- */
+
+/* What is at a path. MAE_OS_NONE also when it cannot be told (errno says why: ENOENT when
+ * nothing is there). MAE_OS_OTHER: a device, a pipe, a socket; and when links are not followed,
+ * a symbolic link or a Windows junction. */
+enum { MAE_OS_NONE = 0, MAE_OS_FILE = 1, MAE_OS_DIR = 2, MAE_OS_OTHER = 3 };
+/* follow: 1 looks through a symbolic link at path to its target (stat), 0 looks at the link
+ * itself (lstat; on Windows a symbolic-link or junction reparse point). */
+int mae_os_path_kind(const char *path, int follow);
+int mae_os_mkdir(const char *path);    /* a new directory; EEXIST when path exists */
+int mae_os_rmdir(const char *path);    /* removes an empty directory; ENOTEMPTY otherwise */
+/* Renames a directory (or file) to a name that is free, on the same file system; EEXIST when
+ * to exists. Windows: MoveFileExW without MOVEFILE_REPLACE_EXISTING, written through. POSIX
+ * rename would replace an empty directory at to: the check before it leaves a window in which a
+ * directory created at to meanwhile is replaced, acceptable for the private names it serves. */
+int mae_os_rename(const char *from, const char *to);
+
+/* A directory's entries, "." and ".." left out. Names are UTF-8 on every system. */
+typedef struct mae_os_dir mae_os_dir;
+mae_os_dir *mae_os_dir_open(const char *path);        /* NULL with errno set */
+/* The next entry's name, valid until the next call; NULL at the end (errno 0) or on a failure
+ * (errno set), after which it keeps returning NULL. */
+const char *mae_os_dir_next(mae_os_dir *d);
+void        mae_os_dir_close(mae_os_dir *d);           /* NULL is fine */
+
+/* Whether c separates the parts of a path: '/', and on Windows '\\' too. */
+static inline int mae_os_is_sep(char c)
+{
+#if defined(_WIN32)
+    return c == '/' || c == '\\';
+#else
+    return c == '/';
+#endif
+}
+
 /* ---- process, errors ------------------------------------------------------------------------ */
 
 long        mae_os_getpid(void);
