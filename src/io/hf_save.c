@@ -107,43 +107,50 @@ static int ours(const char *name)
            (strncmp(name, "model-", 6) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0);
 }
 
+/* A walk over a directory's entries (mae_os_dir_each): remove removes them (those of ours(), or
+ * all), else the walk stops at the first name that is not ours. */
+typedef struct walk {
+    const char *dir;
+    int remove, only_ours;
+    int left;                  /* an entry stayed */
+    char foreign[256];         /* the first name not ours */
+} walk;
+
+static int visit(const char *name, void *arg)
+{
+    walk *w = arg;
+    if (w->only_ours && !ours(name)) {
+        if (!w->foreign[0])
+            snprintf(w->foreign, sizeof w->foreign, "%s", name);
+        w->left = 1;
+        return !w->remove;
+    }
+    if (w->remove) {
+        char path[PATH_CAP + 320];
+        int len = snprintf(path, sizeof path, "%s/%s", w->dir, name);
+        if (len < 0 || len >= (int)sizeof path || mae_os_remove(path) != 0)
+            w->left = 1;
+    }
+    return 0;
+}
+
 /* Removes dir's files (those of ours(), or all of them) and then dir. 0 if something stayed. */
 static int remove_dir(const char *dir, int only_ours)
 {
-    mae_os_dir *d = mae_os_dir_open(dir);
-    int ok = 1;
-    if (!d)
-        return 0;
-    const char *name;
-    while ((name = mae_os_dir_next(d)) != NULL) {
-        char path[PATH_CAP + 320];
-        int len = snprintf(path, sizeof path, "%s/%s", dir, name);
-        if (only_ours && !ours(name))
-            ok = 0;
-        else if (len < 0 || len >= (int)sizeof path || mae_os_remove(path) != 0)
-            ok = 0;
-    }
-    ok = ok && errno == 0;
-    mae_os_dir_close(d);
-    return ok && mae_os_rmdir(dir) == 0;
+    walk w = { dir, 1, only_ours, 0, "" };
+    return mae_os_dir_each(dir, visit, &w) == 0 && !w.left && mae_os_rmdir(dir) == 0;
 }
 
 /* Whether an existing dir may be replaced: a directory holding only our files. */
 static mae_status replaceable(const char *dir)
 {
-    mae_os_dir *d = mae_os_dir_open(dir);
-    if (!d)
+    walk w = { dir, 0, 1, 0, "" };
+    if (mae_os_dir_each(dir, visit, &w) != 0)   /* what was not seen may be foreign */
         return io_fail("cannot read the existing directory", dir);
-    const char *name;
-    mae_status s = MAE_OK;
-    while (s == MAE_OK && (name = mae_os_dir_next(d)) != NULL)
-        if (!ours(name))
-            s = mae_fail(MAE_ERR_IO, "'%s' exists and holds '%s', which a Hugging Face save would lose: save into a new "
-                         "directory", dir, name);
-    if (s == MAE_OK && errno != 0)   /* the listing failed part way: what was not seen may be foreign */
-        s = io_fail("cannot read the existing directory", dir);
-    mae_os_dir_close(d);
-    return s;
+    if (w.left)
+        return mae_fail(MAE_ERR_IO, "'%s' exists and holds '%s', which a Hugging Face save would lose: save into a new "
+                        "directory", dir, w.foreign);
+    return MAE_OK;
 }
 
 static mae_status save_into(const mae_model *m, const char *dir, const char *tmp, const char *old)

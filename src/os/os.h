@@ -85,13 +85,11 @@ int mae_os_rmdir(const char *path);    /* removes an empty directory; ENOTEMPTY 
  * directory created at to meanwhile is replaced, acceptable for the private names it serves. */
 int mae_os_rename(const char *from, const char *to);
 
-/* A directory's entries, "." and ".." left out. Names are UTF-8 on every system. */
-typedef struct mae_os_dir mae_os_dir;
-mae_os_dir *mae_os_dir_open(const char *path);        /* NULL with errno set */
-/* The next entry's name, valid until the next call; NULL at the end (errno 0) or on a failure
- * (errno set), after which it keeps returning NULL. */
-const char *mae_os_dir_next(mae_os_dir *d);
-void        mae_os_dir_close(mae_os_dir *d);           /* NULL is fine */
+/* Calls fn(name, arg) for each entry of the directory path ("." and ".." left out; names in
+ * UTF-8 on every system) until fn returns nonzero. 0 when every entry was seen or fn stopped
+ * the walk; -1 with errno set when the directory cannot be read (fn may have seen some entries).
+ * fn may remove the entry it is given. A callback rather than an iterator: no opaque type. */
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg);
 
 /* Whether c separates the parts of a path: '/', and on Windows '\\' too. */
 static inline int mae_os_is_sep(char c)

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -113,44 +112,25 @@ int mae_os_rename(const char *from, const char *to)
     return rename(from, to) == 0 ? 0 : -1;
 }
 
-struct mae_os_dir {
-    DIR *d;
-};
-
-mae_os_dir *mae_os_dir_open(const char *path)
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg)
 {
-    mae_os_dir *d = malloc(sizeof *d);
-    if (!d) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if ((d->d = opendir(path)) == NULL) {
-        int err = errno;
-        free(d);
-        errno = err;
-        return NULL;
-    }
-    return d;
-}
-
-const char *mae_os_dir_next(mae_os_dir *d)
-{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int err = 0;
     for (;;) {
         errno = 0;   /* readdir tells the end from a failure only by errno */
-        struct dirent *e = readdir(d->d);
-        if (!e)
-            return NULL;
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            return e->d_name;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            err = errno;
+            break;
+        }
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && fn(e->d_name, arg) != 0)
+            break;
     }
-}
-
-void mae_os_dir_close(mae_os_dir *d)
-{
-    if (!d)
-        return;
-    closedir(d->d);
-    free(d);
+    closedir(d);
+    errno = err;
+    return err ? -1 : 0;
 }
 
 long mae_os_getpid(void)

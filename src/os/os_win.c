@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <io.h>
 #include <process.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -252,83 +251,51 @@ int mae_os_rename(const char *from, const char *to)
     return 0;
 }
 
-struct mae_os_dir {
-    HANDLE h;
-    int state;                      /* 0: fd holds an entry not yet returned, 1: read on, 2: done */
-    WIN32_FIND_DATAW fd;
-    char name[MAX_PATH * 3 + 1];    /* a UTF-16 unit takes at most 3 bytes of UTF-8 */
-};
-
-mae_os_dir *mae_os_dir_open(const char *path)
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg)
 {
     wchar_t w[WPATH_MAX];
     if (widen(path, w) != 0)
-        return NULL;
+        return -1;
     size_t n = wcslen(w);
     if (n + 3 > WPATH_MAX) {
         errno = ENAMETOOLONG;
-        return NULL;
+        return -1;
     }
     if (n && w[n - 1] != L'/' && w[n - 1] != L'\\')
         w[n++] = L'\\';
     w[n++] = L'*';
     w[n] = 0;
-    mae_os_dir *d = malloc(sizeof *d);
-    if (!d) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    d->state = 0;
-    d->h = FindFirstFileExW(w, FindExInfoBasic, &d->fd, FindExSearchNameMatch, NULL, 0);
-    if (d->h == INVALID_HANDLE_VALUE) {
+    WIN32_FIND_DATAW fd;
+    HANDLE h = FindFirstFileExW(w, FindExInfoBasic, &fd, FindExSearchNameMatch, NULL, 0);
+    if (h == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
-        if (e == ERROR_FILE_NOT_FOUND) {   /* a directory with no entries at all (a drive root) */
-            d->state = 2;
-            return d;
-        }
-        free(d);
+        if (e == ERROR_FILE_NOT_FOUND)   /* no entries at all (a drive root) */
+            return 0;
         set_errno_win(e);
-        return NULL;
+        return -1;
     }
-    return d;
-}
-
-const char *mae_os_dir_next(mae_os_dir *d)
-{
+    char name[MAX_PATH * 3 + 1];   /* a UTF-16 unit takes at most 3 bytes of UTF-8 */
+    DWORD e = ERROR_NO_MORE_FILES;   /* stays so when fn stops the walk */
     for (;;) {
-        if (d->state == 2) {
-            errno = 0;
-            return NULL;
+        if (wcscmp(fd.cFileName, L".") != 0 && wcscmp(fd.cFileName, L"..") != 0) {
+            if (WideCharToMultiByte(CP_UTF8, 0, fd.cFileName, -1, name, (int)sizeof name, NULL, NULL) <= 0) {
+                e = GetLastError();
+                break;
+            }
+            if (fn(name, arg) != 0)
+                break;
         }
-        if (d->state == 1 && !FindNextFileW(d->h, &d->fd)) {
-            DWORD e = GetLastError();
-            d->state = 2;
-            if (e == ERROR_NO_MORE_FILES)
-                errno = 0;
-            else
-                set_errno_win(e);
-            return NULL;
+        if (!FindNextFileW(h, &fd)) {
+            e = GetLastError();
+            break;
         }
-        d->state = 1;
-        const wchar_t *n = d->fd.cFileName;
-        if (wcscmp(n, L".") == 0 || wcscmp(n, L"..") == 0)
-            continue;
-        if (WideCharToMultiByte(CP_UTF8, 0, n, -1, d->name, (int)sizeof d->name, NULL, NULL) <= 0) {
-            set_errno_win(GetLastError());
-            d->state = 2;
-            return NULL;
-        }
-        return d->name;
     }
-}
-
-void mae_os_dir_close(mae_os_dir *d)
-{
-    if (!d)
-        return;
-    if (d->h != INVALID_HANDLE_VALUE)
-        FindClose(d->h);
-    free(d);
+    FindClose(h);
+    if (e != ERROR_NO_MORE_FILES) {
+        set_errno_win(e);
+        return -1;
+    }
+    return 0;
 }
 
 long mae_os_getpid(void)
