@@ -6,9 +6,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "hf_config.h"
 #include "json.h"
+#include "../os/os.h"
 
 enum { K_INT, K_FLOAT, K_BOOL, K_SIZE, K_INTERMEDIATE, K_ACT, K_ZERO };
 
@@ -221,19 +221,20 @@ mae_status mae_hf_read_small(const char *path, size_t max, char **text, size_t *
 {
     *text = NULL;
     *n = 0;
-    FILE *fp = fopen(path, "rb");
+    char err[128];
+    FILE *fp = mae_os_fopen(path, "rb");
     if (!fp)
-        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, mae_os_strerror(errno, err, sizeof err));
+    uint64_t bytes;
+    if (mae_os_file_size(fp, &bytes) != 0) {
         fclose(fp);
         return mae_fail(MAE_ERR_IO, "'%s': not a regular file", path);
     }
-    if (st.st_size < 0 || (unsigned long long)st.st_size > max) {
+    if (bytes > max) {
         fclose(fp);
-        return mae_fail(MAE_ERR_FORMAT, "'%s': %lld bytes, more than the %zu accepted", path, (long long)st.st_size, max);
+        return mae_fail(MAE_ERR_FORMAT, "'%s': %llu bytes, more than the %zu accepted", path, (unsigned long long)bytes, max);
     }
-    size_t size = (size_t)st.st_size, got = 0;
+    size_t size = (size_t)bytes, got = 0;
     char *buf = mae_alloc(size + 1);
     if (!buf) {
         fclose(fp);

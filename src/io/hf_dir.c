@@ -7,24 +7,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "hf_config.h"
 #include "json.h"
+#include "../os/os.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define MAX_SHARDS 4096
 #define PATH_CAP 4096
 
+/* Both follow links: a Hugging Face cache snapshot is a directory of links to the blobs. */
 static int is_dir(const char *path)
 {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    return mae_os_path_kind(path, 1) == MAE_OS_DIR;
 }
 
 static int exists(const char *path)
 {
-    struct stat st;
-    return stat(path, &st) == 0;
+    return mae_os_path_kind(path, 1) != MAE_OS_NONE;
+}
+
+/* The last separator in path ('\\' too on Windows), or NULL. */
+static const char *last_sep(const char *path)
+{
+    const char *last = NULL;
+    for (const char *p = path; *p; p++)
+        if (mae_os_is_sep(*p))
+            last = p;
+    return last;
 }
 
 static int ends_with(const char *s, const char *tail)
@@ -211,15 +220,29 @@ static mae_status read_shards(const char *dir, const shard_set *set, unsigned ch
     size_t *size = mae_calloc((size_t)set->n_shards, sizeof *size), total = 0;
     mae_status s = size ? MAE_OK : mae_fail(MAE_ERR_NOMEM, "out of memory");
     for (int k = 0; s == MAE_OK && k < set->n_shards; k++) {
-        struct stat st;
+        char err[128];
+        uint64_t bytes = 0;
         if ((s = join(path, dir, set->shards[k])) != MAE_OK)
             break;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            s = mae_fail(MAE_ERR_IO, "shard '%s' (in the index's weight_map) %s", path, errno == ENOENT ? "is missing" : "is not a regular file");
-        else if ((unsigned long long)st.st_size > SIZE_MAX / 2 || !mae_add_size(total, ((size_t)st.st_size + 63) / 64 * 64, &total))
+        int kind = mae_os_path_kind(path, 1);
+        if (kind != MAE_OS_FILE) {
+            s = mae_fail(MAE_ERR_IO, "shard '%s' (in the index's weight_map) %s", path,
+                         kind == MAE_OS_NONE && errno == ENOENT ? "is missing" : "is not a regular file");
+            break;
+        }
+        FILE *fp = mae_os_fopen(path, "rb");
+        if (!fp) {
+            s = mae_fail(MAE_ERR_IO, "shard '%s': cannot open: %s", path, mae_os_strerror(errno, err, sizeof err));
+            break;
+        }
+        int sized = mae_os_file_size(fp, &bytes) == 0;
+        fclose(fp);
+        if (!sized)
+            s = mae_fail(MAE_ERR_IO, "shard '%s' (in the index's weight_map) is not a regular file", path);
+        else if (bytes > SIZE_MAX / 2 || !mae_add_size(total, ((size_t)bytes + 63) / 64 * 64, &total))
             s = mae_fail(MAE_ERR_NOMEM, "the shards do not fit in memory");
         else
-            size[k] = (size_t)st.st_size;
+            size[k] = (size_t)bytes;
     }
     unsigned char *buf = s == MAE_OK ? mae_alloc(total + 1) : NULL;
     if (s == MAE_OK && !buf)
@@ -227,10 +250,11 @@ static mae_status read_shards(const char *dir, const shard_set *set, unsigned ch
     size_t at = 0;
     for (int k = 0; s == MAE_OK && k < set->n_shards; k++) {
         join(path, dir, set->shards[k]);
-        FILE *fp = fopen(path, "rb");
+        FILE *fp = mae_os_fopen(path, "rb");
         size_t got = 0;
         if (!fp) {
-            s = mae_fail(MAE_ERR_IO, "shard '%s': cannot open: %s", path, strerror(errno));
+            char err[128];
+            s = mae_fail(MAE_ERR_IO, "shard '%s': cannot open: %s", path, mae_os_strerror(errno, err, sizeof err));
             break;
         }
         while (got < size[k]) {
@@ -297,7 +321,7 @@ static mae_status merge(unsigned char *buf, const mae_st_file *sf, int n_shards,
 static mae_status open_sharded(const char *index, mae_st_file *f)
 {
     char dir[PATH_CAP];
-    const char *slash = strrchr(index, '/');
+    const char *slash = last_sep(index);
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - index) : 1, slash ? index : ".");
     if (slash == index)
         snprintf(dir, sizeof dir, "/");
@@ -347,7 +371,7 @@ mae_status mae_hf_open(const char *path, mae_st_file *f, mae_hf_config *hf, int 
             return mae_fail(MAE_ERR_IO, "'%s': the directory holds neither model.safetensors nor " INDEX_NAME, path);
         snprintf(dir, sizeof dir, "%s", path);
     } else {
-        const char *slash = strrchr(path, '/');
+        const char *slash = last_sep(path);
         if (strlen(path) >= PATH_CAP)
             return mae_fail(MAE_ERR_INVALID_ARG, "'%.64s...': path longer than %d bytes", path, PATH_CAP - 1);
         snprintf(weights, sizeof weights, "%s", path);

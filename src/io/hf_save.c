@@ -2,16 +2,13 @@
  * the names transformers 5 writes), made in a temporary directory next to the target and renamed
  * into place, so that the target is never half-written (docs/FORMAT.md, "Writing Hugging Face
  * directories"). */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "hf_config.h"
 #include "names.h"
+#include "../os/os.h"
+#include "../util/atomic_file.h"
 
 #define PATH_CAP 4096
 enum { NAME_CAP = 160 };
@@ -85,37 +82,19 @@ static mae_status write_weights(const mae_model *m, const char *path)
 
 static mae_status io_fail(const char *what, const char *path)
 {
-    return mae_fail(MAE_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    char err[128];
+    return mae_fail(MAE_ERR_IO, "%s '%s': %s", what, path, mae_os_strerror(errno, err, sizeof err));
 }
 
-static void sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);   /* best effort: some file systems refuse it; the data is safe either way */
-        close(fd);
-    }
-}
+typedef struct text_arg {
+    const char *text;
+    size_t n;
+} text_arg;
 
-static mae_status write_text(const char *path, const char *text, size_t n)
+static mae_status put_text(FILE *f, void *arg)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (fd < 0)
-        return io_fail("cannot create", path);
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, text + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    int ok = done == n && fsync(fd) == 0;
-    mae_status s = ok ? MAE_OK : io_fail("cannot write", path);
-    if (close(fd) != 0 && s == MAE_OK)
-        s = io_fail("cannot close", path);
-    return s;
+    const text_arg *t = arg;
+    return fwrite(t->text, 1, t->n, f) == t->n ? MAE_OK : MAE_ERR_IO;
 }
 
 /* The files a Hugging Face model directory holds that a save replaces; a directory with anything
@@ -128,90 +107,93 @@ static int ours(const char *name)
            (strncmp(name, "model-", 6) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0);
 }
 
-/* Removes dir's files (those of ours(), or all of them) and then dir. 0 if something stayed. */
-static int remove_dir(const char *dir, int only_ours, char *bad, size_t cap)
+/* A walk over a directory's entries (mae_os_dir_each): remove removes them (those of ours(), or
+ * all), else the walk stops at the first name that is not ours. */
+typedef struct walk {
+    const char *dir;
+    int remove, only_ours;
+    int left;                  /* an entry stayed */
+    char foreign[256];         /* the first name not ours */
+} walk;
+
+static int visit(const char *name, void *arg)
 {
-    DIR *d = opendir(dir);
-    int ok = 1;
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[PATH_CAP + 320];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        if (only_ours && !ours(e->d_name)) {
-            snprintf(bad, cap, "%s", e->d_name);
-            ok = 0;
-            continue;
-        }
-        int len = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (len < 0 || len >= (int)sizeof path || unlink(path) != 0)
-            ok = 0;
+    walk *w = arg;
+    if (w->only_ours && !ours(name)) {
+        if (!w->foreign[0])
+            snprintf(w->foreign, sizeof w->foreign, "%s", name);
+        w->left = 1;
+        return !w->remove;
     }
-    closedir(d);
-    return ok && rmdir(dir) == 0;
+    if (w->remove) {
+        char path[PATH_CAP + 320];
+        int len = snprintf(path, sizeof path, "%s/%s", w->dir, name);
+        if (len < 0 || len >= (int)sizeof path || mae_os_remove(path) != 0)
+            w->left = 1;
+    }
+    return 0;
+}
+
+/* Removes dir's files (those of ours(), or all of them) and then dir. 0 if something stayed. */
+static int remove_dir(const char *dir, int only_ours)
+{
+    walk w = { dir, 1, only_ours, 0, "" };
+    return mae_os_dir_each(dir, visit, &w) == 0 && !w.left && mae_os_rmdir(dir) == 0;
 }
 
 /* Whether an existing dir may be replaced: a directory holding only our files. */
 static mae_status replaceable(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    walk w = { dir, 0, 1, 0, "" };
+    if (mae_os_dir_each(dir, visit, &w) != 0)   /* what was not seen may be foreign */
         return io_fail("cannot read the existing directory", dir);
-    struct dirent *e;
-    mae_status s = MAE_OK;
-    while (s == MAE_OK && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && !ours(e->d_name))
-            s = mae_fail(MAE_ERR_IO, "'%s' exists and holds '%s', which a Hugging Face save would lose: save into a new "
-                         "directory", dir, e->d_name);
-    closedir(d);
-    return s;
+    if (w.left)
+        return mae_fail(MAE_ERR_IO, "'%s' exists and holds '%s', which a Hugging Face save would lose: save into a new "
+                        "directory", dir, w.foreign);
+    return MAE_OK;
 }
 
-static mae_status save_into(const mae_model *m, const char *dir, const char *tmp, const char *old, const char *parent)
+static mae_status save_into(const mae_model *m, const char *dir, const char *tmp, const char *old)
 {
     char path[PATH_CAP + 128], *text = NULL;   /* tmp is at most PATH_CAP + 64 */
     size_t n;
     mae_status s = mae_hf_config_write(&m->cfg, &text, &n);
-    if (s == MAE_OK && mkdir(tmp, 0777) != 0) {
+    if (s == MAE_OK && mae_os_mkdir(tmp) != 0) {
         mae_free(text);
         return io_fail("cannot create the temporary directory", tmp);
     }
+    /* both files go through the atomic writer, which flushes each and then the directory tmp */
     if (s == MAE_OK) {
         snprintf(path, sizeof path, "%s/config.json", tmp);
-        s = write_text(path, text, n);
+        text_arg t = { text, n };
+        s = mae_atomic_write(NULL, path, put_text, &t);
     }
     mae_free(text);
     if (s == MAE_OK) {
         snprintf(path, sizeof path, "%s/model.safetensors", tmp);
         s = write_weights(m, path);
     }
-    if (s == MAE_OK)
-        sync_dir(tmp);
-    struct stat st;
-    int had = s == MAE_OK && lstat(dir, &st) == 0;
-    if (had && !S_ISDIR(st.st_mode))
+    /* the path itself, not a link's target: a link to a directory is refused, not emptied */
+    int kind = s == MAE_OK ? mae_os_path_kind(dir, 0) : MAE_OS_NONE, had = kind != MAE_OS_NONE;
+    if (had && kind != MAE_OS_DIR)
         s = mae_fail(MAE_ERR_IO, "'%s' exists and is not a directory", dir);
     if (had && s == MAE_OK)
         s = replaceable(dir);
-    if (had && s == MAE_OK && rename(dir, old) != 0)
+    if (had && s == MAE_OK && mae_os_rename(dir, old) != 0)
         s = io_fail("cannot move the existing directory aside to", old);
-    if (s == MAE_OK && rename(tmp, dir) != 0) {
+    if (s == MAE_OK && mae_os_rename(tmp, dir) != 0) {
         s = io_fail("cannot rename the new directory to", dir);
         if (had)
-            (void)rename(old, dir);   /* put the old one back */
+            (void)mae_os_rename(old, dir);   /* put the old one back */
     }
     if (s != MAE_OK) {
-        char bad[256];
-        remove_dir(tmp, 0, bad, sizeof bad);
+        remove_dir(tmp, 0);
         return s;
     }
-    sync_dir(parent);
+    mae_os_sync_dir(dir);   /* the directory that holds dir: the renames */
     if (had) {
-        char bad[256] = "";
-        remove_dir(old, 1, bad, sizeof bad);   /* the new model is in place: a leftover is only litter */
-        sync_dir(parent);
+        remove_dir(old, 1);   /* the new model is in place: a leftover is only litter */
+        mae_os_sync_dir(old);
     }
     return MAE_OK;
 }
@@ -220,24 +202,19 @@ MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir)
 {
     if (!m || !dir)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_hf: %s is NULL", !m ? "model" : "dir");
-    char path[PATH_CAP], tmp[PATH_CAP + 64], old[PATH_CAP + 64], parent[PATH_CAP];
+    char path[PATH_CAP], tmp[PATH_CAP + 64], old[PATH_CAP + 64];
     size_t len = strlen(dir);
-    while (len > 1 && dir[len - 1] == '/')   /* "out/" is "out" */
+    while (len > 1 && mae_os_is_sep(dir[len - 1]))   /* "out/" is "out" */
         len--;
     if (len == 0 || len >= PATH_CAP)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_hf: dir is empty or longer than %d bytes", PATH_CAP - 1);
     memcpy(path, dir, len);
     path[len] = '\0';
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(parent, sizeof parent, ".");
-    else
-        snprintf(parent, sizeof parent, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    static atomic_int counter;   /* several saves in one process get distinct names (mkdir decides) */
-    int k = atomic_fetch_add(&counter, 1);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%d", path, (long)getpid(), k);
-    snprintf(old, sizeof old, "%s.old.%ld.%d", path, (long)getpid(), k);
-    mae_status s = save_into(m, path, tmp, old, parent);
+    static mae_atomic_long counter;   /* several saves in one process get distinct names (mkdir decides) */
+    long k = mae_atomic_long_add(&counter, 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, mae_os_getpid(), k);
+    snprintf(old, sizeof old, "%s.old.%ld.%ld", path, mae_os_getpid(), k);
+    mae_status s = save_into(m, path, tmp, old);
     if (s != MAE_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", mae_last_error());

@@ -68,6 +68,39 @@ int   mae_os_file_size(FILE *f, uint64_t *size);
 /* Moves f to byte pos from the start (64-bit offsets on every system); 0 or -1. */
 int   mae_os_seek(FILE *f, uint64_t pos);
 
+/* ---- directories (the Hugging Face directory reader and writer) ---------------------------- */
+
+/* What is at a path. MAE_OS_NONE also when it cannot be told (errno says why: ENOENT when
+ * nothing is there). MAE_OS_OTHER: a device, a pipe, a socket; and when links are not followed,
+ * a symbolic link or a Windows junction. */
+enum { MAE_OS_NONE = 0, MAE_OS_FILE = 1, MAE_OS_DIR = 2, MAE_OS_OTHER = 3 };
+/* follow: 1 looks through a symbolic link at path to its target (stat), 0 looks at the link
+ * itself (lstat; on Windows a symbolic-link or junction reparse point). */
+int mae_os_path_kind(const char *path, int follow);
+int mae_os_mkdir(const char *path);    /* a new directory; EEXIST when path exists */
+int mae_os_rmdir(const char *path);    /* removes an empty directory; ENOTEMPTY otherwise */
+/* Renames a directory (or file) to a name that is free, on the same file system; EEXIST when
+ * to exists. Windows: MoveFileExW without MOVEFILE_REPLACE_EXISTING, written through. POSIX
+ * rename would replace an empty directory at to: the check before it leaves a window in which a
+ * directory created at to meanwhile is replaced, acceptable for the private names it serves. */
+int mae_os_rename(const char *from, const char *to);
+
+/* Calls fn(name, arg) for each entry of the directory path ("." and ".." left out; names in
+ * UTF-8 on every system) until fn returns nonzero. 0 when every entry was seen or fn stopped
+ * the walk; -1 with errno set when the directory cannot be read (fn may have seen some entries).
+ * fn may remove the entry it is given. A callback rather than an iterator: no opaque type. */
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg);
+
+/* Whether c separates the parts of a path: '/', and on Windows '\\' too. */
+static inline int mae_os_is_sep(char c)
+{
+#if defined(_WIN32)
+    return c == '/' || c == '\\';
+#else
+    return c == '/';
+#endif
+}
+
 /* ---- process, errors ------------------------------------------------------------------------ */
 
 long        mae_os_getpid(void);

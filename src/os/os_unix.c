@@ -1,5 +1,6 @@
 /* The platform layer on POSIX systems (Linux, the BSDs, macOS). */
 #if !defined(_WIN32)
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -80,6 +81,57 @@ int mae_os_seek(FILE *f, uint64_t pos)
     if (o < 0 || (uint64_t)o != pos)
         return -1;
     return fseeko(f, o, SEEK_SET) == 0 ? 0 : -1;
+}
+
+/* ---- directories --------------------------------------------------------------------------- */
+
+int mae_os_path_kind(const char *path, int follow)
+{
+    struct stat st;
+    if ((follow ? stat(path, &st) : lstat(path, &st)) != 0)
+        return MAE_OS_NONE;
+    return S_ISREG(st.st_mode) ? MAE_OS_FILE : S_ISDIR(st.st_mode) ? MAE_OS_DIR : MAE_OS_OTHER;
+}
+
+int mae_os_mkdir(const char *path)
+{
+    return mkdir(path, 0777) == 0 ? 0 : -1;   /* the umask narrows it, as for files */
+}
+
+int mae_os_rmdir(const char *path)
+{
+    return rmdir(path) == 0 ? 0 : -1;
+}
+
+int mae_os_rename(const char *from, const char *to)
+{
+    struct stat st;
+    if (lstat(to, &st) == 0) {   /* rename(2) would replace an empty directory or a file */
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(from, to) == 0 ? 0 : -1;
+}
+
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int err = 0;
+    for (;;) {
+        errno = 0;   /* readdir tells the end from a failure only by errno */
+        struct dirent *e = readdir(d);
+        if (!e) {
+            err = errno;
+            break;
+        }
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && fn(e->d_name, arg) != 0)
+            break;
+    }
+    closedir(d);
+    errno = err;
+    return err ? -1 : 0;
 }
 
 long mae_os_getpid(void)

@@ -40,6 +40,10 @@ static void set_errno_win(DWORD e)
         errno = EINVAL; break;
     case ERROR_NOT_SAME_DEVICE:
         errno = EXDEV; break;
+    case ERROR_DIR_NOT_EMPTY:
+        errno = ENOTEMPTY; break;
+    case ERROR_DIRECTORY:
+        errno = ENOTDIR; break;
     default:
         errno = EIO; break;
     }
@@ -161,6 +165,137 @@ int mae_os_seek(FILE *f, uint64_t pos)
     if (pos > (uint64_t)INT64_MAX)
         return -1;
     return _fseeki64(f, (__int64)pos, SEEK_SET) == 0 ? 0 : -1;
+}
+
+/* ---- directories --------------------------------------------------------------------------- */
+
+/* Whether the reparse point at w is a link (a symbolic link or a junction), rather than, say, a
+ * cloud-storage placeholder that stands for an ordinary file or directory. */
+static int is_link(const wchar_t *w)
+{
+    WIN32_FIND_DATAW fd;
+    HANDLE h = FindFirstFileW(w, &fd);   /* no wildcard in w: the entry itself, with its tag */
+    if (h == INVALID_HANDLE_VALUE)
+        return 1;
+    FindClose(h);
+    return fd.dwReserved0 == IO_REPARSE_TAG_SYMLINK || fd.dwReserved0 == IO_REPARSE_TAG_MOUNT_POINT;
+}
+
+int mae_os_path_kind(const char *path, int follow)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return MAE_OS_NONE;
+    DWORD a = GetFileAttributesW(w);   /* of the link itself, when path is one */
+    if (a == INVALID_FILE_ATTRIBUTES) {
+        set_errno_win(GetLastError());
+        return MAE_OS_NONE;
+    }
+    if ((a & FILE_ATTRIBUTE_REPARSE_POINT) && is_link(w)) {
+        if (!follow)
+            return MAE_OS_OTHER;
+        /* opening follows the link; BACKUP_SEMANTICS lets a directory be opened */
+        HANDLE h = CreateFileW(w, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
+                               FILE_FLAG_BACKUP_SEMANTICS, NULL);
+        if (h == INVALID_HANDLE_VALUE) {
+            set_errno_win(GetLastError());
+            return MAE_OS_NONE;
+        }
+        BY_HANDLE_FILE_INFORMATION info;
+        BOOL ok = GetFileInformationByHandle(h, &info);
+        DWORD e = GetLastError();
+        CloseHandle(h);
+        if (!ok) {
+            set_errno_win(e);
+            return MAE_OS_NONE;
+        }
+        a = info.dwFileAttributes;
+    }
+    return (a & FILE_ATTRIBUTE_DIRECTORY) ? MAE_OS_DIR : (a & FILE_ATTRIBUTE_DEVICE) ? MAE_OS_OTHER : MAE_OS_FILE;
+}
+
+int mae_os_mkdir(const char *path)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return -1;
+    if (!CreateDirectoryW(w, NULL)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+int mae_os_rmdir(const char *path)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return -1;
+    if (!RemoveDirectoryW(w)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+int mae_os_rename(const char *from, const char *to)
+{
+    wchar_t wf[WPATH_MAX], wt[WPATH_MAX];
+    if (widen(from, wf) != 0 || widen(to, wt) != 0)
+        return -1;
+    /* no MOVEFILE_REPLACE_EXISTING: an existing to fails with ERROR_ALREADY_EXISTS */
+    if (!MoveFileExW(wf, wt, MOVEFILE_WRITE_THROUGH)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+int mae_os_dir_each(const char *path, int (*fn)(const char *name, void *arg), void *arg)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return -1;
+    size_t n = wcslen(w);
+    if (n + 3 > WPATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (n && w[n - 1] != L'/' && w[n - 1] != L'\\')
+        w[n++] = L'\\';
+    w[n++] = L'*';
+    w[n] = 0;
+    WIN32_FIND_DATAW fd;
+    HANDLE h = FindFirstFileExW(w, FindExInfoBasic, &fd, FindExSearchNameMatch, NULL, 0);
+    if (h == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        if (e == ERROR_FILE_NOT_FOUND)   /* no entries at all (a drive root) */
+            return 0;
+        set_errno_win(e);
+        return -1;
+    }
+    char name[MAX_PATH * 3 + 1];   /* a UTF-16 unit takes at most 3 bytes of UTF-8 */
+    DWORD e = ERROR_NO_MORE_FILES;   /* stays so when fn stops the walk */
+    for (;;) {
+        if (wcscmp(fd.cFileName, L".") != 0 && wcscmp(fd.cFileName, L"..") != 0) {
+            if (WideCharToMultiByte(CP_UTF8, 0, fd.cFileName, -1, name, (int)sizeof name, NULL, NULL) <= 0) {
+                e = GetLastError();
+                break;
+            }
+            if (fn(name, arg) != 0)
+                break;
+        }
+        if (!FindNextFileW(h, &fd)) {
+            e = GetLastError();
+            break;
+        }
+    }
+    FindClose(h);
+    if (e != ERROR_NO_MORE_FILES) {
+        set_errno_win(e);
+        return -1;
+    }
+    return 0;
 }
 
 long mae_os_getpid(void)
