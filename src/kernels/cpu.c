@@ -35,14 +35,25 @@ unsigned mae_cpu_features(void)
         f |= MAE_CPU_AVX2;
     if ((f & MAE_CPU_AVX2) && avx512f && avx512dq && avx512vl && zmm_saved)
         f |= MAE_CPU_AVX512;
+    /* AVX512_BF16 is CPUID.(EAX=7, ECX=1):EAX[5]; it uses the ZMM state checked above */
+    if ((f & MAE_CPU_AVX512) && a >= 1) {
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        if ((a1 >> 5) & 1)
+            f |= MAE_CPU_BF16;
+    }
     return f;
 }
 
 #elif defined(__aarch64__)
 
+#include <sys/auxv.h>
+
 unsigned mae_cpu_features(void)
 {
-    return MAE_CPU_NEON;
+    /* the kernel reports the BF16 extension (BFDOT, BFMMLA) as HWCAP2_BF16 */
+    unsigned long hwcap2 = getauxval(AT_HWCAP2);
+    return MAE_CPU_NEON | ((hwcap2 & (1ul << 14)) ? MAE_CPU_BF16 : 0u);
 }
 
 #else

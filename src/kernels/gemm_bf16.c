@@ -1,0 +1,237 @@
+/* bf16 linear layers: the rounding, the reference that defines their results (set in the scalar
+ * table, so every machine runs it), and the portable driver of the fast tiers. See gemm_bf16.h
+ * and docs/PRECISION.md.
+ *
+ * The reference holds W' (W rounded to bf16) transposed, [K, N]: half the memory of the fp32
+ * weight. It widens each W' value to fp32 (exact: a bf16 is the top half of a float) and sums
+ * the products a'·w' in k order in fp32. Each product of two bf16 values has at most 16
+ * significant bits, so it is exact in fp32: the only rounding after the inputs' is the sum's,
+ * and a fast tier that sums the same products in another order stays within a bound fixed by K
+ * (tests/test_bf16.c). */
+#include <assert.h>
+#include <string.h>
+#include "gemm_bf16.h"
+#include "../util/util.h"
+
+uint16_t mae_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0)
+        return (uint16_t)((u >> 16) & 0x8000u);   /* zero or subnormal: a signed zero */
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x0040u);   /* NaN: kept, made quiet */
+    u += 0x7fffu + ((u >> 16) & 1u);              /* to nearest, ties to even; may carry to inf */
+    return (uint16_t)(u >> 16);
+}
+
+float mae_bf16_float(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* ---- the reference ------------------------------------------------------------------------ */
+
+size_t mae_bf16_ref_pack_size(int N, int K)
+{
+    return (size_t)N * (size_t)K;
+}
+
+void mae_bf16_ref_pack(uint16_t *dst, const float *W, int N, int K)
+{
+    for (int j = 0; j < N; j++)
+        for (int k = 0; k < K; k++)
+            dst[(size_t)k * N + j] = mae_bf16_round(W[(size_t)j * K + k]);
+}
+
+void mae_bf16_ref_unpack(float *W, const uint16_t *packed, int N, int K)
+{
+    for (int j = 0; j < N; j++)
+        for (int k = 0; k < K; k++)
+            W[(size_t)j * K + k] = mae_bf16_float(packed[(size_t)k * N + j]);
+}
+
+#define REF_ROWS 4      /* rows per task */
+#define REF_COLS 256    /* columns summed at once: one accumulator each, vectorizable over j */
+
+typedef struct ref_args {
+    float *out; const float *A; const uint16_t *W; const float *bias, *res;
+    int M, N, K, act;
+} ref_args;
+
+static void ref_task(void *p, int task, int thread)
+{
+    const ref_args *r = p;
+    (void)thread;
+    float acc[REF_COLS];
+    int m1 = (task + 1) * REF_ROWS < r->M ? (task + 1) * REF_ROWS : r->M;
+    for (int m = task * REF_ROWS; m < m1; m++) {
+        const float *x = r->A + (size_t)m * r->K;
+        for (int j0 = 0; j0 < r->N; j0 += REF_COLS) {
+            int nc = r->N - j0 < REF_COLS ? r->N - j0 : REF_COLS;
+            for (int j = 0; j < nc; j++)
+                acc[j] = 0.0f;
+            for (int k = 0; k < r->K; k++) {
+                float a = mae_bf16_float(mae_bf16_round(x[k]));
+                const uint16_t *w = r->W + (size_t)k * r->N + j0;
+                for (int j = 0; j < nc; j++)
+                    acc[j] += a * mae_bf16_float(w[j]);   /* exact product, one rounding */
+            }
+            for (int j = 0; j < nc; j++) {
+                size_t o = (size_t)m * r->N + j0 + j;
+                float v = acc[j];
+                if (r->bias)
+                    v = v + r->bias[j0 + j];
+                if (r->act == MAE_ACT_GELU)
+                    mae_kernels_scalar.gelu(&v, &v, 1);
+                if (r->res)
+                    v = v + r->res[o];
+                r->out[o] = v;
+            }
+        }
+    }
+}
+
+void mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const uint16_t *wp,
+                         const float *bias, const float *residual, int M, int N, int K, int act)
+{
+    ref_args r = { out, A, wp, bias, residual, M, N, K, act };
+    mae_parallel_for(ex, (M + REF_ROWS - 1) / REF_ROWS, ref_task, &r);
+}
+
+/* ---- the fast tiers' driver --------------------------------------------------------------- */
+
+enum { TILE_MAX = 1024, ROW_MAX = 64 };   /* mr*nr and nr bounds of the tiers' tiles */
+
+static int pairs(int K) { return (K + 1) / 2; }
+
+size_t mae_bf16_isa_pack_size(const mae_bf16_isa *g, int N, int K)
+{
+    size_t panels = ((size_t)N + g->nr - 1) / g->nr;
+    return panels * g->nr * 2 * (size_t)pairs(K);
+}
+
+void mae_bf16_isa_pack(const mae_bf16_isa *g, uint16_t *dst, const float *W, int N, int K)
+{
+    size_t kp = (size_t)pairs(K), nr = (size_t)g->nr;
+    size_t panels = ((size_t)N + nr - 1) / nr;
+    for (size_t p = 0; p < panels; p++) {
+        uint16_t *d = dst + p * nr * 2 * kp;
+        for (size_t kk = 0; kk < kp; kk++)
+            for (size_t j = 0; j < nr; j++)
+                for (size_t s = 0; s < 2; s++) {
+                    size_t col = p * nr + j, k = 2 * kk + s;
+                    d[(kk * nr + j) * 2 + s] = col < (size_t)N && k < (size_t)K
+                        ? mae_bf16_round(W[col * K + k]) : 0;
+                }
+    }
+}
+
+void mae_bf16_isa_unpack(const mae_bf16_isa *g, float *W, const uint16_t *packed, int N, int K)
+{
+    size_t kp = (size_t)pairs(K), nr = (size_t)g->nr;
+    for (size_t col = 0; col < (size_t)N; col++) {
+        const uint16_t *d = packed + col / nr * nr * 2 * kp;
+        size_t j = col % nr;
+        for (size_t k = 0; k < (size_t)K; k++)
+            W[col * K + k] = mae_bf16_float(d[(k / 2 * nr + j) * 2 + k % 2]);
+    }
+}
+
+size_t mae_bf16_isa_scratch_floats(const mae_bf16_isa *g, int K)
+{
+    return (size_t)g->mc * (size_t)pairs(K) + 16;   /* the packed A block, 64-byte aligned */
+}
+
+/* Rows [m0, m0+m) of A rounded into mr-row micro-panels of pairs, zero past M and K. */
+static void pack_a(const mae_bf16_isa *g, uint32_t *dst, const float *A, int K, int m0, int m)
+{
+    size_t kp = (size_t)pairs(K), mr = (size_t)g->mr;
+    uint16_t *d16 = (uint16_t *)dst;
+    for (int q = 0; q * g->mr < m; q++) {
+        uint16_t *d = d16 + (size_t)q * mr * 2 * kp;
+        for (size_t i = 0; i < mr; i++) {
+            int row = q * g->mr + (int)i;
+            const float *a = A + (size_t)(m0 + row) * K;
+            for (size_t k = 0; k < 2 * kp; k++)
+                d[(k / 2 * mr + i) * 2 + k % 2] =
+                    row < m && k < (size_t)K ? mae_bf16_round(a[k]) : 0;
+        }
+    }
+}
+
+typedef struct drv_args {
+    const mae_bf16_isa *g; const mae_exec *ex;
+    float *out; const float *A; const uint16_t *W; const float *bias, *res;
+    int M, N, K, act;
+    int mb, cparts, np;      /* row blocks, column parts, B panels */
+} drv_args;
+
+/* One tile's epilogue, row by row through a copy (so that a residual aliasing out is read
+ * before the row is written): x = acc (+ bias) (GELU) (+ residual). */
+static void epilogue(const drv_args *r, const float *t, int row, int col, int mr, int nr)
+{
+    const mae_bf16_isa *g = r->g;
+    float x[ROW_MAX];
+    for (int i = 0; i < mr; i++) {
+        const float *ti = t + (size_t)i * g->nr;
+        float *o = r->out + (size_t)(row + i) * r->N + col;
+        if (r->bias)
+            g->add(x, ti, r->bias + col, (size_t)nr);
+        else
+            memcpy(x, ti, (size_t)nr * sizeof *x);
+        if (r->act == MAE_ACT_GELU)
+            g->gelu(x, x, (size_t)nr);
+        if (r->res)
+            g->add(o, x, r->res + (size_t)(row + i) * r->N + col, (size_t)nr);
+        else
+            memcpy(o, x, (size_t)nr * sizeof *o);
+    }
+}
+
+/* Task (row block, column part): pack the block's rows of A, then every micro-tile of it. */
+static void drv_task(void *p, int task, int thread)
+{
+    const drv_args *r = p;
+    const mae_bf16_isa *g = r->g;
+    int rb = task / r->cparts, cp = task % r->cparts;
+    int m0 = rb * g->mc, m = r->M - m0 < g->mc ? r->M - m0 : g->mc;
+    int p0 = (int)((int64_t)r->np * cp / r->cparts), p1 = (int)((int64_t)r->np * (cp + 1) / r->cparts);
+    size_t kp = (size_t)pairs(r->K);
+    assert(r->ex->scratch_per_thread >= mae_bf16_isa_scratch_floats(g, r->K));
+    float *s = r->ex->scratch + (size_t)thread * r->ex->scratch_per_thread;
+    uint32_t *a = (uint32_t *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
+    pack_a(g, a, r->A, r->K, m0, m);
+    float t[TILE_MAX];
+    for (int pb = p0; pb < p1; pb++) {
+        const uint32_t *b = (const uint32_t *)(r->W + (size_t)pb * g->nr * 2 * kp);
+        int col = pb * g->nr, nr = r->N - col < g->nr ? r->N - col : g->nr;
+        for (int i0 = 0; i0 < m; i0 += g->mr) {
+            g->ukr((int)kp, a + (size_t)i0 * kp, b, t);
+            epilogue(r, t, m0 + i0, col, m - i0 < g->mr ? m - i0 : g->mr, nr);
+        }
+    }
+}
+
+void mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, const float *A,
+                         const uint16_t *wp, const float *bias, const float *residual,
+                         int M, int N, int K, int act)
+{
+    assert(g->mr * g->nr <= TILE_MAX && g->nr <= ROW_MAX && g->mc % g->mr == 0);
+    if (M <= 0 || N <= 0)
+        return;
+    drv_args r = { g, ex, out, A, wp, bias, residual, M, N, K, act, 0, 1, 0 };
+    r.mb = (M + g->mc - 1) / g->mc;
+    r.np = (N + g->nr - 1) / g->nr;
+    /* Enough tasks for the threads: column parts when the row blocks are few. Every element is
+     * computed by the same operations whatever the split (whole-K sums in a fixed order, zero
+     * padding, a per-element epilogue), so the split may follow the thread count and the result
+     * still does not. */
+    int want = 2 * (ex->nthreads > 0 ? ex->nthreads : 1);
+    if (r.mb < want)
+        r.cparts = (want + r.mb - 1) / r.mb < r.np ? (want + r.mb - 1) / r.mb : r.np;
+    mae_parallel_for(ex, r.mb * r.cparts, drv_task, &r);
+}

@@ -1,0 +1,53 @@
+/* The bf16 linear layers (docs/PRECISION.md): the reference (gemm_bf16.c, set in the scalar
+ * table) and the portable driver the fast tiers (gemm_bf16_avx512bf16.c, gemm_bf16_neonbf16.c)
+ * plug their micro-kernel into.
+ *
+ * Packed layouts of the fast tiers, in uint16 (bf16) elements, K rounded up to even (kp = K/2
+ * pairs, the odd K's last pair padded with a zero):
+ *   B panel:       nr columns, pair-major: b[(kk*nr + j)*2 + s] = W'[j, 2kk + s]; a packed weight
+ *                  is ceil(N/nr) such panels of all pairs, panel p at p * nr * 2kp.
+ *   A micro-panel: mr rows, pair-major: a[(kk*mr + i)*2 + s] = A'[i, 2kk + s].
+ * A pair of bf16 is one 32-bit lane, the operand of vdpbf16ps and BFDOT, so a micro-kernel loads
+ * a B vector and broadcasts one A pair per row. Padding is zero, so a padded element computes
+ * the same sums as a whole one and its position in a tile does not change any result. */
+#ifndef MAE_GEMM_BF16_H
+#define MAE_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "kernels.h"
+
+/* t[i*nr + j] (i < mr, j < nr: the whole tile) = sum over kk < kp of the pair dot products
+ * a-pair(kk, i) · b-pair(kk, j), in kk order, accumulated in fp32. */
+typedef void (*mae_bf16_ukr_fn)(int kp, const uint32_t *a, const uint32_t *b, float *t);
+
+typedef struct mae_bf16_isa {
+    int mr, nr;            /* micro-tile */
+    int mc;                /* rows of A packed at once (a multiple of mr) */
+    mae_bf16_ukr_fn ukr;
+    /* fp32 row operations for the epilogue (the tier's own add and GELU) */
+    void (*add)(float *y, const float *a, const float *b, size_t n);
+    void (*gelu)(float *y, const float *x, size_t n);
+} mae_bf16_isa;
+
+size_t mae_bf16_isa_pack_size(const mae_bf16_isa *g, int N, int K);
+void   mae_bf16_isa_pack(const mae_bf16_isa *g, uint16_t *dst, const float *W, int N, int K);
+void   mae_bf16_isa_unpack(const mae_bf16_isa *g, float *W, const uint16_t *packed, int N, int K);
+void   mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, const float *A,
+                           const uint16_t *wp, const float *bias, const float *residual,
+                           int M, int N, int K, int act);
+/* Per-thread scratch (floats) mae_bf16_isa_linear needs for K. */
+size_t mae_bf16_isa_scratch_floats(const mae_bf16_isa *g, int K);
+
+/* The reference entries (the scalar table's). */
+size_t mae_bf16_ref_pack_size(int N, int K);
+void   mae_bf16_ref_pack(uint16_t *dst, const float *W, int N, int K);
+void   mae_bf16_ref_unpack(float *W, const uint16_t *packed, int N, int K);
+void   mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const uint16_t *wp,
+                           const float *bias, const float *residual, int M, int N, int K, int act);
+
+/* The fast tiers' tables (complete only with their base tier's entries: dispatch.c). */
+extern const mae_kernels mae_kernels_avx512_bf16;
+extern const mae_kernels mae_kernels_neon_bf16;
+
+#endif
