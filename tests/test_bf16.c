@@ -21,6 +21,8 @@
 #include <float.h>
 #include "../src/kernels/kernels.h"
 #include "../src/kernels/gemm_bf16.h"
+#include "../src/model/model.h"
+#include <unistd.h>
 
 static const mae_kernels *R;   /* the scalar table: the reference */
 static int quick;
@@ -287,6 +289,188 @@ static void test_k1(const mae_kernels *k)
     free(A2); free(W2); free(b2); free(wp2); free(o2);
 }
 
+/* ---- a model that computes in bf16 --------------------------------------------------------- */
+
+typedef struct fwd_out { float *pred, *latent, loss; size_t np, nl; } fwd_out;
+
+static fwd_out forward(const mae_model *m, const float *img, const float *noise, int B, int threads)
+{
+    fwd_out o = { NULL, NULL, NAN, 0, 0 };
+    mae_ctx *c = NULL;
+    CHECK_OK(mae_ctx_create(m, B, &c));
+    if (!c)
+        return o;
+    CHECK_OK(mae_ctx_set_threads(c, threads));
+    int L = 0, keep = 0, P = 0;
+    CHECK_OK(mae_ctx_get_dims(c, &L, &keep, &P));
+    o.np = (size_t)B * L * P;
+    o.nl = (size_t)B * (1 + keep) * m->cfg.D;
+    o.pred = tu_malloc(o.np * sizeof *o.pred);
+    o.latent = tu_malloc(o.nl * sizeof *o.latent);
+    tu_poison(o.pred, o.np);
+    tu_poison(o.latent, o.nl);
+    CHECK_OK(mae_forward(c, img, B, noise, &o.loss, o.pred, NULL, o.latent));
+    mae_ctx_free(c);
+    return o;
+}
+
+static void free_out(fwd_out *o) { free(o->pred); free(o->latent); }
+
+/* The bf16 forward of m (a copy made from path or cfg) against its fp32 forward: relative L2 of
+ * pred, latent and the loss; the weights' storage; threads; save and load. */
+static void check_model(const char *tag, mae_model *f32, mae_model *b16, int B, double aim)
+{
+    int prec = -1;
+    CHECK_OK(mae_model_get_precision(f32, &prec));
+    CHECK(prec == MAE_PRECISION_F32, "%s: a new model is not F32", tag);
+    size_t before = b16->lay.total;
+    CHECK_OK(mae_model_set_precision(b16, MAE_PRECISION_BF16));
+    CHECK_OK(mae_model_get_precision(b16, &prec));
+    CHECK(prec == MAE_PRECISION_BF16, "%s: precision not BF16 after setting it", tag);
+    CHECK_OK(mae_model_set_precision(b16, MAE_PRECISION_BF16));   /* again: nothing to do */
+    double ratio = (double)b16->lay.total / (double)before;
+    /* every tensor: linear weights are bf16(W) exactly, the others unchanged */
+    int bad = 0, linears = 0;
+    for (int i = 0; i < f32->n_tensors; i++) {
+        const mae_tensor *t = &f32->tensors[i];
+        const float *p = NULL, *q = NULL;
+        size_t n = 0;
+        CHECK_OK(mae_model_tensor(f32, t->name, &p, &n, NULL, NULL));
+        CHECK_OK(mae_model_tensor(b16, t->name, &q, NULL, NULL, NULL));
+        int lin = b16->tensors[i].in_place;
+        linears += lin;
+        for (size_t j = 0; p && q && j < n; j++) {
+            float want = lin ? mae_bf16_float(mae_bf16_round(p[j])) : p[j];
+            bad += memcmp(&want, &q[j], sizeof want) != 0;
+        }
+    }
+    CHECK(bad == 0, "%s: %d tensor values are not bf16(W) (or changed)", tag, bad);
+    CHECK(linears == 4 * (f32->cfg.depth + (f32->cfg.has_decoder ? f32->cfg.ddepth : 0)) + 1 +
+                     (f32->cfg.has_decoder ? 2 : 0), "%s: %d linear weights held as bf16", tag, linears);
+
+    int L = f32->cfg.L;
+    size_t nimg = (size_t)B * f32->cfg.C * f32->cfg.ih * f32->cfg.iw;
+    float *img = tu_malloc(nimg * sizeof *img), *noise = tu_malloc((size_t)B * L * sizeof *noise);
+    tu_fill(img, nimg, -2, 2);
+    tu_fill(noise, (size_t)B * L, 0, 1);
+    fwd_out a = forward(f32, img, noise, B, 2), b = forward(b16, img, noise, B, 2);
+    fwd_out b1 = forward(b16, img, noise, B, 1), b3 = forward(b16, img, noise, B, 3);
+    double ep = tu_rel_l2(b.pred, a.pred, a.np), el = tu_rel_l2(b.latent, a.latent, a.nl);
+    double eloss = fabs((double)b.loss - a.loss) / fabs((double)a.loss);
+    printf("%s (%s): bf16 vs fp32 rel L2 pred %.3g, latent %.3g, loss %.3g; weights held in "
+           "%.3f of the fp32 floats\n", tag, b16->k->name, ep, el, eloss, ratio);
+    CHECK(ep <= aim && el <= aim, "%s: bf16 forward rel L2 pred %.3g latent %.3g > %g", tag, ep, el, aim);
+    CHECK(ep > 0 && el > 0, "%s: the bf16 forward equals the fp32 one: not computed in bf16", tag);
+    CHECK(memcmp(b1.pred, b.pred, b.np * sizeof *b.pred) == 0 &&
+          memcmp(b3.pred, b.pred, b.np * sizeof *b.pred) == 0 &&
+          memcmp(b1.latent, b.latent, b.nl * sizeof *b.latent) == 0,
+          "%s: the bf16 forward depends on the thread count", tag);
+
+    /* save writes BF16 (half the file): loaded, every tensor is bf16 of the bf16 model's (the
+     * norms, biases and position tables rounded too); saved as F32, loaded and set to bf16 it
+     * computes the same bits */
+    char path[128], p32[128];
+    snprintf(path, sizeof path, "/tmp/mae_test_bf16_%d_%s.safetensors", (int)getpid(), tag);
+    snprintf(p32, sizeof p32, "/tmp/mae_test_bf16_%d_%s_f32.safetensors", (int)getpid(), tag);
+    CHECK_OK(mae_model_save(b16, path));
+    CHECK_OK(mae_model_save(f32, p32));
+    FILE *fa = fopen(path, "rb"), *fb = fopen(p32, "rb");
+    long sa = -1, sb = -1;
+    if (fa && fb) {
+        fseek(fa, 0, SEEK_END); sa = ftell(fa);
+        fseek(fb, 0, SEEK_END); sb = ftell(fb);
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    CHECK(sa > 0 && sb > 0 && (double)sa < 0.52 * (double)sb + 65536,
+          "%s: the bf16 model's file (%ld bytes) is not BF16 (fp32: %ld)", tag, sa, sb);
+    mae_model *l = NULL;
+    CHECK_OK(mae_model_load(path, &l));
+    if (l) {
+        int diff = 0;
+        for (int i = 0; i < l->n_tensors; i++) {
+            const float *p = NULL, *q = NULL;
+            size_t n = 0;
+            CHECK_OK(mae_model_tensor(b16, l->tensors[i].name, &p, &n, NULL, NULL));
+            CHECK_OK(mae_model_tensor(l, l->tensors[i].name, &q, NULL, NULL, NULL));
+            for (size_t j = 0; p && q && j < n; j++)
+                diff += mae_bf16_float(mae_bf16_round(p[j])) != q[j];
+        }
+        CHECK(diff == 0, "%s: the saved bf16 model's file holds %d other values", tag, diff);
+        mae_model_free(l);
+        l = NULL;
+    }
+    CHECK_OK(mae_model_save_as(b16, path, "F32"));
+    CHECK_OK(mae_model_load(path, &l));
+    if (l) {
+        CHECK_OK(mae_model_set_precision(l, MAE_PRECISION_BF16));
+        fwd_out c = forward(l, img, noise, B, 2);
+        CHECK(c.pred && memcmp(c.pred, b.pred, b.np * sizeof *b.pred) == 0 &&
+              memcmp(c.latent, b.latent, b.nl * sizeof *b.latent) == 0,
+              "%s: saved as F32, loaded and set to bf16 it computes other values", tag);
+        free_out(&c);
+        mae_model_free(l);
+    }
+    remove(path); remove(p32);
+    free_out(&a); free_out(&b); free_out(&b1); free_out(&b3);
+    free(img); free(noise);
+}
+
+static void test_model_rules(void)
+{
+    mae_config cfg;
+    CHECK_OK(mae_config_init(&cfg, sizeof cfg, "tiny"));
+    mae_model *m = NULL;
+    CHECK_OK(mae_model_create(&cfg, 5, &m));
+    if (!m)
+        return;
+    EXPECT(mae_model_set_precision(NULL, MAE_PRECISION_BF16), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_set_precision(m, 7), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_model_get_precision(m, NULL), MAE_ERR_INVALID_ARG);
+    CHECK_OK(mae_model_set_precision(m, MAE_PRECISION_F32));   /* what it has */
+    mae_ctx *c = NULL;
+    CHECK_OK(mae_ctx_create(m, 1, &c));
+    EXPECT(mae_model_set_precision(m, MAE_PRECISION_BF16), MAE_ERR_STATE);
+    int prec = -1;
+    CHECK_OK(mae_model_get_precision(m, &prec));
+    CHECK(prec == MAE_PRECISION_F32, "a refused conversion changed the precision");
+    mae_ctx_free(c);
+    CHECK_OK(mae_model_set_precision(m, MAE_PRECISION_BF16));
+    EXPECT(mae_model_set_precision(m, MAE_PRECISION_F32), MAE_ERR_UNSUPPORTED);
+    mae_trainer *t = NULL;
+    EXPECT(mae_trainer_create(m, 1, &t), MAE_ERR_UNSUPPORTED);
+    CHECK(t == NULL, "a trainer was made on a bf16 model");
+    mae_model_free(m);
+    /* a model that has had a trainer stays fp32 */
+    CHECK_OK(mae_model_create(&cfg, 5, &m));
+    CHECK_OK(mae_trainer_create(m, 1, &t));
+    EXPECT(mae_model_set_precision(m, MAE_PRECISION_BF16), MAE_ERR_STATE);
+    mae_trainer_free(t);
+    mae_model_free(m);
+}
+
+static void test_model_created(const char *preset, int B)
+{
+    mae_config cfg;
+    CHECK_OK(mae_config_init(&cfg, sizeof cfg, preset));
+    mae_model *a = NULL, *b = NULL;
+    CHECK_OK(mae_model_create(&cfg, 3, &a));
+    CHECK_OK(mae_model_create(&cfg, 3, &b));
+    if (a && b)
+        check_model(preset, a, b, B, 1e-2);
+    mae_model_free(a); mae_model_free(b);
+}
+
+static void test_model_file(const char *rel)
+{
+    mae_model *a = NULL, *b = NULL;
+    CHECK_OK(mae_model_load(tu_path(rel), &a));
+    CHECK_OK(mae_model_load(tu_path(rel), &b));
+    if (a && b)
+        check_model("mae-fmnist", a, b, 8, 1e-2);
+    mae_model_free(a); mae_model_free(b);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -326,5 +510,13 @@ int main(int argc, char **argv)
         TU_RUN(tu_name("%s/k1", k->name), test_k1(k));
         TU_RUN(tu_name("%s/linear", k->name), test_linear(k, 2));
     }
+    TU_RUN("model/rules", test_model_rules());
+    TU_RUN("model/tiny", test_model_created("tiny", 2));
+    if (!quick)
+        TU_RUN("model/fmnist", test_model_file("examples/data/mae-fmnist.safetensors"));
+    /* ViT-B/16 with random weights: minutes on the reference tier, so on request
+     * (MAE_TEST_VIT=1; docs/PRECISION.md has its numbers) */
+    if (getenv("MAE_TEST_VIT") && strcmp(getenv("MAE_TEST_VIT"), "1") == 0)
+        TU_RUN("model/base", test_model_created("base", 1));
     return tu_finish("test_bf16");
 }

@@ -65,6 +65,7 @@ static int cpu_has(const mae_kernels *k)
 }
 
 static mae_kernels completed[NTIERS];
+static mae_kernels views[NTIERS];   /* the bf16 views (gemm_bf16.h) of the completed tables */
 
 /* The fill below names every entry (MAE_KERNEL_ENTRIES): it covers the table exactly when the
  * table is the name plus one function pointer per listed entry. */
@@ -94,6 +95,17 @@ static void fill_tables(void)
         MAE_KERNEL_ENTRIES(IS_SET)
 #undef IS_SET
         completed[i] = k;
+        views[i] = k;
+#if defined(__x86_64__)
+        if (tiers[i] == &mae_kernels_avx512_bf16)
+            mae_bf16_avx512bf16_view(&views[i]);
+        else
+#elif defined(__aarch64__)
+        if (tiers[i] == &mae_kernels_neon_bf16)
+            mae_bf16_neonbf16_view(&views[i]);
+        else
+#endif
+            mae_bf16_ref_view(&views[i]);
     }
 }
 
@@ -170,4 +182,13 @@ const mae_kernels *mae_kernels_bf16(const mae_kernels *k)
                     return &completed[i];
     }
     return k;
+}
+
+const mae_kernels *mae_kernels_bf16_view(const mae_kernels *k)
+{
+    const mae_kernels *u = mae_kernels_bf16(k);
+    for (size_t i = 0; i < NTIERS; i++)
+        if (u == &completed[i])
+            return &views[i];
+    return NULL;
 }

@@ -102,6 +102,9 @@ void mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const u
     mae_parallel_for(ex, (M + REF_ROWS - 1) / REF_ROWS, ref_task, &r);
 }
 
+MAE_BF16_VIEW(mae_bf16_ref_view, mae_bf16_ref_pack_size, mae_bf16_ref_pack, mae_bf16_ref_unpack,
+              mae_bf16_ref_linear)
+
 /* ---- the fast tiers' driver --------------------------------------------------------------- */
 
 enum { TILE_MAX = 1024, ROW_MAX = 64 };   /* mr*nr and nr bounds of the tiers' tiles */

@@ -46,6 +46,25 @@ void   mae_bf16_ref_unpack(float *W, const uint16_t *packed, int N, int K);
 void   mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const uint16_t *wp,
                            const float *bias, const float *residual, int M, int N, int K, int act);
 
+/* A model that computes in bf16 uses a "view" of a table (mae_kernels_bf16_view): the table with
+ * pack_floats, pack, unpack and linear replaced by adapters over its bf16 entries, so the model
+ * code packs and runs its linears as for fp32, with the packed bf16 held in float storage
+ * (pack_floats = half the bf16 count, rounded up). Each bf16 implementation defines its setter
+ * with MAE_BF16_VIEW. */
+#define MAE_BF16_VIEW(fn, PACK_SIZE, PACK, UNPACK, LINEAR) \
+    static size_t fn##_pf(int N, int K) { return (PACK_SIZE(N, K) + 1) / 2; } \
+    static void fn##_pk(float *dst, const float *W, int N, int K) { PACK((uint16_t *)dst, W, N, K); } \
+    static void fn##_up(float *W, const float *p, int N, int K) { UNPACK(W, (const uint16_t *)p, N, K); } \
+    static void fn##_ln(const mae_exec *ex, float *out, const float *A, const float *wp, \
+                        const float *bias, const float *res, int M, int N, int K, int act) \
+    { LINEAR(ex, out, A, (const uint16_t *)wp, bias, res, M, N, K, act); } \
+    void fn(mae_kernels *v) \
+    { v->pack_floats = fn##_pf; v->pack = fn##_pk; v->unpack = fn##_up; v->linear = fn##_ln; }
+
+void mae_bf16_ref_view(mae_kernels *v);
+void mae_bf16_avx512bf16_view(mae_kernels *v);
+void mae_bf16_neonbf16_view(mae_kernels *v);
+
 /* The fast tiers' tables (complete only with their base tier's entries: dispatch.c). */
 extern const mae_kernels mae_kernels_avx512_bf16;
 extern const mae_kernels mae_kernels_neon_bf16;

@@ -64,6 +64,8 @@ static void t_linear(const mae_exec *ex, float *out, const float *A, const uint1
     mae_bf16_isa_linear(&isa, ex, out, A, wp, bias, residual, M, N, K, act);
 }
 
+MAE_BF16_VIEW(mae_bf16_avx512bf16_view, t_pack_size, t_pack, t_unpack, t_linear)
+
 const mae_kernels mae_kernels_avx512_bf16 = {
     .name = "avx512_bf16",
     .scratch_floats = t_scratch_floats,

@@ -16,11 +16,12 @@
 
 #define DECL(i) float32x4_t c##i##_0 = vdupq_n_f32(0.0f), c##i##_1 = vdupq_n_f32(0.0f), \
     c##i##_2 = vdupq_n_f32(0.0f);
-/* row i's pair is lane i % 4 of a_lo (rows 0-3) or a_hi (rows 4-7) */
-#define AV(i) ((i) < 4 ? a_lo : a_hi)
-#define STEP(i) c##i##_0 = vbfdotq_laneq_f32(c##i##_0, b0, AV(i), (i) % 4); \
-    c##i##_1 = vbfdotq_laneq_f32(c##i##_1, b1, AV(i), (i) % 4); \
-    c##i##_2 = vbfdotq_laneq_f32(c##i##_2, b2, AV(i), (i) % 4);
+/* row i's pair is lane l of av: a_lo for rows 0-3, a_hi for rows 4-7 */
+#define STEP(i, av, l) c##i##_0 = vbfdotq_laneq_f32(c##i##_0, b0, av, l); \
+    c##i##_1 = vbfdotq_laneq_f32(c##i##_1, b1, av, l); \
+    c##i##_2 = vbfdotq_laneq_f32(c##i##_2, b2, av, l);
+#define STEPS STEP(0, a_lo, 0) STEP(1, a_lo, 1) STEP(2, a_lo, 2) STEP(3, a_lo, 3) \
+    STEP(4, a_hi, 0) STEP(5, a_hi, 1) STEP(6, a_hi, 2) STEP(7, a_hi, 3)
 #define STORE(i) vst1q_f32(t + (i) * NR, c##i##_0); vst1q_f32(t + (i) * NR + 4, c##i##_1); \
     vst1q_f32(t + (i) * NR + 8, c##i##_2);
 
@@ -36,7 +37,7 @@ static void ukr(int kp, const uint32_t *a, const uint32_t *b, float *t)
     for (int kk = 0; kk < kp; kk++) {
         bfloat16x8_t a_lo = ld(ap), a_hi = ld(ap + 4);
         bfloat16x8_t b0 = ld(bp), b1 = ld(bp + 4), b2 = ld(bp + 8);
-        ROWS(STEP)
+        STEPS
         ap += MR; bp += NR;
     }
     ROWS(STORE)
@@ -70,6 +71,8 @@ static void t_linear(const mae_exec *ex, float *out, const float *A, const uint1
 {
     mae_bf16_isa_linear(&isa, ex, out, A, wp, bias, residual, M, N, K, act);
 }
+
+MAE_BF16_VIEW(mae_bf16_neonbf16_view, t_pack_size, t_pack, t_unpack, t_linear)
 
 const mae_kernels mae_kernels_neon_bf16 = {
     .name = "neon_bf16",

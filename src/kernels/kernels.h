@@ -176,6 +176,10 @@ const mae_kernels *mae_kernels_get(const char *name);
  * "avx512", "neon_bf16" on "neon") when the CPU has it, else k itself (whose bf16 entries are
  * the reference's). */
 const mae_kernels *mae_kernels_bf16(const mae_kernels *k);
+/* The table a bf16 model packs and runs with: mae_kernels_bf16(k) with pack_floats, pack,
+ * unpack and linear replaced by its bf16 family (the packed bf16 held in float storage, half the
+ * floats; src/kernels/gemm_bf16.h). NULL if k is not a table from mae_kernels_get/active. */
+const mae_kernels *mae_kernels_bf16_view(const mae_kernels *k);
 
 extern const mae_kernels mae_kernels_scalar;
 
