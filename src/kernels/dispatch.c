@@ -88,6 +88,8 @@ static void fill_tables(void)
             MAE_KERNEL_ENTRIES(FILL_BASE)
         }
 #undef FILL_BASE
+        if (!k.bf16_linear)
+            mae_bf16_set_wide(&k, tiers[i]);   /* an fp32 tier: its own products, widened */
 #define FILL(e) if (!k.e) k.e = mae_kernels_scalar.e;
         MAE_KERNEL_ENTRIES(FILL)
 #undef FILL
@@ -96,16 +98,7 @@ static void fill_tables(void)
 #undef IS_SET
         completed[i] = k;
         views[i] = k;
-#if defined(__x86_64__)
-        if (tiers[i] == &mae_kernels_avx512_bf16)
-            mae_bf16_avx512bf16_view(&views[i]);
-        else
-#elif defined(__aarch64__)
-        if (tiers[i] == &mae_kernels_neon_bf16)
-            mae_bf16_neonbf16_view(&views[i]);
-        else
-#endif
-            mae_bf16_ref_view(&views[i]);
+        mae_bf16_set_view(&views[i], tiers[i]);
     }
 }
 

@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <string.h>
 #include "gemm_bf16.h"
+#include "tiers.h"
 #include "../util/util.h"
 
 uint16_t mae_bf16_round(float x)
@@ -102,7 +103,7 @@ void mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const u
     mae_parallel_for(ex, (M + REF_ROWS - 1) / REF_ROWS, ref_task, &r);
 }
 
-MAE_BF16_VIEW(mae_bf16_ref_view, mae_bf16_ref_pack_size, mae_bf16_ref_pack, mae_bf16_ref_unpack,
+MAE_BF16_VIEW(ref_view, mae_bf16_ref_pack_size, mae_bf16_ref_pack, mae_bf16_ref_unpack,
               mae_bf16_ref_linear)
 
 /* ---- the fast tiers' driver --------------------------------------------------------------- */
@@ -110,16 +111,19 @@ MAE_BF16_VIEW(mae_bf16_ref_view, mae_bf16_ref_pack_size, mae_bf16_ref_pack, mae_
 enum { TILE_MAX = 1024, ROW_MAX = 64 };   /* mr*nr and nr bounds of the tiers' tiles */
 
 static int pairs(int K) { return (K + 1) / 2; }
+static int tile_mr(const mae_bf16_isa *g) { return g->wide ? g->wide->mr : g->mr; }
+static int tile_nr(const mae_bf16_isa *g) { return g->wide ? g->wide->nr : g->nr; }
+static int block_mc(const mae_bf16_isa *g) { return g->wide ? 4 * g->wide->mr : g->mc; }
 
 size_t mae_bf16_isa_pack_size(const mae_bf16_isa *g, int N, int K)
 {
-    size_t panels = ((size_t)N + g->nr - 1) / g->nr;
-    return panels * g->nr * 2 * (size_t)pairs(K);
+    size_t nr = (size_t)tile_nr(g), panels = ((size_t)N + nr - 1) / nr;
+    return panels * nr * 2 * (size_t)pairs(K);
 }
 
 void mae_bf16_isa_pack(const mae_bf16_isa *g, uint16_t *dst, const float *W, int N, int K)
 {
-    size_t kp = (size_t)pairs(K), nr = (size_t)g->nr;
+    size_t kp = (size_t)pairs(K), nr = (size_t)tile_nr(g);
     size_t panels = ((size_t)N + nr - 1) / nr;
     for (size_t p = 0; p < panels; p++) {
         uint16_t *d = dst + p * nr * 2 * kp;
@@ -135,7 +139,7 @@ void mae_bf16_isa_pack(const mae_bf16_isa *g, uint16_t *dst, const float *W, int
 
 void mae_bf16_isa_unpack(const mae_bf16_isa *g, float *W, const uint16_t *packed, int N, int K)
 {
-    size_t kp = (size_t)pairs(K), nr = (size_t)g->nr;
+    size_t kp = (size_t)pairs(K), nr = (size_t)tile_nr(g);
     for (size_t col = 0; col < (size_t)N; col++) {
         const uint16_t *d = packed + col / nr * nr * 2 * kp;
         size_t j = col % nr;
@@ -146,7 +150,36 @@ void mae_bf16_isa_unpack(const mae_bf16_isa *g, float *W, const uint16_t *packed
 
 size_t mae_bf16_isa_scratch_floats(const mae_bf16_isa *g, int K)
 {
-    return (size_t)g->mc * (size_t)pairs(K) + 16;   /* the packed A block, 64-byte aligned */
+    size_t kp = (size_t)pairs(K);
+    if (g->wide)   /* the A block and one B panel, widened to fp32, each 64-byte aligned */
+        return 2 * kp * ((size_t)block_mc(g) + (size_t)tile_nr(g)) + 32;
+    return (size_t)g->mc * kp + 16;   /* the packed A block, 64-byte aligned */
+}
+
+/* Rows [m0, m0+m) of A rounded to bf16 (and widened back: exact) into the fp32 tier's mr-row
+ * k-major micro-panels, over 2kp columns; zero past M and K. */
+static void pack_a_wide(const mae_bf16_isa *g, float *dst, const float *A, int K, int m0, int m)
+{
+    size_t k2 = 2 * (size_t)pairs(K), mr = (size_t)tile_mr(g);
+    for (int q = 0; q * (int)mr < m; q++) {
+        float *d = dst + (size_t)q * mr * k2;
+        for (size_t i = 0; i < mr; i++) {
+            int row = q * (int)mr + (int)i;
+            const float *a = A + (size_t)(m0 + row) * K;
+            for (size_t k = 0; k < k2; k++)
+                d[k * mr + i] = row < m && k < (size_t)K ? mae_bf16_float(mae_bf16_round(a[k])) : 0.0f;
+        }
+    }
+}
+
+/* One packed bf16 B panel (pairs) widened to the fp32 tier's k-major panel b[k*nr + j]. */
+static void widen_b(float *dst, const uint16_t *src, size_t kp, size_t nr)
+{
+    for (size_t kk = 0; kk < kp; kk++)
+        for (size_t j = 0; j < nr; j++) {
+            dst[(2 * kk) * nr + j] = mae_bf16_float(src[(kk * nr + j) * 2]);
+            dst[(2 * kk + 1) * nr + j] = mae_bf16_float(src[(kk * nr + j) * 2 + 1]);
+        }
 }
 
 /* Rows [m0, m0+m) of A rounded into mr-row micro-panels of pairs, zero past M and K. */
@@ -196,17 +229,50 @@ static void epilogue(const drv_args *r, const float *t, int row, int col, int mr
 }
 
 /* Task (row block, column part): pack the block's rows of A, then every micro-tile of it. */
+static float *align_up(float *p)
+{
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* The wide path: the fp32 tier's micro-kernel over all of K at once (one accumulator per
+ * element, no partial sums) with its own epilogue (bias, GELU, residual; a residual aliasing
+ * out is read by the tile before it writes it). */
+static void wide_task(const drv_args *r, int m0, int m, int p0, int p1, float *s)
+{
+    const mae_bf16_isa *g = r->g;
+    const mae_gemm_isa *w = g->wide;
+    size_t kp = (size_t)pairs(r->K), k2 = 2 * kp, nr = (size_t)w->nr;
+    float *a = align_up(s), *b = align_up(a + (size_t)block_mc(g) * k2);
+    pack_a_wide(g, a, r->A, r->K, m0, m);
+    size_t ldc = (size_t)r->N;
+    for (int pb = p0; pb < p1; pb++) {
+        widen_b(b, r->W + (size_t)pb * nr * k2, kp, nr);
+        int col = pb * (int)nr, ncols = r->N - col < (int)nr ? r->N - col : (int)nr;
+        for (int i0 = 0; i0 < m; i0 += w->mr) {
+            int row = m0 + i0;
+            mae_epi e = { r->bias ? r->bias + col : NULL,
+                          r->res ? r->res + (size_t)row * ldc + col : NULL, ldc, r->act, 0 };
+            w->ukr((int)k2, a + (size_t)i0 * k2, b, r->out + (size_t)row * ldc + col, ldc,
+                   m - i0 < w->mr ? m - i0 : w->mr, ncols, &e);
+        }
+    }
+}
+
 static void drv_task(void *p, int task, int thread)
 {
     const drv_args *r = p;
     const mae_bf16_isa *g = r->g;
-    int rb = task / r->cparts, cp = task % r->cparts;
-    int m0 = rb * g->mc, m = r->M - m0 < g->mc ? r->M - m0 : g->mc;
+    int rb = task / r->cparts, cp = task % r->cparts, mc = block_mc(g);
+    int m0 = rb * mc, m = r->M - m0 < mc ? r->M - m0 : mc;
     int p0 = (int)((int64_t)r->np * cp / r->cparts), p1 = (int)((int64_t)r->np * (cp + 1) / r->cparts);
     size_t kp = (size_t)pairs(r->K);
     assert(r->ex->scratch_per_thread >= mae_bf16_isa_scratch_floats(g, r->K));
     float *s = r->ex->scratch + (size_t)thread * r->ex->scratch_per_thread;
-    uint32_t *a = (uint32_t *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
+    if (g->wide) {
+        wide_task(r, m0, m, p0, p1, s);
+        return;
+    }
+    uint32_t *a = (uint32_t *)align_up(s);
     pack_a(g, a, r->A, r->K, m0, m);
     float t[TILE_MAX];
     for (int pb = p0; pb < p1; pb++) {
@@ -223,12 +289,12 @@ void mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, 
                          const uint16_t *wp, const float *bias, const float *residual,
                          int M, int N, int K, int act)
 {
-    assert(g->mr * g->nr <= TILE_MAX && g->nr <= ROW_MAX && g->mc % g->mr == 0);
+    assert(g->wide || (g->mr * g->nr <= TILE_MAX && g->nr <= ROW_MAX && g->mc % g->mr == 0));
     if (M <= 0 || N <= 0)
         return;
     drv_args r = { g, ex, out, A, wp, bias, residual, M, N, K, act, 0, 1, 0 };
-    r.mb = (M + g->mc - 1) / g->mc;
-    r.np = (N + g->nr - 1) / g->nr;
+    r.mb = (M + block_mc(g) - 1) / block_mc(g);
+    r.np = (N + tile_nr(g) - 1) / tile_nr(g);
     /* Enough tasks for the threads: column parts when the row blocks are few. Every element is
      * computed by the same operations whatever the split (whole-K sums in a fixed order, zero
      * padding, a per-element epilogue), so the split may follow the thread count and the result
@@ -237,4 +303,58 @@ void mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, 
     if (r.mb < want)
         r.cparts = (want + r.mb - 1) / r.mb < r.np ? (want + r.mb - 1) / r.mb : r.np;
     mae_parallel_for(ex, r.mb * r.cparts, drv_task, &r);
+}
+
+/* ---- the fp32 tiers' wide families, and the choice per table ------------------------------ */
+
+#if defined(__x86_64__)
+static const mae_bf16_isa wide_avx2 = { .wide = &mae_avx2_gemm };
+static const mae_bf16_isa wide_avx512 = { .wide = &mae_avx512_gemm };
+MAE_BF16_ENTRIES(mae_bf16_wide_avx2, &wide_avx2)
+MAE_BF16_ENTRIES(mae_bf16_wide_avx512, &wide_avx512)
+#elif defined(__aarch64__)
+static const mae_bf16_isa wide_neon = { .wide = &mae_neon_gemm };
+MAE_BF16_ENTRIES(mae_bf16_wide_neon, &wide_neon)
+#endif
+
+void mae_bf16_set_wide(mae_kernels *k, const mae_kernels *tier)
+{
+#if defined(__x86_64__)
+    if (tier == &mae_kernels_avx2)
+        mae_bf16_wide_avx2_set(k);
+    if (tier == &mae_kernels_avx512)
+        mae_bf16_wide_avx512_set(k);
+#elif defined(__aarch64__)
+    if (tier == &mae_kernels_neon)
+        mae_bf16_wide_neon_set(k);
+#endif
+    (void)k; (void)tier;
+}
+
+void mae_bf16_set_view(mae_kernels *view, const mae_kernels *tier)
+{
+#if defined(__x86_64__)
+    if (tier == &mae_kernels_avx2) {
+        mae_bf16_wide_avx2_view(view);
+        return;
+    }
+    if (tier == &mae_kernels_avx512) {
+        mae_bf16_wide_avx512_view(view);
+        return;
+    }
+    if (tier == &mae_kernels_avx512_bf16) {
+        mae_bf16_avx512bf16_view(view);
+        return;
+    }
+#elif defined(__aarch64__)
+    if (tier == &mae_kernels_neon) {
+        mae_bf16_wide_neon_view(view);
+        return;
+    }
+    if (tier == &mae_kernels_neon_bf16) {
+        mae_bf16_neonbf16_view(view);
+        return;
+    }
+#endif
+    ref_view(view);
 }

@@ -16,19 +16,45 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "kernels.h"
+#include "gemm.h"
 
 /* t[i*nr + j] (i < mr, j < nr: the whole tile) = sum over kk < kp of the pair dot products
  * a-pair(kk, i) · b-pair(kk, j), in kk order, accumulated in fp32. */
 typedef void (*mae_bf16_ukr_fn)(int kp, const uint32_t *a, const uint32_t *b, float *t);
 
+/* A bf16 implementation: a bf16 micro-kernel (ukr, with the tier's fp32 add and GELU for the
+ * epilogue), or, for an fp32 tier without bf16 instructions, "wide": that tier's fp32 gemm. The
+ * wide path keeps the packed bf16 weights (half the memory) and widens one B panel at a time
+ * to fp32 (exact) for the tier's fp32 micro-kernel and its epilogue, with A rounded to bf16
+ * while it is packed: the reference's products at about the fp32 tier's speed. */
 typedef struct mae_bf16_isa {
-    int mr, nr;            /* micro-tile */
-    int mc;                /* rows of A packed at once (a multiple of mr) */
+    int mr, nr;            /* micro-tile (wide: taken from the fp32 tier) */
+    int mc;                /* rows of A packed at once, in micro-panels (wide: 4 panels) */
     mae_bf16_ukr_fn ukr;
     /* fp32 row operations for the epilogue (the tier's own add and GELU) */
     void (*add)(float *y, const float *a, const float *b, size_t n);
     void (*gelu)(float *y, const float *x, size_t n);
+    const struct mae_gemm_isa *wide;
 } mae_bf16_isa;
+
+/* The four table entries over one implementation, and its view setter (below). */
+#define MAE_BF16_ENTRIES(pre, ISA_PTR) \
+    static size_t pre##_pack_size(int N, int K) { return mae_bf16_isa_pack_size(ISA_PTR, N, K); } \
+    static void pre##_pack(uint16_t *d, const float *W, int N, int K) { mae_bf16_isa_pack(ISA_PTR, d, W, N, K); } \
+    static void pre##_unpack(float *W, const uint16_t *p, int N, int K) { mae_bf16_isa_unpack(ISA_PTR, W, p, N, K); } \
+    static void pre##_linear(const mae_exec *ex, float *out, const float *A, const uint16_t *wp, \
+                             const float *bias, const float *res, int M, int N, int K, int act) \
+    { mae_bf16_isa_linear(ISA_PTR, ex, out, A, wp, bias, res, M, N, K, act); } \
+    MAE_BF16_VIEW(pre##_view, pre##_pack_size, pre##_pack, pre##_unpack, pre##_linear) \
+    void pre##_set(mae_kernels *k); \
+    void pre##_set(mae_kernels *k) \
+    { k->bf16_pack_size = pre##_pack_size; k->bf16_pack = pre##_pack; \
+      k->bf16_unpack = pre##_unpack; k->bf16_linear = pre##_linear; }
+
+/* Completes the bf16 side of the table of tier (dispatch.c, before the scalar fill): an fp32 SIMD
+ * tier gets the wide entries; and sets view (a copy of the completed table) to the bf16 view. */
+void mae_bf16_set_wide(mae_kernels *k, const mae_kernels *tier);
+void mae_bf16_set_view(mae_kernels *view, const mae_kernels *tier);
 
 size_t mae_bf16_isa_pack_size(const mae_bf16_isa *g, int N, int K);
 void   mae_bf16_isa_pack(const mae_bf16_isa *g, uint16_t *dst, const float *W, int N, int K);
@@ -58,10 +84,10 @@ void   mae_bf16_ref_linear(const mae_exec *ex, float *out, const float *A, const
     static void fn##_ln(const mae_exec *ex, float *out, const float *A, const float *wp, \
                         const float *bias, const float *res, int M, int N, int K, int act) \
     { LINEAR(ex, out, A, (const uint16_t *)wp, bias, res, M, N, K, act); } \
+    void fn(mae_kernels *v); \
     void fn(mae_kernels *v) \
     { v->pack_floats = fn##_pf; v->pack = fn##_pk; v->unpack = fn##_up; v->linear = fn##_ln; }
 
-void mae_bf16_ref_view(mae_kernels *v);
 void mae_bf16_avx512bf16_view(mae_kernels *v);
 void mae_bf16_neonbf16_view(mae_kernels *v);
 

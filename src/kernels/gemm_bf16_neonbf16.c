@@ -54,31 +54,13 @@ static size_t t_scratch_floats(int max_t, int max_c)
     return base > own ? base : own;
 }
 
-static size_t t_pack_size(int N, int K) { return mae_bf16_isa_pack_size(&isa, N, K); }
-
-static void t_pack(uint16_t *dst, const float *W, int N, int K)
-{
-    mae_bf16_isa_pack(&isa, dst, W, N, K);
-}
-
-static void t_unpack(float *W, const uint16_t *packed, int N, int K)
-{
-    mae_bf16_isa_unpack(&isa, W, packed, N, K);
-}
-
-static void t_linear(const mae_exec *ex, float *out, const float *A, const uint16_t *wp,
-                     const float *bias, const float *residual, int M, int N, int K, int act)
-{
-    mae_bf16_isa_linear(&isa, ex, out, A, wp, bias, residual, M, N, K, act);
-}
-
-MAE_BF16_VIEW(mae_bf16_neonbf16_view, t_pack_size, t_pack, t_unpack, t_linear)
+MAE_BF16_ENTRIES(mae_bf16_neonbf16, &isa)
 
 const mae_kernels mae_kernels_neon_bf16 = {
     .name = "neon_bf16",
     .scratch_floats = t_scratch_floats,
-    .bf16_pack_size = t_pack_size,
-    .bf16_pack = t_pack,
-    .bf16_unpack = t_unpack,
-    .bf16_linear = t_linear,
+    .bf16_pack_size = mae_bf16_neonbf16_pack_size,
+    .bf16_pack = mae_bf16_neonbf16_pack,
+    .bf16_unpack = mae_bf16_neonbf16_unpack,
+    .bf16_linear = mae_bf16_neonbf16_linear,
 };
