@@ -339,6 +339,10 @@ static void check_model(const char *tag, mae_model *f32, mae_model *b16, int B, 
     CHECK(prec == MAE_PRECISION_BF16, "%s: precision not BF16 after setting it", tag);
     CHECK_OK(mae_model_set_precision(b16, MAE_PRECISION_BF16));   /* again: nothing to do */
     double ratio = (double)b16->lay.total / (double)before;
+    size_t n32 = 0, n16 = 1;
+    CHECK_OK(mae_model_num_params(f32, &n32));
+    CHECK_OK(mae_model_num_params(b16, &n16));
+    CHECK(n32 == n16, "%s: num_params %zu as bf16, %zu as f32", tag, n16, n32);
     /* every tensor: linear weights are bf16(W) exactly, the others unchanged */
     int bad = 0, linears = 0;
     for (int i = 0; i < f32->n_tensors; i++) {
