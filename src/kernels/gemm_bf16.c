@@ -203,6 +203,7 @@ typedef struct drv_args {
     const mae_bf16_isa *g; const mae_exec *ex;
     float *out; const float *A; const uint16_t *W; const float *bias, *res;
     int M, N, K, act;
+    int mc;                  /* rows per row block */
     int mb, cparts, np;      /* row blocks, column parts, B panels */
 } drv_args;
 
@@ -242,7 +243,7 @@ static void wide_task(const drv_args *r, int m0, int m, int p0, int p1, float *s
     const mae_bf16_isa *g = r->g;
     const mae_gemm_isa *w = g->wide;
     size_t kp = (size_t)pairs(r->K), k2 = 2 * kp, nr = (size_t)w->nr;
-    float *a = align_up(s), *b = align_up(a + (size_t)block_mc(g) * k2);
+    float *a = align_up(s), *b = align_up(a + (size_t)r->mc * k2);
     pack_a_wide(g, a, r->A, r->K, m0, m);
     size_t ldc = (size_t)r->N;
     for (int pb = p0; pb < p1; pb++) {
@@ -262,11 +263,12 @@ static void drv_task(void *p, int task, int thread)
 {
     const drv_args *r = p;
     const mae_bf16_isa *g = r->g;
-    int rb = task / r->cparts, cp = task % r->cparts, mc = block_mc(g);
+    int rb = task / r->cparts, cp = task % r->cparts, mc = r->mc;
     int m0 = rb * mc, m = r->M - m0 < mc ? r->M - m0 : mc;
     int p0 = (int)((int64_t)r->np * cp / r->cparts), p1 = (int)((int64_t)r->np * (cp + 1) / r->cparts);
     size_t kp = (size_t)pairs(r->K);
-    assert(r->ex->scratch_per_thread >= mae_bf16_isa_scratch_floats(g, r->K));
+    assert(r->ex->scratch_per_thread >= mae_bf16_isa_scratch_floats(g, r->K) &&
+           (!g->wide || r->ex->scratch_per_thread >= 2 * kp * (size_t)(r->mc + tile_nr(g)) + 32));
     float *s = r->ex->scratch + (size_t)thread * r->ex->scratch_per_thread;
     if (g->wide) {
         wide_task(r, m0, m, p0, p1, s);
@@ -292,8 +294,19 @@ void mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, 
     assert(g->wide || (g->mr * g->nr <= TILE_MAX && g->nr <= ROW_MAX && g->mc % g->mr == 0));
     if (M <= 0 || N <= 0)
         return;
-    drv_args r = { g, ex, out, A, wp, bias, residual, M, N, K, act, 0, 1, 0 };
-    r.mb = (M + block_mc(g) - 1) / block_mc(g);
+    drv_args r = { g, ex, out, A, wp, bias, residual, M, N, K, act, block_mc(g), 0, 1, 0 };
+    if (g->wide) {
+        /* as many rows per block as the scratch holds (the fp32 tier's scratch is much larger
+         * than 4 panels): each B panel is widened once per row block, so fewer blocks widen
+         * less. The block size changes no result (whole-K sums per element). */
+        size_t k2 = 2 * (size_t)pairs(K), mr = (size_t)tile_mr(g);
+        size_t fixed = k2 * (size_t)tile_nr(g) + 32, rows_needed = ((size_t)M + mr - 1) / mr;
+        size_t fit = ex->scratch_per_thread > fixed ? (ex->scratch_per_thread - fixed) / (k2 * mr) : 0;
+        fit = fit < rows_needed ? fit : rows_needed;
+        if (fit * mr > (size_t)r.mc)
+            r.mc = (int)(fit * mr);
+    }
+    r.mb = (M + r.mc - 1) / r.mc;
     r.np = (N + tile_nr(g) - 1) / tile_nr(g);
     /* Enough tasks for the threads: column parts when the row blocks are few. Every element is
      * computed by the same operations whatever the split (whole-K sums in a fixed order, zero
