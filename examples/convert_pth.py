@@ -6,7 +6,10 @@
 
 The weights may sit under 'model' (the released files and training checkpoints) or be a bare
 state_dict; a 'module.' prefix (DistributedDataParallel) is removed. Only the tensors of
-MaskedAutoencoderViT are kept (a classifier head of a fine-tuned file is dropped). The config goes
+MaskedAutoencoderViT are kept, plus, in a fine-tuned file (mae_finetuned_vit_*.pth, recognised by
+its head.* tensors), the classifier's head.* and fc_norm.*: such a file becomes a classifier file
+(mae_classifier_load) with num_classes and global_pool (true exactly when fc_norm.* is there) in
+__metadata__, and, with --labels FILE (one class name per line), id2label.<i>. The config goes
 into __metadata__ under the constructor's argument names (docs/FORMAT.md): it is read from the
 shapes and the presets, and each value can be overridden on the command line. Whether a file was
 trained with norm_pix_loss cannot be seen in it: the released 'pretrain' files were, the
@@ -29,7 +32,7 @@ import torch
 
 OWN = re.compile(r"^(cls_token|pos_embed|mask_token|decoder_pos_embed|patch_embed\.proj\.(weight|bias)|"
                  r"(decoder_)?blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)|"
-                 r"(norm|decoder_embed|decoder_norm|decoder_pred)\.(weight|bias))$")
+                 r"(norm|fc_norm|head|decoder_embed|decoder_norm|decoder_pred)\.(weight|bias))$")
 
 # (embed_dim, depth, patch) of the released encoders, and their head counts
 PRESETS = {(768, 12, 16): ("ViT-B/16", 12), (1024, 24, 16): ("ViT-L/16", 16), (1280, 32, 14): ("ViT-H/14", 16)}
@@ -126,6 +129,31 @@ def write_safetensors(path, tensors, meta, dtype):
     os.replace(tmp, path)
 
 
+def classifier_meta(sd, labels_path, meta):
+    """A fine-tuned file (head.weight [classes, D]): num_classes, global_pool and the labels into
+    meta; returns the class count, 0 for a file without a head."""
+    head = sd.get("head.weight")
+    if head is None:
+        if labels_path:
+            sys.exit("--labels: the file has no head.weight (not a fine-tuned classifier)")
+        return 0
+    if head.dim() != 2 or "head.bias" not in sd:
+        sys.exit("head.weight must be [num_classes, embed_dim] with a head.bias")
+    classes = head.shape[0]
+    meta["num_classes"] = str(classes)
+    meta["global_pool"] = "true" if "fc_norm.weight" in sd else "false"
+    if labels_path:
+        with open(labels_path, encoding="utf-8") as f:
+            names = [line.rstrip("\r\n") for line in f if line.strip()]
+        if len(names) != classes:
+            sys.exit(f"--labels: {len(names)} names for a head of {classes} classes")
+        for i, n in enumerate(names):
+            if len(n.encode()) > 255:
+                sys.exit(f"--labels: name {i} is longer than 255 bytes")
+            meta[f"id2label.{i}"] = n
+    return classes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("input", help="official MAE .pth")
@@ -138,6 +166,7 @@ def main():
         ap.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, help=f"override {key}")
     ap.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32", help="stored dtype (F32)")
     ap.add_argument("--encoder-only", action="store_true", help="drop the decoder (feature extraction only)")
+    ap.add_argument("--labels", help="a fine-tuned classifier's class names, one per line (id2label)")
     ap.add_argument("--trust", action="store_true", help="allow pickled objects other than tensors in the .pth")
     args = ap.parse_args()
 
@@ -158,15 +187,18 @@ def main():
     if missing:
         sys.exit(f"cannot tell {', '.join(missing)} from the shapes: give --{missing[0].replace('_', '-')}")
 
-    write_safetensors(args.output, sd, {k: meta_text(v) for k, v in cfg.items()} | {"format": "pt"}, args.dtype)
+    meta = {k: meta_text(v) for k, v in cfg.items()} | {"format": "pt"}
+    classes = classifier_meta(sd, args.labels, meta)
+    write_safetensors(args.output, sd, meta, args.dtype)
     name = PRESETS.get((cfg["embed_dim"], cfg["depth"], cfg["patch_size"]), ("custom", 0))[0]
-    print(f"{args.output}: {len(sd)} tensors ({args.dtype}), {name}, "
-          f"{'encoder + decoder' if 'decoder_embed_dim' in cfg else 'encoder only'}")
+    kind = ("classifier, %d classes, %s pooling" % (classes, "global" if "fc_norm.weight" in sd else "cls token")
+            if classes else "encoder + decoder" if "decoder_embed_dim" in cfg else "encoder only")
+    print(f"{args.output}: {len(sd)} tensors ({args.dtype}), {name}, {kind}")
     print("  " + ", ".join(f"{k}={meta_text(v)}" for k, v in cfg.items()))
     if dropped:
         print(f"  dropped {len(dropped)} tensors that MAE does not use: {', '.join(dropped[:4])}"
               + (" ..." if len(dropped) > 4 else ""))
-    if "decoder_embed_dim" not in cfg and args.norm_pix_loss is None:
+    if "decoder_embed_dim" not in cfg and args.norm_pix_loss is None and not classes:
         print("  note: the released encoder-only 'pretrain' files were trained with --norm-pix-loss")
 
 

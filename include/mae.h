@@ -11,6 +11,7 @@
  *   6. kernels, allocator
  *   7. pretraining: the trainer (backward pass, AdamW, checkpoints)
  *   8. images: PNG/PGM/PPM/IDX files, pixels <-> model tensors, the demo figure
+ *   9. classification: the encoder with a head (models_vit.VisionTransformer), class labels
  *
  * A minimal program:
  *
@@ -126,6 +127,11 @@ typedef struct mae_config {
     /* appended in 1.0: */
     int32_t  img_height;         /* input height and width the model runs at; 0 = img_size. */
     int32_t  img_width;          /* Each must be a multiple of patch_size. */
+    /* appended in 1.1: */
+    int32_t  decoder_mlp_hidden; /* decoder MLP width; 0 = (int)(decoder_embed_dim * mlp_ratio). Hugging
+                                  * Face's decoder_intermediate_size, which may differ from the encoder's */
+    int32_t  qkv_bias;           /* 1: the q/k/v projections have a bias (MAE, timm; default); 0: none
+                                  * (Hugging Face qkv_bias false), in the encoder and the decoder */
 } mae_config;
 
 /* Fill cfg with a preset: "base" (ViT-B/16: 768 x 12, 12 heads), "large" (ViT-L/16: 1024 x 24,
@@ -142,7 +148,13 @@ MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const ch
 MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_model **out);
 
 /* Read a safetensors file with official MAE or Hugging Face ViTMAE tensor names, F32/F16/BF16.
- * The config comes from __metadata__, else it is inferred from the shapes (docs/FORMAT.md). A file
+ * path may also be a Hugging Face model directory (as from_pretrained takes it: model.safetensors,
+ * or model.safetensors.index.json and its shards, with config.json) or an index file. A
+ * config.json beside the weights is read when its model_type is "vit_mae" (and ignored
+ * otherwise): its settings must agree with the file's __metadata__ where both give one
+ * (MAE_ERR_FORMAT) and with the tensor shapes (MAE_ERR_SHAPE); what libmae cannot compute
+ * (hidden_act other than "gelu", dropout) is MAE_ERR_UNSUPPORTED naming the key and value.
+ * Settings neither gives come from the shapes (docs/FORMAT.md). A file
  * that holds only the encoder loads; reconstruction on it then fails with MAE_ERR_UNSUPPORTED.
  * A missing or malformed tensor is MAE_ERR_FORMAT and one that disagrees with the config
  * MAE_ERR_SHAPE, each naming the tensor (and both shapes).
@@ -188,6 +200,20 @@ typedef int (*mae_progress_fn)(void *user, int done, int total);
 MAE_API mae_status mae_model_load_progress(const char *path, mae_progress_fn progress, void *user,
                                            mae_model **out);
 
+/* mae_model_load from a file's bytes in memory (size bytes at buf, e.g. embedded in a program or
+ * fetched over a network): the same checks, the same model, the same errors. buf is only read
+ * during the call, never kept or changed; the model holds its own copy of the weights. */
+MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model **out);
+/* Save m as a Hugging Face directory that transformers' from_pretrained loads: dir/config.json
+ * (model_type "vit_mae", architectures ViTMAEForPreTraining, or ViTMAEModel for an encoder-only
+ * model, and every setting: sizes, heads, both MLP widths, layer_norm_eps, qkv_bias, mask_ratio,
+ * norm_pix_loss) and dir/model.safetensors (F32, transformers 5 tensor names, q/k/v split). Both
+ * are written into a temporary directory next to dir, which is then renamed to dir: an existing
+ * dir (holding only config.json and model weights; anything else is MAE_ERR_IO, nothing written)
+ * is moved aside first and removed after. A crash leaves dir either as it was or complete, and
+ * at worst a leftover dir.tmp.* or dir.old.* beside it (docs/FORMAT.md). A model running at a
+ * non-square size is MAE_ERR_UNSUPPORTED (config.json has one image side). */
+MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir);
 /* The precision a model's linear layers compute in (docs/PRECISION.md). */
 typedef enum mae_precision {
     MAE_PRECISION_F32 = 0,    /* float32 throughout (what create and load give) */
@@ -279,6 +305,27 @@ MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads);
 /* The pool that contexts and trainers created afterwards start with (NULL: the built-in one).
  * Not thread-safe with concurrent creation: call it at start-up, like mae_set_allocator. */
 MAE_API mae_status mae_set_thread_pool(const mae_thread_pool *pool);
+
+/* Per-op measurement, process-wide, off by default (a task then pays one branch). Every parallel
+ * loop of the library belongs to an op kind ("linear", "matmul_nn", "matmul_tn", "attention",
+ * "attention_backward", "layernorm", "layernorm_backward", "gelu", "gelu_backward",
+ * "bias_backward", "grad_norm", "adamw", "other"); setting a mode clears the table of kinds.
+ *   MAE_MEASURE_PROFILE: loops run as usual; each kind sums its loops' wall time and FLOPs (the
+ *     library never prints: read the table with mae_measure_op; `mae bench --profile` prints it).
+ *   MAE_MEASURE_SIMULATE: loops are NOT computed (outputs of calls are unspecified): each task of
+ *     the partition the library makes for the context's thread count T reports its work (FLOPs of
+ *     its micro-kernel calls, plus 8 per float it packs), and the loop's tasks are dealt to T lanes
+ *     as the built-in pool deals them (the next task to the lane that is free first). work is the
+ *     kind's total, span the sum over its loops of the busiest lane's share; its parallel
+ *     efficiency at T is work / (T * span). Each loop is one barrier.
+ * While a mode other than MAE_MEASURE_OFF is on, no other thread may use the library. */
+enum { MAE_MEASURE_OFF = 0, MAE_MEASURE_PROFILE = 1, MAE_MEASURE_SIMULATE = 2 };
+MAE_API mae_status mae_measure_set(int mode);
+MAE_API mae_status mae_measure_count(int *kinds);   /* op kinds recorded since the last set */
+/* Kind i (0 <= i < count): its name (static), loops (barriers), seconds and flops (profile),
+ * work and span (simulation). Any output pointer may be NULL. */
+MAE_API mae_status mae_measure_op(int i, const char **name, int *loops, double *seconds,
+                                  double *flops, double *work, double *span);
 
 /* ---------------------------------------------------------------------------------------------
  * 4. The pipeline
@@ -373,6 +420,13 @@ MAE_API mae_status mae_unpatchify(const mae_model *m, const float *patches, int 
  * the table they were created with. */
 MAE_API const char *mae_kernels_name(void);
 MAE_API mae_status  mae_kernels_force(const char *name);   /* UNSUPPORTED if the CPU lacks it */
+/* The active table with its matrix-product blocking and where it came from, and the CPU it was
+ * chosen for, as one line, e.g. "avx512: 10x32 micro-kernel, mc 100, kc 512, nc 256, prefetch
+ * none (the tier's own ...); CPU AuthenticAMD family 25 model 97, L1d 32 KiB ...". The block
+ * sizes are the tier's measured ones on AMD, derived from the cache sizes elsewhere, or
+ * MAE_BLOCKING=mc,kc,nc[,prefetch 0|1] (read once; a malformed value is ignored and said so
+ * here). INVALID_ARG when size is too small for the line. */
+MAE_API mae_status  mae_kernels_describe(char *buf, size_t size);
 
 /* Bring your own allocator. Set it before creating any object; objects are freed with the
  * allocator that made them. NULL restores malloc/free. alloc must return memory aligned to at
@@ -538,7 +592,8 @@ MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn prog
  * Buffers the library returns are packed and freed with mae_image_free.
  *
  * Readers treat files as hostile: every length and checksum is checked, and images above 2^28
- * pixels are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
+ * pixels, or whose decoding needs more memory than mae_image_set_limit allows (1 GiB by default),
+ * are refused (MAE_ERR_UNSUPPORTED) before anything is allocated for them.
  * ------------------------------------------------------------------------------------------- */
 
 /* Reads a PNG (8/16-bit and 1/2/4-bit gray, gray+alpha, RGB, RGBA, palette with tRNS, Adam7
@@ -660,6 +715,200 @@ MAE_API mae_status mae_images_to_input(const mae_model *m, int batch, const uint
  * temporary file is removed and an existing file at path is intact. data may be NULL when size
  * is 0 (an empty file). */
 MAE_API mae_status mae_file_write(const char *path, const void *data, size_t size);
+
+/* Decode memory: the most one image or IDX load holds at once while decoding (the decoded data,
+ * the inflated rows of a PNG, a gzip IDX's output while it grows, a channel conversion; not the
+ * file's own bytes, which mae_image_load and mae_idx_load read first). A load that would need
+ * more fails with MAE_ERR_UNSUPPORTED before allocating it. Library-wide, for every thread; the
+ * default is 1 GiB (a 16-bit RGBA PNG of 2^28 pixels needs 3 GiB and is refused unless the limit
+ * is raised). max_bytes 0 restores the default. */
+MAE_API mae_status mae_image_set_limit(size_t max_bytes);
+MAE_API size_t     mae_image_get_limit(void);
+/* ---------------------------------------------------------------------------------------------
+ * 9. Classification
+ *
+ * A classifier is the encoder as the official fine-tuning code (models_vit.VisionTransformer)
+ * computes it: patch embedding, cls token prepended, the full position table added to every
+ * token (cls row included; nothing masked), the blocks, then either global pooling (the mean of
+ * the L patch tokens, then the LayerNorm fc_norm; the encoder's final norm is not used) or the
+ * cls token after the final norm, then head = Linear(D -> num_classes). Like a model it is
+ * immutable after creation and shareable across threads; its forward runs in a context made for
+ * its model (mae_classifier_model), allocates nothing, and gives bitwise the same logits for any
+ * thread count.
+ *
+ * Files: the official fine-tuned names (the encoder's, plus fc_norm.* with global pooling,
+ * norm.* without, and head.weight [num_classes, D], head.bias), or Hugging Face
+ * ViTForImageClassification names (vit.* as for ViTMAE, classifier.weight / .bias; cls pooling).
+ * __metadata__ may carry num_classes, global_pool (true / false; without it: global pooling
+ * exactly when fc_norm.* is there) and the class names as id2label.<i> = name, one key per class
+ * (each name at most 255 bytes), all of them or none.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mae_classifier mae_classifier;
+
+/* A classifier from a pretrained model: its encoder copied (the decoder dropped), a new head
+ * initialised as main_finetune.py does (weight trunc_normal_(std = 2e-5), i.e. normal with
+ * std 2e-5 cut at +-2, bias 0; fc_norm weight 1, bias 0), from an MT19937 seeded with seed.
+ * global_pool: 1 = mean of the patch tokens then fc_norm (the official fine-tuning default),
+ * 0 = the cls token after norm. num_classes in [1, 1000000]. No labels (indices). */
+MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, int global_pool,
+                                         uint64_t seed, mae_classifier **out);
+
+/* Reads a classifier file (F32/F16/BF16, names above). num_classes 0 takes the file's; any
+ * other value must equal the head's row count, else MAE_ERR_SHAPE naming both (a head is never
+ * silently reinitialised). A file without head.weight / classifier.weight is MAE_ERR_FORMAT
+ * (load it with mae_model_load and use mae_classifier_create). */
+MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_classifier **out);
+/* Writes official names (norm.* only with cls pooling, fc_norm.* only with global pooling), the
+ * model config, num_classes, global_pool and the labels (if set) in __metadata__; atomically, as
+ * mae_model_save. */
+MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path);
+MAE_API void       mae_classifier_free(mae_classifier *c);          /* NULL is fine; free its contexts first */
+
+/* The encoder model (owned by c): create forward contexts with mae_ctx_create on it, read its
+ * config and tensors. */
+MAE_API mae_status mae_classifier_model(const mae_classifier *c, const mae_model **m);
+MAE_API mae_status mae_classifier_num_classes(const mae_classifier *c, int *num_classes);
+MAE_API mae_status mae_classifier_global_pool(const mae_classifier *c, int *global_pool);
+
+/* Class names. label gives class index's name (owned by c, valid until the labels change or c
+ * is freed): the name the file or set_labels gave, else the index in decimal ("7").
+ * has_labels says which. set_labels copies num_classes names (each non-empty, at most 255 bytes;
+ * labels NULL clears them); not thread-safe with concurrent label reads. */
+MAE_API mae_status mae_classifier_label(const mae_classifier *c, int index, const char **label);
+MAE_API mae_status mae_classifier_has_labels(const mae_classifier *c, int *has_labels);
+MAE_API mae_status mae_classifier_set_labels(mae_classifier *c, const char *const *labels);
+
+/* Read-only view of a head tensor ("head.weight" [num_classes, D], "head.bias", "fc_norm.weight",
+ * "fc_norm.bias"; fc_norm only with global pooling) or of an encoder tensor by its official
+ * name, as mae_model_tensor. Any out-parameter may be NULL. */
+MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *name,
+                                         const float **data, size_t *count);
+
+/* imgs [B,C,H,W] (normalized; the model's in_chans and run size) -> logits [B,num_classes]. ctx
+ * must have been created for mae_classifier_model(c) (else MAE_ERR_INVALID_ARG); B in
+ * [1, max_batch]. The context's abort hook is checked before each block. The context's mask
+ * ratio, seed and RNG are neither used nor changed. */
+MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
+                                          int batch, float *logits);
+
+/* Fine-tuning a classifier end to end (main_finetune.py / engine_finetune.py). A finetuner
+ * updates its classifier in place (encoder and head): while it exists, use the classifier
+ * elsewhere only between steps. It holds activations for batches up to max_batch, gradients and
+ * AdamW moments for every trainable tensor, and the step count. The official recipe's parts:
+ *   - AdamW (torch.optim.AdamW) with layer-wise lr decay as util/lr_decay.param_groups_lrd:
+ *     layer id 0 for cls_token, pos_embed, patch_embed.*; i + 1 for blocks.i.*; depth + 1 for
+ *     everything else (norm / fc_norm, head); lr_scale = layer_decay^(depth + 1 - layer id);
+ *     no weight decay for 1-D tensors, pos_embed and cls_token; pos_embed is trained;
+ *   - the per-iteration schedule of util/lr_sched (warmup from 0, then cosine to min_lr), as
+ *     mae_train_config defines it, times each tensor's lr_scale;
+ *   - label-smoothing cross-entropy (timm LabelSmoothingCrossEntropy), or a soft-target
+ *     cross-entropy on targets the caller makes (mixup / cutmix);
+ *   - gradient accumulation (accum_iter) and optional clipping of the global gradient norm.
+ *   - checkpoints that resume exactly (mae_finetuner_save / _load).
+ *   - mixup / cutmix as timm's Mixup (mode "batch") makes them: mae_mixup below, whose soft
+ *     targets go to mae_finetuner_forward_backward.
+ *   - drop path (stochastic depth) as timm's DropPath, rate linear over the blocks
+ *     (torch.linspace(0, drop_path, depth)), one mask per sample for each block's attention and
+ *     MLP branch (kept branches scaled by 1 / keep_prob). The masks of a call are drawn as
+ *     torch.manual_seed(S); then, block by block, attention then MLP, torch.rand(B) in float32
+ *     and floor(keep_prob + u) would draw them (blocks of rate 0 draw nothing, as timm's), with S = seed + step * accum_iter + (the call's
+ *     index within the step) (mod 2^32): reproducible, and the same after a resume. */
+typedef struct mae_finetuner mae_finetuner;
+
+/* Versioned by size like mae_config: call mae_finetune_config_init first. Defaults are
+ * main_finetune.py's argument defaults (in brackets). */
+typedef struct mae_finetune_config {
+    uint32_t struct_size;      /* sizeof(mae_finetune_config) of the caller's header */
+    int32_t  accum_iter;       /* micro-batches per optimizer step (1) */
+    double   blr;              /* base lr: peak = blr * eff_batch / 256 (1e-3) */
+    double   lr;               /* absolute peak lr; 0 = from blr (0) */
+    double   min_lr;           /* floor of the cosine (1e-6) */
+    double   weight_decay;     /* decoupled, tensors with 2+ dims except pos_embed, cls_token (0.05) */
+    double   layer_decay;      /* layer-wise lr decay, in (0, 1] (0.75) */
+    double   beta1, beta2;     /* (0.9, 0.999): torch.optim.AdamW's defaults, as main_finetune.py */
+    double   eps;              /* (1e-8) */
+    double   warmup_epochs;    /* (5) */
+    double   epochs;           /* end of the cosine; must exceed warmup_epochs (50) */
+    int32_t  iters_per_epoch;  /* data iterations per epoch; 0 = constant lr (0) */
+    int32_t  batch_size;       /* micro-batch per process for eff_batch; 0 = max_batch (0) */
+    int32_t  world_size;       /* processes, for eff_batch (1) */
+    float    smoothing;        /* label smoothing in [0, 1) for integer labels (0.1) */
+    float    clip_grad;        /* clip the global gradient norm to this; 0 = off (0) */
+    float    drop_path;        /* stochastic depth rate of the last block, in [0, 1) (0.1) */
+} mae_finetune_config;
+
+MAE_API mae_status mae_finetune_config_init(mae_finetune_config *cfg, size_t struct_size);
+
+/* A finetuner for c with the default config and as many threads as the machine has. The
+ * classifier's model must have no live context (it is converted to trainable form, as
+ * mae_trainer_create does: MAE_ERR_STATE otherwise). c must outlive the finetuner. */
+MAE_API mae_status mae_finetuner_create(mae_classifier *c, int max_batch, mae_finetuner **out);
+MAE_API void       mae_finetuner_free(mae_finetuner *f);                    /* NULL is fine */
+MAE_API mae_status mae_finetuner_set_config(mae_finetuner *f, const mae_finetune_config *cfg);
+MAE_API mae_status mae_finetuner_get_config(const mae_finetuner *f, mae_finetune_config *cfg);
+MAE_API mae_status mae_finetuner_set_threads(mae_finetuner *f, int n);      /* 1..256 */
+MAE_API mae_status mae_finetuner_set_seed(mae_finetuner *f, uint64_t seed); /* drop path's; default 0 */
+
+/* Forward and backward on imgs [B,C,H,W] with either labels [B] (class indices; smoothed by
+ * cfg.smoothing: target = (1 - s) one-hot + s / K) or targets [B,K] (soft target rows, e.g. from
+ * mixup, used as they are); the other NULL. Adds d(loss)/d(param) / accum_iter into the
+ * gradients; *loss (may be NULL) gets the mean cross-entropy over the batch, logits (may be
+ * NULL) [B,K] the forward's logits. A label outside [0, K) is MAE_ERR_INVALID_ARG and changes
+ * nothing. Bitwise the same for any thread count. */
+MAE_API mae_status mae_finetuner_forward_backward(mae_finetuner *f, const float *imgs, int batch,
+                                                  const int32_t *labels, const float *targets,
+                                                  float *loss, float *logits);
+/* One AdamW step with the scheduled lr (each tensor's lr_scale applied), then the gradients are
+ * zeroed, the weights repacked, the step count + 1. Non-finite gradients: MAE_ERR_STATE, nothing
+ * changes. */
+MAE_API mae_status mae_finetuner_step(mae_finetuner *f);
+MAE_API mae_status mae_finetuner_zero_grad(mae_finetuner *f);
+/* The gradient of a trainable tensor by its official name (encoder tensors, fc_norm.*, head.*);
+ * owned by the finetuner. */
+MAE_API mae_status mae_finetuner_grad(const mae_finetuner *f, const char *name, const float **grad,
+                                      size_t *count);
+/* A tensor's parameter group: its lr_scale and weight decay (param_groups_lrd's). */
+MAE_API mae_status mae_finetuner_param_group(const mae_finetuner *f, const char *name,
+                                             double *lr_scale, double *weight_decay);
+MAE_API mae_status mae_finetuner_get_step(const mae_finetuner *f, int64_t *step);
+/* The lr the next step uses before the tensors' lr_scale (the head's lr). */
+MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
+
+/* Checkpoints (safetensors, atomic): the classifier file (so it also loads with
+ * mae_classifier_load) plus the AdamW moments ("optim.exp_avg.<name>",
+ * "optim.exp_avg_sq.<name>"), the step count, the drop path seed and the config
+ * ("finetune.<field>") in __metadata__. mae_finetuner_load restores all of that into a finetuner whose classifier has
+ * the same architecture, pooling and class count (MAE_ERR_SHAPE otherwise; a file without the
+ * finetuner's keys is MAE_ERR_FORMAT); the gradients are zeroed. Continuing then gives bitwise
+ * the parameters of an uninterrupted run. On failure the finetuner and its classifier are
+ * unchanged. */
+MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path);
+MAE_API mae_status mae_finetuner_load(mae_finetuner *f, const char *path);
+
+/* Mixup and cutmix of one batch, as timm's Mixup(mode="batch", correct_lam=True) with
+ * main_finetune.py's defaults in brackets. Versioned by size: call mae_mixup_config_init. */
+typedef struct mae_mixup_config {
+    uint32_t struct_size;
+    float mixup_alpha;     /* Beta(a, a) for mixup; 0 = off (0.8, the recipe's) */
+    float cutmix_alpha;    /* Beta(a, a) for cutmix; 0 = off (1.0, the recipe's) */
+    float prob;            /* chance that a batch is mixed at all (1) */
+    float switch_prob;     /* with both on: chance of cutmix instead of mixup (0.5) */
+    float smoothing;       /* label smoothing of the targets (0.1) */
+} mae_mixup_config;
+MAE_API mae_status mae_mixup_config_init(mae_mixup_config *cfg, size_t struct_size);
+
+/* Mixes imgs [B,C,H,W] in place with the batch reversed (image b with image B-1-b): mixup
+ * x = lam x + (1 - lam) flip(x); cutmix pastes a box of flip(x) (side sqrt(1 - lam) of the
+ * image's, centred at a uniform random pixel, clipped; lam then recomputed from its area). Writes
+ * targets [B,K] = lam y(b) + (1 - lam) y(B-1-b) with y the smoothed one-hot rows (on
+ * 1 - s + s/K, off s/K) and *lam (may be NULL; 1 when not mixed). All random numbers come from an
+ * MT19937 seeded with seed, so a step's mix depends on (seed, nothing else): pass e.g. a run seed
+ * plus the step count, and a resumed run mixes as the uninterrupted one. B must be even (as
+ * timm's), labels in [0, K). */
+MAE_API mae_status mae_mixup(const mae_mixup_config *cfg, uint64_t seed, float *imgs, int batch,
+                             int channels, int height, int width, const int32_t *labels,
+                             int num_classes, float *targets, float *lam);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,8 @@
 # ABI check: the library's ABI (exported functions and the public types they reach, from DWARF)
 # against the committed 1.0 baseline tests/abi/libmae.abi, with Debian's abigail-tools.
 # Additions pass (new functions; fields appended to a size-versioned struct); removals and
-# changes fail. Skipped when abidw/abidiff are missing.
+# changes fail. Skipped when abidw/abidiff are missing. The baseline records no build directory
+# (--no-corpus-path, --no-comp-dir-path): only paths inside the repository and system headers.
 #
 #   sh tests/check_abi.sh            compare (run by make test)
 #   sh tests/check_abi.sh --update   rewrite the baseline (make abi-baseline): only when the
@@ -25,7 +26,7 @@ make -s BUILD="$dir/obj" LIBDIR="$dir/lib" CFLAGS="-O0 -g" SANITIZE= "$dir/lib/l
 so=$dir/lib/libmae.so.$version
 
 if [ "${1:-}" = "--update" ]; then
-    abidw --no-corpus-path --headers-dir include --drop-private-types --exported-interfaces-only "$so" > "$baseline"
+    abidw --no-corpus-path --no-comp-dir-path --headers-dir include --drop-private-types --exported-interfaces-only "$so" > "$baseline"
     echo "check_abi: wrote $baseline ($(grep -c '<elf-symbol' "$baseline") symbols)"
     exit 0
 fi

@@ -120,7 +120,12 @@ if command -v go >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1; then
     rm -rf "$prefix"
     if make -s install PREFIX="$prefix" > "$dir/install.log" 2>&1; then
         export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-        goenv="GOCACHE=$dir/gocache GOPATH=$dir/gopath GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=1"
+        # go's build cache does not track headers outside the module: key it by mae.h's contents
+        hsum=$(cksum < include/mae.h | cut -d' ' -f1)
+        for c in "$dir"/gocache "$dir"/gocache-*; do
+            [ "$c" = "$dir/gocache-$hsum" ] || rm -rf "$c"
+        done
+        goenv="GOCACHE=$dir/gocache-$hsum GOPATH=$dir/gopath GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=1"
         if (cd examples/go && env $goenv CC="${CC:-cc}" go build -o "$dir/go_example" ./example) 2> "$dir/go.err" &&
            LD_LIBRARY_PATH="$prefix/lib" "$dir/go_example" "$ckpt" > "$dir/go.txt" 2>> "$dir/go.err"; then
             compare go "$dir/go.txt"

@@ -1,12 +1,14 @@
 #!/bin/sh
 # libFuzzer: every tests/fuzz_<name>.c is built with clang -fsanitize=fuzzer,address,undefined
 # against the library sources (compiled here with coverage instrumentation, not the Makefile's
-# objects) and run for FUZZ_SECONDS (default 20) on its seed corpus tests/fuzz_corpus/<name>/.
-# The targets run at the same time (they share the cores). New inputs go to
-# $BUILD/fuzz/corpus_<name>/, so the seeds in git stay as they are. A crash, a leak, a sanitizer
-# report, a timeout or running out of memory fails the check. Skipped when clang cannot link a
-# fuzzer (Debian: clang and libclang-rt-14-dev), and in the SANITIZE build (the targets are
-# sanitized anyway, and the plain `make test` has run them).
+# objects) and run for FUZZ_SECONDS (default 20; `make fuzz-long` runs an hour) on its seed corpus
+# tests/fuzz_corpus/<name>/. The targets run at the same time (they share the cores). New inputs
+# go to $BUILD/fuzz/corpus_<name>/, so the seeds in git stay as they are. -max_len is set per
+# target (libFuzzer would otherwise cap inputs at the largest seed): whole small models and
+# checkpoints fit. Each target reports its executions and coverage (edges, libFuzzer's "cov"). A
+# crash, a leak, a sanitizer report, a timeout or running out of memory fails the check. Skipped
+# when clang cannot link a fuzzer (Debian: clang and libclang-rt-14-dev), and in the SANITIZE
+# build (the targets are sanitized anyway, and the plain `make test` has run them).
 set -eu
 BUILD=${BUILD:-build}
 secs=${FUZZ_SECONDS:-20}
@@ -77,8 +79,13 @@ for src in tests/fuzz_*.c; do
     mkdir -p "$dir/corpus_$name"
     seeds=tests/fuzz_corpus/$name
     [ -d "$seeds" ] || seeds=""
+    case $name in
+        safetensors) max_len=262144 ;;   # tests/data's tiny model is 134784 bytes
+        trainer)     max_len=65536 ;;    # its seed checkpoints are 36 KB
+        *)           max_len=65536 ;;
+    esac
     # shellcheck disable=SC2086
-    "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$bin" -max_total_time="$secs" -max_len=$max_len -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$dir/$name-" "$dir/corpus_$name" $seeds > "$dir/$name.log" 2>&1 &
     echo $! > "$dir/$name.pid"
     names="$names $name"
@@ -86,7 +93,8 @@ done
 for name in $names; do
     if wait "$(cat "$dir/$name.pid")"; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/$name.log")
-        echo "fuzz_$name: ${runs:-?} inputs in ${secs}s, no crash"
+        cov=$(sed -n 's/^#[0-9]*.* cov: \([0-9]*\) .*/\1/p' "$dir/$name.log" | tail -n 1)
+        echo "fuzz_$name: ${runs:-?} inputs in ${secs}s, ${cov:-?} edges covered, no crash"
     else
         tail -n 40 "$dir/$name.log"
         echo "fuzz_$name: FAILED; the input is in $dir/$name-*; reproduce with: $dir/fuzz_$name <that file>"

@@ -19,7 +19,7 @@ mkdir -p "$dir"
 flags="-std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes
        -Wmissing-prototypes -Wno-unused-parameter -Werror -fopenmp -Iinclude -Isrc"
 objs=""
-for src in src/kernels/*.c src/util/*.c; do
+for src in src/kernels/*.c src/util/*.c src/os/*.c; do
     case $src in *_avx2.c|*_avx512.c|*_avx512bf16.c) continue ;; esac
     obj=$dir/$(basename "$src" .c).o
     isa=""

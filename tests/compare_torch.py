@@ -2,7 +2,7 @@
 """PyTorch's speed on the model libmae benchmarks (make bench), for docs/PERFORMANCE.md.
 
 The ViT-B/16 MAE (224x224, 512x8 decoder, mask 0.75, norm_pix_loss) is written here from the
-paper's definitions as models_mae.py computes it (MAE_REFERENCE.md): conv patch embedding,
+paper's definitions as models_mae.py computes it (as tests/gen_reference.py does): conv patch embedding,
 random masking by argsort of uniform noise, pre-norm blocks with exact GELU, decoder with mask
 tokens and unshuffle, per-patch MSE on the removed patches. Random weights: only speed matters.
 

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Golden reference data for libmae, computed in float64 with PyTorch from the MAE definitions
-(He et al. 2021; facebookresearch/mae models_mae.py semantics, see /work/shared/MAE_REFERENCE.md
-section 3). Nothing here imports MAE code: every step is written out below.
+(He et al. 2021, arXiv:2111.06377; the semantics of models_mae.py in github.com/facebookresearch/mae:
+patchify, per-sample masking by argsort of uniform noise, pre-norm ViT blocks with exact GELU,
+decoder with mask tokens and unshuffle, per-patch MSE on the removed patches; docs/TESTING.md).
+Nothing here imports MAE code: every step is written out below.
 
 Writes into tests/data/ (see docs/TESTING.md for what each file holds):
   <name>.model.safetensors   the model (official state_dict names, F32, config in __metadata__)
@@ -28,7 +30,8 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 # the trainer updates. weights: "file" = normal random parameters stored in <name>.model, or
 # "torch_rand" = regenerated on both sides from torch.manual_seed(WEIGHT_SEED) (see rand_params).
 BASE = dict(in_chans=3, mlp_ratio=4.0, norm_pix_loss=False, mask_ratio=0.75, layer_norm_eps=1e-6,
-            pos="sincos", weights="file", grads=False, ties=False, cls_std=0.2)
+            pos="sincos", weights="file", grads=False, ties=False, cls_std=0.2, qkv_bias=True,
+            decoder_mlp_hidden=0, hf=False)
 CONFIGS = [
     dict(BASE, name="tiny", seed=101, img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4,
          decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, batch=2, grads=True),
@@ -61,6 +64,12 @@ CONFIGS = [
     dict(BASE, name="rect_lp", seed=108, img_size=32, patch_size=8, in_chans=1, embed_dim=16, depth=1,
          num_heads=2, decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
          norm_pix_loss=True, mask_ratio=0.5, batch=2, pos="learned", run=(24, 40)),
+    # A Hugging Face directory (config.json + transformers 5 names, written by write_hf_dir): 4
+    # heads on a 128-wide encoder (the D/64 guess would run 2), 4 on the 64-wide decoder (guess:
+    # 1), a decoder MLP width of its own, no q/k/v bias, norm_pix_loss, mask ratio 0.5, eps 1e-12.
+    dict(BASE, name="hf4", seed=109, img_size=16, patch_size=4, embed_dim=128, depth=1, num_heads=4,
+         decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4, decoder_mlp_hidden=96, mlp_ratio=2.0,
+         qkv_bias=False, norm_pix_loss=True, mask_ratio=0.5, layer_norm_eps=1e-12, batch=2, hf=True),
 ]
 WEIGHT_SEED = 1234             # torch.manual_seed for "torch_rand" weights
 MASK_SEEDS = [2, 77, 4294967299]   # the last one checks that only seed & 0xffffffff counts
@@ -140,12 +149,13 @@ def param_shapes(cfg):
     """(name, shape) in the official state_dict order."""
     D, Dd, C, p = cfg["embed_dim"], cfg["decoder_embed_dim"], cfg["in_chans"], cfg["patch_size"]
     L, P = dims(cfg)[1], dims(cfg)[2]
-    hid, dhid = int(D * cfg["mlp_ratio"]), int(Dd * cfg["mlp_ratio"])
+    hid, dhid = int(D * cfg["mlp_ratio"]), cfg["decoder_mlp_hidden"] or int(Dd * cfg["mlp_ratio"])
 
     def block(prefix, i, c, h):
         s = f"{prefix}.{i}."
+        bias = [(s + "attn.qkv.bias", (3 * c,))] if cfg["qkv_bias"] else []   # qkv_bias=False: none
         return [(s + "norm1.weight", (c,)), (s + "norm1.bias", (c,)),
-                (s + "attn.qkv.weight", (3 * c, c)), (s + "attn.qkv.bias", (3 * c,)),
+                (s + "attn.qkv.weight", (3 * c, c))] + bias + [
                 (s + "attn.proj.weight", (c, c)), (s + "attn.proj.bias", (c,)),
                 (s + "norm2.weight", (c,)), (s + "norm2.bias", (c,)),
                 (s + "mlp.fc1.weight", (h, c)), (s + "mlp.fc1.bias", (h,)),
@@ -286,7 +296,7 @@ def layernorm(x, w, b, eps):
 
 
 def linear(x, w, b):
-    return x @ w.t() + b
+    return x @ w.t() if b is None else x @ w.t() + b
 
 
 def gelu(x):
@@ -296,7 +306,7 @@ def gelu(x):
 def attention(x, P, pre, heads):
     B, T, C = x.shape
     hd = C // heads
-    qkv = linear(x, P[pre + "attn.qkv.weight"], P[pre + "attn.qkv.bias"])
+    qkv = linear(x, P[pre + "attn.qkv.weight"], P.get(pre + "attn.qkv.bias"))
     qkv = qkv.reshape(B, T, 3, heads, hd).permute(2, 0, 3, 1, 4)   # rows Q|K|V, head-major
     q, k, v = qkv[0], qkv[1], qkv[2]
     att = (q @ k.transpose(-2, -1)) * hd ** -0.5                     # scale after q·kᵀ
@@ -444,6 +454,56 @@ def train_reference(cfg, P0, imgs32, noises):
     return grads, after, losses, lrs
 
 
+# ---- Hugging Face directories ------------------------------------------------------------------
+def hf_tensors(cfg, P):
+    """The state_dict under the names transformers 5 writes (ViTMAEForPreTraining), q/k/v split."""
+    sub = [("norm1.", "layernorm_before."), ("attn.proj.", "attention.output.dense."),
+           ("norm2.", "layernorm_after."), ("mlp.fc1.", "intermediate.dense."), ("mlp.fc2.", "output.dense.")]
+    top = {"cls_token": "vit.embeddings.cls_token", "pos_embed": "vit.embeddings.position_embeddings",
+           "patch_embed.proj.": "vit.embeddings.patch_embeddings.projection.", "norm.": "vit.layernorm.",
+           "mask_token": "decoder.mask_token", "decoder_pos_embed": "decoder.decoder_pos_embed",
+           "decoder_embed.": "decoder.decoder_embed.", "decoder_norm.": "decoder.decoder_norm.",
+           "decoder_pred.": "decoder.decoder_pred."}
+    out = []
+    for name, _ in param_shapes(cfg):
+        arr = f32(P[name])
+        parts = name.split(".")
+        if parts[0] in ("blocks", "decoder_blocks"):
+            pre = ("vit.encoder.layer." if parts[0] == "blocks" else "decoder.decoder_encoder.layer.") + parts[1] + "."
+            rest = ".".join(parts[2:])
+            if rest.startswith("attn.qkv."):
+                for k, part in enumerate(np.split(arr, 3, axis=0)):
+                    out.append((pre + "attention.attention." + ("query", "key", "value")[k] + "." + parts[-1], part))
+                continue
+            new = next(pre + h + rest[len(o):] for o, h in sub if rest.startswith(o))
+        else:
+            new = next(h + name[len(o):] for o, h in top.items() if name.startswith(o))
+        out.append((new, arr))
+    return out
+
+
+def write_hf_dir(cfg, P):
+    """dir/config.json and dir/model.safetensors as transformers' save_pretrained writes them."""
+    d = os.path.join(OUT, cfg["name"])
+    os.makedirs(d, exist_ok=True)
+    D, Dd = cfg["embed_dim"], cfg["decoder_embed_dim"]
+    config = {"architectures": ["ViTMAEForPreTraining"], "model_type": "vit_mae", "image_size": cfg["img_size"],
+              "patch_size": cfg["patch_size"], "num_channels": cfg["in_chans"], "hidden_size": D,
+              "num_hidden_layers": cfg["depth"], "num_attention_heads": cfg["num_heads"],
+              "intermediate_size": int(D * cfg["mlp_ratio"]), "decoder_hidden_size": Dd,
+              "decoder_num_hidden_layers": cfg["decoder_depth"], "decoder_num_attention_heads": cfg["decoder_num_heads"],
+              "decoder_intermediate_size": cfg["decoder_mlp_hidden"] or int(Dd * cfg["mlp_ratio"]),
+              "hidden_act": "gelu", "layer_norm_eps": cfg["layer_norm_eps"], "qkv_bias": cfg["qkv_bias"],
+              "mask_ratio": cfg["mask_ratio"], "norm_pix_loss": cfg["norm_pix_loss"], "hidden_dropout_prob": 0.0,
+              "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "dtype": "float32"}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    path = os.path.join(d, "model.safetensors")
+    write_safetensors(path, hf_tensors(cfg, P), {"format": "pt"})
+    return [os.path.join(d, "config.json"), path]
+
+
 # ---- one config -------------------------------------------------------------------------------
 def generate(cfg):
     name, B = cfg["name"], cfg["batch"]
@@ -460,7 +520,10 @@ def generate(cfg):
         ref = forward(R, cfg, imgs32.to(torch.float64), noises[0])
     meta = dict(config_meta(cfg))
     files = []
-    if cfg["weights"] == "file":
+    if cfg["hf"]:
+        files += write_hf_dir(cfg, P)
+        meta["weights"] = f"{name}/ (Hugging Face directory: config.json, model.safetensors)"
+    elif cfg["weights"] == "file":
         path = os.path.join(OUT, f"{name}.model.safetensors")
         write_safetensors(path, [(n, f32(P[n])) for n, _ in param_shapes(cfg)], meta)
         files.append(path)

@@ -1,6 +1,6 @@
 /* Model checkpoints (src/io/checkpoint.c): save -> load gives bitwise the same tensors, config and
  * forward outputs; F16/BF16 files against values decoded here; Hugging Face files (written here
- * with the names of MAE_REFERENCE.md §10.2 and q/k/v split) load to the same model; encoder-only
+ * with the names of docs/FORMAT.md's table and q/k/v split) load to the same model; encoder-only
  * files; the config inferred without metadata; malformed files each with the right status and
  * message; a model file cut at every length.
  *
@@ -371,7 +371,7 @@ static void test_half_files(void)
 
 /* ---- Hugging Face names ----------------------------------------------------------------------- */
 
-/* The Hugging Face name of an official tensor (MAE_REFERENCE.md §10.2); part picks q/k/v. */
+/* The Hugging Face name of an official tensor (docs/FORMAT.md, "Tensor names"); part picks q/k/v. */
 static int hf_name(const char *off, int part, const char *vit, char *out, size_t cap)
 {
     static const char *const qkv[3] = { "query", "key", "value" };

@@ -303,7 +303,8 @@ static void set_meta(const char *path, const char *key, const char *value)
     mae_st_meta *meta = tu_malloc((size_t)f.n_meta * sizeof *meta);
     int found = 0;
     for (int i = 0; i < f.n_meta; i++) {
-        meta[i] = f.meta[i];
+        snprintf(meta[i].key, sizeof meta[i].key, "%s", f.meta[i].key);
+        snprintf(meta[i].value, sizeof meta[i].value, "%s", f.meta[i].value);
         if (strcmp(meta[i].key, key) == 0) {
             snprintf(meta[i].value, sizeof meta[i].value, "%s", value);
             found = 1;

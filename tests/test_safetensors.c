@@ -82,7 +82,7 @@ static int temp_files(void)
 
 static int is_empty(const mae_st_file *f)
 {
-    return f->n == 0 && f->t == NULL && f->meta == NULL && f->n_meta == 0 && f->owned == NULL && f->data == NULL;
+    return f->n == 0 && f->t == NULL && f->meta == NULL && f->n_meta == 0 && f->stream == NULL && f->data == NULL;
 }
 
 /* ---- the writer and reader round trip ------------------------------------------------------ */
@@ -147,7 +147,7 @@ static void test_round_trip(void)
     CHECK(end > 8 && raw.p[end - 1] == '}' && 8 + n - end < 8, "the header padding is not spaces");
     /* the same image parses from memory */
     CHECK_OK(mae_st_parse(raw.p, raw.n, &f));
-    CHECK(f.n == 4 && f.owned == NULL && f.data == raw.p + 8 + n, "parse from memory");
+    CHECK(f.n == 4 && f.stream == NULL && f.data == raw.p + 8 + n, "parse from memory");
     mae_st_close(&f);
     free(raw.p);
 

@@ -269,7 +269,26 @@ def enum_constants(toks):
     return out
 
 
+def strip_attributes(decl):
+    """decl without its __attribute__((...)) groups, which are not names."""
+    out, i = [], 0
+    while i < len(decl):
+        if decl[i] == "__attribute__" and i + 1 < len(decl) and decl[i + 1] == "(":
+            depth, i = 0, i + 1
+            while i < len(decl):
+                depth += decl[i] == "("
+                depth -= decl[i] == ")"
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        out.append(decl[i])
+        i += 1
+    return out
+
+
 def decl_names(decl):
+    decl = strip_attributes(decl)
     if "typedef" not in decl and "static" not in decl:
         return []   # extern definitions: unique by the linker already
     if "typedef" in decl:
@@ -355,7 +374,8 @@ TARGET_CLOSE = ("#if defined(__clang__)\n#pragma clang attribute pop\n"
 
 def version():
     h = read(os.path.join(ROOT, "include", "mae.h"))
-    return re.search(r'#define MAE_VERSION_STRING "([^"]+)"', h).group(1)
+    parts = [re.search(r"#define MAE_VERSION_%s (\d+)" % k, h).group(1) for k in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(parts)
 
 
 def git_describe():

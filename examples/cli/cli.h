@@ -20,7 +20,9 @@ int cli_write_npy(const char *cmd, const char *path, const float *data, const lo
 
 /* ---- number parsing, more error lines, .safetensors (util.c) ---- */
 
-#if defined(__GNUC__)
+#if defined(__MINGW32__) && defined(__GNUC__) && !defined(__clang__)   /* C99 printf */
+#  define CLI_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__)
 #  define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #  define CLI_PRINTF(a, b)
@@ -102,5 +104,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 #endif

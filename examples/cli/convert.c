@@ -1,4 +1,5 @@
-/* mae convert: a checkpoint rewritten with its weights stored as F32, F16 or BF16. */
+/* mae convert: a checkpoint rewritten with its weights stored as F32, F16 or BF16, or as a Hugging
+ * Face directory (--hf). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,12 +9,15 @@
 
 static void usage(void)
 {
-    printf("usage: mae convert IN.safetensors OUT.safetensors [--dtype f32|f16|bf16]\n"
+    printf("usage: mae convert IN OUT [--dtype f32|f16|bf16 | --hf]\n"
            "Loads a checkpoint (official or Hugging Face names, F32/F16/BF16) and saves it with\n"
            "mae_model_save_as: official names, the config in __metadata__, every weight stored\n"
            "as --dtype (default f16: half the size of f32), rounded to nearest even. A weight\n"
            "beyond the F16 range (|x| >= 65520) is an error, not an infinity. Prints one line:\n"
-           "the tensor count and the sizes of both files. OUT may be IN (the write is atomic).\n");
+           "the tensor count and the sizes of both files. OUT may be IN (the write is atomic).\n"
+           "IN may be a Hugging Face directory (config.json, model.safetensors or shards).\n"
+           "--hf: OUT is written as a Hugging Face directory with mae_model_save_hf (config.json\n"
+           "and model.safetensors, F32, transformers 5 names) that from_pretrained loads.\n");
 }
 
 static long long file_size(const char *path)
@@ -39,9 +43,13 @@ int cmd_convert(int argc, char **argv)
         return 0;
     }
     const char *in = NULL, *out = NULL, *dtype = "F16", *v;
+    int hf = 0, dtype_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--dtype") == 0) {
+        if (strcmp(a, "--hf") == 0) {
+            hf = 1;
+        } else if (strcmp(a, "--dtype") == 0) {
+            dtype_given = 1;
             int r = cli_arg_str(CMD, argc, argv, &i, &v);
             if (r)
                 return r;
@@ -59,6 +67,8 @@ int cmd_convert(int argc, char **argv)
     }
     if (!out)
         return cli_usage_error(CMD, "expects an input and an output checkpoint path");
+    if (hf && dtype_given)
+        return cli_usage_error(CMD, "--hf writes F32 (as transformers does): it takes no --dtype");
     long long in_bytes = file_size(in);
     mae_model *m = NULL;
     mae_status s = mae_model_load(in, &m);
@@ -66,10 +76,17 @@ int cmd_convert(int argc, char **argv)
         return cli_fail(CMD, in, s);
     int n = 0;
     mae_model_tensor_count(m, &n);
-    s = mae_model_save_as(m, out, dtype);
+    s = hf ? mae_model_save_hf(m, out) : mae_model_save_as(m, out, dtype);
     mae_model_free(m);
     if (s != MAE_OK)
         return cli_fail(CMD, out, s);
+    if (hf) {
+        char weights[4200];
+        snprintf(weights, sizeof weights, "%s/model.safetensors", out);
+        printf("%d tensors as a Hugging Face directory: %s %lld bytes -> %s (model.safetensors %lld bytes, config.json)\n",
+               n, in, in_bytes, out, file_size(weights));
+        return 0;
+    }
     printf("%d tensors as %s: %s %lld bytes -> %s %lld bytes\n", n, dtype, in, in_bytes, out, file_size(out));
     return 0;
 }

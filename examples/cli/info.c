@@ -20,6 +20,24 @@ static void print_tensors(const mae_model *m)
     }
 }
 
+/* The checksum libmae writes first in __metadata__ (docs/FORMAT.md): found in the header's first
+ * bytes; mae_model_load has verified it when it is there. */
+static void print_checksum(const char *path)
+{
+    char head[256] = "", *at;
+    FILE *fp = fopen(path, "rb");
+    size_t n = fp ? fread(head, 1, sizeof head - 1, fp) : 0;
+    if (fp)
+        fclose(fp);
+    for (size_t i = 8; i < n; i++)   /* the header's text after the 8-byte length */
+        head[i - 8] = head[i] ? head[i] : ' ';
+    head[n > 8 ? n - 8 : 0] = '\0';
+    if ((at = strstr(head, "\"libmae.crc32c\":\"")) != NULL && strlen(at) >= 25)
+        printf("checksum:    CRC-32C %.8s, verified\n", at + 17);
+    else
+        printf("checksum:    none (not written by libmae): not verified\n");
+}
+
 int cmd_info(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -66,6 +84,7 @@ int cmd_info(int argc, char **argv)
     printf("loss:        %s, mask ratio %g, layer_norm_eps %g\n",
            c.norm_pix_loss ? "norm_pix" : "pixels", (double)c.mask_ratio, (double)c.layer_norm_eps);
     printf("parameters:  %zu (%.1f MB as float32)\n", n, n * 4.0 / 1e6);
+    print_checksum(argv[1]);
     if (list)
         print_tensors(m);
     mae_model_free(m);

@@ -15,6 +15,8 @@ static const command commands[] = {
     { "convert",     cmd_convert,     "rewrite a checkpoint with F16, BF16 or F32 weights" },
     { "train",       cmd_train,       "pretrain an MAE on Fashion-MNIST (or any IDX images)" },
     { "probe",       cmd_probe,       "linear-probe an encoder's frozen features on Fashion-MNIST" },
+    { "finetune",    cmd_finetune,    "fine-tune an encoder as a classifier on Fashion-MNIST" },
+    { "classify",    cmd_classify,    "classify images with a classifier (fine-tuned) model" },
     { "bench",       cmd_bench,       "time the forward pass and a training step of a model" },
 };
 

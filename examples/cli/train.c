@@ -7,6 +7,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli.h"
+#ifdef _WIN32
+#include <direct.h>
+#define make_dir(path) _mkdir(path)          /* Windows' mkdir takes no mode */
+#else
+#define make_dir(path) mkdir(path, 0777)
+#endif
 #include "data.h"
 #include "plot.h"
 
@@ -330,7 +336,7 @@ static int log_flush(train_log *lg, const char *path)
 static int run(train_opts *o)
 {
     char path[4096], ckpt[4096], csv_path[4096];
-    if (mkdir(o->out, 0777) != 0) {
+    if (make_dir(o->out) != 0) {
         struct stat st;
         if (stat(o->out, &st) != 0 || !S_ISDIR(st.st_mode)) {
             cli_errorf("train", "cannot create folder %s", o->out);

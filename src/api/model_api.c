@@ -1,6 +1,7 @@
 /* Public entry points for configs and models: argument checks, then the model code. */
 #include <string.h>
 #include "../model/model.h"
+#include "../io/safetensors.h"
 #include "../util/sized.h"
 
 /* The size of mae_config's first version (through layer_norm_eps), and its layout: a caller built
@@ -66,6 +67,19 @@ MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_mo
     }
     *out = m;
     return MAE_OK;
+}
+
+MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model **out)
+{
+    if (!out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_memory: out is NULL");
+    mae_st_file f;
+    mae_status s = mae_st_parse(buf, size, &f);   /* the checksum too, before any weight is read */
+    if (s != MAE_OK)
+        return s;
+    s = mae_model_from_st(&f, out);
+    mae_st_close(&f);
+    return s;
 }
 
 MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg)

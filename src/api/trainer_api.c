@@ -454,11 +454,7 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr)
  * so mae_model_load reads the file as a model), then the trainer's state: "learned_pos" (whether
  * the encoder's position table trains, as decided when train_pos is -1), its counters and the
  * training config under "trainer.*". */
-static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...) MAE_PRINTF(4, 5);
 
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
 {
@@ -710,7 +706,7 @@ MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path)
     if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK ||
         (s = check_step(&tc, step)) != MAE_OK)
         goto done;
-    p = mae_alloc(total * sizeof *p);
+    p = mae_calloc(total, sizeof *p);   /* zeroed: a slot that is no tensor (qkv_bias 0) stays zero */
     m1 = mae_calloc(total, sizeof *m1);
     m2 = mae_calloc(total, sizeof *m2);
     rbuf = mae_alloc(RNG_FLOATS * sizeof *rbuf);

@@ -50,8 +50,21 @@ mae_status mae_idx_decode(const uint8_t *p, size_t n, uint8_t **data, int *ndim,
     uint8_t *out;
     mae_status s;
     if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        /* The output buffer: at most the largest IDX (values and a 4-dimensional header) and
+         * at most the decode limit, the peak included (mae_bytes counts the old and the new
+         * buffer while it grows). The last member's ISIZE, the whole output for the usual
+         * single-member file, sizes it at once, as far as the input can expand (DEFLATE: at most
+         * 1032-fold): no doubling, no copy. */
+        size_t limit = mae_image_limit(), cap = MAE_IDX_MAX_BYTES + 4 + 16;
         mae_bytes b;
-        mae_bytes_init(&b, MAE_IDX_MAX_BYTES + 4 + 16);
+        mae_bytes_init(&b, limit < cap ? limit : cap);
+        if (n >= 18) {
+            size_t hint = (size_t)p[n - 4] | (size_t)p[n - 3] << 8 | (size_t)p[n - 2] << 16 | (size_t)p[n - 1] << 24;
+            if (hint <= b.limit && hint / 1032 <= n && mae_bytes_reserve(&b, hint, "IDX") != MAE_OK) {
+                mae_bytes_free(&b);
+                return mae_fail(MAE_ERR_NOMEM, "IDX: cannot allocate %zu bytes for the decompressed file", hint);
+            }
+        }
         s = mae_gzip_decompress(p, n, &b);
         if (s == MAE_OK)
             s = parse(b.data, b.size, &nd, d, &head, &count);
@@ -64,6 +77,8 @@ mae_status mae_idx_decode(const uint8_t *p, size_t n, uint8_t **data, int *ndim,
         out = b.data;
     } else {
         s = parse(p, n, &nd, d, &head, &count);
+        if (s == MAE_OK)
+            s = mae_image_check_limit("IDX: the file", count);
         if (s != MAE_OK)
             return s;
         out = mae_alloc(count);

@@ -14,6 +14,13 @@
 #define MAE_IMAGE_MAX_PIXELS ((uint64_t)1 << 28)
 /* Largest IDX payload (and so gzip output) we will produce: 1 GiB. */
 #define MAE_IDX_MAX_BYTES ((size_t)1 << 30)
+/* What one decode may hold at once unless mae_image_set_limit says otherwise: 1 GiB. */
+#define MAE_IMAGE_DEFAULT_LIMIT ((size_t)1 << 30)
+
+/* The current decode memory limit (load.c), and a check of a decode's need against it:
+ * MAE_ERR_UNSUPPORTED naming what (e.g. "PNG: a 300 x 200 image") when need is larger. */
+size_t     mae_image_limit(void);
+mae_status mae_image_check_limit(const char *what, size_t need);
 
 /* ---- checksums (crc.c) ------------------------------------------------------------------- */
 
@@ -25,7 +32,8 @@ uint32_t mae_adler32(uint32_t adler, const uint8_t *p, size_t n);
 /* ---- growable byte buffers (bytes.c) -------------------------------------------------------- */
 
 /* Output of the compressors and decompressors. With fixed set, data is the caller's buffer of
- * cap bytes and may not grow; else it grows (mae_alloc) up to limit bytes. */
+ * cap bytes and may not grow; else it grows (mae_alloc) while the old and the new buffer together
+ * stay within limit bytes (the peak while it grows). */
 typedef struct mae_bytes {
     uint8_t *data;
     size_t size, cap, limit;
@@ -34,8 +42,9 @@ typedef struct mae_bytes {
 
 void       mae_bytes_init(mae_bytes *b, size_t limit);
 void       mae_bytes_fixed(mae_bytes *b, uint8_t *buf, size_t cap);
-/* Makes room for n more bytes: MAE_ERR_NOMEM on allocation failure, MAE_ERR_FORMAT when a
- * fixed buffer or the limit would be exceeded ("what" names the data in the message). */
+/* Makes room for n more bytes: MAE_ERR_NOMEM on allocation failure, MAE_ERR_FORMAT when a fixed
+ * buffer would overflow, MAE_ERR_UNSUPPORTED when the limit would be exceeded ("what" names the
+ * data in the message). */
 mae_status mae_bytes_reserve(mae_bytes *b, size_t n, const char *what);
 mae_status mae_bytes_put(mae_bytes *b, const void *p, size_t n, const char *what);
 void       mae_bytes_free(mae_bytes *b);             /* only a growable buffer's memory */

@@ -1,6 +1,37 @@
-/* The public file functions: image and IDX loading (file or memory), PNG and PNM writing. */
+/* The public file functions: image and IDX loading (file or memory), PNG and PNM writing, and the
+ * decode memory limit. */
+#include <stdatomic.h>
 #include "image.h"
 #include "../util/util.h"
+
+/* 0: the default. Atomic: a limit set on one thread while another decodes is either seen or not. */
+static _Atomic size_t decode_limit;
+
+MAE_API mae_status mae_image_set_limit(size_t max_bytes)
+{
+    atomic_store(&decode_limit, max_bytes);
+    return MAE_OK;
+}
+
+MAE_API size_t mae_image_get_limit(void)
+{
+    return mae_image_limit();
+}
+
+size_t mae_image_limit(void)
+{
+    size_t v = atomic_load(&decode_limit);
+    return v ? v : MAE_IMAGE_DEFAULT_LIMIT;
+}
+
+mae_status mae_image_check_limit(const char *what, size_t need)
+{
+    size_t limit = mae_image_limit();
+    if (need > limit)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "%s needs %zu bytes to decode, more than the limit of %zu "
+                        "(mae_image_set_limit)", what, need, limit);
+    return MAE_OK;
+}
 
 MAE_API void mae_image_free(void *buffer)
 {
@@ -28,6 +59,13 @@ MAE_API mae_status mae_image_load_memory(const void *data, size_t size, int desi
         return s;
     if (desired_channels && desired_channels != img.channels) {
         uint8_t *conv = NULL;
+        /* the decoded and the converted pixels are held together (both below 2^30 * 4 bytes) */
+        size_t px = (size_t)img.w * (size_t)img.h;
+        s = mae_image_check_limit("converting the channels of the image", px * (size_t)(img.channels + desired_channels));
+        if (s != MAE_OK) {
+            mae_free(img.pixels);
+            return s;
+        }
         s = mae_pixels_copy(img.pixels, (ptrdiff_t)img.w * img.channels, img.channels, img.w, img.h,
                             desired_channels, &conv);
         mae_free(img.pixels);

@@ -329,6 +329,16 @@ static mae_status decode_image(const png_info *pi, const mae_bytes *idat, uint8_
         return mae_fail(MAE_ERR_FORMAT, "PNG: %zu bytes of image data cannot hold a %u x %u image",
                         idat->size, (unsigned)pi->w, (unsigned)pi->h);
     size_t npix = (size_t)pi->w * pi->h * (size_t)pi->out_channels;
+    /* held at once: the IDAT bytes, the inflated rows (+ a zero row) and the pixels; each is
+     * below 2^31 * 8 + 2^31, so the sum does not overflow a 64-bit size_t (checked otherwise) */
+    size_t peak;
+    char what[64];
+    snprintf(what, sizeof what, "PNG: a %u x %u image", (unsigned)pi->w, (unsigned)pi->h);
+    mae_status s = !mae_add_size(need, longest, &peak) || !mae_add_size(peak, npix, &peak) ||
+                   !mae_add_size(peak, idat->cap, &peak) ? mae_image_check_limit(what, SIZE_MAX)
+                                                          : mae_image_check_limit(what, peak);
+    if (s != MAE_OK)
+        return s;
     uint8_t *raw = mae_alloc(need + longest);
     uint8_t *out = mae_alloc(npix);
     if (!raw || !out) {
@@ -341,7 +351,7 @@ static mae_status decode_image(const png_info *pi, const mae_bytes *idat, uint8_
     memset(zero, 0, longest);
     mae_bytes buf;
     mae_bytes_fixed(&buf, raw, need);
-    mae_status s = mae_zlib_decompress(idat->data, idat->size, &buf);
+    s = mae_zlib_decompress(idat->data, idat->size, &buf);
     if (s != MAE_OK) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", mae_last_error());
@@ -367,7 +377,7 @@ mae_status mae_png_decode(const uint8_t *p, size_t n, mae_raw_image *out)
     png_info pi;
     memset(&pi, 0, sizeof pi);
     mae_bytes idat;
-    mae_bytes_init(&idat, SIZE_MAX);
+    mae_bytes_init(&idat, mae_image_limit());   /* its growth counts against the limit too */
     uint8_t *pixels = NULL;
     mae_status s = read_chunks(p, n, &pi, &idat);
     if (s == MAE_OK) {

@@ -71,6 +71,10 @@ mae_status mae_pnm_decode(const uint8_t *p, size_t n, mae_raw_image *out)
     size_t count = (size_t)w * h * (size_t)channels;
     if ((n - pos) / bytes < count)
         return mae_fail(MAE_ERR_FORMAT, "PNM: the raster is truncated (%zu of %zu bytes)", n - pos, count * bytes);
+    char what[64];
+    snprintf(what, sizeof what, "PNM: a %u x %u image", (unsigned)w, (unsigned)h);
+    if ((s = mae_image_check_limit(what, count)) != MAE_OK)
+        return s;
     uint8_t *px = mae_alloc(count);
     if (!px)
         return mae_fail(MAE_ERR_NOMEM, "PNM: cannot allocate %zu bytes", count);

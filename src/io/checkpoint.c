@@ -1,6 +1,7 @@
 /* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
- * ViTMAE tensor names. The config comes from __metadata__ where it is given and is inferred from
- * the tensor shapes and the presets where it is not (docs/FORMAT.md). */
+ * ViTMAE tensor names. The config comes from __metadata__ and a Hugging Face config.json where
+ * they give it (they must agree) and is inferred from the tensor shapes and the presets where
+ * they do not (docs/FORMAT.md). */
 #include <assert.h>
 #include <limits.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "names.h"
 #include "json.h"
 #include "config_meta.h"
+#include "hf_config.h"
 
 /* ---- the config from __metadata__ ----------------------------------------------------------- */
 
@@ -48,6 +50,15 @@ static int squeeze(int ndim, const int64_t *shape, int64_t *out)
     for (int i = first; i < ndim; i++)
         out[i - first] = shape[i];
     return ndim - first;
+}
+
+static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
 }
 
 /* A tensor the inference needs: its entry, squeezed to want_ndim dimensions, or a message. */
@@ -88,22 +99,35 @@ static mae_status infer_image(const mae_names *nm, mae_cfg *c)
     return MAE_OK;
 }
 
-/* MLP width from the first encoder block's fc1 weight: the float ratio whose product with the
- * width the config truncates back to exactly that MLP width. */
-static mae_status infer_mlp_ratio(const mae_names *nm, mae_cfg *c)
+/* The float ratio whose product with the width the config truncates back to exactly hidden. */
+static void ratio_for(mae_cfg *c, int hidden)
 {
-    int64_t d[MAE_ST_MAX_DIMS];
-    mae_status s = need(nm, "blocks.0.mlp.fc1.weight", 2, d);
-    if (s != MAE_OK)
-        return s;
-    int hidden = to_int(d[0]);
     if (c->D <= 0 || hidden <= 0)
-        return MAE_OK;   /* the config check reports it */
+        return;   /* the config check reports it */
     float r = (float)hidden / (float)c->D;
     while ((int)((double)c->D * r) < hidden)
         r = nextafterf(r, INFINITY);
     c->mlp_ratio = r;
-    return MAE_OK;
+}
+
+/* MLP width from the first encoder block's fc1 weight. */
+static mae_status infer_mlp_ratio(const mae_names *nm, mae_cfg *c)
+{
+    int64_t d[MAE_ST_MAX_DIMS];
+    mae_status s = need(nm, "blocks.0.mlp.fc1.weight", 2, d);
+    if (s == MAE_OK)
+        ratio_for(c, to_int(d[0]));
+    return s;
+}
+
+/* The decoder's MLP width, when the first decoder block's fc1 weight says it is not the one the
+ * ratio gives (Hugging Face's decoder_intermediate_size). */
+static void infer_decoder_mlp(const mae_names *nm, mae_cfg *c)
+{
+    const mae_st_entry *e = mae_names_find(nm, "decoder_blocks.0.mlp.fc1.weight", 0);
+    int64_t d[MAE_ST_MAX_DIMS];
+    if (e && squeeze(e->ndim, e->shape, d) == 2 && d[0] != (int64_t)((double)c->Dd * c->mlp_ratio))
+        c->dmlp = to_int(d[0] > MAE_CFG_LIMIT ? MAE_CFG_LIMIT + 1 : d[0]);   /* too wide: the range check says so */
 }
 
 static mae_status infer_heads(int dim, int decoder, int *heads)
@@ -115,8 +139,9 @@ static mae_status infer_heads(int dim, int decoder, int *heads)
     return MAE_OK;
 }
 
-/* Every field the metadata left open, from the shapes (have[] says which it gave). */
-static mae_status infer_config(const mae_names *nm, const int have[MAE_N_CONFIG_FIELDS], mae_cfg *c)
+/* Every field the metadata and config.json left open, from the shapes (have[] says which they
+ * gave; hidden: config.json's intermediate_size, 0 if none). */
+static mae_status infer_config(const mae_names *nm, const int have[MAE_N_CONFIG_FIELDS], int hidden, mae_cfg *c)
 {
 #define HAVE(key) have[MAE_CFI_##key]
     int64_t d[MAE_ST_MAX_DIMS];
@@ -146,21 +171,123 @@ static mae_status infer_config(const mae_names *nm, const int have[MAE_N_CONFIG_
         if (!HAVE(dH) && (s = infer_heads(c->Dd, 1, &c->dH)) != MAE_OK)
             return s;
     }
-    if (!HAVE(mlp_ratio) && c->depth > 0)
-        return infer_mlp_ratio(nm, c);
+    if (hidden > 0 && HAVE(mlp_ratio) && (int)((double)c->D * c->mlp_ratio) != hidden)
+        return mae_fail(MAE_ERR_FORMAT, "config.json: intermediate_size = %d contradicts the file's __metadata__ mlp_ratio = "
+                        "%.9g (MLP width %d)", hidden, (double)c->mlp_ratio, (int)((double)c->D * c->mlp_ratio));
+    if (hidden > 0 && !HAVE(mlp_ratio))
+        ratio_for(c, hidden);
+    else if (!HAVE(mlp_ratio) && c->depth > 0 && (s = infer_mlp_ratio(nm, c)) != MAE_OK)
+        return s;
+    if (!HAVE(qkv_bias))   /* files without the key: the bias is there or it is not */
+        c->qkv_bias = c->depth <= 0 || mae_names_find(nm, "blocks.0.attn.qkv.bias", 0) != NULL;
+    if (c->has_decoder && !HAVE(dmlp))
+        infer_decoder_mlp(nm, c);
     return MAE_OK;
 #undef HAVE
 }
 
-/* The whole config: defaults, metadata, inference, then the library's own checks. */
-static mae_status file_config(const mae_names *nm, mae_cfg *c)
+/* config.json's settings over the metadata's: where both give one, they must agree. */
+static mae_status merge_hf(const mae_hf_config *hf, mae_cfg *c, int have[MAE_N_CONFIG_FIELDS])
+{
+    for (int i = 0; i < MAE_N_CONFIG_FIELDS; i++) {
+        const mae_field *fd = &mae_config_fields[i];
+        if (!hf->have[i] || i == MAE_CFI_dmlp)   /* a width, not the field: merge_decoder_mlp */
+            continue;
+        double a = mae_field_get(fd, &hf->c), b = mae_field_get(fd, c);
+        if (have[i] && a != b)
+            return mae_fail(MAE_ERR_FORMAT, "config.json: %s = %.9g contradicts the file's __metadata__ %s = %.9g",
+                            hf->key[i], a, fd->name, b);
+        mae_field_set(fd, c, a);
+        have[i] = 1;
+    }
+    return MAE_OK;
+}
+
+/* decoder_intermediate_size is the decoder's MLP width, where the field decoder_mlp_hidden may
+ * be 0 (= what mlp_ratio gives): the widths are compared, and a width equal to the ratio's is
+ * kept as 0, as mae_model_create's configs have it. */
+static mae_status merge_decoder_mlp(const mae_hf_config *hf, int meta_had, mae_cfg *c)
+{
+    if (!hf->have[MAE_CFI_dmlp] || !c->has_decoder)
+        return MAE_OK;
+    int given = hf->c.dmlp, from_ratio = (int)((double)c->Dd * c->mlp_ratio);
+    int width = c->dmlp > 0 ? c->dmlp : from_ratio;
+    if (meta_had && given != width)
+        return mae_fail(MAE_ERR_FORMAT, "config.json: decoder_intermediate_size = %d contradicts the file's __metadata__ "
+                        "(decoder MLP width %d)", given, width);
+    c->dmlp = given == from_ratio ? 0 : given;
+    return MAE_OK;
+}
+
+/* One size config.json gives against the tensor that shows it: MAE_ERR_SHAPE naming both. */
+static mae_status agree(const mae_names *nm, const char *key, int64_t value, const char *official, int dim)
+{
+    char name[160], shape[96];
+    int64_t d[MAE_ST_MAX_DIMS];
+    mae_names_map(nm, official, 0, name, sizeof name);
+    const mae_st_entry *e = mae_st_find(nm->f, name);
+    if (!e || squeeze(e->ndim, e->shape, d) <= dim || d[dim] == value)
+        return MAE_OK;   /* a missing or malformed tensor is reported when it is read */
+    shape_text(shape, sizeof shape, e->ndim, e->shape);
+    return mae_fail(MAE_ERR_SHAPE, "config.json: %s = %lld, but tensor '%s' has shape %s", key, (long long)value, name, shape);
+}
+
+static mae_status agree_depth(const mae_names *nm, const char *key, int value, int decoder)
+{
+    int n = mae_names_count_blocks(nm, decoder);
+    if (n == value)
+        return MAE_OK;
+    return mae_fail(MAE_ERR_SHAPE, "config.json: %s = %d, but the file's %s layers are %d", key, value,
+                    decoder ? "decoder" : "encoder", n);
+}
+
+/* Every setting config.json gives that the tensors also show must be what they show. */
+static mae_status check_hf_shapes(const mae_names *nm, const mae_hf_config *hf, const mae_cfg *c)
+{
+#define GIVEN(f) hf->have[MAE_CFI_##f]
+    mae_status s = MAE_OK;
+    if (s == MAE_OK && GIVEN(D)) s = agree(nm, "hidden_size", c->D, "patch_embed.proj.weight", 0);
+    if (s == MAE_OK && GIVEN(C)) s = agree(nm, "num_channels", c->C, "patch_embed.proj.weight", 1);
+    if (s == MAE_OK && GIVEN(p)) s = agree(nm, "patch_size", c->p, "patch_embed.proj.weight", 2);
+    if (s == MAE_OK && GIVEN(img) && c->p > 0 && c->img % c->p == 0)
+        s = agree(nm, "image_size (position rows 1 + (image_size / patch_size)^2)",
+                  1 + (int64_t)(c->img / c->p) * (c->img / c->p), "pos_embed", 0);
+    if (s == MAE_OK && GIVEN(depth)) s = agree_depth(nm, "num_hidden_layers", c->depth, 0);
+    if (s == MAE_OK && hf->intermediate) s = agree(nm, "intermediate_size", hf->intermediate, "blocks.0.mlp.fc1.weight", 0);
+    if (s == MAE_OK && GIVEN(qkv_bias) && c->depth > 0) {
+        char name[160];
+        mae_names_map(nm, "blocks.0.attn.qkv.bias", 0, name, sizeof name);
+        if ((mae_st_find(nm->f, name) != NULL) != (c->qkv_bias != 0))
+            s = mae_fail(MAE_ERR_SHAPE, "config.json: qkv_bias = %s, but the file %s tensor '%s'", c->qkv_bias ? "true" : "false",
+                         c->qkv_bias ? "lacks" : "has", name);
+    }
+    if (!c->has_decoder)
+        return s;
+    if (s == MAE_OK && GIVEN(Dd)) s = agree(nm, "decoder_hidden_size", c->Dd, "decoder_embed.weight", 0);
+    if (s == MAE_OK && GIVEN(ddepth)) s = agree_depth(nm, "decoder_num_hidden_layers", c->ddepth, 1);
+    if (s == MAE_OK && GIVEN(dmlp))
+        s = agree(nm, "decoder_intermediate_size", hf->c.dmlp, "decoder_blocks.0.mlp.fc1.weight", 0);
+    return s;
+#undef GIVEN
+}
+
+/* The whole config: defaults, metadata, config.json (hf, may be NULL), inference, then the
+ * library's own checks. */
+static mae_status file_config(const mae_names *nm, const mae_hf_config *hf, mae_cfg *c)
 {
     int have[MAE_N_CONFIG_FIELDS];
     mae_cfg_defaults(c);
     c->eps = nm->hf ? 1e-12f : 1e-6f;   /* Hugging Face configs vs the official presets */
     mae_status s = read_meta(nm->f, c, have);
+    int meta_dmlp = have[MAE_CFI_dmlp];
+    if (s == MAE_OK && hf)
+        s = merge_hf(hf, c, have);
     if (s == MAE_OK)
-        s = infer_config(nm, have, c);
+        s = infer_config(nm, have, hf ? hf->intermediate : 0, c);
+    if (s == MAE_OK && hf)
+        s = merge_decoder_mlp(hf, meta_dmlp, c);
+    if (s == MAE_OK && hf)
+        s = check_hf_shapes(nm, hf, c);
     if (s != MAE_OK)
         return s;
     for (int i = 0; i < MAE_N_CONFIG_FIELDS; i++)   /* no decoder: its settings are what the file says, else 0 */
@@ -175,15 +302,6 @@ static mae_status file_config(const mae_names *nm, mae_cfg *c)
 }
 
 /* ---- the weights ---------------------------------------------------------------------------- */
-
-static void shape_text(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (n < cap)
-        snprintf(buf + n, cap - n, "]");
-}
 
 /* Parameters of a config, in floats (mirrors the layout of params.c), to refuse a config that
  * asks for far more weights than the file can hold before anything is allocated for it. */
@@ -248,10 +366,29 @@ mae_status mae_ckpt_file_config(const mae_st_file *f, mae_cfg *c)
 {
     mae_names nm;
     mae_status s = mae_names_detect(f, &nm);
-    return s == MAE_OK ? file_config(&nm, c) : s;
+    return s == MAE_OK ? file_config(&nm, NULL, c) : s;
+}
+
+/* A load from a path that failed before the checksum was compared (mae_st_parse compares it
+ * first): when the checksum does not match either, the damage is the better explanation (a
+ * flipped bit in the header gives a shape error first). A cancelled load reads no further. */
+static mae_status explain_failure(const mae_st_file *f, mae_status s)
+{
+    if (s == MAE_ERR_ABORTED || !f->has_crc || !f->stream)
+        return s;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", mae_last_error());
+    if (mae_st_verify(f) == MAE_ERR_FORMAT)
+        return MAE_ERR_FORMAT;   /* its message: checksum mismatch */
+    return mae_fail(s, "%s", msg);
 }
 
 mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
+{
+    return mae_model_from_st_hf(f, NULL, out);
+}
+
+mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, mae_model **out)
 {
     if (!f || !out)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_from_st: %s is NULL", !f ? "f" : "out");
@@ -260,7 +397,7 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
     mae_model *m = NULL;
     mae_status s = mae_names_detect(f, &nm);
     if (s == MAE_OK)
-        s = file_config(&nm, &c);
+        s = file_config(&nm, hf, &c);
     if (s == MAE_OK)
         s = check_size(f, &c);
     if (s == MAE_OK)
@@ -270,6 +407,10 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
         if (s == MAE_OK && mae_load_progress_tick(i + 1, m->n_tensors))
             s = mae_fail(MAE_ERR_ABORTED, "load cancelled by the progress callback after tensor %d of %d", i + 1, m->n_tensors);
     }
+    if (s == MAE_OK)   /* a file read from its path: the checksum covers what was just read */
+        s = mae_st_verify(f);
+    else
+        s = explain_failure(f, s);
     if (s == MAE_OK)
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
@@ -280,28 +421,17 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
     return MAE_OK;
 }
 
-mae_status mae_model_load_memory(const unsigned char *buf, size_t size, mae_model **out)
-{
-    if (!out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_memory: out is NULL");
-    mae_st_file f;
-    mae_status s = mae_st_parse(buf, size, &f);
-    if (s != MAE_OK)
-        return s;
-    s = mae_model_from_st(&f, out);
-    mae_st_close(&f);
-    return s;
-}
-
 MAE_API mae_status mae_model_load(const char *path, mae_model **out)
 {
     if (!path || !out)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load: %s is NULL", !path ? "path" : "out");
     mae_st_file f;
-    mae_status s = mae_st_open(path, &f);
+    mae_hf_config hf;
+    int have_hf = 0;
+    mae_status s = mae_hf_open(path, &f, &hf, &have_hf);   /* a file, a directory, shards; config.json */
     if (s != MAE_OK)
         return s;
-    s = mae_model_from_st(&f, out);
+    s = mae_model_from_st_hf(&f, have_hf ? &hf : NULL, out);
     mae_st_close(&f);
     if (s != MAE_OK) {
         char msg[400];

@@ -15,6 +15,13 @@ void mae_json_init(mae_json *j, const char *s, size_t n, size_t base)
     j->n = n;
     j->pos = 0;
     j->base = base;
+    j->unit = "header byte";
+}
+
+void mae_json_init_text(mae_json *j, const char *s, size_t n)
+{
+    mae_json_init(j, s, n, 0);
+    j->unit = "byte";
 }
 
 static void skip_ws(mae_json *j)
@@ -43,11 +50,11 @@ static mae_status expected(mae_json *j, const char *what)
 {
     int c = mae_json_peek(j);
     if (c < 0)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: unexpected end of the header, expected %s",
-                        j->base + j->pos, what);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: unexpected end of the %s, expected %s", j->unit,
+                        j->base + j->pos, strcmp(j->unit, "byte") == 0 ? "text" : "header", what);
     if (c >= 0x20 && c < 0x7f)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: expected %s, found '%c'", j->base + j->pos, what, c);
-    return mae_fail(MAE_ERR_FORMAT, "header byte %zu: expected %s, found byte 0x%02x", j->base + j->pos, what, c);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: expected %s, found '%c'", j->unit, j->base + j->pos, what, c);
+    return mae_fail(MAE_ERR_FORMAT, "%s %zu: expected %s, found byte 0x%02x", j->unit, j->base + j->pos, what, c);
 }
 
 static mae_status expect_char(mae_json *j, char c, const char *what)
@@ -137,17 +144,17 @@ static mae_status unicode_escape(mae_json *j, unsigned *cp)
     size_t at = j->base + j->pos - 2;
     unsigned hi, lo;
     if (j->n - j->pos < 4 || !hex4(j->s + j->pos, &hi))
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: bad \\u escape", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad \\u escape", j->unit, at);
     j->pos += 4;
     if (hi >= 0xDC00 && hi <= 0xDFFF)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: lone low surrogate in \\u escape", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: lone low surrogate in \\u escape", j->unit, at);
     if (hi < 0xD800 || hi > 0xDBFF) {
         *cp = hi;
         return MAE_OK;
     }
     if (j->n - j->pos < 6 || j->s[j->pos] != '\\' || j->s[j->pos + 1] != 'u' ||
         !hex4(j->s + j->pos + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: high surrogate without its low half", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: high surrogate without its low half", j->unit, at);
     j->pos += 6;
     *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
     return MAE_OK;
@@ -161,19 +168,19 @@ mae_status mae_json_string(mae_json *j, char *out, size_t cap, size_t *len)
         return s;
     for (;;) {
         if (j->pos >= j->n)
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: string not terminated", start);
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: string not terminated", j->unit, start);
         unsigned char c = (unsigned char)j->s[j->pos++];
         if (c == '"')
             break;
         if (c < 0x20)
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: control character 0x%02x in a string",
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: control character 0x%02x in a string", j->unit,
                             j->base + j->pos - 1, c);
         if (c != '\\') {
             put(out, cap, &n, c);
             continue;
         }
         if (j->pos >= j->n)
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: string not terminated", start);
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: string not terminated", j->unit, start);
         char e = j->s[j->pos++];
         unsigned cp = 0;
         switch (e) {
@@ -189,7 +196,7 @@ mae_status mae_json_string(mae_json *j, char *out, size_t cap, size_t *len)
             put_utf8(out, cap, &n, cp);
             break;
         default:
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: bad escape in a string", j->base + j->pos - 2);
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad escape in a string", j->unit, j->base + j->pos - 2);
         }
     }
     if (out && cap > 0)
@@ -215,14 +222,14 @@ mae_status mae_json_uint(mae_json *j, uint64_t max, uint64_t *v)
     while (is_digit(j)) {
         unsigned d = (unsigned)(j->s[j->pos++] - '0');
         if (d > max || x > (max - d) / 10)
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: integer larger than %llu", at,
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: integer larger than %llu", j->unit, at,
                             (unsigned long long)max);
         x = x * 10 + d;
     }
     if (j->s[start] == '0' && j->pos - start > 1)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: integer with a leading zero", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: integer with a leading zero", j->unit, at);
     if (j->pos < j->n && (j->s[j->pos] == '.' || j->s[j->pos] == 'e' || j->s[j->pos] == 'E'))
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: expected an integer, found a fraction", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: expected an integer, found a fraction", j->unit, at);
     *v = x;
     return MAE_OK;
 }
@@ -234,7 +241,7 @@ static mae_status skip_number(mae_json *j)
     if (j->pos < j->n && j->s[j->pos] == '-')
         j->pos++;
     if (!is_digit(j))
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: bad number", at);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad number", j->unit, at);
     if (j->s[j->pos] == '0')
         j->pos++;
     else
@@ -243,7 +250,7 @@ static mae_status skip_number(mae_json *j)
     if (j->pos < j->n && j->s[j->pos] == '.') {
         j->pos++;
         if (!is_digit(j))
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: bad number", at);
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad number", j->unit, at);
         while (is_digit(j))
             j->pos++;
     }
@@ -252,11 +259,44 @@ static mae_status skip_number(mae_json *j)
         if (j->pos < j->n && (j->s[j->pos] == '+' || j->s[j->pos] == '-'))
             j->pos++;
         if (!is_digit(j))
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: bad number", at);
+            return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad number", j->unit, at);
         while (is_digit(j))
             j->pos++;
     }
     return MAE_OK;
+}
+
+mae_status mae_json_number(mae_json *j, double *v)
+{
+    size_t at = mae_json_where(j), start = j->pos;
+    mae_status s = skip_number(j);
+    if (s != MAE_OK)
+        return s;
+    char buf[64];
+    size_t len = j->pos - start;
+    if (len >= sizeof buf)   /* more digits than any double needs: refused, not silently cut */
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: number longer than %zu characters", j->unit, at, sizeof buf - 1);
+    memcpy(buf, j->s + start, len);
+    buf[len] = '\0';
+    if (!mae_decimal_parse(buf, v))
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: bad number", j->unit, at);   /* cannot happen after skip_number */
+    return MAE_OK;
+}
+
+static mae_status skip_literal(mae_json *j, const char *word);
+
+mae_status mae_json_bool(mae_json *j, int *v)
+{
+    int c = mae_json_peek(j);
+    if (c == 't' && skip_literal(j, "true") == MAE_OK) {
+        *v = 1;
+        return MAE_OK;
+    }
+    if (c == 'f' && skip_literal(j, "false") == MAE_OK) {
+        *v = 0;
+        return MAE_OK;
+    }
+    return expected(j, "true or false");
 }
 
 static mae_status skip_literal(mae_json *j, const char *word)
@@ -284,7 +324,7 @@ static mae_status skip_value(mae_json *j, int depth)
     if (c != '{' && c != '[')
         return expected(j, "a JSON value");
     if (depth >= MAX_DEPTH)
-        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: values nested deeper than %d", j->base + j->pos, MAX_DEPTH);
+        return mae_fail(MAE_ERR_FORMAT, "%s %zu: values nested deeper than %d", j->unit, j->base + j->pos, MAX_DEPTH);
     char close = c == '{' ? '}' : ']';
     j->pos++;
     int more = 1;

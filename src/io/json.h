@@ -14,9 +14,12 @@ typedef struct mae_json {
     size_t n;           /* its length */
     size_t pos;         /* the cursor */
     size_t base;        /* file offset of s[0], for messages */
+    const char *unit;   /* what messages call an offset: "header byte" (safetensors) or "byte" */
 } mae_json;
 
 void mae_json_init(mae_json *j, const char *s, size_t n, size_t base);
+/* A JSON document of its own (config.json, an index): messages say "byte N". */
+void mae_json_init_text(mae_json *j, const char *s, size_t n);
 
 /* The next character after whitespace (not consumed), or -1 at the end of the text. */
 int mae_json_peek(mae_json *j);
@@ -38,6 +41,10 @@ mae_status mae_json_colon(mae_json *j);
 mae_status mae_json_string(mae_json *j, char *out, size_t cap, size_t *len);
 /* A non-negative integer of plain digits no larger than max. */
 mae_status mae_json_uint(mae_json *j, uint64_t max, uint64_t *v);
+/* Any JSON number, as the double nearest to it (locale-independent; at most 63 characters). */
+mae_status mae_json_number(mae_json *j, double *v);
+/* true or false. */
+mae_status mae_json_bool(mae_json *j, int *v);
 /* Any value (nesting limited to a fixed depth). */
 mae_status mae_json_skip(mae_json *j);
 

@@ -1,5 +1,5 @@
-/* Mapping official MAE tensor names onto the names a checkpoint file uses (MAE_REFERENCE.md
- * §5 and §10.2). */
+/* Mapping official MAE tensor names onto the names a checkpoint file uses (the table in
+ * docs/FORMAT.md, "Tensor names"). */
 #include <stdio.h>
 #include <string.h>
 #include "names.h"
@@ -58,7 +58,7 @@ static const char *block_prefix(const mae_names *nm, int decoder, char *buf, siz
     if (!nm->hf)
         return decoder ? "decoder_blocks." : "blocks.";
     if (decoder)
-        return "decoder.decoder_layers.";
+        return nm->dec;
     snprintf(buf, cap, "%sencoder.layer.", nm->enc);
     return buf;
 }
@@ -117,11 +117,68 @@ const mae_st_entry *mae_names_find(const mae_names *nm, const char *official, in
     return mae_st_find(nm->f, name);
 }
 
+void mae_names_hf_v5(mae_names *nm, int vit_prefix)
+{
+    nm->f = NULL;
+    nm->hf = 1;
+    nm->enc = vit_prefix ? "vit." : "";
+    nm->dec = MAE_HF_DEC_V5;
+}
+
+/* The naming schemes a tensor name belongs to (a name of none, such as "head.weight" or the
+ * optimizer state of a trainer checkpoint, is ignored by the loader). */
+enum { S_OFFICIAL = 1, S_VIT = 2, S_BARE = 4, S_DEC_V4 = 8, S_DEC_V5 = 16, S_HF_DEC = 32 };
+
+static int scheme_of(const char *name)
+{
+    static const char *const official[] = { "cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.", "mask_token",
+                                             "decoder_pos_embed", "decoder_embed.", "decoder_blocks.", "decoder_norm.",
+                                             "decoder_pred." };
+    static const char *const bare[] = { "embeddings.", "encoder.", "layernorm." };
+    for (size_t i = 0; i < sizeof official / sizeof official[0]; i++)
+        if (starts_with(name, official[i]))
+            return S_OFFICIAL;
+    if (starts_with(name, "vit."))
+        return S_VIT;
+    for (size_t i = 0; i < sizeof bare / sizeof bare[0]; i++)
+        if (starts_with(name, bare[i]))
+            return S_BARE;
+    if (starts_with(name, MAE_HF_DEC_V4))
+        return S_DEC_V4;
+    if (starts_with(name, MAE_HF_DEC_V5))
+        return S_DEC_V5;
+    return starts_with(name, "decoder.") ? S_HF_DEC : 0;
+}
+
+/* MAE_ERR_FORMAT naming one tensor of each of two schemes that a file must not mix. */
+static mae_status mixed(const mae_st_file *f, int a, int b, const char *what)
+{
+    const char *na = "", *nb = "";
+    for (int i = 0; i < f->n; i++) {
+        int sc = scheme_of(f->t[i].name);
+        if (sc & a && !*na)
+            na = f->t[i].name;
+        if (sc & b && !*nb)
+            nb = f->t[i].name;
+    }
+    return mae_fail(MAE_ERR_FORMAT, "the file mixes %s: '%s' and '%s'", what, na, nb);
+}
+
 mae_status mae_names_detect(const mae_st_file *f, mae_names *nm)
 {
+    int seen = 0;
+    for (int i = 0; i < f->n; i++)
+        seen |= scheme_of(f->t[i].name);
+    if ((seen & S_OFFICIAL) && (seen & ~S_OFFICIAL))
+        return mixed(f, S_OFFICIAL, ~S_OFFICIAL, "official MAE and Hugging Face tensor names");
+    if ((seen & S_VIT) && (seen & S_BARE))
+        return mixed(f, S_VIT, S_BARE, "encoder names with and without the 'vit.' prefix");
+    if ((seen & S_DEC_V4) && (seen & S_DEC_V5))
+        return mixed(f, S_DEC_V4, S_DEC_V5, "the two Hugging Face decoder layer namings");
     nm->f = f;
     nm->hf = 0;
     nm->enc = "";
+    nm->dec = seen & S_DEC_V5 ? MAE_HF_DEC_V5 : MAE_HF_DEC_V4;
     if (mae_st_find(f, "patch_embed.proj.weight"))
         return MAE_OK;
     nm->hf = 1;

@@ -6,15 +6,16 @@
  * section), then the data section. */
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "safetensors.h"
 #include "json.h"
+#include "crc32c.h"
+#include "../os/os.h"
+#include "../util/atomic_file.h"
 #include "../util/util.h"
 
 typedef struct dtype_info { const char *name; size_t size; } dtype_info;
@@ -34,14 +35,6 @@ size_t mae_st_dtype_size(int dtype)
 const char *mae_st_dtype_name(int dtype)
 {
     return dtype >= 0 && dtype < MAE_DT_COUNT ? dtypes[dtype].name : NULL;
-}
-
-/* strerror without its shared buffer (the library may run on many threads). */
-static const char *errtext(int err, char *buf, size_t cap)
-{
-    if (strerror_r(err, buf, cap) != 0)
-        snprintf(buf, cap, "error %d", err);
-    return buf;
 }
 
 /* Re-records the current message behind a prefix (mae_fail reuses the message buffer). */
@@ -157,38 +150,106 @@ static mae_status parse_tensor(mae_json *j, mae_st_entry *e, size_t data_size)
     return check_entry(e, data_size);
 }
 
-/* "__metadata__": string -> string. Pairs that do not fit mae_st_meta are skipped. */
-static mae_status parse_meta(mae_json *j, mae_st_file *f, int store)
+/* What the two passes over the header share: the first counts (tensors, metadata pairs, string
+ * bytes), the second stores into arrays of those sizes. */
+typedef struct st_parse {
+    mae_st_file *f;
+    int store;
+    size_t str_len;       /* bytes of f->strings used so far */
+    size_t crc_at;        /* file offset of the checksum's first hex digit; 0 when none */
+} st_parse;
+
+/* The checksum value at file offset `at` (its opening quote): exactly 8 lowercase hex digits as
+ * the writer puts them, raw in the header (no escapes), so that the reader can read the file
+ * with them as "00000000" and so that no single flipped bit can leave the value unchanged (an
+ * uppercase digit would be the same number one bit away). */
+static mae_status take_crc(const mae_json *j, size_t at, st_parse *p)
 {
+    const char *q = j->s + (at - j->base);
+    if (p->crc_at)
+        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s appears twice", at, MAE_ST_CRC_KEY);
+    uint32_t v = 0;
+    for (int i = 1; i <= 8; i++) {
+        char c = q[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s is not 8 lowercase hex digits (damaged?)", at, MAE_ST_CRC_KEY);
+        v = v << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    if (q[9] != '"')
+        return mae_fail(MAE_ERR_FORMAT, "header byte %zu: %s is not 8 lowercase hex digits (damaged?)", at, MAE_ST_CRC_KEY);
+    p->crc_at = at + 1;
+    p->f->crc = v;
+    return MAE_OK;
+}
+
+/* 1 when key is the checksum key with one bit flipped: a damaged libmae file that would
+ * otherwise pass for a foreign file without a checksum. */
+static int damaged_crc_key(const char *key, size_t len)
+{
+    const char *want = MAE_ST_CRC_KEY;
+    if (len != strlen(want))
+        return 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++)
+        for (unsigned x = (unsigned char)(key[i] ^ want[i]); x; x &= x - 1)
+            bits++;
+    return bits == 1;
+}
+
+/* "__metadata__": string -> string. Pairs longer than the limits of mae_st_meta are skipped;
+ * the checksum is taken apart from the others. */
+static mae_status parse_meta(mae_json *j, st_parse *p)
+{
+    mae_st_file *f = p->f;
     int more = 1;
     mae_status s = mae_json_open(j, '{');
     for (int i = 0; s == MAE_OK; i++) {
         if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
             break;
         mae_st_meta m;
-        size_t klen, vlen;
+        size_t klen, vlen, kat = mae_json_where(j);
         if ((s = mae_json_string(j, m.key, sizeof m.key, &klen)) != MAE_OK || (s = mae_json_colon(j)) != MAE_OK)
             break;
+        size_t at = mae_json_where(j);
         if (mae_json_peek(j) != '"')
-            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ value of '%s' is not a string",
-                            mae_json_where(j), m.key);
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ value of '%s' is not a string", at, m.key);
         if ((s = mae_json_string(j, m.value, sizeof m.value, &vlen)) != MAE_OK)
             break;
         int fits = klen < sizeof m.key && vlen < sizeof m.value && strlen(m.key) == klen && strlen(m.value) == vlen;
-        if (fits && store)
-            f->meta[f->n_meta] = m;
-        f->n_meta += fits;
+        if (fits && strcmp(m.key, MAE_ST_CRC_KEY) == 0) {
+            if ((s = take_crc(j, at, p)) != MAE_OK)
+                return s;
+            continue;
+        }
+        if (fits && damaged_crc_key(m.key, klen))
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: metadata key '%s' is '%s' with one bit flipped (damaged file)",
+                            kat, m.key, MAE_ST_CRC_KEY);
+        if (!fits)
+            continue;
+        if (f->n_meta == MAE_ST_MAX_META)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: more than %d __metadata__ pairs (libmae keeps at most %d)",
+                            kat, MAE_ST_MAX_META, MAE_ST_MAX_META);
+        if (p->store) {
+            char *k = f->strings + p->str_len, *v = k + klen + 1;
+            memcpy(k, m.key, klen + 1);
+            memcpy(v, m.value, vlen + 1);
+            f->meta[f->n_meta] = (mae_st_pair){ k, v };
+        }
+        p->str_len += klen + vlen + 2;
+        f->n_meta++;
     }
     return s;
 }
 
-/* Walks the header; with store == 0 it only counts tensors and metadata pairs (into f->n and
- * f->n_meta), with store == 1 it fills the arrays sized by the counting pass. */
-static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
+/* Walks the header; with p->store == 0 it only counts tensors, metadata pairs and string bytes,
+ * with p->store == 1 it fills the arrays sized by the counting pass. */
+static mae_status parse_header(mae_json *j, st_parse *p)
 {
+    mae_st_file *f = p->f;
     int more = 1, have_meta = 0;
     mae_status s = mae_json_open(j, '{');
     f->n = f->n_meta = 0;
+    p->str_len = p->crc_at = 0;
     for (int i = 0; s == MAE_OK; i++) {
         if ((s = mae_json_next(j, '}', i, &more)) != MAE_OK || !more)
             break;
@@ -205,7 +266,7 @@ static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
             if (have_meta)
                 return mae_fail(MAE_ERR_FORMAT, "header byte %zu: __metadata__ appears twice", at);
             have_meta = 1;
-            if ((s = parse_meta(j, f, store)) != MAE_OK)
+            if ((s = parse_meta(j, p)) != MAE_OK)
                 return with_prefix(s, "in __metadata__: ");
             continue;
         }
@@ -216,7 +277,9 @@ static mae_status parse_header(mae_json *j, mae_st_file *f, int store)
             snprintf(pre, sizeof pre, "tensor '%s': ", e.name);
             return with_prefix(s, pre);
         }
-        if (store)
+        if (f->n == INT32_MAX)
+            return mae_fail(MAE_ERR_FORMAT, "header byte %zu: more than %d tensors", at, INT32_MAX);
+        if (p->store)
             f->t[f->n] = e;
         f->n++;
     }
@@ -234,7 +297,7 @@ static int by_name(const void *a, const void *b)
 
 static int by_key(const void *a, const void *b)
 {
-    return strcmp((*(const mae_st_meta *const *)a)->key, (*(const mae_st_meta *const *)b)->key);
+    return strcmp(((const mae_st_pair *)a)->key, ((const mae_st_pair *)b)->key);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -245,29 +308,32 @@ static int by_offset(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Duplicate names and keys, and tensors whose bytes overlap (empty tensors overlap nothing). */
-static mae_status check_entries(const mae_st_file *f)
+/* Sorts the metadata by key and f->by_name by name (the lookups binary-search them), and checks
+ * for duplicate names and keys, and for tensors whose bytes overlap (empty tensors overlap
+ * nothing). */
+static mae_status check_entries(mae_st_file *f)
 {
-    int most = f->n > f->n_meta ? f->n : f->n_meta;
-    if (most < 2)
-        return MAE_OK;
-    const void **p = mae_alloc((size_t)most * sizeof *p);
-    if (!p)
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d entries", most);
-    mae_status s = MAE_OK;
-    for (int i = 0; i < f->n_meta; i++)
-        p[i] = &f->meta[i];
-    qsort(p, (size_t)f->n_meta, sizeof *p, by_key);
-    for (int i = 1; i < f->n_meta && s == MAE_OK; i++)
-        if (by_key(&p[i - 1], &p[i]) == 0)
-            s = mae_fail(MAE_ERR_FORMAT, "__metadata__ key '%s' appears twice", ((const mae_st_meta *)p[i])->key);
+    if (f->n_meta > 1)
+        qsort(f->meta, (size_t)f->n_meta, sizeof *f->meta, by_key);
+    for (int i = 1; i < f->n_meta; i++)
+        if (by_key(&f->meta[i - 1], &f->meta[i]) == 0)
+            return mae_fail(MAE_ERR_FORMAT, "__metadata__ key '%s' appears twice", f->meta[i].key);
     for (int i = 0; i < f->n; i++)
-        p[i] = &f->t[i];
-    qsort(p, (size_t)f->n, sizeof *p, by_name);
-    for (int i = 1; i < f->n && s == MAE_OK; i++)
-        if (by_name(&p[i - 1], &p[i]) == 0)
-            s = mae_fail(MAE_ERR_FORMAT, "tensor '%s' appears twice", ((const mae_st_entry *)p[i])->name);
+        f->by_name[i] = &f->t[i];
+    if (f->n > 1)
+        qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, by_name);
+    for (int i = 1; i < f->n; i++)
+        if (by_name(&f->by_name[i - 1], &f->by_name[i]) == 0)
+            return mae_fail(MAE_ERR_FORMAT, "tensor '%s' appears twice", f->by_name[i]->name);
+    if (f->n < 2)
+        return MAE_OK;
+    const mae_st_entry **p = mae_alloc((size_t)f->n * sizeof *p);
+    if (!p)
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for sorting %d tensors by offset (%zu bytes)",
+                        f->n, (size_t)f->n * sizeof *p);
+    memcpy(p, f->by_name, (size_t)f->n * sizeof *p);
     qsort(p, (size_t)f->n, sizeof *p, by_offset);
+    mae_status s = MAE_OK;
     const mae_st_entry *prev = NULL;
     for (int i = 0; i < f->n && s == MAE_OK; i++) {
         const mae_st_entry *e = p[i];
@@ -282,7 +348,89 @@ static mae_status check_entries(const mae_st_file *f)
     return s;
 }
 
+/* The bytes [0, n) of a file whose checksum digits start at file offset crc_at, hashed with
+ * those digits read as '0's (n covers them). */
+static void hash_head(mae_crc32c *c, const unsigned char *buf, size_t n, size_t crc_at)
+{
+    mae_crc32c_update(c, buf, crc_at);
+    mae_crc32c_update(c, "00000000", 8);
+    mae_crc32c_update(c, buf + crc_at + 8, n - crc_at - 8);
+}
+
+/* The file's CRC-32C, got from the size bytes hashed, against the stored value. */
+static mae_status check_crc(uint32_t got, uint32_t want, uint64_t size)
+{
+    if (got != want)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: checksum mismatch: %s says %08x, the file's %llu bytes give %08x "
+                        "(the file is damaged)", MAE_ST_CRC_KEY, (unsigned)want, (unsigned long long)size, (unsigned)got);
+    return MAE_OK;
+}
+
 /* ---- parse, open, close, find --------------------------------------------------------------- */
+
+/* The header length n (the file's first 8 bytes) against the file's size; first: the header's
+ * first byte (when n > 0). */
+static mae_status check_length(uint64_t n, uint64_t size, int first)
+{
+    if (size < 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: %llu bytes is too short for the 8-byte header length",
+                        (unsigned long long)size);
+    if (n > size - 8)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 reaches past the end of the %llu-byte file",
+                        (unsigned long long)n, (unsigned long long)size);
+    if (n > MAE_ST_MAX_HEADER)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 is larger than %u",
+                        (unsigned long long)n, MAE_ST_MAX_HEADER);
+    if (n < 2 || first != '{')
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: the header at byte 8 does not start with '{' (not a safetensors file)");
+    return MAE_OK;
+}
+
+static uint64_t load_le(const unsigned char *p, size_t n);
+
+/* The header's n bytes of text (file offset 8) into *f, whose data_size is set: counted, then
+ * stored, then checked across entries. *crc_at gets the file offset of the checksum's digits, 0
+ * when there is none. On failure f is emptied. */
+static mae_status parse_image(const unsigned char *head, size_t n, mae_st_file *f, size_t *crc_at)
+{
+    st_parse p = { f, 0, 0, 0 };
+    mae_json j;
+    mae_json_init(&j, (const char *)head, n, 8);
+    mae_status s = parse_header(&j, &p);
+    if (s != MAE_OK)
+        return with_prefix(s, "safetensors: ");
+    int n_t = f->n, n_m = f->n_meta;
+    size_t n_s = p.str_len;
+    f->t = n_t ? mae_calloc((size_t)n_t, sizeof *f->t) : NULL;
+    f->by_name = n_t ? mae_calloc((size_t)n_t, sizeof *f->by_name) : NULL;
+    if (n_t && (!f->t || !f->by_name)) {
+        mae_st_close(f);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for the entries of %d tensors (%zu bytes)", n_t,
+                        (size_t)n_t * (sizeof *f->t + sizeof *f->by_name));
+    }
+    f->meta = n_m ? mae_calloc((size_t)n_m, sizeof *f->meta) : NULL;
+    f->strings = n_s ? mae_alloc(n_s) : NULL;
+    if ((n_m && !f->meta) || (n_s && !f->strings)) {
+        mae_st_close(f);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d __metadata__ pairs (%zu bytes)", n_m,
+                        (size_t)n_m * sizeof *f->meta + n_s);
+    }
+    p.store = 1;
+    mae_json_init(&j, (const char *)head, n, 8);
+    s = parse_header(&j, &p);
+    assert(s != MAE_OK || (f->n == n_t && f->n_meta == n_m && p.str_len == n_s));   /* the same text parses the same twice */
+    if (s == MAE_OK && (f->n != n_t || f->n_meta != n_m || p.str_len != n_s))
+        s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
+    if (s == MAE_OK && (s = check_entries(f)) != MAE_OK && s == MAE_ERR_FORMAT)
+        s = with_prefix(s, "safetensors: ");
+    if (s != MAE_OK) {
+        mae_st_close(f);
+        return s;
+    }
+    f->has_crc = p.crc_at != 0;
+    *crc_at = p.crc_at;
+    return MAE_OK;
+}
 
 mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
 {
@@ -291,114 +439,283 @@ mae_status mae_st_parse(const unsigned char *buf, size_t size, mae_st_file *f)
     memset(f, 0, sizeof *f);
     if (!buf && size)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_parse: buf is NULL");
-    if (size < 8)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: %zu bytes is too short for the 8-byte header length", size);
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--)
-        n = n << 8 | buf[i];
-    if (n > size - 8)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 reaches past the end of the %zu-byte file",
-                        (unsigned long long)n, size);
-    if (n > MAE_ST_MAX_HEADER)
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: header length %llu at byte 0 is larger than %u",
-                        (unsigned long long)n, MAE_ST_MAX_HEADER);
-    if (n < 2 || buf[8] != '{')
-        return mae_fail(MAE_ERR_FORMAT, "safetensors: the header at byte 8 does not start with '{' (not a safetensors file)");
+    uint64_t n = size >= 8 ? load_le(buf, 8) : 0;
+    mae_status s = check_length(n, size, size > 8 ? buf[8] : -1);
+    if (s != MAE_OK)
+        return s;
     mae_st_file tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.data = buf + 8 + n;
     tmp.data_size = size - 8 - (size_t)n;
-    mae_json j;
-    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    mae_status s = parse_header(&j, &tmp, 0);
-    if (s != MAE_OK)
-        return with_prefix(s, "safetensors: ");
-    int n_t = tmp.n, n_m = tmp.n_meta;
-    tmp.t = n_t ? mae_calloc((size_t)n_t, sizeof *tmp.t) : NULL;
-    tmp.meta = n_m ? mae_calloc((size_t)n_m, sizeof *tmp.meta) : NULL;
-    if ((n_t && !tmp.t) || (n_m && !tmp.meta)) {
-        mae_st_close(&tmp);
-        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %d tensors", n_t);
-    }
-    mae_json_init(&j, (const char *)buf + 8, (size_t)n, 8);
-    s = parse_header(&j, &tmp, 1);
-    assert(s != MAE_OK || (tmp.n == n_t && tmp.n_meta == n_m));   /* the same text parses the same twice */
-    if (s == MAE_OK && (tmp.n != n_t || tmp.n_meta != n_m))
-        s = mae_fail(MAE_ERR_FORMAT, "safetensors: the header parses differently twice");   /* cannot happen */
-    if (s == MAE_OK && (s = check_entries(&tmp)) != MAE_OK && s == MAE_ERR_FORMAT)
-        s = with_prefix(s, "safetensors: ");
-    if (s != MAE_OK) {
-        mae_st_close(&tmp);
+    size_t crc_at = 0;
+    if ((s = parse_image(buf + 8, (size_t)n, &tmp, &crc_at)) != MAE_OK)
         return s;
+    if (crc_at) {
+        mae_crc32c c;
+        mae_crc32c_init(&c);
+        hash_head(&c, buf, size, crc_at);
+        if ((s = check_crc(mae_crc32c_value(&c), tmp.crc, size)) != MAE_OK) {
+            mae_st_close(&tmp);
+            return s;
+        }
     }
     *f = tmp;
     return MAE_OK;
 }
 
-mae_status mae_st_open(const char *path, mae_st_file *f)
+/* ---- files read from their path ---------------------------------------------------------------
+ * The header is read whole (bounded by MAE_ST_MAX_HEADER) and dropped once parsed; tensors are
+ * read on demand. The checksum runs along the file: `run` has hashed its bytes [0, done), and a
+ * read that starts at or after done first hashes the bytes in between (read through buf), then
+ * the tensor's own as they arrive; mae_st_verify hashes from done to the end. */
+
+enum { STREAM_BUF = 65536,             /* a multiple of every element size */
+       DIRECT_PIECE = 1 << 20 };       /* float32 read into place and hashed a piece at a time,
+                                        * while the piece is still in the cache */
+
+struct mae_st_stream {
+    FILE *fp;
+    uint64_t at;             /* where fp is (a sequential read needs no seek) */
+    uint64_t data_at;        /* the data section's file offset: 8 + the header length */
+    uint64_t size;           /* the file's size when opened */
+    int hashing;             /* the file has a checksum not yet verified */
+    int broken;              /* a read failed part-way: run no longer means anything */
+    uint64_t done;           /* run has hashed the file's bytes [0, done) */
+    mae_crc32c run;
+    unsigned char buf[STREAM_BUF];
+};
+
+/* n bytes at file offset pos into dst; MAE_ERR_IO naming what was read. */
+static mae_status stream_read(mae_st_stream *st, uint64_t pos, void *dst, size_t n, const char *what)
+{
+    if (st->at != pos) {
+        if (mae_os_seek(st->fp, pos) != 0) {
+            st->at = UINT64_MAX;
+            return mae_fail(MAE_ERR_IO, "%s: cannot seek to byte %llu of the file", what, (unsigned long long)pos);
+        }
+        st->at = pos;
+    }
+    size_t got = n ? fread(dst, 1, n, st->fp) : 0;
+    st->at += got;
+    if (got != n)
+        return mae_fail(MAE_ERR_IO, "%s: read %zu of %zu bytes at byte %llu of the %llu-byte file (%s)", what, got, n,
+                        (unsigned long long)pos, (unsigned long long)st->size,
+                        ferror(st->fp) ? "a read error" : "the file is shorter than when it was opened");
+    return MAE_OK;
+}
+
+/* Hashes the file's bytes [st->done, end) by reading them through st->buf. */
+static mae_status hash_until(mae_st_stream *st, uint64_t end, const char *what)
+{
+    while (st->done < end) {
+        size_t n = end - st->done < STREAM_BUF ? (size_t)(end - st->done) : STREAM_BUF;
+        mae_status s = stream_read(st, st->done, st->buf, n, what);
+        if (s != MAE_OK)
+            return s;
+        mae_crc32c_update(&st->run, st->buf, n);
+        st->done += n;
+    }
+    return MAE_OK;
+}
+
+mae_status mae_st_open_stream(const char *path, mae_st_file *f)
 {
     if (!f || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_open: %s is NULL", !f ? "f" : "path");
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = mae_os_fopen(path, "rb");
     char err[128];
     if (!fp)
-        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, errtext(errno, err, sizeof err));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return mae_fail(MAE_ERR_IO, "'%s': cannot open: %s", path, mae_os_strerror(errno, err, sizeof err));
+    uint64_t st_size;
+    if (mae_os_file_size(fp, &st_size) != 0) {
         fclose(fp);
         return mae_fail(MAE_ERR_IO, "'%s': not a regular file", path);
     }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX - 1) {
+    uint64_t size = st_size;
+    mae_st_stream *sm = mae_alloc(sizeof *sm);
+    if (!sm) {
         fclose(fp);
-        return mae_fail(MAE_ERR_NOMEM, "'%s': %lld bytes do not fit in memory", path, (long long)st.st_size);
+        return mae_fail(MAE_ERR_NOMEM, "'%s': out of memory for reading it", path);
     }
-    size_t size = (size_t)st.st_size, got = 0;
-    unsigned char *buf = mae_alloc(size + 1);
-    if (!buf) {
-        fclose(fp);
-        return mae_fail(MAE_ERR_NOMEM, "'%s': cannot allocate %zu bytes to read it", path, size);
+    memset(sm, 0, offsetof(mae_st_stream, run));
+    sm->fp = fp;
+    sm->size = size;
+    f->stream = sm;   /* from here on mae_st_close(f) releases everything */
+    unsigned char len[9] = { 0 };
+    uint64_t n = 0;
+    size_t len_n = size < 9 ? (size_t)size : 9;   /* the length and the header's first byte */
+    mae_status s = stream_read(sm, 0, len, len_n, "safetensors: the header length");
+    if (s == MAE_OK) {
+        n = size >= 8 ? load_le(len, 8) : 0;
+        s = check_length(n, size, size > 8 ? len[8] : -1);
     }
-    while (got < size) {
-        size_t r = fread(buf + got, 1, size - got, fp);
-        if (r == 0)
-            break;
-        got += r;
+    if (s == MAE_OK && size != (size_t)size)
+        s = mae_fail(MAE_ERR_NOMEM, "safetensors: %llu bytes are more than this machine can address", (unsigned long long)size);
+    unsigned char *head = s == MAE_OK ? mae_alloc(8 + (size_t)n) : NULL;
+    if (s == MAE_OK && !head)
+        s = mae_fail(MAE_ERR_NOMEM, "safetensors: cannot allocate %llu bytes for the header", (unsigned long long)n);
+    if (s == MAE_OK) {
+        memcpy(head, len, 8);
+        s = stream_read(sm, 8, head + 8, (size_t)n, "safetensors: the header");
     }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad || got != size) {
-        mae_free(buf);
-        return mae_fail(MAE_ERR_IO, "'%s': read %zu of %zu bytes", path, got, size);
+    size_t crc_at = 0;
+    mae_st_file tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (s == MAE_OK) {
+        tmp.data_size = (size_t)(size - 8 - n);
+        s = parse_image(head + 8, (size_t)n, &tmp, &crc_at);
     }
-    mae_status s = mae_st_parse(buf, size, f);
+    if (s == MAE_OK && crc_at) {   /* the length and the header now, the data as it is read */
+        mae_crc32c_init(&sm->run);
+        hash_head(&sm->run, head, 8 + (size_t)n, crc_at);
+        sm->hashing = 1;
+    }
+    mae_free(head);
     if (s != MAE_OK) {
         char pre[300];
         snprintf(pre, sizeof pre, "'%s': ", path);
-        mae_free(buf);
+        mae_st_close(f);
         return with_prefix(s, pre);
     }
-    f->owned = buf;
+    sm->data_at = sm->done = 8 + n;
+    tmp.stream = sm;
+    *f = tmp;
     return MAE_OK;
+}
+
+mae_status mae_st_verify(const mae_st_file *f)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_verify: f is NULL");
+    mae_st_stream *st = f->stream;
+    if (!st || !st->hashing)
+        return MAE_OK;
+    if (st->broken)
+        return mae_fail(MAE_ERR_IO, "safetensors: the checksum cannot be verified: an earlier read failed");
+    mae_status s = hash_until(st, st->size, "safetensors: verifying the checksum");
+    if (s != MAE_OK)
+        return s;
+    if ((s = check_crc(mae_crc32c_value(&st->run), f->crc, st->size)) != MAE_OK)
+        return s;
+    st->hashing = 0;   /* verified: later reads need not hash */
+    return MAE_OK;
+}
+
+mae_status mae_st_open(const char *path, mae_st_file *f)
+{
+    mae_status s = mae_st_open_stream(path, f);
+    if (s == MAE_OK && (s = mae_st_verify(f)) != MAE_OK) {
+        char pre[300];
+        snprintf(pre, sizeof pre, "'%s': ", path);
+        mae_st_close(f);
+        return with_prefix(s, pre);
+    }
+    return s;
 }
 
 void mae_st_close(mae_st_file *f)
 {
     if (!f)
         return;
-    mae_free(f->owned);
+    if (f->stream) {
+        fclose(f->stream->fp);
+        mae_free(f->stream);
+    }
     mae_free(f->t);
+    mae_free(f->by_name);
     mae_free(f->meta);
+    mae_free(f->strings);
+    mae_free(f->owned);
     memset(f, 0, sizeof *f);
+}
+
+mae_status mae_st_merge(const mae_st_file *parts, int n, unsigned char *buf, size_t buf_size, mae_st_file *out)
+{
+    size_t n_t = 0, n_m = 0, n_s = 0;
+    for (int k = 0; k < n; k++) {
+        n_t += (size_t)parts[k].n;
+        n_m += (size_t)parts[k].n_meta;
+        for (int i = 0; i < parts[k].n_meta; i++)
+            n_s += strlen(parts[k].meta[i].key) + strlen(parts[k].meta[i].value) + 2;
+    }
+    memset(out, 0, sizeof *out);
+    if (n_t > INT_MAX || n_m > MAE_ST_MAX_META)
+        return mae_fail(MAE_ERR_FORMAT, "safetensors: %zu tensors and %zu __metadata__ pairs are more than one file may hold",
+                        n_t, n_m);
+    out->t = n_t ? mae_calloc(n_t, sizeof *out->t) : NULL;
+    out->by_name = n_t ? mae_calloc(n_t, sizeof *out->by_name) : NULL;
+    out->meta = n_m ? mae_calloc(n_m, sizeof *out->meta) : NULL;
+    out->strings = n_s ? mae_alloc(n_s) : NULL;
+    if ((n_t && (!out->t || !out->by_name)) || (n_m && !out->meta) || (n_s && !out->strings)) {
+        mae_st_close(out);
+        return mae_fail(MAE_ERR_NOMEM, "safetensors: out of memory for %zu tensors and %zu __metadata__ pairs", n_t, n_m);
+    }
+    char *str = out->strings;
+    for (int k = 0; k < n; k++) {
+        size_t shift = (size_t)(parts[k].data - buf);
+        for (int i = 0; i < parts[k].n; i++) {
+            mae_st_entry e = parts[k].t[i];
+            e.begin += shift;
+            e.end += shift;
+            out->t[out->n++] = e;
+        }
+        for (int i = 0; i < parts[k].n_meta; i++) {
+            mae_st_pair *m = &out->meta[out->n_meta++];
+            size_t kl = strlen(parts[k].meta[i].key) + 1, vl = strlen(parts[k].meta[i].value) + 1;
+            m->key = memcpy(str, parts[k].meta[i].key, kl);
+            m->value = memcpy(str + kl, parts[k].meta[i].value, vl);
+            str += kl + vl;
+        }
+    }
+    /* the same key from several parts: kept once when they agree */
+    if (out->n_meta > 1)
+        qsort(out->meta, (size_t)out->n_meta, sizeof *out->meta, by_key);
+    int w = 0;
+    for (int i = 0; i < out->n_meta; i++) {
+        if (w > 0 && strcmp(out->meta[w - 1].key, out->meta[i].key) == 0) {
+            if (strcmp(out->meta[w - 1].value, out->meta[i].value) != 0) {
+                mae_status s = mae_fail(MAE_ERR_FORMAT, "the parts' __metadata__ disagree on '%s': '%s' and '%s'",
+                                        out->meta[i].key, out->meta[w - 1].value, out->meta[i].value);
+                mae_st_close(out);
+                return s;
+            }
+            continue;
+        }
+        out->meta[w++] = out->meta[i];
+    }
+    out->n_meta = w;
+    out->data = buf;
+    out->data_size = buf_size;
+    mae_status s = check_entries(out);
+    if (s != MAE_OK) {
+        mae_st_close(out);
+        return s == MAE_ERR_FORMAT ? with_prefix(s, "safetensors: ") : s;
+    }
+    out->owned = buf;
+    return MAE_OK;
 }
 
 const mae_st_entry *mae_st_find(const mae_st_file *f, const char *name)
 {
     if (!f || !name)
         return NULL;
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->t[i].name, name) == 0)
-            return &f->t[i];
+    if (!f->by_name) {   /* a file put together by hand, without the parser's index */
+        for (int i = 0; i < f->n; i++)
+            if (strcmp(f->t[i].name, name) == 0)
+                return &f->t[i];
+        return NULL;
+    }
+    int lo = 0, hi = f->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->by_name[mid]->name, name);
+        if (c == 0)
+            return f->by_name[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -406,9 +723,16 @@ const char *mae_st_meta_get(const mae_st_file *f, const char *key)
 {
     if (!f || !key)
         return NULL;
-    for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta[i].key, key) == 0)
-            return f->meta[i].value;
+    int lo = 0, hi = f->n_meta;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->meta[mid].key, key);
+        if (c == 0)
+            return f->meta[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -490,6 +814,55 @@ static float convert_one(int dtype, const unsigned char *p)
     return NAN;
 }
 
+/* count values of dtype at src into dst. */
+static void convert(int dtype, const unsigned char *src, float *dst, size_t count)
+{
+    size_t size = dtypes[dtype].size;
+    if (dtype == MAE_DT_F32 && host_little_endian()) {
+        if (count)
+            memcpy(dst, src, count * size);
+    } else if (dtype == MAE_DT_F16) {   /* the common dtypes of published weights get their own loops */
+        for (size_t i = 0; i < count; i++)
+            dst[i] = half_to_float((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
+    } else if (dtype == MAE_DT_BF16) {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = bits_to_float((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
+    } else {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = convert_one(dtype, src + i * size);
+    }
+}
+
+/* A tensor from an open file: float32 on a little-endian host straight into dst, a piece at a
+ * time; any other dtype through the stream's buffer. Hashed as read when the read is ahead of
+ * the checksum (the bytes before it first). */
+static mae_status read_stream(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t bytes)
+{
+    mae_st_stream *st = f->stream;
+    char what[200];
+    snprintf(what, sizeof what, "tensor '%s'", e->name);
+    uint64_t pos = st->data_at + e->begin;
+    int hash = st->hashing && !st->broken && pos >= st->done;
+    mae_status s = hash ? hash_until(st, pos, what) : MAE_OK;
+    int direct = e->dtype == MAE_DT_F32 && host_little_endian();
+    size_t size = dtypes[e->dtype].size, piece = direct ? DIRECT_PIECE : STREAM_BUF;
+    for (size_t off = 0; off < bytes && s == MAE_OK; off += piece) {
+        size_t n = bytes - off < piece ? bytes - off : piece;
+        unsigned char *to = direct ? (unsigned char *)dst + off : st->buf;
+        if ((s = stream_read(st, pos + off, to, n, what)) != MAE_OK)
+            break;
+        if (hash)
+            mae_crc32c_update(&st->run, to, n);
+        if (!direct)
+            convert(e->dtype, st->buf, dst + off / size, n / size);
+    }
+    if (hash && s == MAE_OK)
+        st->done = pos + bytes;
+    else if (hash)
+        st->broken = 1;
+    return s;
+}
+
 mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *dst, size_t count)
 {
     if (!f || !e || (!dst && count))
@@ -498,23 +871,14 @@ mae_status mae_st_read_f32(const mae_st_file *f, const mae_st_entry *e, float *d
         return mae_fail(MAE_ERR_SHAPE, "tensor '%s': %zu values asked for, the file holds %zu", e->name, count, e->count);
     size_t size = mae_st_dtype_size(e->dtype), bytes;
     /* the entry was checked when parsed; checked again so that a stray entry cannot read outside */
-    if (!size || !mae_mul_size(count, size, &bytes) || e->begin > f->data_size || bytes > f->data_size - e->begin)
+    if (!size || !mae_mul_size(count, size, &bytes) || e->begin > f->data_size || bytes > f->data_size - e->begin ||
+        (bytes && !f->data && !f->stream))
         return mae_fail(MAE_ERR_INVALID_ARG, "tensor '%s': the entry does not belong to this file", e->name);
-    const unsigned char *src = f->data + e->begin;
-    if (e->dtype == MAE_DT_F32 && host_little_endian()) {
-        if (count)
-            memcpy(dst, src, bytes);
+    if (bytes == 0)
         return MAE_OK;
-    }
-    if (e->dtype == MAE_DT_F16)   /* the common dtypes of published weights get their own loops */
-        for (size_t i = 0; i < count; i++)
-            dst[i] = half_to_float((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8);
-    else if (e->dtype == MAE_DT_BF16)
-        for (size_t i = 0; i < count; i++)
-            dst[i] = bits_to_float((uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24);
-    else
-        for (size_t i = 0; i < count; i++)
-            dst[i] = convert_one(e->dtype, src + i * size);
+    if (f->stream)
+        return read_stream(f, e, dst, bytes);
+    convert(e->dtype, f->data + e->begin, dst, count);
     return MAE_OK;
 }
 
@@ -572,6 +936,7 @@ typedef struct text {
     char *buf;
     size_t len;
     int overflow;
+    size_t crc_at;   /* offset of the checksum's placeholder digits in the text */
 } text;
 
 static void emit(text *t, const char *s, size_t n)
@@ -616,18 +981,18 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
 {
     size_t size = mae_st_dtype_size(dtype);
     char num[64];
-    emit_str(t, "{");
-    if (n_meta > 0) {
-        emit_str(t, "\"__metadata__\":{");
-        for (int i = 0; i < n_meta; i++) {
-            if (i)
-                emit_str(t, ",");
-            emit_json_string(t, meta[i].key, sizeof meta[i].key);
-            emit_str(t, ":");
-            emit_json_string(t, meta[i].value, sizeof meta[i].value);
-        }
-        emit_str(t, n > 0 ? "}," : "}");
+    /* the checksum first, as a placeholder that write_stream overwrites with the CRC-32C of all
+     * the bytes written (the placeholder included) */
+    emit_str(t, "{\"__metadata__\":{\"" MAE_ST_CRC_KEY "\":\"");
+    t->crc_at = t->len;
+    emit_str(t, "00000000\"");
+    for (int i = 0; i < n_meta; i++) {
+        emit_str(t, ",");
+        emit_json_string(t, meta[i].key, sizeof meta[i].key);
+        emit_str(t, ":");
+        emit_json_string(t, meta[i].value, sizeof meta[i].value);
     }
+    emit_str(t, n > 0 ? "}," : "}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         size_t count = 1;
@@ -651,6 +1016,30 @@ static void build_header(text *t, const mae_st_out *ts, int n, const mae_st_meta
         emit_str(t, " ");
 }
 
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Tensor names given twice, found by sorting them (a model of many blocks has many tensors). */
+static mae_status check_unique(const mae_st_out *ts, int n)
+{
+    if (n < 2)
+        return MAE_OK;
+    const char **names = mae_alloc((size_t)n * sizeof *names);
+    if (!names)
+        return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for sorting %d tensor names", n);
+    for (int i = 0; i < n; i++)
+        names[i] = ts[i].name;
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    mae_status s = MAE_OK;
+    for (int i = 1; i < n && s == MAE_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            s = mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' appears twice", names[i]);
+    mae_free(names);
+    return s;
+}
+
 /* Everything that can be wrong with the caller's tensors and metadata; *bytes gets the size of
  * the data section. */
 static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *meta, int n_meta, int fetch,
@@ -671,13 +1060,15 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the tensors' size overflows");
         if (count && !t->data && !fetch)
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' has no data", t->name);
-        for (int k = 0; k < i; k++)
-            if (strcmp(ts[k].name, t->name) == 0)
-                return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: tensor '%s' appears twice", t->name);
     }
+    mae_status s = check_unique(ts, n);
+    if (s != MAE_OK)
+        return s;
     for (int i = 0; i < n_meta; i++) {
         if (!meta[i].key[0] || !memchr(meta[i].key, 0, sizeof meta[i].key) || !memchr(meta[i].value, 0, sizeof meta[i].value))
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata pair %d is empty or not terminated", i);
+        if (strcmp(meta[i].key, MAE_ST_CRC_KEY) == 0)
+            return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata key '%s' is the writer's own", meta[i].key);
         for (int k = 0; k < i; k++)
             if (strcmp(meta[k].key, meta[i].key) == 0)
                 return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: metadata key '%s' appears twice", meta[i].key);
@@ -687,17 +1078,22 @@ static mae_status check_outputs(const mae_st_out *ts, int n, const mae_st_meta *
 }
 
 /* Header length, header, then every tensor as little-endian float32, float16 or bfloat16, through a
- * small buffer so that the byte order does not depend on the host. 1 when written; 0 on a write
- * error (errno set); -1 when a finite value of tensor *bad (its index *bad_index, the value
- * *bad_value) would round to infinity in the output dtype (nothing more is written). */
+ * small buffer so that the byte order does not depend on the host; then the CRC-32C of all those
+ * bytes over the header's placeholder digits. 1 when written; 0 on a write error (errno set); -1
+ * when a finite value of tensor *bad (its index *bad_index, the value *bad_value) would round to
+ * infinity in the output dtype (nothing more is written). */
 static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, int dtype, mae_st_fetch fetch,
                         const void *arg, float *scratch, int *bad, size_t *bad_index, float *bad_value)
 {
     unsigned char buf[16384];   /* a multiple of every element size */
+    mae_crc32c crc;
+    mae_crc32c_init(&crc);
     for (int i = 0; i < 8; i++)
         buf[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
     if (fwrite(buf, 1, 8, fp) != 8 || fwrite(h->buf, 1, h->len, fp) != h->len)
         return 0;
+    mae_crc32c_update(&crc, buf, 8);
+    mae_crc32c_update(&crc, h->buf, h->len);
     for (int t = 0; t < n; t++) {
         size_t count = 1, fill = 0;
         for (int d = 0; d < ts[t].ndim; d++)
@@ -730,50 +1126,42 @@ static int write_stream(FILE *fp, const text *h, const mae_st_out *ts, int n, in
             if (fill == sizeof buf || i + 1 == count) {
                 if (fwrite(buf, 1, fill, fp) != fill)
                     return 0;
+                mae_crc32c_update(&crc, buf, fill);
                 fill = 0;
             }
         }
     }
+    char digits[9];
+    snprintf(digits, sizeof digits, "%08x", (unsigned)mae_crc32c_value(&crc));
+    if (fseek(fp, (long)(8 + h->crc_at), SEEK_SET) != 0 || fwrite(digits, 1, 8, fp) != 8)
+        return 0;
     return 1;
 }
 
-/* A new file next to path (so that rename stays within one file system), created exclusively
- * so that concurrent writers never share one; NULL with errno set on failure. */
-static FILE *create_temp(const char *path, char *tmp, size_t cap)
-{
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%d", path, (long)getpid(), attempt);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0) {
-            FILE *fp = fdopen(fd, "wb");
-            if (!fp) {
-                int err = errno;
-                close(fd);
-                unlink(tmp);
-                errno = err;
-            }
-            return fp;
-        }
-        if (errno != EEXIST)
-            return NULL;
-    }
-    return NULL;
-}
+/* What the atomic writer's callback needs to stream the file (header built, scratch allocated). */
+typedef struct st_stream {
+    const char *path;
+    const text *h;
+    const mae_st_out *tensors;
+    int n, dtype;
+    mae_st_fetch fetch;
+    const void *arg;
+    float *scratch;
+    int bad;             /* out: the tensor holding a value beyond the dtype's range, or -1 */
+    size_t bad_index;
+    float bad_value;
+} st_stream;
 
-/* After the rename, the directory entry itself is flushed too (best effort: some file systems
- * refuse fsync on a directory, and the data is safe either way). */
-static void sync_dir(const char *path, char *buf, size_t cap)
+static mae_status stream_cb(FILE *fp, void *p)
 {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(buf, cap, ".");
-    else
-        snprintf(buf, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    int fd = open(buf, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    st_stream *c = p;
+    int w = write_stream(fp, c->h, c->tensors, c->n, c->dtype, c->fetch, c->arg, c->scratch,
+                         &c->bad, &c->bad_index, &c->bad_value);
+    if (w < 0)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "'%s': tensor '%s' holds %g (element %zu), beyond the %s range (largest finite %s): not written",
+                        c->path, c->tensors[c->bad].name, (double)c->bad_value, c->bad_index, mae_st_dtype_name(c->dtype),
+                        c->dtype == MAE_DT_F16 ? "65504" : "3.3895e38");
+    return w == 1 ? MAE_OK : MAE_ERR_IO;
 }
 
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
@@ -799,11 +1187,11 @@ mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, c
     mae_status s = check_outputs(tensors, n, meta, n_meta, fetch != NULL, mae_st_dtype_size(dtype), &data_bytes);
     if (s != MAE_OK)
         return s;
-    text h = { NULL, 0, 0 };
+    text h = { NULL, 0, 0, 0 };
     build_header(&h, tensors, n, meta, n_meta, dtype);
     if (h.overflow || h.len > MAE_ST_MAX_HEADER)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_st_write: the header would be larger than %u bytes", MAE_ST_MAX_HEADER);
-    size_t cap = strlen(path) + 48, fetched = 0;
+    size_t fetched = 0;
     for (int i = 0; i < n; i++) {   /* the largest tensor given by fetch (sizes checked above) */
         size_t count = 1;
         for (int d = 0; d < tensors[i].ndim; d++)
@@ -812,50 +1200,22 @@ mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, c
             fetched = count;
     }
     h.buf = mae_alloc(h.len);
-    char *tmp = mae_alloc(cap);
     float *scratch = fetched ? mae_alloc(fetched * sizeof *scratch) : NULL;
-    if (!h.buf || !tmp || (fetched && !scratch)) {
+    if (!h.buf || (fetched && !scratch)) {
         mae_free(h.buf);
-        mae_free(tmp);
         mae_free(scratch);
         return mae_fail(MAE_ERR_NOMEM, "mae_st_write: out of memory for writing '%s'", path);
     }
     size_t len = h.len;
     h.len = 0;
     build_header(&h, tensors, n, meta, n_meta, dtype);
-    char err[128];
-    FILE *fp = create_temp(path, tmp, cap);
-    if (!fp) {
-        s = mae_fail(MAE_ERR_IO, "'%s': cannot create a temporary file next to it: %s", path, errtext(errno, err, sizeof err));
+    if (h.len != len) {   /* cannot happen: the two passes build the same header */
+        s = mae_fail(MAE_ERR_STATE, "mae_st_write: the header came out differently twice");
     } else {
-        int bad = -1;
-        size_t bad_index = 0;
-        float bad_value = 0;
-        int w = h.len == len ? write_stream(fp, &h, tensors, n, dtype, fetch, arg, scratch, &bad, &bad_index, &bad_value) : 0;
-        int ok = w == 1 && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-        int e = errno;
-        if (fclose(fp) != 0 && ok) {
-            ok = 0;
-            e = errno;
-        }
-        if (ok && rename(tmp, path) != 0) {
-            ok = 0;
-            e = errno;
-        }
-        if (w < 0) {
-            unlink(tmp);
-            s = mae_fail(MAE_ERR_UNSUPPORTED, "'%s': tensor '%s' holds %g (element %zu), beyond the %s range (largest finite %s): not written",
-                         path, tensors[bad].name, (double)bad_value, bad_index, mae_st_dtype_name(dtype),
-                         dtype == MAE_DT_F16 ? "65504" : "3.3895e38");
-        } else if (!ok) {
-            unlink(tmp);
-            s = mae_fail(MAE_ERR_IO, "'%s': writing %zu bytes failed: %s", path, 8 + len + data_bytes, errtext(e, err, sizeof err));
-        } else {
-            sync_dir(path, tmp, cap);
-        }
+        st_stream c = { path, &h, tensors, n, dtype, fetch, arg, scratch, -1, 0, 0 };
+        s = mae_atomic_write(NULL, path, stream_cb, &c);
     }
     mae_free(h.buf);
-    mae_free(tmp);
     mae_free(scratch);
     return s;
 }

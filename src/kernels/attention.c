@@ -150,6 +150,13 @@ static void attn_task(void *arg, int task, int thread)
     int q0 = part * j->blocks * g->nr, q1 = min_i(q0 + j->blocks * g->nr, j->T);
     if (q0 >= q1)
         return;
+    if (mae_measure_mode) {
+        /* per query: scores and P·V (2·T·hd flops each), the softmax; K and Vᵀ packed per task */
+        double q = q1 - q0;
+        mae_task_work(thread, q * j->T * (4.0 * j->hd + 10.0), 2.0 * j->T * j->hd + 2.0 * q * j->hd);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     attn_scratch sc;
     carve(&sc, j->ex->scratch + (size_t)thread * j->ex->scratch_per_thread, g, j->T, j->hd, j->keys);
     size_t ld = 3 * (size_t)j->C;
@@ -173,10 +180,23 @@ void mae_attention_run(const mae_attn_isa *ai, const mae_exec *ex, float *out, f
         int keys = MAE_FLASH_KEYS < flash_min_t ? MAE_FLASH_KEYS : flash_min_t;
         j.keys = keys / g->mr * g->mr > 0 ? keys / g->mr * g->mr : g->mr;
     }
-    /* one task per (sequence, head) and query chunk; few heads: split the queries */
-    int qblocks = (T + g->nr - 1) / g->nr;
-    j.nq = B * H >= 2 * nt ? 1 : min_i(qblocks, (2 * nt + B * H - 1) / (B * H));
-    j.blocks = (qblocks + j.nq - 1) / j.nq;
-    j.nq = (qblocks + j.blocks - 1) / j.blocks;
-    mae_parallel_for(ex, B * H * j.nq, attn_task, &j);
+    /* One task per (sequence, head) and chunk of query blocks. Each task packs its head's K and
+     * Vᵀ, so chunks cost packing: choose the chunk count that finishes first on nt lanes, ceil(tasks
+     * / nt) rounds of the largest task (one chunk on one thread; with many heads one chunk per
+     * head, as before). */
+    int qblocks = (T + g->nr - 1) / g->nr, BH = B * H;
+    double block = (double)g->nr * T * (4.0 * j.hd + 10.0), pack = 8.0 * 2.0 * T * j.hd + 20000.0;
+    double best = 0.0;
+    for (int nq = 1; nq <= qblocks && (nq == 1 || nt > 1); nq++) {
+        int blocks = (qblocks + nq - 1) / nq, n = (qblocks + blocks - 1) / blocks;
+        if (n != nq)
+            continue;
+        double cost = (double)(((int64_t)BH * n + nt - 1) / nt) * (blocks * block + pack);
+        if (nq == 1 || cost < best * (1.0 - 1e-9)) {
+            best = cost;
+            j.nq = n;
+            j.blocks = blocks;
+        }
+    }
+    mae_parallel_for_op(ex, "attention", B * H * j.nq, attn_task, &j);
 }

@@ -13,4 +13,14 @@ enum {
 /* Bit set of MAE_CPU_* features. */
 unsigned mae_cpu_features(void);
 
+/* The processor's vendor and data caches, for the matrix product's block sizes (gemm.c). Sizes
+ * in bytes, 0 where unknown (then the tier's own sizes are used). */
+typedef struct mae_cpu_caches {
+    char vendor[13];          /* CPUID's "GenuineIntel", "AuthenticAMD", ...; "" if none */
+    int family, model;        /* display family and model */
+    int l1d, l2, l3;          /* per core (l3: per package) */
+    int l1d_ways, l2_ways;
+} mae_cpu_caches;
+void mae_cpu_read_caches(mae_cpu_caches *c);
+
 #endif

@@ -2,8 +2,6 @@
  * MAE_KERNELS or mae_kernels_force(). A tier may leave entries NULL; they are filled from the
  * scalar reference (BLIS-style: start from the reference, override what is faster). */
 #include <assert.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +9,17 @@
 #include "kernels.h"
 #include "tiers.h"
 #include "gemm_bf16.h"
+#include "../os/os.h"
 #include "../util/util.h"
 
 /* Lowest to highest; a tier is in the list only when this build compiles it. */
 static const mae_kernels *const tiers[] = {
     &mae_kernels_scalar,
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     &mae_kernels_avx2,
     &mae_kernels_avx512,
     &mae_kernels_avx512_bf16,
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     &mae_kernels_neon,
     &mae_kernels_neon_bf16,
 #endif
@@ -48,14 +47,14 @@ static int cpu_has(const mae_kernels *k)
     if (k == &mae_kernels_scalar)
         return 1;
     unsigned f = mae_cpu_features();
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     if (k == &mae_kernels_avx2)
         return (f & MAE_CPU_AVX2) != 0;
     if (k == &mae_kernels_avx512)
         return (f & MAE_CPU_AVX512) != 0;
     if (k == &mae_kernels_avx512_bf16)
         return (f & MAE_CPU_AVX512) && (f & MAE_CPU_BF16);
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     if (k == &mae_kernels_neon)
         return (f & MAE_CPU_NEON) != 0;
     if (k == &mae_kernels_neon_bf16)
@@ -102,11 +101,11 @@ static void fill_tables(void)
     }
 }
 
-static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static mae_once tables_once = MAE_ONCE_INIT;
 
 static void complete_tables(void)
 {
-    pthread_once(&tables_once, fill_tables);
+    mae_os_once(&tables_once, fill_tables);
 }
 
 const mae_kernels *mae_kernels_get(const char *name)
@@ -134,16 +133,16 @@ static const mae_kernels *best(void)
     return k;
 }
 
-static _Atomic(const mae_kernels *) active;
+static mae_atomic_ptr active;   /* const mae_kernels *; NULL until the first call */
 
 const mae_kernels *mae_kernels_active(void)
 {
-    const mae_kernels *k = atomic_load(&active);
+    const mae_kernels *k = mae_atomic_ptr_load(&active);
     if (!k) {
-        const mae_kernels *expected = NULL;
         k = best();
-        if (!atomic_compare_exchange_strong(&active, &expected, k))
-            k = expected;
+        const mae_kernels *found = mae_atomic_ptr_cas(&active, NULL, (void *)k);
+        if (found)   /* another thread chose first (the same table, unless forced) */
+            k = found;
     }
     return k;
 }
@@ -160,7 +159,7 @@ MAE_API mae_status mae_kernels_force(const char *name)
     const mae_kernels *k = mae_kernels_get(name);
     if (!k)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_kernels_force: kernel table '%s' is not available on this CPU or build", name);
-    atomic_store(&active, k);
+    mae_atomic_ptr_store(&active, (void *)k);
     return MAE_OK;
 }
 

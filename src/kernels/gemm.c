@@ -2,9 +2,141 @@
  * B panels, and the split of the output over threads (see gemm.h). Portable C: the tiers supply
  * only the micro-kernel. */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "cpu.h"
 #include "gemm.h"
+#include "tiers.h"
+#include "../os/os.h"
 #include "../util/util.h"
+
+/* ---- block sizes per CPU ----------------------------------------------------------------
+ * A tier's mc, kc, nc and prefetch were measured on one machine (gemm_avx512.c: Zen 4). The
+ * driver uses them as they are on AMD, and otherwise sizes the blocks from this CPU's caches
+ * (see derive); MAE_BLOCKING=mc,kc,nc[,prefetch] or mae_gemm_force_blocking sets them. kc changes
+ * the rounding (a k block is one accumulator), so results differ between block sizes exactly as
+ * between tiers, never between thread counts. */
+
+static mae_once blocking_once = MAE_ONCE_INIT;
+static mae_cpu_caches cpu;
+static int env_blk[4], env_state;   /* MAE_BLOCKING: 0 unset, 1 used, -1 malformed (ignored) */
+static mae_atomic_long forced[4];        /* mae_gemm_force_blocking; mc 0: none */
+
+static void read_blocking(void)
+{
+    mae_cpu_read_caches(&cpu);
+    const char *e = getenv("MAE_BLOCKING");
+    if (!e || !*e)
+        return;
+    int v[4] = { 0, 0, 0, -1 }, n = 0, used = 0;
+    n = sscanf(e, "%d,%d,%d%n,%d%n", &v[0], &v[1], &v[2], &used, &v[3], &used);
+    int ok = n >= 3 && e[used] == '\0' && v[0] > 0 && v[0] <= 4096 && v[1] > 0 && v[1] <= 8192 &&
+             v[2] > 0 && v[2] <= 8192 && v[3] >= -1 && v[3] <= 1;
+    env_state = ok ? 1 : -1;
+    if (ok)
+        memcpy(env_blk, v, sizeof v);
+}
+
+void mae_gemm_force_blocking(int mc, int kc, int nc, int prefetch)
+{
+    mae_atomic_long_store(&forced[1], kc);
+    mae_atomic_long_store(&forced[2], nc);
+    mae_atomic_long_store(&forced[3], prefetch);
+    mae_atomic_long_store(&forced[0], mc);
+}
+
+static int round_to(int v, int m, int lo, int hi)
+{
+    v = v / m * m;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Sizes from the caches where the tier's own were not measured, after BLIS's analytical model
+ * (Low et al., 2016), adapted to this driver: kc such that the B micro-panel (kc x nr), reused
+ * by every A micro-panel of the block, keeps two thirds of L1 (8 of 12 ways on an Ice Lake
+ * Xeon's 48 KiB L1d: kc 256) with room for the streaming A micro-panel and C tile; mc such that
+ * the A block of one k block (mc x kc) takes an eighth of L2, and nc such that the C block
+ * (mc x nc), revisited by every k block, takes another eighth (1.25 MiB L2: mc 160, nc 256).
+ * The driver packs A for all of K per m block and the per-thread scratch holds a B block and a C
+ * copy, so larger blocks cost memory per thread (64 threads) more than they save; the shares
+ * leave L2 room for the streaming weights. Not measured on a quiet machine (docs/PERFORMANCE.md). */
+static void derive(const mae_gemm_isa *g, mae_gemm_isa *o)
+{
+    if (cpu.l1d > 0)
+        o->kc = round_to(cpu.l1d * 2 / 3 / (g->nr * (int)sizeof(float)), 16, 128, 1024);
+    if (cpu.l2 > 0) {
+        o->mc = round_to(cpu.l2 / 8 / (o->kc * (int)sizeof(float)), g->mr, g->mr, 100 * g->mr);
+        o->nc = round_to(cpu.l2 / 8 / (o->mc * (int)sizeof(float)), g->nr, g->nr, 64 * g->nr);
+    }
+}
+
+/* g with the block sizes for this CPU; *why says where they came from. */
+static mae_gemm_isa tuned(const mae_gemm_isa *g, const char **why)
+{
+    mae_os_once(&blocking_once, read_blocking);
+    mae_gemm_isa o = *g;
+    const char *w = "the tier's own (measured on Zen 4 / Zen 3)";
+    int f[4];
+    for (int i = 0; i < 4; i++)
+        f[i] = (int)mae_atomic_long_load(&forced[i]);
+    if (f[0] > 0) {
+        w = "forced (mae_gemm_force_blocking)";
+    } else if (env_state == 1) {
+        memcpy(f, env_blk, sizeof f);
+        w = "MAE_BLOCKING";
+    } else if (strcmp(cpu.vendor, "AuthenticAMD") != 0 && cpu.l1d > 0) {
+        derive(g, &o);
+        w = env_state == -1 ? "from this CPU's caches; MAE_BLOCKING malformed, ignored" : "from this CPU's caches";
+    } else if (env_state == -1) {
+        w = "the tier's own; MAE_BLOCKING malformed, ignored";
+    }
+    if (f[0] > 0) {
+        o.mc = round_to(f[0] + g->mr - 1, g->mr, g->mr, 1 << 20);
+        o.kc = f[1];
+        o.nc = round_to(f[2] + g->nr - 1, g->nr, g->nr, 1 << 20);
+        if (f[3] >= 0)
+            o.prefetch_b = f[3];
+    }
+    if (why)
+        *why = w;
+    return o;
+}
+
+static const mae_gemm_isa *tier_gemm(const char *name)
+{
+#if defined(__x86_64__)
+    if (strcmp(name, "avx512") == 0)
+        return &mae_avx512_gemm;
+    if (strcmp(name, "avx2") == 0)
+        return &mae_avx2_gemm;
+#elif defined(__aarch64__)
+    if (strcmp(name, "neon") == 0)
+        return &mae_neon_gemm;
+#endif
+    return NULL;
+}
+
+MAE_API mae_status mae_kernels_describe(char *buf, size_t size)
+{
+    if (!buf || size == 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_kernels_describe: %s", !buf ? "buf is NULL" : "size is 0");
+    const char *name = mae_kernels_active()->name, *why = "";
+    const mae_gemm_isa *g = tier_gemm(name);
+    char blk[160] = "plain loops";
+    if (g) {
+        mae_gemm_isa t = tuned(g, &why);
+        snprintf(blk, sizeof blk, "%dx%d micro-kernel, mc %d, kc %d, nc %d, prefetch %s (%s)", t.mr,
+                 t.nr, t.mc, t.kc, t.nc, t.prefetch_b ? "next B panel" : "none", why);
+    }
+    mae_os_once(&blocking_once, read_blocking);
+    int n = snprintf(buf, size, "%s: %s; CPU %s family %d model %d, L1d %d KiB (%d-way), L2 %d KiB (%d-way), L3 %d KiB",
+                     name, blk, cpu.vendor[0] ? cpu.vendor : "unknown", cpu.family, cpu.model,
+                     cpu.l1d >> 10, cpu.l1d_ways, cpu.l2 >> 10, cpu.l2_ways, cpu.l3 >> 10);
+    if (n < 0 || (size_t)n >= size)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_kernels_describe: %zu bytes do not hold the %d characters", size, n);
+    return MAE_OK;
+}
 
 enum { B_PACKED, B_ROWS, B_COLS };   /* prepacked panels; B [K,N] row-major; B stored [N,K] */
 
@@ -30,15 +162,19 @@ static float *align64(float *p)
 
 /* Three 64-byte aligned areas: A (an mc-row block of all K, or one k block), B block, residual
  * copy. */
-size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k)
+size_t mae_gemm_scratch_floats(const mae_gemm_isa *g0, int max_k)
 {
+    mae_gemm_isa t = tuned(g0, NULL);
+    const mae_gemm_isa *g = &t;
     size_t a = (size_t)g->mc * ((size_t)(max_k > 0 ? max_k : 0) + g->kc);
     return a + (size_t)g->kc * g->nc + (size_t)g->mc * g->nc + 64;
 }
 
-size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int max_n)
+size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g0, int max_k, int max_n)
 {
-    size_t f = mae_gemm_scratch_floats(g, max_k);
+    mae_gemm_isa t = tuned(g0, NULL);
+    const mae_gemm_isa *g = &t;
+    size_t f = mae_gemm_scratch_floats(g0, max_k);
     size_t b = (size_t)g->mc * g->kc + (size_t)g->kc * (((size_t)max_n + g->nr - 1) / g->nr * g->nr) + 64;
     return f > b ? f : b;
 }
@@ -170,7 +306,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
              * and the first micro-kernel on a panel would otherwise wait for every line. */
             if (next)
                 for (size_t end = q + slice < panel ? q + slice : panel; q < end; q += 16)
-                    __builtin_prefetch(next + q, 0, 3);
+                    mae_prefetch(next + q);
             /* the epilogue's pointers follow the tile */
             e.bias = e.bias ? j->bias + jr : NULL;
             e.res = e.res ? res + (size_t)(m0 + ir - res_row0) * ldr + (jr - res_col0) : NULL;
@@ -285,6 +421,13 @@ static void gemm_task(void *arg, int task, int thread)
     int n1 = min_i((int)((int64_t)j->np * (tn + 1) / j->nb_n) * g->nr, j->N);
     if (m0 >= m1 || n0 >= n1)
         return;
+    if (mae_measure_mode) {
+        /* the products, and the floats this task packs: its rows of A, and B unless prepacked */
+        double mv = (double)(m1 - m0) * j->K + (j->b_form != B_PACKED ? (double)(n1 - n0) * j->K : 0.0);
+        mae_task_work(thread, 2.0 * (m1 - m0) * (double)(n1 - n0) * j->K, mv);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     float *scratch = j->ex->scratch + (size_t)thread * j->ex->scratch_per_thread;
     if (j->b_form == B_PACKED)
         task_packed(j, scratch, m0, m1, n0, n1);
@@ -292,33 +435,80 @@ static void gemm_task(void *arg, int task, int thread)
         task_unpacked(j, scratch, m0, m1, n0, n1);
 }
 
-/* Tasks: one per thread; row ranges when there are many rows (each task packs only its rows
- * of A, and the threads share B through the last-level cache), else column ranges, and rows too
- * when there are fewer column panels than threads. The split changes which thread computes an
- * element, never how. */
-static void run(gemm_job *j)
+/* A packed float costs about as much as this many flops of the micro-kernel, and a task this
+ * many flops of start-up (claiming it, the first misses); the estimates only steer the choice of
+ * partition below. */
+#define PACK_COST 8.0
+#define TASK_COST 20000.0
+
+/* The time a grid of bm x bn tasks takes on nt lanes, in flops: the lanes claim tasks of near
+ * equal size, so ceil(tasks / nt) rounds of the largest task; a task costs its products, its
+ * packing (a column split packs each A row once per column range; with B packed here, a row
+ * split packs B once per row range; A stored transposed is packed by plain copies, at half the
+ * cost of the transposing pack) and a fixed start-up. */
+static double grid_cost(const gemm_job *j, int bm, int bn, int nt)
 {
     const mae_gemm_isa *g = j->g;
-    if (j->M <= 0 || j->N <= 0)
+    double K = j->K, apack = j->a_trans ? 1.0 : 2.0;
+    double bpack = j->b_form == B_PACKED ? 0.0 : j->b_form == B_COLS ? 2.0 : 1.0;
+    double rows = (double)((j->mp + bm - 1) / bm) * g->mr, cols = (double)((j->np + bn - 1) / bn) * g->nr;
+    rows = rows < j->M ? rows : j->M;
+    cols = cols < j->N ? cols : j->N;
+    double task = 2.0 * rows * cols * K + PACK_COST * K * (apack * rows + bpack * cols) + TASK_COST;
+    return (double)((bm * bn + nt - 1) / nt) * task;
+}
+
+/* The task grid: nb_m row ranges x nb_n column ranges of whole micro-panels and panels. The
+ * split measured best on 2 threads (Zen 4, paired runs) is one task per thread: row ranges when
+ * there are at least 8 micro-panels of rows per thread (each thread packs only its rows of A and
+ * the threads share the weight panels in L3), else column ranges; the backward products, which
+ * pack B themselves, by columns when A is the cheaper operand for every thread to pack (N > M
+ * for A stored transposed, N > 2M otherwise). On many threads that split leaves lanes idle (24
+ * column panels on 16 threads: 0.75), so the grid of up to 4 tasks per thread with the least
+ * grid_cost replaces it when it is more than 3 % faster by that estimate (the estimate cannot
+ * tell the measured differences of a few per cent between the splits at 2 threads). On one
+ * thread: one task. The split changes which thread computes an element, never how. */
+static void choose_grid(gemm_job *j, int nt)
+{
+    j->nb_m = j->nb_n = 1;
+    if (nt <= 1)
         return;
-    int nt = j->ex->nthreads < 1 ? 1 : j->ex->nthreads;
-    j->mp = (j->M + g->mr - 1) / g->mr;
-    j->np = (j->N + g->nr - 1) / g->nr;
-    /* B packed here: a row split has every thread pack all of B, a column split all of A. Split
-     * the columns when A is the cheaper to pack twice: N > M for A stored transposed (packed by
-     * plain copies), N > 2M for A packed by the transpose, which costs about twice as much per
-     * float (measured on the backward products: +4-8 % where it applies, no loss elsewhere). */
     int cols = j->b_form != B_PACKED && j->np >= 8 * nt && j->N > (j->a_trans ? 1 : 2) * j->M;
     if (j->mp >= 8 * nt && !cols) {
         j->nb_m = nt;
-        j->nb_n = 1;
     } else {
         j->nb_n = min_i(j->np, nt);
-        j->nb_m = 1;
         if (j->nb_n < nt)
             j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
     }
-    mae_parallel_for(j->ex, j->nb_m * j->nb_n, gemm_task, j);
+    double keep = grid_cost(j, j->nb_m, j->nb_n, nt), best = keep;
+    int bm_best = j->nb_m, bn_best = j->nb_n, most = 4 * nt;
+    for (int bm = 1; bm <= j->mp && bm <= most; bm++)
+        for (int bn = 1; bn <= j->np && bm * bn <= most; bn++) {
+            double c = grid_cost(j, bm, bn, nt);
+            if (c < best * (1.0 - 1e-9) || (c <= best * (1.0 + 1e-9) && bm * bn < bm_best * bn_best)) {
+                best = c;
+                bm_best = bm;
+                bn_best = bn;
+            }
+        }
+    if (best < 0.97 * keep) {
+        j->nb_m = bm_best;
+        j->nb_n = bn_best;
+    }
+}
+
+static void run(gemm_job *j)
+{
+    if (j->M <= 0 || j->N <= 0)
+        return;
+    mae_gemm_isa t = tuned(j->g, NULL);   /* this CPU's block sizes */
+    j->g = &t;
+    j->mp = (j->M + j->g->mr - 1) / j->g->mr;
+    j->np = (j->N + j->g->nr - 1) / j->g->nr;
+    choose_grid(j, j->ex->nthreads < 1 ? 1 : j->ex->nthreads);
+    const char *op = j->b_form == B_PACKED ? "linear" : j->a_trans ? "matmul_tn" : "matmul_nn";
+    mae_parallel_for_op(j->ex, op, j->nb_m * j->nb_n, gemm_task, j);
 }
 
 void mae_gemm_linear(const mae_gemm_isa *g, const mae_exec *ex, float *out, const float *A,

@@ -63,6 +63,11 @@ typedef struct mae_gemm_isa {
 size_t mae_gemm_scratch_floats(const mae_gemm_isa *g, int max_k);
 size_t mae_gemm_backward_scratch_floats(const mae_gemm_isa *g, int max_k, int max_n);
 
+/* Sets this process's block sizes (mc, kc, nc, prefetch 0/1 or -1: the tier's), for tests and
+ * measurements; mc 0: back to MAE_BLOCKING or the CPU's. Scratch sizes follow: call it before
+ * sizing any scratch. The tier's struct stays as it is; the driver applies them per call. */
+void mae_gemm_force_blocking(int mc, int kc, int nc, int prefetch);
+
 /* Weight packing for linear: pack_floats(N,K) floats hold W [N,K] as B panels. */
 size_t mae_gemm_pack_floats(const mae_gemm_isa *g, int N, int K);
 void   mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K);

@@ -7,15 +7,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../util/util.h"   /* mae_exec: where a kernel runs */
 
-/* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
- * scratch + t * scratch_per_thread (floats). */
-typedef struct mae_exec {
-    int    nthreads;
-    float *scratch;
-    size_t scratch_per_thread;
-    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
-} mae_exec;
 
 enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };
 

@@ -3,6 +3,7 @@
  * ROWS(X) expanding X(0) ... X(MR-1); the accumulators are named variables so that every
  * compiler keeps them in registers. Include after simd_*.h, tmpl_vmath.h and gemm.h. */
 #include <string.h>
+#include "../os/os.h"
 
 #define NR (NV * VL)
 
@@ -144,8 +145,8 @@ void ISA(ukr)(int kc, const float *a, const float *b, float *c, size_t ldc, int 
     if (e->beta || e->res)
         for (int i = 0; i < mr; i++) {
             const float *ci = e->beta ? c + (size_t)i * ldc : e->res + (size_t)i * e->ldr;
-            __builtin_prefetch(ci);
-            __builtin_prefetch(ci + NR - 1);
+            mae_prefetch(ci);
+            mae_prefetch(ci + NR - 1);
         }
     for (int k = 0; k < kc; k++) {
         LOAD_B(bp) ROWS(ACC_FMA)

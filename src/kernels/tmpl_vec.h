@@ -8,6 +8,16 @@
 
 #define LN_ROWS_PER_TASK 8
 
+/* Per-task sizes of the row and column loops: up to `most`, fewer when the loop would give
+ * fewer than `per` tasks per thread (batch 1 on many threads); rows and columns are independent,
+ * so the size changes nothing in the result. */
+static int ISA(task_size)(const mae_exec *ex, int n, int per, int most)
+{
+    int nt = ex && ex->nthreads > 1 ? ex->nthreads : 1;
+    int r = (int)(((int64_t)n + (int64_t)per * nt - 1) / ((int64_t)per * nt));
+    return r < 1 ? 1 : r > most ? most : r;
+}
+
 void ISA(exp)(float *y, const float *x, size_t n)
 {
     size_t i = 0;
@@ -182,8 +192,12 @@ static inline vf ISA(gelu_grad)(vf x)
 static void ISA(gelub_task)(void *p, int task, int thread)
 {
     const ISA(gelub_args) *a = p;
-    (void)thread;
     size_t i = (size_t)task * GELUB_CHUNK, end = i + GELUB_CHUNK < a->n ? i + GELUB_CHUNK : a->n;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 40.0 * (double)(end - i), 3.0 * (double)(end - i));
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     for (; i + VL <= end; i += VL)
         vstore(a->dx + i, vmul(vload(a->dy + i), ISA(gelu_grad)(vload(a->x + i))));
     if (i < end) {
@@ -198,7 +212,7 @@ static void ISA(gelub_task)(void *p, int task, int thread)
 void ISA(gelu_backward)(const mae_exec *ex, float *dx, const float *x, const float *dy, size_t n)
 {
     ISA(gelub_args) a = { dx, x, dy, n };
-    mae_parallel_for(ex, (int)((n + GELUB_CHUNK - 1) / GELUB_CHUNK), ISA(gelub_task), &a);
+    mae_parallel_for_op(ex, "gelu_backward", (int)((n + GELUB_CHUNK - 1) / GELUB_CHUNK), ISA(gelub_task), &a);
 }
 
 #undef GELUB_CHUNK
@@ -213,6 +227,7 @@ typedef struct ISA(lnb_args) {
     float *dx, *dw, *db;
     const float *dy, *x, *mean, *rstd, *w;
     int N, C;
+    int rows, width;   /* rows per row task; columns per column task (whole vectors) */
 } ISA(lnb_args);
 
 /* dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w, xhat = (x - mean) * rstd */
@@ -220,7 +235,12 @@ static void ISA(lnb_rows)(void *p, int task, int thread)
 {
     const ISA(lnb_args) *a = p;
     (void)thread;
-    int C = a->C, r0 = task * LNB_ROWS, r1 = r0 + LNB_ROWS < a->N ? r0 + LNB_ROWS : a->N;
+    int C = a->C, r0 = task * a->rows, r1 = r0 + a->rows < a->N ? r0 + a->rows : a->N;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 12.0 * (r1 - r0) * C, 3.0 * (r1 - r0) * C);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     for (int r = r0; r < r1; r++) {
         const float *dy = a->dy + (size_t)r * C, *x = a->x + (size_t)r * C, *w = a->w;
         float *dx = a->dx + (size_t)r * C;
@@ -257,9 +277,13 @@ static void ISA(lnb_rows)(void *p, int task, int thread)
 static void ISA(lnb_cols)(void *p, int task, int thread)
 {
     const ISA(lnb_args) *a = p;
-    (void)thread;
-    int C = a->C, c0 = task * COL_WIDTH, c1 = c0 + COL_WIDTH < C ? c0 + COL_WIDTH : C;
+    int C = a->C, c0 = task * a->width, c1 = c0 + a->width < C ? c0 + a->width : C;
     int nv = (c1 - c0) / VL;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 4.0 * a->N * (c1 - c0), 2.0 * a->N * (c1 - c0));
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     vf sw[COL_VECS], sb[COL_VECS];
     for (int v = 0; v < COL_VECS; v++)
         sw[v] = sb[v] = vzero();
@@ -294,19 +318,24 @@ void ISA(layernorm_backward)(const mae_exec *ex, float *dx, float *dw, float *db
                              const float *x, const float *mean, const float *rstd, const float *w,
                              int N, int C)
 {
-    ISA(lnb_args) a = { dx, dw, db, dy, x, mean, rstd, w, N, C };
-    mae_parallel_for(ex, (N + LNB_ROWS - 1) / LNB_ROWS, ISA(lnb_rows), &a);
-    mae_parallel_for(ex, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(lnb_cols), &a);
+    ISA(lnb_args) a = { dx, dw, db, dy, x, mean, rstd, w, N, C, ISA(task_size)(ex, N, 4, LNB_ROWS),
+                        VL * ISA(task_size)(ex, (C + VL - 1) / VL, 2, COL_VECS) };
+    mae_parallel_for_op(ex, "layernorm_backward", (N + a.rows - 1) / a.rows, ISA(lnb_rows), &a);
+    mae_parallel_for_op(ex, "layernorm_backward", (C + a.width - 1) / a.width, ISA(lnb_cols), &a);
 }
 
-typedef struct ISA(biasb_args) { float *db; const float *dy; int N, C; } ISA(biasb_args);
+typedef struct ISA(biasb_args) { float *db; const float *dy; int N, C, width; } ISA(biasb_args);
 
 static void ISA(biasb_task)(void *p, int task, int thread)
 {
     const ISA(biasb_args) *a = p;
-    (void)thread;
-    int C = a->C, c0 = task * COL_WIDTH, c1 = c0 + COL_WIDTH < C ? c0 + COL_WIDTH : C;
+    int C = a->C, c0 = task * a->width, c1 = c0 + a->width < C ? c0 + a->width : C;
     int nv = (c1 - c0) / VL;
+    if (mae_measure_mode) {
+        mae_task_work(thread, (double)a->N * (c1 - c0), (double)a->N * (c1 - c0));
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     vf sb[COL_VECS];
     for (int v = 0; v < COL_VECS; v++)
         sb[v] = vzero();
@@ -326,8 +355,8 @@ static void ISA(biasb_task)(void *p, int task, int thread)
 
 void ISA(bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, int C)
 {
-    ISA(biasb_args) a = { db, dy, N, C };
-    mae_parallel_for(ex, (C + COL_WIDTH - 1) / COL_WIDTH, ISA(biasb_task), &a);
+    ISA(biasb_args) a = { db, dy, N, C, VL * ISA(task_size)(ex, (C + VL - 1) / VL, 2, COL_VECS) };
+    mae_parallel_for_op(ex, "bias_backward", (C + a.width - 1) / a.width, ISA(biasb_task), &a);
 }
 
 #undef LNB_ROWS
@@ -347,6 +376,7 @@ void ISA(softmax)(float *x, int rows, int n)
 /* ---- LayerNorm: two passes over each row (mean, then the variance around it) ---------------- */
 
 typedef struct ISA(ln_args) {
+    int rows;   /* per task */
     float *out, *mean, *rstd;
     const float *x, *w, *b;
     int N, C;
@@ -395,10 +425,14 @@ static float ISA(row_sqdev)(const float *x, int n, float x0, float d)
 static void ISA(ln_task)(void *p, int task, int thread)
 {
     const ISA(ln_args) *a = p;
-    (void)thread;
     int C = a->C;
-    int r0 = task * LN_ROWS_PER_TASK;
-    int r1 = r0 + LN_ROWS_PER_TASK < a->N ? r0 + LN_ROWS_PER_TASK : a->N;
+    int r0 = task * a->rows;
+    int r1 = r0 + a->rows < a->N ? r0 + a->rows : a->N;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 10.0 * (r1 - r0) * C, 2.0 * (r1 - r0) * C);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     for (int r = r0; r < r1; r++) {
         const float *x = a->x + (size_t)r * C;
         float *y = a->out + (size_t)r * C;
@@ -424,8 +458,8 @@ static void ISA(ln_task)(void *p, int task, int thread)
 void ISA(layernorm)(const mae_exec *ex, float *out, float *mean, float *rstd, const float *x,
                     const float *w, const float *b, int N, int C, float eps)
 {
-    ISA(ln_args) a = { out, mean, rstd, x, w, b, N, C, eps };
-    mae_parallel_for(ex, (N + LN_ROWS_PER_TASK - 1) / LN_ROWS_PER_TASK, ISA(ln_task), &a);
+    ISA(ln_args) a = { ISA(task_size)(ex, N, 4, LN_ROWS_PER_TASK), out, mean, rstd, x, w, b, N, C, eps };
+    mae_parallel_for_op(ex, "layernorm", (N + a.rows - 1) / a.rows, ISA(ln_task), &a);
 }
 
 #undef LN_ROWS_PER_TASK

@@ -70,7 +70,8 @@ static void block_backward(mae_trainer *t, int decoder, int layer, const float *
      * (~1e-9) that AdamW, dividing by sqrt(v), turns into steps of size lr; so it adds nothing. */
     for (int r = 0; r < N; r++)
         memset(dqkv + (size_t)r * 3 * C + C, 0, (size_t)C * sizeof *dqkv);
-    k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
+    if (c->qkv_bias)   /* without one (qkv_bias 0) the slot is no tensor and stays zero */
+        k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
     k->layernorm_backward(ex, dres, g.ln1_w, g.ln1_b, dc, x_in, a->ln1_mean, a->ln1_rstd,
                           w.ln1_w, N, C);
 }
@@ -264,4 +265,11 @@ void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, floa
             if (t->mask[(size_t)b * L + l] != 0.0f)
                 target_backward(c, imgs, t->dpred + ((size_t)b * L + l) * c->P,
                                 t->target + ((size_t)b * L + l) * c->P, b, l, dimgs);
+}
+
+/* One encoder or decoder block's backward, for other trainers of the same blocks (the
+ * classifier's fine-tuning, src/model/finetune.c): as block_backward. */
+void mae_block_backward(mae_trainer *t, int decoder, int layer, const float *x_in, int B, int T)
+{
+    block_backward(t, decoder, layer, x_in, B, T);
 }

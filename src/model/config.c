@@ -122,7 +122,7 @@ mae_status mae_cfg_finish(mae_cfg *c)
     if (c->has_decoder && c->Dd % c->dH)
         return mae_fail(MAE_ERR_INVALID_ARG, "config: decoder_num_heads %d does not divide decoder_embed_dim %d", c->dH, c->Dd);
     c->hidden = (int)((double)c->D * c->mlp_ratio);
-    c->dhidden = c->has_decoder ? (int)((double)c->Dd * c->mlp_ratio) : 0;
+    c->dhidden = !c->has_decoder ? 0 : c->dmlp > 0 ? c->dmlp : (int)((double)c->Dd * c->mlp_ratio);
     if (c->hidden <= 0 || (c->has_decoder && c->dhidden <= 0))
         return mae_fail(MAE_ERR_INVALID_ARG, "config: mlp_ratio %g gives an empty MLP", (double)c->mlp_ratio);
     c->gh = c->ih / c->p;

@@ -51,10 +51,15 @@
     X(mlp_ratio,         mlp_ratio,  MAE_CF_FLOAT, 4.0,    0,    64,            MAE_CF_OPEN_LO) \
     X(norm_pix_loss,     norm_pix,   MAE_CF_BOOL,  0,      0,    1,             MAE_CF_ARCH) \
     X(mask_ratio,        mask_ratio, MAE_CF_FLOAT, 0.75,   0,    1,             MAE_CF_OPEN_HI) \
-    X(layer_norm_eps,    eps,        MAE_CF_FLOAT, 1e-6,   0,    1,             MAE_CF_OPEN_LO | MAE_CF_ARCH)
+    X(layer_norm_eps,    eps,        MAE_CF_FLOAT, 1e-6,   0,    1,             MAE_CF_OPEN_LO | MAE_CF_ARCH) \
+    X(decoder_mlp_hidden, dmlp,      MAE_CF_INT,   0,      0,    MAE_CFG_LIMIT, MAE_CF_DECODER) \
+    X(qkv_bias,          qkv_bias,   MAE_CF_BOOL,  1,      0,    1,             MAE_CF_ARCH)
 
 /* img_height / img_width: 0 means img_size (mae_cfg_finish resolves it). mlp_ratio is not
- * compared on resume: the MLP widths it gives are, through the tensor shapes. */
+ * compared on resume: the MLP widths it gives are, through the tensor shapes; so is
+ * decoder_mlp_hidden (0: the decoder's MLP width is (int)(decoder_embed_dim * mlp_ratio)).
+ * qkv_bias 0: the blocks' q/k/v projections have no bias (Hugging Face's qkv_bias false): the
+ * tensor table lists no attn.qkv.bias, so it is neither read, written nor trained. */
 
 /*                         pub              kind           def      lo    hi         flags */
 #define MAE_TRAIN_CONFIG_FIELDS(X) \

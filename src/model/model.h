@@ -3,11 +3,11 @@
 #ifndef MAE_MODEL_H
 #define MAE_MODEL_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
 #include "../kernels/kernels.h"
+#include "../os/os.h"
 #include "../util/util.h"
 
 /* Architecture plus what follows from it. The settings are listed in config_fields.h, which maps
@@ -17,7 +17,9 @@ typedef struct mae_cfg {
     int ih, iw;                /* image size the model runs at (0 in a config: img x img) */
     int D, depth, H;           /* encoder width, blocks, heads */
     int Dd, ddepth, dH;        /* decoder width, blocks, heads */
-    int hidden, dhidden;       /* MLP widths */
+    int hidden, dhidden;       /* MLP widths (derived) */
+    int dmlp;                  /* decoder MLP width as set; 0 = from mlp_ratio */
+    int qkv_bias;              /* the blocks' q/k/v projections have a bias */
     float mlp_ratio, mask_ratio, eps;
     int norm_pix;
     int has_decoder;
@@ -103,7 +105,7 @@ struct mae_model {
     const float *pk_pe, *pk_demb, *pk_pred;
     mae_block_pk *pk_blocks, *pk_dblocks;
     int slim;                      /* some tensors are in_place */
-    _Atomic(float *) *cache;       /* [n_tensors]: unpacked copies of in_place tensors, made on
+    mae_atomic_ptr *cache;         /* [n_tensors] float *: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
     int precision;                 /* MAE_PRECISION_F32 or _BF16 (mae_model_set_precision) */
     int had_masters;               /* a trainer gave it master weights (mae_model_keep_masters) */
@@ -302,6 +304,9 @@ void mae_decoder_backward(mae_trainer *t, int B, int keep);
 /* From d(latent) in t->gb.dc to the kept patches' gradient (t->gb.dres rows) and the patch
  * embedding, cls token and block gradients. */
 void mae_encoder_backward(mae_trainer *t, int B, int keep);
+/* One block's backward: on entry t->gb.dres = d(loss)/d(block output), on return
+ * d(loss)/d(x_in); reads t->eblk[layer] (or t->dblk), adds into t->grads. */
+void mae_block_backward(mae_trainer *t, int decoder, int layer, const float *x_in, int B, int T);
 /* d(loss)/d(imgs) [B,C,H,W] (written) through the patch embedding and the loss target. */
 void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, float *dimgs);
 

@@ -55,7 +55,11 @@ static int num_chunks(const mae_trainer *t)
 static void norm_task(void *p, int task, int thread)
 {
     mae_trainer *t = p;
-    (void)thread;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 2.0 * CHUNK, CHUNK);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     /* four running sums (element j into sum j % 4 of its slice), so that the additions do not
      * wait for each other; the order is fixed, so the value does not depend on the threads */
     double s[4] = { 0.0, 0.0, 0.0, 0.0 };
@@ -77,7 +81,7 @@ static void norm_task(void *p, int task, int thread)
 double mae_train_grad_norm(mae_trainer *t)
 {
     int n = num_chunks(t);
-    mae_parallel_for(&t->ex, n, norm_task, t);
+    mae_parallel_for_op(&t->ex, "grad_norm", n, norm_task, t);
     double s = 0.0;
     for (int i = 0; i < n; i++)
         s += t->norm_parts[i];
@@ -97,7 +101,11 @@ static void adamw_task(void *p, int task, int thread)
     const adamw_args *a = p;
     mae_trainer *t = a->t;
     const mae_kernels *k = t->m->k;
-    (void)thread;
+    if (mae_measure_mode) {
+        mae_task_work(thread, 20.0 * CHUNK, 4.0 * CHUNK);
+        if (mae_measure_mode == MAE_MEASURE_SIMULATE)
+            return;
+    }
     float *w = t->m->data, *m1 = t->exp_avg, *m2 = t->exp_avg_sq, *g = t->grads;
     for (int i = 0; i < t->m->n_tensors; i++) {
         const mae_tensor *tn = &t->m->tensors[i];
@@ -117,5 +125,5 @@ void mae_train_adamw(mae_trainer *t, double lr, double grad_mul)
                        lr / (1.0 - pow(c->beta1, n)), sqrt(1.0 - pow(c->beta2, n)), c->eps };
     adamw_args a = { t, h, h };
     a.decay_on.decay = 1.0 - lr * c->weight_decay;
-    mae_parallel_for(&t->ex, num_chunks(t), adamw_task, &a);
+    mae_parallel_for_op(&t->ex, "adamw", num_chunks(t), adamw_task, &a);
 }

@@ -49,7 +49,19 @@ static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1
     return at;
 }
 
-static void add_block(builder *b, const char *prefix, int l, int C, int hidden, size_t *start, mae_block_off *o)
+/* Room in the layout for a tensor the model does not have (a q/k/v bias with qkv_bias 0): the
+ * block offsets stay those of every config, the floats stay zero, and with no table entry the
+ * slot is never read from or written to a file, trained or decayed. */
+static size_t reserve(builder *b, int64_t n)
+{
+    size_t at = b->off;
+    if (!mae_add_size(b->off, (size_t)n, &b->off))
+        b->overflow = 1;
+    return at;
+}
+
+static void add_block(builder *b, const char *prefix, int l, int C, int hidden, int qkv_bias, size_t *start,
+                      mae_block_off *o)
 {
     char nm[48];
     size_t s = b->off;
@@ -59,7 +71,10 @@ static void add_block(builder *b, const char *prefix, int l, int C, int hidden, 
     T1(ln1_w, "norm1.weight", C);
     T1(ln1_b, "norm1.bias", C);
     T2(qkv_w, "attn.qkv.weight", 3 * (int64_t)C, C);
-    T1(qkv_b, "attn.qkv.bias", 3 * (int64_t)C);
+    if (qkv_bias)
+        T1(qkv_b, "attn.qkv.bias", 3 * (int64_t)C);
+    else
+        o->qkv_b = reserve(b, 3 * (int64_t)C) - s;
     T2(proj_w, "attn.proj.weight", C, C);
     T1(proj_b, "attn.proj.bias", C);
     T1(ln2_w, "norm2.weight", C);
@@ -89,7 +104,7 @@ static void build(builder *b, const mae_cfg *c, mae_layout *lay)
     b->weight = 0;
     lay->pe_b = add(b, "patch_embed.proj.bias", 1, c->D, 0, 0, 0);
     for (int l = 0; l < c->depth; l++)
-        add_block(b, "blocks", l, c->D, c->hidden, &lay->blocks, &lay->blk);
+        add_block(b, "blocks", l, c->D, c->hidden, c->qkv_bias, &lay->blocks, &lay->blk);
     lay->norm_w = add(b, "norm.weight", 1, c->D, 0, 0, 0);
     lay->norm_b = add(b, "norm.bias", 1, c->D, 0, 0, 0);
     if (c->has_decoder) {
@@ -98,7 +113,7 @@ static void build(builder *b, const mae_cfg *c, mae_layout *lay)
         b->weight = 0;
         lay->demb_b = add(b, "decoder_embed.bias", 1, c->Dd, 0, 0, 0);
         for (int l = 0; l < c->ddepth; l++)
-            add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, &lay->dblocks, &lay->dblk);
+            add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, c->qkv_bias, &lay->dblocks, &lay->dblk);
         lay->dnorm_w = add(b, "decoder_norm.weight", 1, c->Dd, 0, 0, 0);
         lay->dnorm_b = add(b, "decoder_norm.bias", 1, c->Dd, 0, 0, 0);
         b->weight = 1;
@@ -180,7 +195,7 @@ MAE_API void mae_model_free(mae_model *m)
         return;
     if (m->cache) {
         for (int i = 0; i < m->n_tensors; i++)
-            mae_free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+            mae_free(mae_atomic_ptr_load(&m->cache[i]));
         mae_free((void *)m->cache);
     }
     mae_free(m->packed);
@@ -320,12 +335,22 @@ typedef struct pack_state {
     int overflow;
 } pack_state;
 
+/* The tensor whose data starts at w: a binary search, as the table is in offset order (a linear
+ * scan per weight made loading a model of many blocks quadratic). */
 static mae_tensor *tensor_at(mae_model *m, const float *w)
 {
     size_t off = (size_t)(w - m->data);
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].offset == off)
-            return &m->tensors[i];
+    int lo = 0, hi = m->n_tensors;
+    while (lo < hi) {   /* the first tensor at or after off */
+        int mid = lo + (hi - lo) / 2;
+        if (m->tensors[mid].offset < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < m->n_tensors && m->tensors[lo].offset == off; lo++)
+        if (m->tensors[lo].count > 0)   /* an empty tensor shares its offset with the next */
+            return &m->tensors[lo];
     return NULL;   /* not reached: every linear weight is a tensor */
 }
 
@@ -382,10 +407,10 @@ static mae_status pack_with(mae_model *m, const mae_kernels *k, int slim)
     mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
     float *packed = s.total ? mae_alloc(bytes) : NULL;
     float *tmp = tmp_floats ? mae_alloc(tmp_floats * sizeof *tmp) : NULL;
-    _Atomic(float *) *cache = m->cache;
+    mae_atomic_ptr *cache = m->cache;
     if (s.in_place && !cache && (cache = mae_calloc((size_t)m->n_tensors, sizeof *cache)) != NULL)
         for (int i = 0; i < m->n_tensors; i++)
-            atomic_init(&cache[i], NULL);
+            mae_atomic_ptr_init(&cache[i], NULL);
     if (!pb || (m->cfg.has_decoder && !pd) || (s.total && !packed) || (tmp_floats && !tmp) ||
         (s.in_place && !cache)) {
         mae_free(pb); mae_free(pd); mae_free(packed); mae_free(tmp);
@@ -409,7 +434,8 @@ static mae_status keep_masters(mae_model *m)
     if (!m->slim)
         return MAE_OK;
     size_t bytes = m->lay.total * sizeof(float);   /* allocated once already: no overflow */
-    float *full = mae_alloc(bytes), *old = m->data;
+    float *full = mae_calloc(m->lay.total, sizeof(float)), *old = m->data;   /* zeroed: a slot that is no tensor
+                                                                                * (qkv_bias 0) stays zero */
     if (!full)
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of master weights", bytes);
     for (int i = 0; i < m->n_tensors; i++)
@@ -541,16 +567,16 @@ mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const 
     }
     /* first request: unpack into a copy of our own and publish it; a thread that loses the race
      * frees its copy and takes the winner's */
-    _Atomic(float *) *slot = &m->cache[t - m->tensors];
-    float *have = atomic_load_explicit(slot, memory_order_acquire);
+    mae_atomic_ptr *slot = &m->cache[t - m->tensors];
+    float *have = mae_atomic_ptr_load(slot);
     if (!have) {
         float *mine = mae_alloc(t->count * sizeof *mine);
         if (!mine)
             return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes to unpack '%s'",
                             t->count * sizeof *mine, t->name);
         mae_model_tensor_read(m, t, mine);
-        if (atomic_compare_exchange_strong_explicit(slot, &have, mine, memory_order_acq_rel,
-                                                    memory_order_acquire))
+        have = mae_atomic_ptr_cas(slot, NULL, mine);
+        if (!have)
             have = mine;
         else
             mae_free(mine);
@@ -591,13 +617,13 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v)
     float *data = mae_alloc(bytes ? bytes : 1), *tmp = mae_alloc(widest * sizeof *tmp);
     mae_block_pk *pb = mae_calloc((size_t)m->cfg.depth, sizeof *pb);
     mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
-    _Atomic(float *) *cache = mae_calloc((size_t)m->n_tensors, sizeof *cache);
+    mae_atomic_ptr *cache = mae_calloc((size_t)m->n_tensors, sizeof *cache);
     if (!t || !data || !tmp || !pb || (m->cfg.has_decoder && !pd) || !cache) {
         mae_free(t); mae_free(data); mae_free(tmp); mae_free(pb); mae_free(pd); mae_free((void *)cache);
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of bf16 weights", bytes);
     }
     for (int i = 0; i < m->n_tensors; i++)
-        atomic_init(&cache[i], NULL);
+        mae_atomic_ptr_init(&cache[i], NULL);
     builder fill = { t, 0, 0, 0, 0, v };
     build(&fill, &m->cfg, &lay);
     assert(fill.n == m->n_tensors);
@@ -616,7 +642,7 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v)
     mae_free(tmp);
     if (m->cache)
         for (int i = 0; i < m->n_tensors; i++)
-            mae_free(atomic_load_explicit(&m->cache[i], memory_order_relaxed));
+            mae_free(mae_atomic_ptr_load(&m->cache[i]));
     mae_free((void *)m->cache);
     mae_free(m->packed); mae_free(m->pk_blocks); mae_free(m->pk_dblocks);
     mae_free(m->tensors); mae_free(m->data);

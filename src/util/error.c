@@ -1,9 +1,10 @@
 /* Status strings and the thread-local last-error message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include "../os/os.h"
 #include "util.h"
 
-static _Thread_local char last_error[512];
+static MAE_THREAD_LOCAL char last_error[512];
 
 mae_status mae_fail(mae_status s, const char *fmt, ...)
 {

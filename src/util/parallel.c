@@ -12,7 +12,6 @@
 #include "util.h"
 #include "sized.h"
 #include "pool.h"
-#include "../kernels/kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -44,7 +43,7 @@ static void run_lane(void *p, int lane)
     }
 }
 
-void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
+void mae_parallel_run(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
 {
     if (ntasks <= 0)
         return;
@@ -67,6 +66,21 @@ void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
 #else
     mae_pool_run(1 + mae_pool_reserve(lanes - 1), run_lane, &j);
 #endif
+}
+
+void mae_parallel_for_op(const mae_exec *ex, const char *op, int ntasks, mae_task_fn fn, void *arg)
+{
+    if (mae_measure_mode) {   /* the profile or the schedule simulation (profile.c) */
+        if (ntasks > 0)
+            mae_measure_loop(ex, ex && ex->nthreads > 1 ? ex->nthreads : 1, op, ntasks, fn, arg);
+        return;
+    }
+    mae_parallel_run(ex, ntasks, fn, arg);
+}
+
+void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
+{
+    mae_parallel_for_op(ex, "other", ntasks, fn, arg);
 }
 
 int mae_threads_effective(const mae_exec *ex)

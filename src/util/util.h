@@ -5,14 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
+#include "../os/os.h"
 
 /* Record a formatted message for mae_last_error() and return s, so that callers can write
  * `return mae_fail(MAE_ERR_SHAPE, "...", ...);`. */
-mae_status mae_fail(mae_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+mae_status mae_fail(mae_status s, const char *fmt, ...) MAE_PRINTF(2, 3);
 
 /* All library memory goes through these: 64-byte aligned, through the user's allocator, and
  * freed by the allocator that made it. mae_alloc returns NULL on failure or size 0 overflow. */
@@ -24,14 +21,38 @@ void  mae_free(void *p);
 int mae_mul_size(size_t a, size_t b, size_t *out);
 int mae_add_size(size_t a, size_t b, size_t *out);
 
+/* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
+ * scratch + t * scratch_per_thread (floats). */
+typedef struct mae_exec {
+    int    nthreads;
+    float *scratch;
+    size_t scratch_per_thread;
+    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
+} mae_exec;
+
 /* Run fn(arg, task, thread) for task in [0, ntasks) on up to ex->nthreads threads (the context's
  * host pool, else the built-in pool or OpenMP; parallel.c). Tasks must write disjoint outputs;
  * the result then does not depend on the thread count or the pool. thread is in
  * [0, ex->nthreads): no two tasks running at once get the same one (per-thread scratch). ex may
  * be NULL: one thread. The only parallel loop. */
-struct mae_exec;
 typedef void (*mae_task_fn)(void *arg, int task, int thread);
 void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+/* The same, the loop named by its op kind ("linear", "attention", ...) for the per-op profile
+ * and the schedule simulation (measure.c); mae_parallel_for names it "other". */
+void mae_parallel_for_op(const struct mae_exec *ex, const char *op, int ntasks, mae_task_fn fn,
+                         void *arg);
+
+/* Per-op measurement (measure.c, mae.h section 3). mae_measure_mode is 0 normally, so a task
+ * pays one branch: `if (mae_measure_mode) { mae_task_work(thread, flops, moved); if
+ * (mae_measure_mode == MAE_MEASURE_SIMULATE) return; }` before its real work. flops: the
+ * arithmetic the task does (a micro-kernel call counts its whole padded tile); moved: floats it
+ * packs or streams once. */
+extern int mae_measure_mode;
+void mae_task_work(int thread, double flops, double moved);
+/* Internal to parallel.c and profile.c: the loop itself, and a loop while a mode is on. */
+void mae_parallel_run(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+void mae_measure_loop(const struct mae_exec *ex, int nthreads, const char *op, int ntasks,
+                      mae_task_fn fn, void *arg);   /* nthreads: ex's, at least 1 */
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
 /* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
  * create its workers (it creates them now if they are missing). */

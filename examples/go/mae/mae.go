@@ -13,7 +13,7 @@ package mae
 /*
 #cgo pkg-config: mae
 #include <stdlib.h>
-#include "mae.h"
+#include <mae.h>
 */
 import "C"
 

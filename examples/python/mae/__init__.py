@@ -160,6 +160,7 @@ def _declare_all():
              ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int),
              ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _f32p, _f32p, _f32p)
     _declare("mae_model_load_progress", _status, ctypes.c_char_p, _progress_fn, _vp, ctypes.POINTER(_vp))
+    _declare("mae_model_load_memory", _status, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_vp))
     _declare("mae_ctx_set_abort", _status, _vp, _abort_fn, _vp)
     _declare("mae_trainer_set_abort", _status, _vp, _abort_fn, _vp)
 
@@ -295,6 +296,22 @@ class Model:
             if errors:
                 raise errors[0]
             _check(s)
+        return cls(h)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """Loads a safetensors file from its bytes (bytes, bytearray, memoryview or any contiguous
+        buffer): the same checks as load. The model keeps nothing of data."""
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise ValueError("Model.from_bytes needs a contiguous buffer")
+        mv = mv.cast("B")
+        if mv.readonly:   # bytes go to C without a copy; other read-only buffers are copied once
+            raw = ctypes.c_char_p(data if isinstance(data, bytes) else mv.tobytes())
+        else:
+            raw = (ctypes.c_char * mv.nbytes).from_buffer(mv)
+        h = _vp()
+        _check(_lib.mae_model_load_memory(ctypes.cast(raw, ctypes.c_void_p), mv.nbytes, ctypes.byref(h)))
         return cls(h)
 
     def save(self, path, dtype=None):

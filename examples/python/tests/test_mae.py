@@ -19,8 +19,8 @@ def encoder_only(src, dst):
         data = f.read()
     out, blobs, at = {}, [], 0
     for name, e in header.items():
-        if name == "__metadata__":
-            out[name] = e
+        if name == "__metadata__":   # libmae's checksum no longer holds: leave it out
+            out[name] = {k: v for k, v in e.items() if k != "libmae.crc32c"}
             continue
         if name.startswith("decoder") or name == "mask_token":
             continue
@@ -112,8 +112,11 @@ class Binding(unittest.TestCase):
             self.model.close()
         self.assertEqual(e.exception.name, "STATE")
         self.assertEqual(c.embed(self.imgs).shape, (2, self.model.embed_dims[0]))   # still alive
-        t = mae.Trainer(self.model, 2)
+        with self.assertRaises(mae.Error) as e:   # a trainer converts the model: no live context
+            mae.Trainer(self.model, 2)
+        self.assertEqual(e.exception.name, "STATE")
         c.close()
+        t = mae.Trainer(self.model, 2)
         with self.assertRaises(mae.Error):
             self.model.close()
         t.close()
@@ -142,6 +145,21 @@ class Binding(unittest.TestCase):
             self.assertIsNone(r.pred)
             self.assertEqual(r.latent.shape[0], 2)
         e.close()
+
+    def test_from_bytes(self):
+        path = os.path.join(self.tmp.name, "m.safetensors")
+        self.model.save(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        a, b, c = mae.Model.load(path), mae.Model.from_bytes(data), mae.Model.from_bytes(bytearray(data))
+        with mae.Context(a, 2) as ca, mae.Context(b, 2) as cb, mae.Context(c, 2) as cc:
+            want = ca.embed(self.imgs, pool="tokens")
+            np.testing.assert_array_equal(cb.embed(self.imgs, pool="tokens"), want)
+            np.testing.assert_array_equal(cc.embed(self.imgs, pool="tokens"), want)
+        with self.assertRaises(mae.Error):
+            mae.Model.from_bytes(data[: len(data) // 2])
+        for m in (a, b, c):
+            m.close()
 
     def test_hooks(self):
         path = os.path.join(self.tmp.name, "m.safetensors")

@@ -1,0 +1,143 @@
+/* The classifier's public entry points (mae.h section 9): argument checks, then the model code
+ * (src/model/classifier.c) or the file code (src/io/classifier_io.c). */
+#include <stdio.h>
+#include <string.h>
+#include "../model/classifier.h"
+
+MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, int global_pool,
+                                         uint64_t seed, mae_classifier **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_create: %s is NULL", !m ? "model" : "out");
+    if (num_classes < 1 || num_classes > MAE_CLASSIFIER_MAX_CLASSES)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_create: num_classes %d is outside [1, %d]",
+                        num_classes, MAE_CLASSIFIER_MAX_CLASSES);
+    if (global_pool != 0 && global_pool != 1)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_create: global_pool %d is not 0 or 1", global_pool);
+    mae_model *enc;
+    mae_classifier *c;
+    mae_status s = mae_classifier_encoder_copy(m, &enc);
+    if (s == MAE_OK)
+        s = mae_classifier_alloc(enc, num_classes, global_pool, &c);
+    if (s != MAE_OK)
+        return s;
+    /* main_finetune.py: trunc_normal_(head.weight, std=2e-5), timm's cut at +-2 (absolute: with
+     * this std no draw reaches it, but the rule is kept); bias 0 */
+    mae_rng rng;
+    mae_rng_seed(&rng, seed);
+    size_t n = (size_t)num_classes * (size_t)enc->cfg.D;
+    for (size_t i = 0; i < n; i++) {
+        double v;
+        do
+            v = 2e-5 * mae_rng_normal(&rng);
+        while (v < -2.0 || v > 2.0);
+        c->head_w[i] = (float)v;
+    }
+    if ((s = mae_classifier_pack_head(c)) != MAE_OK) {
+        mae_classifier_free(c);
+        return s;
+    }
+    *out = c;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_model(const mae_classifier *c, const mae_model **m)
+{
+    if (!c || !m)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_model: %s is NULL", !c ? "classifier" : "m");
+    *m = c->m;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_num_classes(const mae_classifier *c, int *num_classes)
+{
+    if (!c || !num_classes)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_num_classes: %s is NULL", !c ? "classifier" : "num_classes");
+    *num_classes = c->classes;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_global_pool(const mae_classifier *c, int *global_pool)
+{
+    if (!c || !global_pool)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_global_pool: %s is NULL", !c ? "classifier" : "global_pool");
+    *global_pool = c->global_pool;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_label(const mae_classifier *c, int index, const char **label)
+{
+    if (!c || !label)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_label: %s is NULL", !c ? "classifier" : "label");
+    if (index < 0 || index >= c->classes)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_label: index %d is outside [0, %d)", index, c->classes);
+    *label = c->labels ? c->labels[index] : c->index_names[index];
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_has_labels(const mae_classifier *c, int *has_labels)
+{
+    if (!c || !has_labels)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_has_labels: %s is NULL", !c ? "classifier" : "has_labels");
+    *has_labels = c->labels != NULL;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_set_labels(mae_classifier *c, const char *const *labels)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_set_labels: classifier is NULL");
+    mae_status s = mae_classifier_labels_set(c, labels);
+    if (s != MAE_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", mae_last_error());
+        return mae_fail(s, "mae_classifier_set_labels: %s", msg);
+    }
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *name,
+                                         const float **data, size_t *count)
+{
+    if (!c || !name)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_tensor: %s is NULL", !c ? "classifier" : "name");
+    size_t D = (size_t)c->m->cfg.D, K = (size_t)c->classes;
+    const float *p = NULL;
+    size_t n = 0;
+    if (strcmp(name, "head.weight") == 0)
+        p = c->head_w, n = K * D;
+    else if (strcmp(name, "head.bias") == 0)
+        p = c->head_b, n = K;
+    else if (c->global_pool && strcmp(name, "fc_norm.weight") == 0)
+        p = c->fc_norm_w, n = D;
+    else if (c->global_pool && strcmp(name, "fc_norm.bias") == 0)
+        p = c->fc_norm_b, n = D;
+    else if (c->global_pool && strncmp(name, "norm.", 5) == 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_tensor: a global-pool classifier has no '%s' (fc_norm "
+                        "replaces it)", name);
+    if (p) {
+        if (data)
+            *data = p;
+        if (count)
+            *count = n;
+        return MAE_OK;
+    }
+    if (!mae_model_find(c->m, name))
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_tensor: no tensor '%s'", name);
+    return mae_model_tensor(c->m, name, data, count, NULL, NULL);
+}
+
+MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
+                                          int batch, float *logits)
+{
+    if (!c || !ctx || !imgs || !logits)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_forward: %s is NULL",
+                        !c ? "classifier" : !ctx ? "context" : !imgs ? "imgs" : "logits");
+    if (ctx->m != c->m)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_forward: the context was not created for this "
+                        "classifier's model (use mae_classifier_model)");
+    if (batch <= 0 || batch > ctx->max_batch)
+        return mae_fail(MAE_ERR_SHAPE, "mae_classifier_forward: batch %d is outside [1, %d] (the context's max_batch)",
+                        batch, ctx->max_batch);
+    return mae_classifier_run(c, ctx, imgs, batch, logits);
+}

@@ -1,0 +1,39 @@
+/* The classifier (models_vit.VisionTransformer): an encoder-only model plus the pooling norm and
+ * the head. Shared by the forward (classifier.c), the files (io/classifier_io.c) and the API. */
+#ifndef MAE_CLASSIFIER_H
+#define MAE_CLASSIFIER_H
+
+#include "model.h"
+
+#define MAE_CLASSIFIER_MAX_CLASSES 1000000
+#define MAE_CLASSIFIER_MAX_LABEL 255   /* bytes of one class name: a __metadata__ value's room */
+
+struct mae_classifier {
+    mae_model *m;              /* the encoder (no decoder), owned */
+    int classes, global_pool;
+    float *head;               /* one block: fc_norm_w [D], fc_norm_b [D], head_w [classes,D], head_b [classes] */
+    float *fc_norm_w, *fc_norm_b, *head_w, *head_b;
+    float *head_pk;            /* head_w packed for m->k, or NULL when the table reads it as it is */
+    char **labels;             /* [classes] names, or NULL: labels are the indices */
+    char *label_text;          /* one block holding the names (or the decimal indices) */
+    char **index_names;        /* [classes] decimal indices, pointers into index_text */
+    char *index_text;
+};
+
+/* An empty classifier around m (taken over, freed with it on failure too): head storage
+ * allocated (zero; fc_norm weight 1), no labels. */
+mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_classifier **out);
+/* Packs head_w for the model's kernel table (after the head weights change). */
+mae_status mae_classifier_pack_head(mae_classifier *c);
+/* A copy of src's encoder: the same config without the decoder, every encoder tensor copied. */
+mae_status mae_classifier_encoder_copy(const mae_model *src, mae_model **out);
+/* Replaces the labels with copies of names[0..classes) (NULL: clears). */
+mae_status mae_classifier_labels_set(mae_classifier *c, const char *const *names);
+/* pooled [B,D] from the last stream x [B,1+L,D], written to out (mean + fc_norm, or cls + norm). */
+void mae_classifier_pool(const mae_classifier *c, const mae_exec *ex, const float *x, int B,
+                         float *tmp, float *out, float *mean, float *rstd);
+/* The forward on ctx's buffers; logits [B,classes]. */
+mae_status mae_classifier_run(const mae_classifier *c, mae_ctx *ctx, const float *imgs, int B,
+                              float *logits);
+
+#endif

@@ -1,0 +1,50 @@
+/* Fine-tuning a classifier (main_finetune.py): the finetuner's state, shared by its memory plan,
+ * forward and backward pass and optimizer (finetune.c) and its public functions
+ * (api/finetune_api.c). */
+#ifndef MAE_FINETUNE_H
+#define MAE_FINETUNE_H
+
+#include "classifier.h"
+
+struct mae_finetuner {
+    mae_classifier *c;
+    mae_trainer tr;              /* what mae_block_backward reads: m, ex, eblk, grads, gb */
+    mae_finetune_config cfg;
+    int max_batch;
+    int64_t step;
+    uint64_t seed;               /* drop path's masks */
+    int micro;                   /* forward_backward calls since the last step */
+    float *keep;                 /* [depth][2][B] drop path scales: 0 or 1 / keep_prob */
+    float *branch;               /* [B,1+L,D] a branch's output, and its gradient */
+    double grad_norm;
+    float *grads, *m1, *m2;      /* the model's parameter layout (lay.total floats) */
+    float *hgrad, *hm1, *hm2;    /* the classifier's head block layout (c->head) */
+    size_t head_floats;
+    mae_params g;                /* views into grads */
+    int *layer;                  /* per model tensor: layer id for the lr scale, -1 = frozen */
+    void *arena;
+    float *patches, *tokens;     /* [B,L,C*p*p], [B,L,D] */
+    float *x;                    /* (depth + 1) streams [B,1+L,D] */
+    float *pool_in, *pooled, *pmean, *prstd;   /* [B,D], [B,D], [B], [B] */
+    float *logits, *dlogits;     /* [B,K] */
+    float *dpooled, *dpool_in;   /* [B,D] */
+    float *dpatch;               /* [B*L,D] the patch rows' gradient, gathered */
+    mae_block_acts *blk;         /* [depth] */
+};
+
+/* Allocates the activations for max_batch (the arena) and the per-thread scratch for n threads. */
+mae_status mae_finetune_plan(mae_finetuner *f);
+mae_status mae_finetune_set_scratch(mae_finetuner *f, int n);
+/* The layer ids and the optimizer groups: lr_scale and weight decay of tensor i of the model
+ * (i < n_tensors) or of the head block's parts (i = n_tensors + 0: fc_norm weight, 1: fc_norm
+ * bias, 2: head weight, 3: head bias). 0 if the tensor is not trained. */
+int mae_finetune_group(const mae_finetuner *f, int i, double *lr_scale, double *wd);
+/* Forward + backward; labels or targets as the public call. */
+void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t *labels,
+                      const float *targets, float *loss);
+/* Global L2 norm of the trained gradients, in a fixed order. */
+double mae_finetune_grad_norm(const mae_finetuner *f);
+/* AdamW on every trained tensor with lr * its lr_scale, gradients times grad_mul. */
+void mae_finetune_adamw(mae_finetuner *f, double lr, double grad_mul);
+
+#endif

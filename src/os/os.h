@@ -1,0 +1,213 @@
+/* The platform layer: everything that differs between operating systems or compilers, so that
+ * the rest of the library has no #ifdef _WIN32 and no compiler builtin. One file per OS
+ * (os_unix.c, os_win.c, as SQLite's), the CPU identification in os_cpuid.c, and the few things
+ * that must inline (atomics, thread-local storage, prefetch) here.
+ *
+ * Paths are UTF-8 everywhere; on Windows every open, rename and remove converts them to UTF-16
+ * and calls the wide API, so non-ASCII names work. Functions that can fail return 0 on success
+ * and -1 with errno set (Windows errors are mapped onto errno values), so that one error-text
+ * routine serves every caller. This layer sits below src/util and includes nothing of ours. */
+#ifndef MAE_OS_H
+#define MAE_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- which machine ------------------------------------------------------------------------- */
+
+/* GCC and clang say __x86_64__, MSVC says _M_X64 (and _M_AMD64). */
+#if defined(__x86_64__) || defined(_M_X64) || defined(_M_AMD64)
+#  define MAE_OS_X86_64 1
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#  define MAE_OS_AARCH64 1
+#endif
+
+/* MSVC's own compiler (not clang-cl, which has the GCC builtins). MAE_OS_FORCE_MSVC_PATHS lets a
+ * GCC-compatible compiler take the MSVC branches, so that they are compiled and tested here. */
+#if (defined(_MSC_VER) && !defined(__clang__)) || defined(MAE_OS_FORCE_MSVC_PATHS)
+#  define MAE_OS_MSVC 1
+#endif
+
+/* printf-style format checking. MinGW's "printf" archetype is msvcrt's (no %zu); the library is
+ * built with __USE_MINGW_ANSI_STDIO=1, whose printf is the C99 one, gnu_printf. */
+#if defined(__MINGW32__) && defined(__GNUC__) && !defined(__clang__)
+#  define MAE_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#elif defined(__GNUC__)
+#  define MAE_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#  define MAE_PRINTF(fmt, args)
+#endif
+
+/* A function compiled for SSE4.2 inside a file built for baseline x86-64 (the CRC-32C
+ * instruction); MSVC needs no flag for an intrinsic. Call such a function only where
+ * mae_os_cpuid reports the feature. */
+#if defined(MAE_OS_X86_64) && defined(__GNUC__) && !defined(MAE_OS_MSVC)
+#  define MAE_TARGET_SSE42 __attribute__((target("sse4.2")))
+#else
+#  define MAE_TARGET_SSE42
+#endif
+
+/* ---- files ----------------------------------------------------------------------------------- */
+
+FILE *mae_os_fopen(const char *path, const char *mode);   /* fopen with a UTF-8 path */
+int   mae_os_remove(const char *path);
+/* Creates path exclusively (fails with EEXIST when it exists), not inherited by child
+ * processes, opened "wb". */
+FILE *mae_os_create_excl(const char *path);
+/* Renames from over to, replacing to atomically if it exists (POSIX rename; MoveFileExW with
+ * MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH on Windows). */
+int   mae_os_replace(const char *from, const char *to);
+/* Flushes f's written data to the disk (fsync / FlushFileBuffers); call fflush first. */
+int   mae_os_fsync(FILE *f);
+/* Flushes the directory that holds path, so that a rename into it survives a power cut. Best
+ * effort (some file systems refuse); a no-op on Windows, where the rename was written through. */
+void  mae_os_sync_dir(const char *path);
+/* The size of the regular file behind f; -1 (errno EINVAL) when it is not a regular file. */
+int   mae_os_file_size(FILE *f, uint64_t *size);
+/* Moves f to byte pos from the start (64-bit offsets on every system); 0 or -1. */
+int   mae_os_seek(FILE *f, uint64_t pos);
+
+/* ---- process, errors ------------------------------------------------------------------------ */
+
+long        mae_os_getpid(void);
+int         mae_os_ncpus(void);
+double      mae_os_seconds(void);                        /* a monotonic clock, in seconds */                          /* online processors, at least 1 */
+/* The text of errno value err in buf, without strerror's shared buffer (thread-safe). */
+const char *mae_os_strerror(int err, char *buf, size_t cap);
+
+/* ---- CPU identification (os_cpuid.c; x86-64 only) ------------------------------------------- */
+
+/* r = {eax, ebx, ecx, edx} of CPUID(leaf, subleaf); zeros when leaf is beyond the maximum. */
+void               mae_os_cpuid(unsigned leaf, unsigned subleaf, unsigned r[4]);
+/* XCR0; only valid when CPUID.1:ECX reports OSXSAVE. */
+unsigned long long mae_os_xgetbv0(void);
+/* Whether an AArch64 CPU has the BF16 extension (BFDOT/BFMMLA) and the OS reports it; 0 elsewhere. */
+int                mae_os_arm_bf16(void);
+
+/* ---- threads --------------------------------------------------------------------------------- */
+
+/* Storage is in place (no allocation); a mae_thread must stay at its address until joined. On
+ * Windows the fields hold an SRWLOCK, a CONDITION_VARIABLE, an INIT_ONCE (each one pointer) and
+ * a thread HANDLE, so that this header needs no <windows.h>. */
+#if defined(_WIN32)
+typedef struct mae_mutex { void *opaque; } mae_mutex;
+typedef struct mae_cond  { void *opaque; } mae_cond;
+typedef struct mae_once  { void *opaque; } mae_once;
+#  define MAE_ONCE_INIT { 0 }
+typedef struct mae_thread { void *handle; void (*fn)(void *); void *arg; } mae_thread;
+#else
+#  include <pthread.h>
+typedef struct mae_mutex { pthread_mutex_t m; } mae_mutex;
+typedef struct mae_cond  { pthread_cond_t c; } mae_cond;
+typedef struct mae_once  { pthread_once_t o; } mae_once;
+#  define MAE_ONCE_INIT { PTHREAD_ONCE_INIT }
+typedef struct mae_thread { pthread_t t; void (*fn)(void *); void *arg; } mae_thread;
+#endif
+
+/* Runs fn exactly once over all threads that pass the same once; the others wait for it. */
+void mae_os_once(mae_once *once, void (*fn)(void));
+
+int  mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg);   /* 0 or -1 */
+void mae_thread_join(mae_thread *t);
+int  mae_mutex_init(mae_mutex *m);
+void mae_mutex_destroy(mae_mutex *m);
+void mae_mutex_lock(mae_mutex *m);
+void mae_mutex_unlock(mae_mutex *m);
+int  mae_cond_init(mae_cond *c);
+void mae_cond_destroy(mae_cond *c);
+void mae_cond_wait(mae_cond *c, mae_mutex *m);
+void mae_cond_signal(mae_cond *c);
+void mae_cond_broadcast(mae_cond *c);
+
+/* ---- thread-local storage, prefetch ----------------------------------------------------------- */
+
+#if defined(MAE_OS_MSVC)
+#  define MAE_THREAD_LOCAL __declspec(thread)
+#else
+#  define MAE_THREAD_LOCAL _Thread_local
+#endif
+
+/* A read prefetch into every cache level; a no-op where the compiler offers none. */
+#if defined(MAE_OS_MSVC) && defined(MAE_OS_X86_64)
+#  include <xmmintrin.h>
+#  define mae_prefetch(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#elif defined(__GNUC__) && !defined(MAE_OS_MSVC)
+#  define mae_prefetch(p) __builtin_prefetch((p), 0, 3)
+#else
+#  define mae_prefetch(p) ((void)(p))
+#endif
+
+/* ---- atomics ---------------------------------------------------------------------------------- */
+
+/* A pointer and a counter that threads share. Loads acquire, stores release, read-modify-write
+ * operations are sequentially consistent. C11 <stdatomic.h> where the compiler has it,
+ * Interlocked functions with MSVC (whose C11 atomics still need /experimental:c11atomics). */
+#if defined(MAE_OS_MSVC)
+#  include <intrin.h>
+typedef struct mae_atomic_ptr { void *volatile v; } mae_atomic_ptr;
+typedef struct mae_atomic_long { volatile long v; } mae_atomic_long;
+
+static inline void mae_atomic_ptr_init(mae_atomic_ptr *a, void *v) { a->v = v; }
+static inline void *mae_atomic_ptr_load(mae_atomic_ptr *a)
+{
+    return _InterlockedCompareExchangePointer((void *volatile *)&a->v, NULL, NULL);
+}
+static inline void mae_atomic_ptr_store(mae_atomic_ptr *a, void *v)
+{
+    (void)_InterlockedExchangePointer((void *volatile *)&a->v, v);
+}
+/* Stores desired if the value is expected; returns the value found (== expected on success). */
+static inline void *mae_atomic_ptr_cas(mae_atomic_ptr *a, void *expected, void *desired)
+{
+    return _InterlockedCompareExchangePointer((void *volatile *)&a->v, desired, expected);
+}
+static inline void mae_atomic_long_init(mae_atomic_long *a, long v) { a->v = v; }
+static inline long mae_atomic_long_load(mae_atomic_long *a)
+{
+    return _InterlockedCompareExchange(&a->v, 0, 0);
+}
+static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
+{
+    (void)_InterlockedExchange(&a->v, v);
+}
+/* Adds d and returns the previous value. */
+static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
+{
+    return _InterlockedExchangeAdd(&a->v, d);
+}
+#else
+#  include <stdatomic.h>
+typedef struct mae_atomic_ptr { _Atomic(void *) v; } mae_atomic_ptr;
+typedef struct mae_atomic_long { _Atomic(long) v; } mae_atomic_long;
+
+static inline void mae_atomic_ptr_init(mae_atomic_ptr *a, void *v) { atomic_init(&a->v, v); }
+static inline void *mae_atomic_ptr_load(mae_atomic_ptr *a)
+{
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void mae_atomic_ptr_store(mae_atomic_ptr *a, void *v)
+{
+    atomic_store_explicit(&a->v, v, memory_order_release);
+}
+static inline void *mae_atomic_ptr_cas(mae_atomic_ptr *a, void *expected, void *desired)
+{
+    atomic_compare_exchange_strong(&a->v, &expected, desired);
+    return expected;
+}
+static inline void mae_atomic_long_init(mae_atomic_long *a, long v) { atomic_init(&a->v, v); }
+static inline long mae_atomic_long_load(mae_atomic_long *a)
+{
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
+{
+    atomic_store_explicit(&a->v, v, memory_order_release);
+}
+static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
+{
+    return atomic_fetch_add(&a->v, d);
+}
+#endif
+
+#endif

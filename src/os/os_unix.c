@@ -1,0 +1,214 @@
+/* The platform layer on POSIX systems (Linux, the BSDs, macOS). */
+#if !defined(_WIN32)
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "os.h"
+
+FILE *mae_os_fopen(const char *path, const char *mode)
+{
+    return fopen(path, mode);
+}
+
+int mae_os_remove(const char *path)
+{
+    return remove(path) == 0 ? 0 : -1;
+}
+
+FILE *mae_os_create_excl(const char *path)
+{
+    /* O_CLOEXEC: a process that another thread forks and execs meanwhile must not inherit it */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        unlink(path);
+        errno = err;
+    }
+    return f;
+}
+
+int mae_os_replace(const char *from, const char *to)
+{
+    return rename(from, to) == 0 ? 0 : -1;   /* POSIX rename replaces atomically */
+}
+
+int mae_os_fsync(FILE *f)
+{
+    return fsync(fileno(f)) == 0 ? 0 : -1;
+}
+
+void mae_os_sync_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    else
+        return;
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+int mae_os_file_size(FILE *f, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0)
+        return -1;
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int mae_os_seek(FILE *f, uint64_t pos)
+{
+    off_t o = (off_t)pos;
+    if (o < 0 || (uint64_t)o != pos)
+        return -1;
+    return fseeko(f, o, SEEK_SET) == 0 ? 0 : -1;
+}
+
+long mae_os_getpid(void)
+{
+    return (long)getpid();
+}
+
+double mae_os_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int mae_os_ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1 << 16 ? 1 << 16 : (int)n;
+}
+
+/* strerror_r comes in two kinds: XSI returns int and fills buf, GNU (with _GNU_SOURCE) returns
+ * the text, which may not be in buf. Which one the C library gave is told by its type. */
+static const char *from_xsi(int r, char *buf, size_t cap)
+{
+    (void)cap;
+    return r == 0 ? buf : NULL;
+}
+
+static const char *from_gnu(char *r, char *buf, size_t cap)
+{
+    if (r && r != buf)
+        snprintf(buf, cap, "%s", r);
+    return r ? buf : NULL;
+}
+
+const char *mae_os_strerror(int err, char *buf, size_t cap)
+{
+    if (!cap)
+        return "";
+    buf[0] = 0;
+    const char *s = _Generic(&strerror_r, int (*)(int, char *, size_t): from_xsi, default: from_gnu)(
+        strerror_r(err, buf, cap), buf, cap);
+    if (!s || !buf[0])
+        snprintf(buf, cap, "error %d", err);
+    return buf;
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+void mae_os_once(mae_once *once, void (*fn)(void))
+{
+    pthread_once(&once->o, fn);
+}
+
+static void *trampoline(void *p)
+{
+    mae_thread *t = p;
+    t->fn(t->arg);
+    return NULL;
+}
+
+int mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    return pthread_create(&t->t, NULL, trampoline, t) == 0 ? 0 : -1;
+}
+
+void mae_thread_join(mae_thread *t)
+{
+    pthread_join(t->t, NULL);
+}
+
+int mae_mutex_init(mae_mutex *m)
+{
+    return pthread_mutex_init(&m->m, NULL) == 0 ? 0 : -1;
+}
+
+void mae_mutex_destroy(mae_mutex *m)
+{
+    pthread_mutex_destroy(&m->m);
+}
+
+void mae_mutex_lock(mae_mutex *m)
+{
+    pthread_mutex_lock(&m->m);
+}
+
+void mae_mutex_unlock(mae_mutex *m)
+{
+    pthread_mutex_unlock(&m->m);
+}
+
+int mae_cond_init(mae_cond *c)
+{
+    return pthread_cond_init(&c->c, NULL) == 0 ? 0 : -1;
+}
+
+void mae_cond_destroy(mae_cond *c)
+{
+    pthread_cond_destroy(&c->c);
+}
+
+void mae_cond_wait(mae_cond *c, mae_mutex *m)
+{
+    pthread_cond_wait(&c->c, &m->m);
+}
+
+void mae_cond_signal(mae_cond *c)
+{
+    pthread_cond_signal(&c->c);
+}
+
+void mae_cond_broadcast(mae_cond *c)
+{
+    pthread_cond_broadcast(&c->c);
+}
+
+#endif
+
+#if defined(__linux__) && defined(MAE_OS_AARCH64)
+#include <sys/auxv.h>
+int mae_os_arm_bf16(void)
+{
+    return (getauxval(AT_HWCAP2) & (1ul << 14)) != 0;   /* HWCAP2_BF16 */
+}
+#else
+int mae_os_arm_bf16(void)
+{
+    return 0;   /* no portable query: the bf16 tier stays off, the wide path runs */
+}
+#endif

@@ -1,0 +1,288 @@
+/* The platform layer on Windows (MinGW-w64 and MSVC). Paths arrive as UTF-8 and are converted to
+ * UTF-16 for the wide API; failures set errno (mapped from GetLastError) like the POSIX side. */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <io.h>
+#include <process.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include "os.h"
+
+/* The in-place storage of os.h must hold the Windows objects it stands for. */
+_Static_assert(sizeof(SRWLOCK) == sizeof(void *), "mae_mutex holds an SRWLOCK");
+_Static_assert(sizeof(CONDITION_VARIABLE) == sizeof(void *), "mae_cond holds a CONDITION_VARIABLE");
+_Static_assert(sizeof(INIT_ONCE) == sizeof(void *), "mae_once holds an INIT_ONCE");
+
+#define WPATH_MAX 4096   /* UTF-16 units; longer paths fail with ENAMETOOLONG */
+
+static void set_errno_win(DWORD e)
+{
+    switch (e) {
+    case ERROR_FILE_NOT_FOUND: case ERROR_PATH_NOT_FOUND: case ERROR_INVALID_DRIVE:
+        errno = ENOENT; break;
+    case ERROR_ACCESS_DENIED: case ERROR_SHARING_VIOLATION: case ERROR_LOCK_VIOLATION:
+        errno = EACCES; break;
+    case ERROR_FILE_EXISTS: case ERROR_ALREADY_EXISTS:
+        errno = EEXIST; break;
+    case ERROR_DISK_FULL: case ERROR_HANDLE_DISK_FULL:
+        errno = ENOSPC; break;
+    case ERROR_NOT_ENOUGH_MEMORY: case ERROR_OUTOFMEMORY:
+        errno = ENOMEM; break;
+    case ERROR_FILENAME_EXCED_RANGE:
+        errno = ENAMETOOLONG; break;
+    case ERROR_INVALID_NAME: case ERROR_INVALID_PARAMETER: case ERROR_NO_UNICODE_TRANSLATION:
+        errno = EINVAL; break;
+    case ERROR_NOT_SAME_DEVICE:
+        errno = EXDEV; break;
+    default:
+        errno = EIO; break;
+    }
+}
+
+/* UTF-8 -> UTF-16 into w (WPATH_MAX units); 0, or -1 with errno set. */
+static int widen(const char *s, wchar_t *w)
+{
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, WPATH_MAX);
+    if (n <= 0) {
+        DWORD e = GetLastError();
+        set_errno_win(e == ERROR_INSUFFICIENT_BUFFER ? ERROR_FILENAME_EXCED_RANGE : e);
+        return -1;
+    }
+    return 0;
+}
+
+FILE *mae_os_fopen(const char *path, const char *mode)
+{
+    wchar_t wpath[WPATH_MAX], wmode[16];
+    size_t i = 0;
+    for (; mode[i] && i + 1 < sizeof wmode / sizeof wmode[0]; i++)
+        wmode[i] = (wchar_t)(unsigned char)mode[i];
+    wmode[i] = 0;
+    if (widen(path, wpath) != 0)
+        return NULL;
+    return _wfopen(wpath, wmode);
+}
+
+int mae_os_remove(const char *path)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return -1;
+    if (!DeleteFileW(w)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+FILE *mae_os_create_excl(const char *path)
+{
+    wchar_t w[WPATH_MAX];
+    if (widen(path, w) != 0)
+        return NULL;
+    /* CREATE_NEW is the exclusive create; handles are not inherited unless asked for */
+    HANDLE h = CreateFileW(w, GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL, CREATE_NEW,
+                           FILE_ATTRIBUTE_NORMAL, NULL);
+    if (h == INVALID_HANDLE_VALUE) {
+        set_errno_win(GetLastError());
+        return NULL;
+    }
+    int fd = _open_osfhandle((intptr_t)h, _O_WRONLY | _O_BINARY);
+    if (fd < 0) {
+        CloseHandle(h);
+        DeleteFileW(w);
+        errno = EMFILE;
+        return NULL;
+    }
+    FILE *f = _fdopen(fd, "wb");
+    if (!f) {
+        int err = errno;
+        _close(fd);
+        DeleteFileW(w);
+        errno = err;
+    }
+    return f;
+}
+
+int mae_os_replace(const char *from, const char *to)
+{
+    wchar_t wf[WPATH_MAX], wt[WPATH_MAX];
+    if (widen(from, wf) != 0 || widen(to, wt) != 0)
+        return -1;
+    /* rename() refuses an existing target on Windows; this replaces it, and returns only once
+     * the move is on the disk */
+    if (!MoveFileExW(wf, wt, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+int mae_os_fsync(FILE *f)
+{
+    intptr_t h = _get_osfhandle(_fileno(f));
+    if (h == -1) {
+        errno = EBADF;
+        return -1;
+    }
+    if (!FlushFileBuffers((HANDLE)h)) {
+        set_errno_win(GetLastError());
+        return -1;
+    }
+    return 0;
+}
+
+void mae_os_sync_dir(const char *path)
+{
+    (void)path;   /* NTFS journals the rename; MOVEFILE_WRITE_THROUGH waited for it */
+}
+
+int mae_os_file_size(FILE *f, uint64_t *size)
+{
+    struct _stat64 st;   /* the 64-bit variant: plain stat's size is 32 bits here */
+    if (_fstat64(_fileno(f), &st) != 0)
+        return -1;
+    if ((st.st_mode & _S_IFMT) != _S_IFREG || st.st_size < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int mae_os_seek(FILE *f, uint64_t pos)
+{
+    if (pos > (uint64_t)INT64_MAX)
+        return -1;
+    return _fseeki64(f, (__int64)pos, SEEK_SET) == 0 ? 0 : -1;
+}
+
+long mae_os_getpid(void)
+{
+    return (long)GetCurrentProcessId();
+}
+
+double mae_os_seconds(void)
+{
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (double)t.QuadPart / (double)f.QuadPart;
+}
+
+int mae_os_ncpus(void)
+{
+    DWORD n = GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);
+    return n < 1 ? 1 : n > 1 << 16 ? 1 << 16 : (int)n;
+}
+
+const char *mae_os_strerror(int err, char *buf, size_t cap)
+{
+    if (!cap)
+        return "";
+    if (strerror_s(buf, cap, err) != 0 || !buf[0])
+        snprintf(buf, cap, "error %d", err);
+    return buf;
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+static BOOL CALLBACK once_call(PINIT_ONCE once, PVOID fn, PVOID *ctx)
+{
+    (void)once;
+    (void)ctx;
+    void (*f)(void);
+    memcpy(&f, &fn, sizeof f);   /* a function pointer carried through a data pointer */
+    f();
+    return TRUE;
+}
+
+void mae_os_once(mae_once *once, void (*fn)(void))
+{
+    PVOID p;
+    memcpy(&p, &fn, sizeof p);
+    InitOnceExecuteOnce((PINIT_ONCE)once, once_call, p, NULL);
+}
+
+static unsigned __stdcall trampoline(void *p)
+{
+    mae_thread *t = p;
+    t->fn(t->arg);
+    return 0;
+}
+
+int mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    /* _beginthreadex rather than CreateThread: the C runtime sets up its per-thread state */
+    uintptr_t h = _beginthreadex(NULL, 0, trampoline, t, 0, NULL);
+    t->handle = (void *)h;
+    return h ? 0 : -1;
+}
+
+void mae_thread_join(mae_thread *t)
+{
+    WaitForSingleObject((HANDLE)t->handle, INFINITE);
+    CloseHandle((HANDLE)t->handle);
+}
+
+int mae_mutex_init(mae_mutex *m)
+{
+    InitializeSRWLock((PSRWLOCK)m);
+    return 0;
+}
+
+void mae_mutex_destroy(mae_mutex *m)
+{
+    (void)m;   /* an SRWLOCK holds no resources */
+}
+
+void mae_mutex_lock(mae_mutex *m)
+{
+    AcquireSRWLockExclusive((PSRWLOCK)m);
+}
+
+void mae_mutex_unlock(mae_mutex *m)
+{
+    ReleaseSRWLockExclusive((PSRWLOCK)m);
+}
+
+int mae_cond_init(mae_cond *c)
+{
+    InitializeConditionVariable((PCONDITION_VARIABLE)c);
+    return 0;
+}
+
+void mae_cond_destroy(mae_cond *c)
+{
+    (void)c;
+}
+
+void mae_cond_wait(mae_cond *c, mae_mutex *m)
+{
+    SleepConditionVariableSRW((PCONDITION_VARIABLE)c, (PSRWLOCK)m, INFINITE, 0);
+}
+
+void mae_cond_signal(mae_cond *c)
+{
+    WakeConditionVariable((PCONDITION_VARIABLE)c);
+}
+
+void mae_cond_broadcast(mae_cond *c)
+{
+    WakeAllConditionVariable((PCONDITION_VARIABLE)c);
+}
+
+#endif
+
+int mae_os_arm_bf16(void)
+{
+    return 0;   /* not queried on Windows: the bf16 tier stays off, the wide path runs */
+}
