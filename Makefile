@@ -65,16 +65,18 @@ else
   SRCS := $(filter-out src/os/os_win.c,$(SRCS))
 endif
 ifeq ($(ARCH),x86_64)
-  SRCS := $(filter-out %_neon.c,$(SRCS))
+  SRCS := $(filter-out %_neon.c %_neonbf16.c,$(SRCS))
 else ifeq ($(ARCH),aarch64)
-  SRCS := $(filter-out %_avx2.c %_avx512.c,$(SRCS))
+  SRCS := $(filter-out %_avx2.c %_avx512.c %_avx512bf16.c,$(SRCS))
 else
-  SRCS := $(filter-out %_neon.c %_avx2.c %_avx512.c,$(SRCS))
+  SRCS := $(filter-out %_neon.c %_neonbf16.c %_avx2.c %_avx512.c %_avx512bf16.c,$(SRCS))
 endif
 OBJS := $(SRCS:%.c=$(BUILD)/%.o)
 
 $(BUILD)/%_avx2.o: ALLCFLAGS += -mavx2 -mfma
 $(BUILD)/%_avx512.o: ALLCFLAGS += -mavx512f -mavx512vl -mavx512dq -mavx2 -mfma
+$(BUILD)/%_avx512bf16.o: ALLCFLAGS += -mavx512f -mavx512vl -mavx512dq -mavx512bw -mavx512bf16 -mavx2 -mfma
+$(BUILD)/%_neonbf16.o: ALLCFLAGS += -march=armv8.2-a+bf16
 
 LIBDIR := lib
 STATIC := $(LIBDIR)/libmae.a

@@ -214,6 +214,24 @@ MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model
  * at worst a leftover dir.tmp.* or dir.old.* beside it (docs/FORMAT.md). A model running at a
  * non-square size is MAE_ERR_UNSUPPORTED (config.json has one image side). */
 MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir);
+/* The precision a model's linear layers compute in (docs/PRECISION.md). */
+typedef enum mae_precision {
+    MAE_PRECISION_F32 = 0,    /* float32 throughout (what create and load give) */
+    MAE_PRECISION_BF16 = 1    /* linear weights held once as bf16 (about half the memory), inputs
+                               * rounded to bf16, products accumulated in float32 */
+} mae_precision;
+
+/* Makes m compute in precision. MAE_PRECISION_BF16 rounds every linear weight to bf16 (to nearest,
+ * ties to even) and holds it only in that form, packed for the CPU's bf16 kernels (AVX512_BF16,
+ * Arm BF16, else a portable one at float32 speed); each linear rounds its input to bf16 and sums
+ * the products in float32. LayerNorm, attention, softmax, GELU, the residual stream and the loss
+ * stay float32. Call it before any context or trainer exists on m (MAE_ERR_STATE otherwise);
+ * tensor views and mae_model_save then give the bf16 weights (mae_model_save writes BF16). It
+ * cannot be undone (MAE_ERR_UNSUPPORTED asking F32 of a bf16 model: load the file again), and
+ * a bf16 model cannot be trained (mae_trainer_create: MAE_ERR_UNSUPPORTED). Setting the
+ * precision a model has already does nothing. On failure the model is unchanged. */
+MAE_API mae_status mae_model_set_precision(mae_model *m, int precision);
+MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision);
 
 /* ---------------------------------------------------------------------------------------------
  * 3. The context

@@ -45,6 +45,9 @@ for c in src/*/*.c; do
         *_avx2.c)   [ "$arch" = x86_64 ] || continue; isa="-mavx2 -mfma" ;;
         *_avx512.c) [ "$arch" = x86_64 ] || continue; isa="-mavx512f -mavx512vl -mavx512dq -mavx2 -mfma" ;;
         *_neon.c)   [ "$arch" = aarch64 ] || continue ;;
+        *_avx512bf16.c) [ "$arch" = x86_64 ] || continue
+                    isa="-mavx512f -mavx512vl -mavx512dq -mavx512bw -mavx512bf16 -mavx2 -mfma" ;;
+        *_neonbf16.c) [ "$arch" = aarch64 ] || continue; isa="-march=armv8.2-a+bf16" ;;
     esac
     o=$dir/obj/$(echo "$c" | tr / _ | sed 's/\.c$/.o/')
     objs="$objs $o"

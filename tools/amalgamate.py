@@ -13,9 +13,9 @@ How the separate translation units become one:
   * File-scope names that two sections define (static functions and variables, typedefs, tags,
     enum constants: vload, vf, vexp...) are renamed in those sections to <dir>_<file>__<name>.
     Names already unique stay as they are.
-  * A file named *_avx2.c / *_avx512.c is compiled for x86-64 only, inside a target region
+  * A file named *_avx2.c / *_avx512.c / *_avx512bf16.c is compiled for x86-64 only, inside a target region
     (#pragma GCC target for GCC, #pragma clang attribute for clang; MSVC needs none, its
-    intrinsics work without /arch); *_neon.c for aarch64 only. The system headers of a tier
+    intrinsics work without /arch); *_neon.c, *_neonbf16.c for aarch64 only. The system headers of a tier
     file are included before its region, so that intrinsics headers are read without the target.
   * Feature-test macros (_POSIX_C_SOURCE, _GNU_SOURCE...) go to the very top, as the Makefile's
     -D_POSIX_C_SOURCE=200809L does (those inside a conditional stay where they are).
@@ -37,6 +37,9 @@ ISA = {   # file suffix -> (architecture guard, GCC target, clang target)
     "avx2": ("defined(__x86_64__) || defined(_M_X64)", "avx2,fma"),
     "avx512": ("defined(__x86_64__) || defined(_M_X64)", "avx512f,avx512vl,avx512dq,avx2,fma"),
     "neon": ("defined(__aarch64__)", None),   # NEON is part of the aarch64 baseline
+    "avx512bf16": ("defined(__x86_64__) || defined(_M_X64)",
+                   "avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,avx2,fma"),
+    "neonbf16": ("defined(__aarch64__)", "+bf16"),   # BFDOT: the Armv8.6 BF16 extension
 }
 FEATURE_MACRO = re.compile(r"^(_[A-Z0-9_]*_SOURCE|_FILE_OFFSET_BITS)$")
 
@@ -88,7 +91,7 @@ def reach(path, seen):
 
 
 def isa_of(path):
-    m = re.search(r"_(avx2|avx512|neon)\.c$", path)
+    m = re.search(r"_(avx2|avx512|avx512bf16|neon|neonbf16)\.c$", path)
     return m.group(1) if m else None
 
 

@@ -24,6 +24,7 @@ static long online_cpus(void)
 typedef struct bench_opts {
     const char *model, *preset;
     int batch, threads, iters, train;
+    int precision;           /* MAE_PRECISION_* */
     int simulate;            /* --simulate-threads N, or 0 */
     int profile;             /* --profile */
     double ratio;            /* < 0: the model's */
@@ -41,6 +42,8 @@ static void usage(void)
            "  --threads N        1..256 (default: the number of online CPUs)\n"
            "  --iters N          timed runs, 1..100000 (default 5)\n"
            "  --mask-ratio R     in [0, 1) (default: the model's)\n"
+           "  --precision P      f32 | bf16: the linear layers in bfloat16 with float32 sums,\n"
+           "                     weights held in half the memory (default f32; docs/PRECISION.md)\n"
            "  --train            also time a training step: mae_trainer_forward_backward +\n"
            "                     mae_trainer_step (the model needs a decoder)\n"
            "  --profile          per op kind: time, share and GFLOP/s of the timed runs\n"
@@ -76,6 +79,8 @@ static int parse(int argc, char **argv, bench_opts *o)
             r = cli_arg_int(CMD, argc, argv, &i, 1, 100000, &o->iters);
         } else if (strcmp(a, "--mask-ratio") == 0) {
             r = cli_arg_double(CMD, argc, argv, &i, 0, 1, 1, &o->ratio);
+        } else if (strcmp(a, "--precision") == 0) {
+            r = cli_arg_precision(CMD, argc, argv, &i, &o->precision);
         } else if (strcmp(a, "--train") == 0) {
             o->train = 1;
         } else if (strcmp(a, "--profile") == 0) {
@@ -192,13 +197,17 @@ static int get_model(const bench_opts *o, mae_model **m)
     mae_status s;
     if (o->model) {
         s = mae_model_load(o->model, m);
-        return s == MAE_OK ? 0 : cli_fail(CMD, o->model, s);
+        if (s != MAE_OK)
+            return cli_fail(CMD, o->model, s);
+        return cli_set_precision(CMD, *m, o->precision);
     }
     mae_config cfg;
     s = mae_config_init(&cfg, sizeof cfg, o->preset);
     if (s == MAE_OK)
         s = mae_model_create(&cfg, 0, m);
-    return s == MAE_OK ? 0 : cli_fail(CMD, o->preset, s);
+    if (s != MAE_OK)
+        return cli_fail(CMD, o->preset, s);
+    return cli_set_precision(CMD, *m, o->precision);
 }
 
 static void print_model(const bench_opts *o, const mae_model *m)
@@ -214,7 +223,8 @@ static void print_model(const bench_opts *o, const mae_model *m)
     char d[512];
     if (mae_kernels_describe(d, sizeof d) == MAE_OK)
         printf("kernels:     %s\n", d);
-    printf("run:         kernels %s, %d thread%s, batch %d, mask ratio %g\n", mae_kernels_name(),
+    printf("run:         kernels %s, precision %s, %d thread%s, batch %d, mask ratio %g\n",
+           mae_kernels_name(), o->precision == MAE_PRECISION_BF16 ? "bf16" : "f32",
            o->threads, o->threads == 1 ? "" : "s", o->batch,
            o->ratio >= 0 ? o->ratio : (double)c.mask_ratio);
 }

@@ -46,6 +46,13 @@ int cli_arg_double(const char *cmd, int argc, char **argv, int *i, double lo, do
 int cli_write_safetensors(const char *cmd, const char *path, const char *name, const float *data,
                           const long long *shape, int ndim);
 
+/* --precision f32|bf16 (reconstruct, features, bench): option argv[*i]'s value as a
+ * MAE_PRECISION_* in *out; 0, or 2 after the usage error. */
+int cli_arg_precision(const char *cmd, int argc, char **argv, int *i, int *out);
+/* Makes a freshly loaded or created model compute in precision (mae_model_set_precision): 0,
+ * or 1 after the error line. */
+int cli_set_precision(const char *cmd, mae_model *m, int precision);
+
 /* ---- images in, for reconstruct and features (inputs.c) ---- */
 
 /* The input options both commands take: --idx FILE --first K --count N --norm --filter. */

@@ -15,6 +15,7 @@ typedef struct feat_opts {
     int nimages;
     pool_kind pool;
     int batch;
+    int precision;           /* MAE_PRECISION_* */
     cli_input_opts in;
 } feat_opts;
 
@@ -31,6 +32,8 @@ static void usage(void)
            "                     cls+mean: both [N, 2D] (default); tokens: all [N, 1+L, D] with\n"
            "                     the patch tokens in image order (row by row)\n"
            "  --batch N          images per forward pass (default 64)\n"
+           "  --precision P      f32 | bf16: the linear layers in bfloat16 with float32 sums,\n"
+           "                     weights held in half the memory (default f32; docs/PRECISION.md)\n"
            "  --norm NAME        imagenet | fashion-mnist | none (default: fashion-mnist for\n"
            "                     1-channel models, imagenet for 3-channel ones)\n"
            "  --filter NAME      bicubic | bilinear resampling (default bicubic)\n"
@@ -73,6 +76,9 @@ static int parse(int argc, char **argv, feat_opts *o)
                 return 2;
         } else if (strcmp(a, "--batch") == 0) {
             if ((r = cli_arg_int(CMD, argc, argv, &i, 1, 4096, &o->batch)))
+                return r;
+        } else if (strcmp(a, "--precision") == 0) {
+            if ((r = cli_arg_precision(CMD, argc, argv, &i, &o->precision)))
                 return r;
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_errorf(CMD, "unknown option '%s'", a);
@@ -188,6 +194,8 @@ int cmd_features(int argc, char **argv)
         mae_status s = mae_model_load(o.model, &m);
         if (s != MAE_OK)
             r = cli_fail(CMD, o.model, s);
+        else
+            r = cli_set_precision(CMD, m, o.precision);
     }
     cli_inputs in;
     if (!r) {

@@ -14,6 +14,7 @@ typedef struct probe_opts {
     int pixels, random, epochs, batch, threads, max_train;
     double lr, wd;
     int seed;
+    int precision;          /* MAE_PRECISION_* of the encoder */
 } probe_opts;
 
 static void usage(void)
@@ -32,7 +33,8 @@ static void usage(void)
            "  --wd X          L2 weight decay [1e-4]\n"
            "  --seed N        data order (and the random encoder) [0]\n"
            "  --threads N     encoder threads [all cores]\n"
-           "  --max-train N   use the first N training images only\n");
+           "  --max-train N   use the first N training images only\n"
+           "  --precision P   f32 | bf16: the encoder's linear layers (docs/PRECISION.md) [f32]\n");
 }
 
 static int parse(int argc, char **argv, probe_opts *o)
@@ -56,6 +58,7 @@ static int parse(int argc, char **argv, probe_opts *o)
         else if (!strcmp(a, "--seed")) r = cli_arg_int("probe", argc, argv, &i, 0, 2147483647, &o->seed);
         else if (!strcmp(a, "--lr")) r = cli_arg_double("probe", argc, argv, &i, 1e-9, 100, 0, &o->lr);
         else if (!strcmp(a, "--wd")) r = cli_arg_double("probe", argc, argv, &i, 0, 10, 0, &o->wd);
+        else if (!strcmp(a, "--precision")) r = cli_arg_precision("probe", argc, argv, &i, &o->precision);
         else if (a[0] == '-' && a[1]) {
             return cli_usage_errorf("probe", "unknown option '%s'", a);
         } else if (o->model)
@@ -253,6 +256,8 @@ static int run(const probe_opts *o)
         } else {
             kind = "MAE encoder";
         }
+        if (cli_set_precision("probe", rnd ? rnd : m, o->precision))
+            goto done;
         int gh = (cfg.img_height ? cfg.img_height : cfg.img_size) / cfg.patch_size;
         int gw = (cfg.img_width ? cfg.img_width : cfg.img_size) / cfg.patch_size;
         F = 2 * cfg.embed_dim;

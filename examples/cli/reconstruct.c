@@ -16,6 +16,7 @@ typedef struct recon_opts {
     double ratio;            /* < 0: the model's */
     uint64_t seed;
     int scale;               /* 0: chosen from the image size */
+    int precision;           /* MAE_PRECISION_* */
     cli_input_opts in;
 } recon_opts;
 
@@ -33,6 +34,8 @@ static void usage(void)
            "  --mask-ratio R     fraction of patches removed, in [0, 1) (default: the model's)\n"
            "  --seed S           seed of the random masks (default 0)\n"
            "  --scale N          enlarge each panel N times, 1..16 (default: a panel >= 112 px)\n"
+           "  --precision P      f32 | bf16: the linear layers in bfloat16 with float32 sums,\n"
+           "                     weights held in half the memory (default f32; docs/PRECISION.md)\n"
            "  --norm NAME        imagenet | fashion-mnist | none (default: fashion-mnist for\n"
            "                     1-channel models, imagenet for 3-channel ones)\n"
            "  --filter NAME      bicubic | bilinear resampling (default bicubic)\n"
@@ -67,6 +70,9 @@ static int parse(int argc, char **argv, recon_opts *o)
                 return r;
         } else if (strcmp(a, "--scale") == 0) {
             if ((r = cli_arg_int(CMD, argc, argv, &i, 1, 16, &o->scale)))
+                return r;
+        } else if (strcmp(a, "--precision") == 0) {
+            if ((r = cli_arg_precision(CMD, argc, argv, &i, &o->precision)))
                 return r;
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_errorf(CMD, "unknown option '%s'", a);
@@ -268,6 +274,8 @@ int cmd_reconstruct(int argc, char **argv)
         mae_status s = mae_model_load(o.model, &m);
         if (s != MAE_OK)
             r = cli_fail(CMD, o.model, s);
+        else
+            r = cli_set_precision(CMD, m, o.precision);
     }
     int dec = 0;
     if (!r && (mae_model_has_decoder(m, &dec) != MAE_OK || !dec))

@@ -187,3 +187,23 @@ int cli_write_safetensors(const char *cmd, const char *path, const char *name, c
     memset(header + 8 + n, ' ', hlen - (size_t)n);
     return write_with_header(cmd, path, header, 8 + hlen, data, count);
 }
+
+int cli_arg_precision(const char *cmd, int argc, char **argv, int *i, int *out)
+{
+    const char *v = cli_arg_value(cmd, argc, argv, i);
+    if (!v)
+        return 2;
+    if (strcmp(v, "f32") == 0)
+        *out = MAE_PRECISION_F32;
+    else if (strcmp(v, "bf16") == 0)
+        *out = MAE_PRECISION_BF16;
+    else
+        return cli_usage_errorf(cmd, "--precision: '%s' is not f32 or bf16", v);
+    return 0;
+}
+
+int cli_set_precision(const char *cmd, mae_model *m, int precision)
+{
+    mae_status s = mae_model_set_precision(m, precision);
+    return s == MAE_OK ? 0 : cli_fail(cmd, "--precision", s);
+}

@@ -105,7 +105,11 @@ MAE_API mae_status mae_model_num_params(const mae_model *m, size_t *count)
 {
     if (!m || !count)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_num_params: %s is NULL", !m ? "model" : "count");
-    *count = m->lay.total;
+    /* the tensors' own sizes: a bf16 model's storage (lay.total) is smaller */
+    size_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        n += m->tensors[i].count;
+    *count = n;
     return MAE_OK;
 }
 

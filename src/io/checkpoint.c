@@ -469,7 +469,8 @@ MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
 {
     if (!m || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save: %s is NULL", !m ? "model" : "path");
-    return save_model(m, path, MAE_DT_F32, "mae_model_save");
+    /* a bf16 model holds bf16 weights: BF16 stores them exactly in half the file */
+    return save_model(m, path, m->precision == MAE_PRECISION_BF16 ? MAE_DT_BF16 : MAE_DT_F32, "mae_model_save");
 }
 
 /* ASCII, whatever the locale. */

@@ -21,13 +21,19 @@ unsigned mae_cpu_features(void)
     int ymm_saved = (xcr0 & 0x6) == 0x6;            /* SSE and AVX state */
     int zmm_saved = (xcr0 & 0xe6) == 0xe6;          /* plus opmask, ZMM_Hi256, Hi16_ZMM */
     mae_os_cpuid(7, 0, r);                           /* zeros when leaf 7 is beyond the maximum */
-    unsigned b = r[1];
+    unsigned b = r[1], max_sub7 = r[0];
     int avx2 = (b >> 5) & 1;
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512vl = (b >> 31) & 1;
     if (avx2 && fma && ymm_saved)
         f |= MAE_CPU_AVX2;
     if ((f & MAE_CPU_AVX2) && avx512f && avx512dq && avx512vl && zmm_saved)
         f |= MAE_CPU_AVX512;
+    /* AVX512_BF16 is CPUID.(EAX=7, ECX=1):EAX[5]; it uses the ZMM state checked above */
+    if ((f & MAE_CPU_AVX512) && max_sub7 >= 1) {
+        mae_os_cpuid(7, 1, r);
+        if ((r[0] >> 5) & 1)
+            f |= MAE_CPU_BF16;
+    }
     return f;
 }
 
@@ -91,7 +97,7 @@ void mae_cpu_read_caches(mae_cpu_caches *c)
 
 unsigned mae_cpu_features(void)
 {
-    return MAE_CPU_NEON;
+    return MAE_CPU_NEON | (mae_os_arm_bf16() ? MAE_CPU_BF16 : 0u);
 }
 
 void mae_cpu_read_caches(mae_cpu_caches *c)

@@ -6,6 +6,8 @@ enum {
     MAE_CPU_AVX2   = 1,   /* AVX2 + FMA, and the OS saves YMM state */
     MAE_CPU_AVX512 = 2,   /* AVX-512 F/VL/DQ, and the OS saves ZMM and opmask state */
     MAE_CPU_NEON   = 4,   /* AArch64 Advanced SIMD (always there on AArch64) */
+    MAE_CPU_BF16   = 8,   /* bf16 dot products: AVX512_BF16 with MAE_CPU_AVX512 (x86), or the
+                           * BF16 extension (AArch64, HWCAP2_BF16) */
 };
 
 /* Bit set of MAE_CPU_* features. */

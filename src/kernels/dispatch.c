@@ -8,6 +8,7 @@
 #include "cpu.h"
 #include "kernels.h"
 #include "tiers.h"
+#include "gemm_bf16.h"
 #include "../os/os.h"
 #include "../util/util.h"
 
@@ -17,11 +18,28 @@ static const mae_kernels *const tiers[] = {
 #if defined(MAE_OS_X86_64)
     &mae_kernels_avx2,
     &mae_kernels_avx512,
+    &mae_kernels_avx512_bf16,
 #elif defined(MAE_OS_AARCH64)
     &mae_kernels_neon,
+    &mae_kernels_neon_bf16,
 #endif
 };
 #define NTIERS (sizeof tiers / sizeof tiers[0])
+
+/* A bf16 tier is its base tier with the bf16 entries replaced: its NULL entries come from the
+ * base first. It is not chosen as the active table (its fp32 entries are the base's); a model
+ * that computes in bf16 takes it through mae_kernels_bf16. */
+static const mae_kernels *base_of(const mae_kernels *k)
+{
+#if defined(__x86_64__)
+    if (k == &mae_kernels_avx512_bf16)
+        return &mae_kernels_avx512;
+#elif defined(__aarch64__)
+    if (k == &mae_kernels_neon_bf16)
+        return &mae_kernels_neon;
+#endif
+    return NULL;
+}
 
 /* Whether this CPU and OS can run a tier (CPUID + XGETBV on x86; scalar always can). */
 static int cpu_has(const mae_kernels *k)
@@ -34,14 +52,19 @@ static int cpu_has(const mae_kernels *k)
         return (f & MAE_CPU_AVX2) != 0;
     if (k == &mae_kernels_avx512)
         return (f & MAE_CPU_AVX512) != 0;
+    if (k == &mae_kernels_avx512_bf16)
+        return (f & MAE_CPU_AVX512) && (f & MAE_CPU_BF16);
 #elif defined(MAE_OS_AARCH64)
     if (k == &mae_kernels_neon)
         return (f & MAE_CPU_NEON) != 0;
+    if (k == &mae_kernels_neon_bf16)
+        return (f & MAE_CPU_NEON) && (f & MAE_CPU_BF16);
 #endif
     return 0;
 }
 
 static mae_kernels completed[NTIERS];
+static mae_kernels views[NTIERS];   /* the bf16 views (gemm_bf16.h) of the completed tables */
 
 /* The fill below names every entry (MAE_KERNEL_ENTRIES): it covers the table exactly when the
  * table is the name plus one function pointer per listed entry. */
@@ -58,6 +81,14 @@ static void fill_tables(void)
 {
     for (size_t i = 0; i < NTIERS; i++) {
         mae_kernels k = *tiers[i];
+        const mae_kernels *base = base_of(tiers[i]);
+#define FILL_BASE(e) if (!k.e) k.e = base->e;
+        if (base) {
+            MAE_KERNEL_ENTRIES(FILL_BASE)
+        }
+#undef FILL_BASE
+        if (!k.bf16_linear)
+            mae_bf16_set_wide(&k, tiers[i]);   /* an fp32 tier: its own products, widened */
 #define FILL(e) if (!k.e) k.e = mae_kernels_scalar.e;
         MAE_KERNEL_ENTRIES(FILL)
 #undef FILL
@@ -65,6 +96,8 @@ static void fill_tables(void)
         MAE_KERNEL_ENTRIES(IS_SET)
 #undef IS_SET
         completed[i] = k;
+        views[i] = k;
+        mae_bf16_set_view(&views[i], tiers[i]);
     }
 }
 
@@ -89,7 +122,7 @@ static const mae_kernels *best(void)
     complete_tables();
     const mae_kernels *k = &completed[0];
     for (size_t i = 0; i < NTIERS; i++)
-        if (cpu_has(tiers[i]))
+        if (cpu_has(tiers[i]) && !base_of(tiers[i]))
             k = &completed[i];
     const char *env = getenv("MAE_KERNELS");
     if (env && *env) {
@@ -128,4 +161,26 @@ MAE_API mae_status mae_kernels_force(const char *name)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_kernels_force: kernel table '%s' is not available on this CPU or build", name);
     mae_atomic_ptr_store(&active, (void *)k);
     return MAE_OK;
+}
+
+const mae_kernels *mae_kernels_bf16(const mae_kernels *k)
+{
+    complete_tables();
+    for (size_t i = 0; i < NTIERS; i++) {
+        const mae_kernels *b = base_of(tiers[i]);
+        if (b && cpu_has(tiers[i]))
+            for (size_t j = 0; j < NTIERS; j++)
+                if (tiers[j] == b && k == &completed[j])
+                    return &completed[i];
+    }
+    return k;
+}
+
+const mae_kernels *mae_kernels_bf16_view(const mae_kernels *k)
+{
+    const mae_kernels *u = mae_kernels_bf16(k);
+    for (size_t i = 0; i < NTIERS; i++)
+        if (u == &completed[i])
+            return &views[i];
+    return NULL;
 }

@@ -6,6 +6,7 @@
 #define MAE_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "../util/util.h"   /* mae_exec: where a kernel runs */
 
 
@@ -26,7 +27,7 @@ typedef struct mae_adamw_hp {
  * dispatch.c fills it from the scalar table, so a new tier can start empty and grow. Initialize
  * tables with designated initializers; adding an entry: docs/ARCHITECTURE.md. */
 typedef struct mae_kernels {
-    const char *name;   /* "scalar", "avx2", "avx512", "neon" (required) */
+    const char *name;   /* "scalar", "avx2", "avx512", "neon", "avx512_bf16", "neon_bf16" (required) */
 
     /* ---- memory ---- */
 
@@ -127,6 +128,24 @@ typedef struct mae_kernels {
      * Every tier gives bitwise the scalar result. Single-threaded (the caller splits the work).
      * (optional: NULL → scalar) */
     void (*adamw)(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h);
+
+    /* ---- bf16 linear layers (docs/PRECISION.md) ---- */
+
+    /* The bf16 family, as the fp32 pack/unpack/linear above: W [N,K] is rounded to bf16 (round
+     * to nearest even; a result below bf16's normal range becomes a signed zero, as the bf16 dot
+     * product instructions read it: mae_bf16_round) and packed once into bf16_pack_size(N,K)
+     * uint16 values in the table's layout. bf16_unpack writes the rounded W back as floats
+     * (exact). bf16_linear: out[M,N] = act(A'·W'ᵀ + bias) + residual, where A' is A rounded to
+     * bf16 the same way and every product a'·w' is exact in fp32, summed in fp32; bias, GELU and
+     * residual are the fp32 epilogue of linear (same aliasing rules). The reference (scalar) sums
+     * in k order; a fast tier sums the same products in another fixed order. Rows are
+     * independent, results do not depend on the thread count. Per-thread scratch: at most
+     * scratch_floats(1, K). (optional: NULL → scalar, the four together) */
+    size_t (*bf16_pack_size)(int N, int K);
+    void   (*bf16_pack)(uint16_t *dst, const float *W, int N, int K);
+    void   (*bf16_unpack)(float *W, const uint16_t *packed, int N, int K);
+    void   (*bf16_linear)(const mae_exec *ex, float *out, const float *A, const uint16_t *wp,
+                          const float *bias, const float *residual, int M, int N, int K, int act);
 } mae_kernels;
 
 /* Every entry after name, once: dispatch.c fills a tier's NULL entries from this list, and
@@ -137,13 +156,23 @@ typedef struct mae_kernels {
     X(attention) X(attention_backward) X(softmax) \
     X(layernorm) X(layernorm_backward) X(gelu) X(gelu_backward) X(add) X(bias_backward) \
     X(loss_patch) X(loss_grad) \
-    X(adamw)
+    X(adamw) \
+    X(bf16_pack_size) X(bf16_pack) X(bf16_unpack) X(bf16_linear)
 
 
 /* The active table (chosen on first use). */
 const mae_kernels *mae_kernels_active(void);
 /* The table for a tier name, or NULL if this build or CPU does not have it. */
 const mae_kernels *mae_kernels_get(const char *name);
+
+/* The table a model computing in bf16 uses with k: the bf16 tier built on k ("avx512_bf16" on
+ * "avx512", "neon_bf16" on "neon") when the CPU has it, else k itself (whose bf16 entries are
+ * the reference's). */
+const mae_kernels *mae_kernels_bf16(const mae_kernels *k);
+/* The table a bf16 model packs and runs with: mae_kernels_bf16(k) with pack_floats, pack,
+ * unpack and linear replaced by its bf16 family (the packed bf16 held in float storage, half the
+ * floats; src/kernels/gemm_bf16.h). NULL if k is not a table from mae_kernels_get/active. */
+const mae_kernels *mae_kernels_bf16_view(const mae_kernels *k);
 
 extern const mae_kernels mae_kernels_scalar;
 
@@ -157,6 +186,12 @@ void mae_scalar_attention_backward(const mae_exec *ex, float *dqkv, const float 
                                    const float *qkv, const float *probs, int B, int T, int C, int H);
 void mae_scalar_bias_backward(const mae_exec *ex, float *db, const float *dy, int N, int C);
 /* The scalar AdamW (scalar.c): the reference, and the SIMD tiers' tail. */
+/* bf16 (gemm_bf16.c): x rounded to the nearest bf16, ties to even; NaN stays a (quiet) NaN; a
+ * value whose bf16 is subnormal becomes a signed zero (the bf16 dot product instructions treat
+ * subnormal inputs as zero). mae_bf16_float widens exactly. */
+uint16_t mae_bf16_round(float x);
+float    mae_bf16_float(uint16_t b);
+
 void mae_scalar_adamw(float *w, float *m1, float *m2, const float *g, size_t n, const mae_adamw_hp *h);
 
 #endif

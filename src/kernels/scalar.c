@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
+#include "gemm_bf16.h"
 #include "../util/util.h"
 
 #define ROWS_PER_TASK 8
@@ -289,4 +290,8 @@ const mae_kernels mae_kernels_scalar = {
     .adamw = mae_scalar_adamw,
     .loss_patch = scalar_loss_patch,
     .loss_grad = scalar_loss_grad,
+    .bf16_pack_size = mae_bf16_ref_pack_size,
+    .bf16_pack = mae_bf16_ref_pack,
+    .bf16_unpack = mae_bf16_ref_unpack,
+    .bf16_linear = mae_bf16_ref_linear,
 };

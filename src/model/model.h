@@ -107,6 +107,8 @@ struct mae_model {
     int slim;                      /* some tensors are in_place */
     mae_atomic_ptr *cache;         /* [n_tensors] float *: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
+    int precision;                 /* MAE_PRECISION_F32 or _BF16 (mae_model_set_precision) */
+    int had_masters;               /* a trainer gave it master weights (mae_model_keep_masters) */
     atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
                                     * mae_trainer_create rewrites the weights (zero from calloc) */
     struct mae_patch_embed part_pe;
@@ -131,6 +133,10 @@ mae_status mae_model_pack_slim(mae_model *m);
 /* Makes a slim model hold PyTorch-layout master weights again (mae_model_pack for its own
  * table); nothing to do for a model that has them. For trainers. */
 mae_status mae_model_keep_masters(mae_model *m);
+/* Makes m compute in bf16 with table v (a bf16 view, mae_kernels_bf16_view): the linear weights
+ * rounded and packed as bf16 in place, the weight storage compacted to about half. On failure
+ * the model is unchanged. For inference models only (precision.c checks). */
+mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
 void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the same on ex's threads */
 /* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy

@@ -1,5 +1,6 @@
 /* Configuration checks, the parameter layout and tensor table (official state_dict order and
  * names), the official initialization, and packing of the linear weights. */
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,9 @@ typedef struct builder {
     int n;
     size_t off;
     int overflow;
+    int weight;                     /* the tensor being added is a linear weight */
+    const mae_kernels *packed_by;   /* non-NULL: a linear weight gets only the floats of its
+                                     * packed form in this table (a bf16 model, mae_model_pack_bf16) */
 } builder;
 
 static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
@@ -22,8 +26,10 @@ static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1
     for (int i = 0; i < ndim; i++)
         if (!mae_mul_size(count, (size_t)dims[i], &count))
             b->overflow = 1;
-    size_t at = b->off;
-    if (!mae_add_size(b->off, count, &b->off))
+    size_t at = b->off, reserve = count;
+    if (b->packed_by && b->weight && count > 0)
+        reserve = b->packed_by->pack_floats((int)d0, (int)(count / (size_t)d0));
+    if (!mae_add_size(b->off, reserve, &b->off))
         b->overflow = 1;
     if (b->t) {
         mae_tensor *t = &b->t[b->n];
@@ -37,6 +43,7 @@ static size_t add(builder *b, const char *name, int ndim, int64_t d0, int64_t d1
         size_t len = strlen(name);
         int is_bias = len >= 5 && strcmp(name + len - 5, ".bias") == 0;
         t->flags = is_pos ? 0 : MAE_T_TRAIN | (ndim > 1 && !is_bias ? MAE_T_DECAY : 0);
+        t->in_place = b->packed_by && b->weight;   /* held packed in its own storage */
     }
     b->n++;
     return at;
@@ -59,7 +66,8 @@ static void add_block(builder *b, const char *prefix, int l, int C, int hidden, 
     char nm[48];
     size_t s = b->off;
 #define T1(field, suffix, n0) (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, l, suffix), o->field = add(b, nm, 1, n0, 0, 0, 0) - s)
-#define T2(field, suffix, n0, n1) (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, l, suffix), o->field = add(b, nm, 2, n0, n1, 0, 0) - s)
+#define T2(field, suffix, n0, n1) (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, l, suffix), b->weight = 1, \
+    o->field = add(b, nm, 2, n0, n1, 0, 0) - s, b->weight = 0)
     T1(ln1_w, "norm1.weight", C);
     T1(ln1_b, "norm1.bias", C);
     T2(qkv_w, "attn.qkv.weight", 3 * (int64_t)C, C);
@@ -91,20 +99,26 @@ static void build(builder *b, const mae_cfg *c, mae_layout *lay)
         lay->mask_tok = add(b, "mask_token", 3, 1, 1, c->Dd, 0);
         lay->dpos = add(b, "decoder_pos_embed", 3, 1, T, c->Dd, 0);
     }
+    b->weight = 1;
     lay->pe_w = add(b, "patch_embed.proj.weight", 4, c->D, c->C, c->p, c->p);
+    b->weight = 0;
     lay->pe_b = add(b, "patch_embed.proj.bias", 1, c->D, 0, 0, 0);
     for (int l = 0; l < c->depth; l++)
         add_block(b, "blocks", l, c->D, c->hidden, c->qkv_bias, &lay->blocks, &lay->blk);
     lay->norm_w = add(b, "norm.weight", 1, c->D, 0, 0, 0);
     lay->norm_b = add(b, "norm.bias", 1, c->D, 0, 0, 0);
     if (c->has_decoder) {
+        b->weight = 1;
         lay->demb_w = add(b, "decoder_embed.weight", 2, c->Dd, c->D, 0, 0);
+        b->weight = 0;
         lay->demb_b = add(b, "decoder_embed.bias", 1, c->Dd, 0, 0, 0);
         for (int l = 0; l < c->ddepth; l++)
             add_block(b, "decoder_blocks", l, c->Dd, c->dhidden, c->qkv_bias, &lay->dblocks, &lay->dblk);
         lay->dnorm_w = add(b, "decoder_norm.weight", 1, c->Dd, 0, 0, 0);
         lay->dnorm_b = add(b, "decoder_norm.bias", 1, c->Dd, 0, 0, 0);
+        b->weight = 1;
         lay->pred_w = add(b, "decoder_pred.weight", 2, c->P, c->Dd, 0, 0);
+        b->weight = 0;
         lay->pred_b = add(b, "decoder_pred.bias", 1, c->P, 0, 0, 0);
     }
     lay->total = b->off;
@@ -141,7 +155,7 @@ mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
 {
     mae_layout lay;
     memset(&lay, 0, sizeof lay);
-    builder count = { NULL, 0, 0, 0 };
+    builder count = { NULL, 0, 0, 0, 0, NULL };
     build(&count, cfg, &lay);
     size_t bytes;
     if (count.overflow || !mae_mul_size(lay.total, sizeof(float), &bytes))
@@ -154,7 +168,7 @@ mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of parameters", bytes);
     }
     memset(data, 0, bytes);
-    builder fill = { t, 0, 0, 0 };
+    builder fill = { t, 0, 0, 0, 0, NULL };
     build(&fill, cfg, &lay);
     m->cfg = *cfg;
     m->lay = lay;
@@ -415,7 +429,7 @@ static mae_status pack_with(mae_model *m, const mae_kernels *k, int slim)
     return MAE_OK;
 }
 
-mae_status mae_model_keep_masters(mae_model *m)
+static mae_status keep_masters(mae_model *m)
 {
     if (!m->slim)
         return MAE_OK;
@@ -451,15 +465,25 @@ mae_status mae_model_keep_masters(mae_model *m)
     return s;
 }
 
+/* For a trainer: a bf16 model has no float32 weights to train (mixed precision is not done). */
+mae_status mae_model_keep_masters(mae_model *m)
+{
+    if (m->precision == MAE_PRECISION_BF16)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "model: it computes in bf16 and holds its weights only as "
+                        "bf16; training a bf16 model is not implemented (docs/PRECISION.md)");
+    m->had_masters = 1;
+    return keep_masters(m);
+}
+
 mae_status mae_model_pack(mae_model *m)
 {
-    mae_status s = mae_model_keep_masters(m);
+    mae_status s = keep_masters(m);
     return s != MAE_OK ? s : pack_with(m, mae_kernels_active(), 0);
 }
 
 mae_status mae_model_pack_slim(mae_model *m)
 {
-    mae_status s = mae_model_keep_masters(m);
+    mae_status s = keep_masters(m);
     return s != MAE_OK ? s : pack_with(m, mae_kernels_active(), 1);
 }
 
@@ -565,4 +589,73 @@ void mae_model_tensor_fetch(const void *model, int i, float *dst)
 {
     const mae_model *m = model;
     mae_model_tensor_read(m, &m->tensors[i], dst);
+}
+
+/* ---- bf16 weights (docs/PRECISION.md) ------------------------------------------------------- */
+
+/* Slots of the packed linears: every weight is in place, so its slot is its own storage. */
+static void slot_in_place(void *arg, const float *w, int N, int K, const float **slot)
+{
+    (void)arg; (void)N; (void)K;
+    *slot = w;
+}
+
+mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v)
+{
+    /* the new layout: every tensor as before, each linear weight in only the floats of its
+     * packed bf16 form (about half) */
+    mae_layout lay;
+    memset(&lay, 0, sizeof lay);
+    builder count = { NULL, 0, 0, 0, 0, v };
+    build(&count, &m->cfg, &lay);
+    size_t bytes, widest = 0;
+    if (count.overflow || !mae_mul_size(lay.total, sizeof(float), &bytes))
+        return mae_fail(MAE_ERR_NOMEM, "model: parameter count overflows");
+    for (int i = 0; i < m->n_tensors; i++)
+        widest = m->tensors[i].count > widest ? m->tensors[i].count : widest;
+    mae_tensor *t = mae_calloc((size_t)count.n, sizeof *t);
+    float *data = mae_alloc(bytes ? bytes : 1), *tmp = mae_alloc(widest * sizeof *tmp);
+    mae_block_pk *pb = mae_calloc((size_t)m->cfg.depth, sizeof *pb);
+    mae_block_pk *pd = m->cfg.has_decoder ? mae_calloc((size_t)m->cfg.ddepth, sizeof *pd) : NULL;
+    mae_atomic_ptr *cache = mae_calloc((size_t)m->n_tensors, sizeof *cache);
+    if (!t || !data || !tmp || !pb || (m->cfg.has_decoder && !pd) || !cache) {
+        mae_free(t); mae_free(data); mae_free(tmp); mae_free(pb); mae_free(pd); mae_free((void *)cache);
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of bf16 weights", bytes);
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        mae_atomic_ptr_init(&cache[i], NULL);
+    builder fill = { t, 0, 0, 0, 0, v };
+    build(&fill, &m->cfg, &lay);
+    assert(fill.n == m->n_tensors);
+    /* each tensor from the old storage (unpacked if it was packed) into the new one */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const mae_tensor *old = &m->tensors[i];
+        if (!t[i].in_place) {
+            mae_model_tensor_read(m, old, data + t[i].offset);
+            continue;
+        }
+        mae_model_tensor_read(m, old, tmp);
+        int N, K;
+        weight_dims(old, &N, &K);
+        v->pack(data + t[i].offset, tmp, N, K);
+    }
+    mae_free(tmp);
+    if (m->cache)
+        for (int i = 0; i < m->n_tensors; i++)
+            mae_free(mae_atomic_ptr_load(&m->cache[i]));
+    mae_free((void *)m->cache);
+    mae_free(m->packed); mae_free(m->pk_blocks); mae_free(m->pk_dblocks);
+    mae_free(m->tensors); mae_free(m->data);
+    m->tensors = t;
+    m->lay = lay;
+    m->data = data;
+    mae_params_view(&m->lay, data, m->cfg.has_decoder, &m->w);
+    m->packed = NULL;
+    m->pk_blocks = pb; m->pk_dblocks = pd;
+    m->cache = cache;
+    m->k = v;
+    m->slim = 1;
+    m->precision = MAE_PRECISION_BF16;
+    each_linear(m, slot_in_place, NULL);
+    return MAE_OK;
 }

@@ -115,6 +115,8 @@ const char *mae_os_strerror(int err, char *buf, size_t cap);
 void               mae_os_cpuid(unsigned leaf, unsigned subleaf, unsigned r[4]);
 /* XCR0; only valid when CPUID.1:ECX reports OSXSAVE. */
 unsigned long long mae_os_xgetbv0(void);
+/* Whether an AArch64 CPU has the BF16 extension (BFDOT/BFMMLA) and the OS reports it; 0 elsewhere. */
+int                mae_os_arm_bf16(void);
 
 /* ---- threads --------------------------------------------------------------------------------- */
 

@@ -251,3 +251,16 @@ void mae_cond_broadcast(mae_cond *c)
 }
 
 #endif
+
+#if defined(__linux__) && defined(MAE_OS_AARCH64)
+#include <sys/auxv.h>
+int mae_os_arm_bf16(void)
+{
+    return (getauxval(AT_HWCAP2) & (1ul << 14)) != 0;   /* HWCAP2_BF16 */
+}
+#else
+int mae_os_arm_bf16(void)
+{
+    return 0;   /* no portable query: the bf16 tier stays off, the wide path runs */
+}
+#endif

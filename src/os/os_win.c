@@ -416,3 +416,8 @@ void mae_cond_broadcast(mae_cond *c)
 }
 
 #endif
+
+int mae_os_arm_bf16(void)
+{
+    return 0;   /* not queried on Windows: the bf16 tier stays off, the wide path runs */
+}

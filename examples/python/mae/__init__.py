@@ -131,6 +131,8 @@ def _declare_all():
     _declare("mae_model_free", None, _vp)
     _declare("mae_model_get_config", _status, _vp, ctypes.POINTER(Config))
     _declare("mae_model_num_params", _status, _vp, ctypes.POINTER(ctypes.c_size_t))
+    _declare("mae_model_set_precision", _status, _vp, ctypes.c_int)
+    _declare("mae_model_get_precision", _status, _vp, ctypes.POINTER(ctypes.c_int))
     _declare("mae_ctx_create", _status, _vp, ctypes.c_int, ctypes.POINTER(_vp))
     _declare("mae_ctx_free", None, _vp)
     _declare("mae_ctx_set_mask_ratio", _status, _vp, ctypes.c_float)
@@ -312,9 +314,29 @@ class Model:
         _check(_lib.mae_model_load_memory(ctypes.cast(raw, ctypes.c_void_p), mv.nbytes, ctypes.byref(h)))
         return cls(h)
 
-    def save(self, path, dtype="F32"):
-        """Atomic safetensors save; dtype "F16" or "BF16" halves the file (round to nearest even)."""
-        _check(_lib.mae_model_save_as(self._handle(), os.fsencode(path), dtype.encode()))
+    def save(self, path, dtype=None):
+        """Atomic safetensors save; dtype "F16" or "BF16" halves the file (round to nearest even).
+        None: F32, or BF16 for a model that computes in bf16 (mae_model_save)."""
+        if dtype is None:
+            _check(_lib.mae_model_save(self._handle(), os.fsencode(path)))
+        else:
+            _check(_lib.mae_model_save_as(self._handle(), os.fsencode(path), dtype.encode()))
+
+    _PRECISIONS = ("f32", "bf16")   # MAE_PRECISION_F32, MAE_PRECISION_BF16
+
+    @property
+    def precision(self):
+        """"f32" or "bf16": what the linear layers compute in (docs/PRECISION.md)."""
+        v = ctypes.c_int()
+        _check(_lib.mae_model_get_precision(self._handle(), ctypes.byref(v)))
+        return self._PRECISIONS[v.value]
+
+    def set_precision(self, precision):
+        """"bf16": linear weights held once as bf16, products summed in float32. Before any
+        Context or Trainer on this model; it cannot go back to "f32" (load the file again)."""
+        if precision not in self._PRECISIONS:
+            raise ValueError(f"precision must be 'f32' or 'bf16', not {precision!r}")
+        _check(_lib.mae_model_set_precision(self._handle(), self._PRECISIONS.index(precision)))
 
     @property
     def config(self):

@@ -67,6 +67,28 @@ class Binding(unittest.TestCase):
             wide[..., ::2] = self.imgs
             np.testing.assert_array_equal(c.embed(wide[..., ::2]), c.embed(self.imgs))
 
+    def test_precision(self):
+        b16 = mae.Model.create("tiny", seed=3)
+        self.assertEqual(b16.precision, "f32")
+        with self.assertRaises(ValueError):
+            b16.set_precision("f16")
+        b16.set_precision("bf16")
+        self.assertEqual(b16.precision, "bf16")
+        self.assertEqual(b16.num_params, self.model.num_params)
+        with self.assertRaises(mae.Error) as e:
+            b16.set_precision("f32")
+        self.assertEqual(e.exception.name, "UNSUPPORTED")
+        with mae.Context(self.model, 2) as c, mae.Context(b16, 2) as d:
+            e32, e16 = c.embed(self.imgs), d.embed(self.imgs)
+        rel = np.linalg.norm(e16 - e32) / np.linalg.norm(e32)
+        self.assertGreater(rel, 0)
+        self.assertLess(rel, 1e-2)
+        path = os.path.join(self.tmp.name, "b16.safetensors")
+        b16.save(path)   # BF16: about half the F32 file
+        self.model.save(path + ".f32")
+        self.assertLess(os.path.getsize(path), 0.6 * os.path.getsize(path + ".f32"))
+        b16.close()
+
     def test_out_buffers(self):
         D, T = self.model.embed_dims
         with mae.Context(self.model, 2) as c:
