@@ -39,7 +39,7 @@ ISA = {   # file suffix -> (architecture guard, GCC target, clang target)
     "neon": ("defined(__aarch64__)", None),   # NEON is part of the aarch64 baseline
     "avx512bf16": ("defined(__x86_64__) || defined(_M_X64)",
                    "avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,avx2,fma"),
-    "neonbf16": ("defined(__aarch64__)", "+bf16"),   # BFDOT: the Armv8.6 BF16 extension
+    "neonbf16": ("defined(__aarch64__)", "arch=armv8.2-a+bf16"),   # BFDOT: the BF16 extension
 }
 FEATURE_MACRO = re.compile(r"^(_[A-Z0-9_]*_SOURCE|_FILE_OFFSET_BITS)$")
 
@@ -321,8 +321,8 @@ def decl_names(decl):
                     out.append(p[m])
                 continue
             if k > 0 and is_ident(p[k - 1]) and p[k - 1] not in KEYWORDS:
-                if p[k - 1].isupper() and k + 2 < len(p) and p[k + 2] == ")":
-                    continue   # ISA(name)(...): a name a template macro makes unique
+                if p[k - 1].isupper():
+                    continue   # NAME(...): a macro's expansion (ISA(name), entry generators), not a name
                 out.append(p[k - 1])
             continue
         depth, last = 0, None
@@ -449,9 +449,14 @@ def main():
     renamed = {}
     for s, text, hoisted in sections:
         stem = os.path.splitext(rel(s))[0].split(os.sep, 1)[1].replace(os.sep, "_")
+        # a struct that a shared header declares opaque (typedef struct X X;) and this section
+        # completes is the same type, not a collision
+        completes = {n for n in top_used
+                     if re.search(r"\bstruct\s+%s\s*\{" % re.escape(n), text)
+                     and re.search(r"\bstruct\s+%s\s*(%s\s*)?;" % (re.escape(n), re.escape(n)), top_text)}
         collide = {n for n in declared_names(text)
-                   if len(set(owners[n])) > 1 or n in top_names or n in top_used
-                   or any(n in used[o] for o in sources if o != s)}
+                   if n not in completes and (len(set(owners[n])) > 1 or n in top_names or n in top_used
+                                              or any(n in used[o] for o in sources if o != s))}
         if collide:
             prefix = stem + "__"
             text = rename(text, collide, prefix)

@@ -250,8 +250,6 @@ void mae_cond_broadcast(mae_cond *c)
     pthread_cond_broadcast(&c->c);
 }
 
-#endif
-
 #if defined(__linux__) && defined(MAE_OS_AARCH64)
 #include <sys/auxv.h>
 int mae_os_arm_bf16(void)
@@ -263,4 +261,6 @@ int mae_os_arm_bf16(void)
 {
     return 0;   /* no portable query: the bf16 tier stays off, the wide path runs */
 }
+#endif
+
 #endif

@@ -415,9 +415,9 @@ void mae_cond_broadcast(mae_cond *c)
     WakeAllConditionVariable((PCONDITION_VARIABLE)c);
 }
 
-#endif
-
 int mae_os_arm_bf16(void)
 {
     return 0;   /* not queried on Windows: the bf16 tier stays off, the wide path runs */
 }
+
+#endif
