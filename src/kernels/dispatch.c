@@ -31,10 +31,10 @@ static const mae_kernels *const tiers[] = {
  * that computes in bf16 takes it through mae_kernels_bf16. */
 static const mae_kernels *base_of(const mae_kernels *k)
 {
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     if (k == &mae_kernels_avx512_bf16)
         return &mae_kernels_avx512;
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     if (k == &mae_kernels_neon_bf16)
         return &mae_kernels_neon;
 #endif

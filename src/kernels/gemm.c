@@ -105,12 +105,12 @@ static mae_gemm_isa tuned(const mae_gemm_isa *g, const char **why)
 
 static const mae_gemm_isa *tier_gemm(const char *name)
 {
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     if (strcmp(name, "avx512") == 0)
         return &mae_avx512_gemm;
     if (strcmp(name, "avx2") == 0)
         return &mae_avx2_gemm;
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     if (strcmp(name, "neon") == 0)
         return &mae_neon_gemm;
 #endif

@@ -320,24 +320,24 @@ void mae_bf16_isa_linear(const mae_bf16_isa *g, const mae_exec *ex, float *out, 
 
 /* ---- the fp32 tiers' wide families, and the choice per table ------------------------------ */
 
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
 static const mae_bf16_isa wide_avx2 = { .wide = &mae_avx2_gemm };
 static const mae_bf16_isa wide_avx512 = { .wide = &mae_avx512_gemm };
 MAE_BF16_ENTRIES(mae_bf16_wide_avx2, &wide_avx2)
 MAE_BF16_ENTRIES(mae_bf16_wide_avx512, &wide_avx512)
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
 static const mae_bf16_isa wide_neon = { .wide = &mae_neon_gemm };
 MAE_BF16_ENTRIES(mae_bf16_wide_neon, &wide_neon)
 #endif
 
 void mae_bf16_set_wide(mae_kernels *k, const mae_kernels *tier)
 {
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     if (tier == &mae_kernels_avx2)
         mae_bf16_wide_avx2_set(k);
     if (tier == &mae_kernels_avx512)
         mae_bf16_wide_avx512_set(k);
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     if (tier == &mae_kernels_neon)
         mae_bf16_wide_neon_set(k);
 #endif
@@ -346,7 +346,7 @@ void mae_bf16_set_wide(mae_kernels *k, const mae_kernels *tier)
 
 void mae_bf16_set_view(mae_kernels *view, const mae_kernels *tier)
 {
-#if defined(__x86_64__)
+#if defined(MAE_OS_X86_64)
     if (tier == &mae_kernels_avx2) {
         mae_bf16_wide_avx2_view(view);
         return;
@@ -359,7 +359,7 @@ void mae_bf16_set_view(mae_kernels *view, const mae_kernels *tier)
         mae_bf16_avx512bf16_view(view);
         return;
     }
-#elif defined(__aarch64__)
+#elif defined(MAE_OS_AARCH64)
     if (tier == &mae_kernels_neon) {
         mae_bf16_wide_neon_view(view);
         return;
