@@ -48,7 +48,8 @@ prefix=$dir/prefix
 step lib-configure cmake -S "$src" -B "$dir/lib" $gen -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LIBDIR=lib
 step lib-build cmake --build "$dir/lib" -j2
 step lib-install cmake --install "$dir/lib"
-version=$(sed -n 's/^#define MAE_VERSION_STRING "\(.*\)"/\1/p' include/mae.h)
+vpart() { sed -n "s/^#define MAE_VERSION_$1 \\([0-9]*\\).*/\\1/p" include/mae.h; }
+version=$(vpart MAJOR).$(vpart MINOR).$(vpart PATCH)
 major=${version%%.*}
 for f in include/mae.h lib/libmae.a "lib/libmae.so.$version" "lib/libmae.so.$major" lib/libmae.so \
          lib/pkgconfig/mae.pc lib/cmake/mae/mae-config.cmake lib/cmake/mae/mae-config-version.cmake \

@@ -32,8 +32,8 @@ MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn prog
 
 /* The load hook is per thread: a load runs on its caller's thread, and loads on other threads
  * (with or without their own hook) must not see it. */
-static _Thread_local mae_progress_fn load_progress;
-static _Thread_local void *load_user;
+static MAE_THREAD_LOCAL mae_progress_fn load_progress;
+static MAE_THREAD_LOCAL void *load_user;
 
 int mae_load_progress_tick(int done, int total)
 {

@@ -173,18 +173,18 @@ MAE_API void mae_trainer_free(mae_trainer *t)
  * is not changed here, so live contexts do not matter; a model never becomes slim again. */
 static mae_status convert_model(mae_model *m)
 {
-    int v = 0;
-    if (!atomic_compare_exchange_strong(&m->live_ctx, &v, MAE_MODEL_CONVERTING)) {
+    long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
+    if (v != 0) {
         if (v == MAE_MODEL_CONVERTING)
             return mae_fail(MAE_ERR_STATE, "mae_trainer_create: another thread is creating a trainer for this model right now");
         if (!m->slim)
             return MAE_OK;
         return mae_fail(MAE_ERR_STATE, "mae_trainer_create: the model has %d live context%s; create the trainer before any "
                         "context, or free them (the trainer rewrites the weights of a model made for inference, "
-                        "which the contexts read)", v, v == 1 ? "" : "s");
+                        "which the contexts read)", (int)v, v == 1 ? "" : "s");
     }
     mae_status s = mae_model_keep_masters(m);
-    atomic_store(&m->live_ctx, 0);
+    mae_atomic_long_store(&m->live_ctx, 0);
     return s;
 }
 

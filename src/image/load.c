@@ -1,15 +1,14 @@
 /* The public file functions: image and IDX loading (file or memory), PNG and PNM writing, and the
  * decode memory limit. */
-#include <stdatomic.h>
 #include "image.h"
 #include "../util/util.h"
 
 /* 0: the default. Atomic: a limit set on one thread while another decodes is either seen or not. */
-static _Atomic size_t decode_limit;
+static mae_atomic_size decode_limit;
 
 MAE_API mae_status mae_image_set_limit(size_t max_bytes)
 {
-    atomic_store(&decode_limit, max_bytes);
+    mae_atomic_size_store(&decode_limit, max_bytes);
     return MAE_OK;
 }
 
@@ -20,7 +19,7 @@ MAE_API size_t mae_image_get_limit(void)
 
 size_t mae_image_limit(void)
 {
-    size_t v = atomic_load(&decode_limit);
+    size_t v = mae_atomic_size_load(&decode_limit);
     return v ? v : MAE_IMAGE_DEFAULT_LIMIT;
 }
 

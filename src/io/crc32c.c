@@ -3,14 +3,15 @@
  * initial value and final xor 0xFFFFFFFF, so the check value of "123456789" is 0xE3069283. */
 #include <string.h>
 #include "crc32c.h"
+#include "../os/os.h"
 
 #define POLY 0x82F63B78u
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(MAE_OS_X86_64)
 #include <nmmintrin.h>
 #define HAVE_HW 1
 
-__attribute__((target("sse4.2"))) static uint32_t hw_update(uint32_t crc, const unsigned char *p, size_t n)
+MAE_OS_TARGET("sse4.2") static uint32_t hw_update(uint32_t crc, const unsigned char *p, size_t n)
 {
     uint64_t c = crc;
     for (; n > 0 && ((uintptr_t)p & 7); n--)
@@ -32,7 +33,9 @@ void mae_crc32c_init(mae_crc32c *c)
 {
     c->state = 0xFFFFFFFFu;
 #if HAVE_HW
-    c->hw = __builtin_cpu_supports("sse4.2") != 0;
+    unsigned r[4];
+    mae_os_cpuid(1, 0, r);
+    c->hw = (int)(r[2] >> 20 & 1);   /* CPUID.1:ECX bit 20, SSE4.2 */
 #else
     c->hw = 0;
 #endif

@@ -6,15 +6,7 @@
 #define MAE_KERNELS_H
 
 #include <stddef.h>
-
-/* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
- * scratch + t * scratch_per_thread (floats). */
-typedef struct mae_exec {
-    int    nthreads;
-    float *scratch;
-    size_t scratch_per_thread;
-    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
-} mae_exec;
+#include "../util/util.h"   /* mae_exec: where a kernel may run and its scratch */
 
 enum { MAE_ACT_NONE = 0, MAE_ACT_GELU = 1 };
 

@@ -105,18 +105,21 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
  * model, which is otherwise read-only to it (allocated, never a const object: the cast is sound). */
 static int claim_context(const mae_model *m)
 {
-    atomic_int *n = &((mae_model *)m)->live_ctx;
-    int v = atomic_load(n);
-    do {
+    mae_atomic_long *n = &((mae_model *)m)->live_ctx;
+    long v = mae_atomic_long_load(n);
+    for (;;) {
         if (v == MAE_MODEL_CONVERTING)
             return 0;
-    } while (!atomic_compare_exchange_weak(n, &v, v + 1));
-    return 1;
+        long found = mae_atomic_long_cas(n, v, v + 1);
+        if (found == v)
+            return 1;
+        v = found;
+    }
 }
 
 static void release_context(const mae_model *m)
 {
-    atomic_fetch_sub(&((mae_model *)m)->live_ctx, 1);
+    mae_atomic_long_add(&((mae_model *)m)->live_ctx, -1);
 }
 
 MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)

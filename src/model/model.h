@@ -105,7 +105,7 @@ struct mae_model {
     int slim;                      /* some tensors are in_place */
     mae_atomic_ptr *cache;         /* [n_tensors] float *: unpacked copies of in_place tensors, made on
                                     * first request and kept until the model is freed */
-    atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
+    mae_atomic_long live_ctx;      /* contexts alive on this model, or MAE_MODEL_CONVERTING while
                                     * mae_trainer_create rewrites the weights (zero from calloc) */
     struct mae_patch_embed part_pe;
     struct mae_masker      part_mk;

@@ -26,13 +26,20 @@ int mae_add_size(size_t a, size_t b, size_t *out);
  * the result then does not depend on the thread count or the pool. thread is in
  * [0, ex->nthreads): no two tasks running at once get the same one (per-thread scratch). ex may
  * be NULL: one thread. The only parallel loop. */
-struct mae_exec;
+/* Where a loop (and the kernels it runs) may run and the per-thread scratch it may use. Thread t
+ * of a parallel loop owns scratch + t * scratch_per_thread (floats). */
+typedef struct mae_exec {
+    int    nthreads;
+    float *scratch;
+    size_t scratch_per_thread;
+    const struct mae_thread_pool *host;   /* the host's pool, or NULL: the built-in one */
+} mae_exec;
 typedef void (*mae_task_fn)(void *arg, int task, int thread);
-void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
+void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
 /* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
  * create its workers (it creates them now if they are missing). */
-int  mae_threads_effective(const struct mae_exec *ex);
+int  mae_threads_effective(const mae_exec *ex);
 /* A caller's mae_thread_pool, size-checked and validated (run set, nthreads in [1, 256]). */
 mae_status mae_thread_pool_read(const char *fn, const mae_thread_pool *in, mae_thread_pool *out);
 /* The pool mae_set_thread_pool set for new contexts and trainers, or NULL (the built-in one). */

@@ -19,8 +19,8 @@ def encoder_only(src, dst):
         data = f.read()
     out, blobs, at = {}, [], 0
     for name, e in header.items():
-        if name == "__metadata__":
-            out[name] = e
+        if name == "__metadata__":   # without the checksum: the new file is not libmae's
+            out[name] = {k: v for k, v in e.items() if k != "libmae.crc32c"}
             continue
         if name.startswith("decoder") or name == "mask_token":
             continue
@@ -90,8 +90,8 @@ class Binding(unittest.TestCase):
             self.model.close()
         self.assertEqual(e.exception.name, "STATE")
         self.assertEqual(c.embed(self.imgs).shape, (2, self.model.embed_dims[0]))   # still alive
+        c.close()   # a trainer may rewrite a slim model's weights: no context may be alive then
         t = mae.Trainer(self.model, 2)
-        c.close()
         with self.assertRaises(mae.Error):
             self.model.close()
         t.close()
