@@ -140,17 +140,8 @@ static size_t scratch_need(const mae_trainer *t)
 /* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
 static mae_status set_scratch(mae_trainer *t, int n)
 {
-    size_t per = scratch_need(t), total;
-    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
-        return mae_fail(MAE_ERR_NOMEM, "trainer: scratch size overflows");
-    float *s = total ? mae_alloc(total) : NULL;
-    if (total && !s)
-        return mae_fail(MAE_ERR_NOMEM, "trainer: cannot allocate %zu bytes of scratch", total);
-    mae_free(t->ex.scratch);
-    t->ex.scratch = s;
-    t->ex.scratch_per_thread = per;
-    t->ex.nthreads = n;
-    return MAE_OK;
+    mae_status s = mae_exec_set_scratch(&t->ex, scratch_need(t), n);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "trainer");
 }
 
 MAE_API void mae_trainer_free(mae_trainer *t)

@@ -66,6 +66,21 @@ void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
 #endif
 }
 
+mae_status mae_exec_set_scratch(mae_exec *ex, size_t per, int n)
+{
+    size_t total;
+    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
+        return mae_fail(MAE_ERR_NOMEM, "the scratch for %d threads overflows", n);
+    float *s = total ? mae_alloc(total) : NULL;
+    if (total && !s)
+        return mae_fail(MAE_ERR_NOMEM, "cannot allocate %zu bytes of scratch for %d threads", total, n);
+    mae_free(ex->scratch);
+    ex->scratch = s;
+    ex->scratch_per_thread = per;
+    ex->nthreads = n;
+    return MAE_OK;
+}
+
 int mae_threads_effective(const mae_exec *ex)
 {
     int n = ex->nthreads > 1 ? ex->nthreads : 1;
