@@ -109,14 +109,6 @@ int mae_names_map(const mae_names *nm, const char *official, int part, char *out
     return n >= 0 && (size_t)n < cap ? 1 : 0;
 }
 
-const mae_st_entry *mae_names_find(const mae_names *nm, const char *official, int part)
-{
-    char name[sizeof(((mae_st_entry *)0)->name)];
-    if (!mae_names_map(nm, official, part, name, sizeof name))
-        return NULL;
-    return mae_st_find(nm->f, name);
-}
-
 mae_status mae_names_detect(const mae_st_file *f, mae_names *nm)
 {
     nm->f = f;

@@ -136,7 +136,7 @@ void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the 
 mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);
 /* Writes tensor t in PyTorch's layout into dst (t->count floats), unpacking if in_place. */
 void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float *dst);
-/* The same for tensor i of model m, as mae_st_write_fetch's callback (mae_model_save). */
+/* The same for tensor i of model m, as mae_st_write_as's fetch callback (mae_model_save). */
 void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);
 /* Official initialization from an RNG. */
