@@ -8,44 +8,26 @@
 
 #define LN_ROWS_PER_TASK 8
 
-void ISA(exp)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, vexp(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, vexp(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
+/* y[i] = op(x[i]): whole vectors, then the tail through a zero-padded vector, so that every
+ * element goes through the same vector code. One definition per elementwise function. */
+#define UNARY_MAP(name, op)                                                                        \
+    void ISA(name)(float *y, const float *x, size_t n)                                             \
+    {                                                                                              \
+        size_t i = 0;                                                                              \
+        for (; i + VL <= n; i += VL)                                                               \
+            vstore(y + i, op(vload(x + i)));                                                       \
+        if (i < n) {                                                                               \
+            float t[VL] = { 0 };                                                                   \
+            memcpy(t, x + i, (n - i) * sizeof *t);                                                 \
+            vstore(t, op(vload(t)));                                                               \
+            memcpy(y + i, t, (n - i) * sizeof *t);                                                 \
+        }                                                                                          \
     }
-}
 
-void ISA(erf)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, verf(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, verf(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
-    }
-}
-
-void ISA(gelu)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, vgelu(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, vgelu(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
-    }
-}
+UNARY_MAP(exp, vexp)
+UNARY_MAP(erf, verf)
+UNARY_MAP(gelu, vgelu)
+#undef UNARY_MAP
 
 void ISA(add)(float *y, const float *a, const float *b, size_t n)
 {
