@@ -66,7 +66,7 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
     memset(&c, 0, sizeof c);
     c.m = m;
     c.max_batch = max_batch;
-    size_t used, scratch, total;
+    size_t used = 0, scratch, total;
     if (mae_arena_count("the context's buffers", plan, &c, &used) != MAE_OK ||
         !mae_mul_size(scratch_need(&c), (size_t)n, &scratch) ||
         !mae_mul_size(scratch, sizeof(float), &scratch) || !mae_add_size(used, scratch, &total) ||
