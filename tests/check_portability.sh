@@ -1,7 +1,8 @@
 #!/bin/sh
 # MSVC readiness, checked without MSVC (docs/BUILDING.md says what this does and does not prove):
 #   1. no GCC-only construct in src/ outside the platform layer src/os: builtins, attributes,
-#      inline assembly, POSIX/GCC headers, _Thread_local, GCC's machine macros, #ifdef _WIN32;
+#      inline assembly, POSIX/GCC headers, direct pthread_*/sysconf calls, _Thread_local, _Atomic,
+#      GCC's machine macros, #ifdef _WIN32;
 #      no OpenMP beyond MSVC's OpenMP 2.0;
 #   2. every source compiles with clang in Microsoft mode with the MSVC branches of src/os
 #      forced on (MAE_OS_FORCE_MSVC_PATHS: Interlocked atomics, __declspec(thread), _mm_prefetch,
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 fail=0
 bad() { echo "check_portability: FAIL: $*"; fail=$((fail + 1)); }
 
-PAT='__builtin_|__attribute__|__asm__|asm *\(|#include *<(pthread|cpuid|unistd|stdatomic|fcntl|dirent|sys/[a-z]*)\.h>|_Thread_local|_Atomic|__x86_64__|__aarch64__|__i386__|defined *\(_WIN32\)|#ifdef *_WIN32|(^|[^_[:alnum:]])(strerror|getpid|fsync|open|fdopen|unlink) *\('
+PAT='__builtin_|__attribute__|__asm__|asm *\(|#include *<(pthread|sched|semaphore|cpuid|unistd|stdatomic|fcntl|dirent|sys/[a-z]*)\.h>|_Thread_local|_Atomic|__x86_64__|__aarch64__|__i386__|defined *\(_WIN32\)|#ifdef *_WIN32|(^|[^_[:alnum:]])(strerror|getpid|fsync|open|fdopen|unlink|sysconf|pthread_[a-z_]+) *\('
 echo '    __builtin_prefetch(p);' | grep -Eq "$PAT" || bad "the pattern matches nothing"
 hits=$(grep -rnE "$PAT" src --include='*.c' --include='*.h' | grep -v '^src/os/')
 if [ -n "$hits" ]; then

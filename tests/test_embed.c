@@ -225,7 +225,7 @@ static void test_encoder_only(void)
     mae_st_meta meta[3] = { { "num_heads", "4" }, { "img_height", "24" }, { "img_width", "32" } };
     char path[64];
     snprintf(path, sizeof path, "/tmp/test_embed_%d.safetensors", (int)getpid());
-    CHECK_OK(mae_st_write_fetch(path, outs, n, meta, 3, fetch_subset, &sub));
+    CHECK_OK(mae_st_write_as(path, outs, n, meta, 3, MAE_DT_F32, fetch_subset, &sub));
     mae_model *e = NULL;
     CHECK_OK(mae_model_load(path, &e));
     unlink(path);

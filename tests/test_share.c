@@ -156,21 +156,20 @@ static void test_claim(void)
     if (!m)
         return;
     /* what mae_trainer_create holds while it converts */
-    int expected = 0;
-    CHECK(atomic_compare_exchange_strong(&m->live_ctx, &expected, MAE_MODEL_CONVERTING), "the model is not free");
+    CHECK(mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING) == 0, "the model is not free");
     mae_ctx *c = NULL;
     mae_trainer *t = NULL;
     CHECK(mae_ctx_create(m, B, &c) == MAE_ERR_STATE && !c, "a context was created during a conversion");
     CHECK(strstr(mae_last_error(), "mae_trainer_create"), "message: '%s'", mae_last_error());
     CHECK(mae_trainer_create(m, B, &t) == MAE_ERR_STATE && !t, "two conversions at once");
-    atomic_store(&m->live_ctx, 0);
+    mae_atomic_long_store(&m->live_ctx, 0);
     CHECK_OK(mae_ctx_create(m, B, &c));
-    CHECK(atomic_load(&m->live_ctx) == 1, "live contexts %d, want 1", atomic_load(&m->live_ctx));
+    CHECK(mae_atomic_long_load(&m->live_ctx) == 1, "live contexts %ld, want 1", mae_atomic_long_load(&m->live_ctx));
     mae_ctx_free(c);
-    CHECK(atomic_load(&m->live_ctx) == 0, "live contexts %d after the free, want 0", atomic_load(&m->live_ctx));
+    CHECK(mae_atomic_long_load(&m->live_ctx) == 0, "live contexts %ld after the free, want 0", mae_atomic_long_load(&m->live_ctx));
     /* a failed creation is not counted */
     CHECK(mae_ctx_create(m, 0, &c) == MAE_ERR_INVALID_ARG, "max_batch 0 accepted");
-    CHECK(atomic_load(&m->live_ctx) == 0, "a failed mae_ctx_create was counted");
+    CHECK(mae_atomic_long_load(&m->live_ctx) == 0, "a failed mae_ctx_create was counted");
     mae_model_free(m);
 }
 

@@ -76,20 +76,6 @@ MAE_API void mae_finetuner_free(mae_finetuner *f)
     mae_free(f);
 }
 
-/* The classifier's model in trainable form (master weights): as mae_trainer_create converts. */
-static mae_status convert_model(mae_model *m)
-{
-    int v = 0;
-    if (!atomic_compare_exchange_strong(&m->live_ctx, &v, MAE_MODEL_CONVERTING)) {
-        if (!m->slim && v != MAE_MODEL_CONVERTING)
-            return MAE_OK;
-        return mae_fail(MAE_ERR_STATE, "mae_finetuner_create: the classifier's model has live contexts (or is being "
-                        "converted by another thread); create the finetuner first, or free them");
-    }
-    mae_status s = mae_model_keep_masters(m);
-    atomic_store(&m->live_ctx, 0);
-    return s;
-}
 
 /* Layer ids of param_groups_lrd; -1 for tensors the classifier does not use (norm.* with global
  * pooling). */
@@ -115,7 +101,7 @@ MAE_API mae_status mae_finetuner_create(mae_classifier *c, int max_batch, mae_fi
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_create: %s is NULL", !c ? "classifier" : "out");
     if (max_batch <= 0 || max_batch > 1 << 20)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_create: max_batch %d is outside [1, 2^20]", max_batch);
-    mae_status s = convert_model(c->m);
+    mae_status s = mae_model_make_trainable(c->m, "mae_finetuner_create");
     if (s != MAE_OK)
         return s;
     mae_finetuner *f = mae_calloc(1, sizeof *f);

@@ -140,17 +140,8 @@ static size_t scratch_need(const mae_trainer *t)
 /* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
 static mae_status set_scratch(mae_trainer *t, int n)
 {
-    size_t per = scratch_need(t), total;
-    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
-        return mae_fail(MAE_ERR_NOMEM, "trainer: scratch size overflows");
-    float *s = total ? mae_alloc(total) : NULL;
-    if (total && !s)
-        return mae_fail(MAE_ERR_NOMEM, "trainer: cannot allocate %zu bytes of scratch", total);
-    mae_free(t->ex.scratch);
-    t->ex.scratch = s;
-    t->ex.scratch_per_thread = per;
-    t->ex.nthreads = n;
-    return MAE_OK;
+    mae_status s = mae_exec_set_scratch(&t->ex, scratch_need(t), n);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "trainer");
 }
 
 MAE_API void mae_trainer_free(mae_trainer *t)
@@ -167,26 +158,6 @@ MAE_API void mae_trainer_free(mae_trainer *t)
     mae_free(t);
 }
 
-/* Gives a slim model master weights, holding it exclusively: the conversion replaces the
- * weights and frees the packed buffers, so no context may read them meanwhile (and none can be
- * created: mae_ctx_create sees MAE_MODEL_CONVERTING). A model that has master weights already
- * is not changed here, so live contexts do not matter; a model never becomes slim again. */
-static mae_status convert_model(mae_model *m)
-{
-    int v = 0;
-    if (!atomic_compare_exchange_strong(&m->live_ctx, &v, MAE_MODEL_CONVERTING)) {
-        if (v == MAE_MODEL_CONVERTING)
-            return mae_fail(MAE_ERR_STATE, "mae_trainer_create: another thread is creating a trainer for this model right now");
-        if (!m->slim)
-            return MAE_OK;
-        return mae_fail(MAE_ERR_STATE, "mae_trainer_create: the model has %d live context%s; create the trainer before any "
-                        "context, or free them (the trainer rewrites the weights of a model made for inference, "
-                        "which the contexts read)", v, v == 1 ? "" : "s");
-    }
-    mae_status s = mae_model_keep_masters(m);
-    atomic_store(&m->live_ctx, 0);
-    return s;
-}
 
 MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer **out)
 {
@@ -196,7 +167,7 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_create: max_batch %d must be positive", max_batch);
     if (!m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_create: the model has no decoder (an encoder-only checkpoint cannot be pretrained)");
-    mae_status ks = convert_model(m);   /* AdamW and the backward pass need master weights */
+    mae_status ks = mae_model_make_trainable(m, "mae_trainer_create");   /* AdamW and the backward pass need master weights */
     if (ks != MAE_OK)
         return ks;
     mae_trainer *t = mae_calloc(1, sizeof *t);

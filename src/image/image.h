@@ -1,5 +1,6 @@
-/* Internal interface of the image module: checksums, DEFLATE in both directions, the zlib and
- * gzip containers, the PNG/PNM/IDX codecs, file helpers, channel conversion and resampling.
+/* Internal interface of the image module: the PNG/PNM/IDX codecs, channel conversion and
+ * resampling (checksums, DEFLATE and the zlib/gzip containers are src/codec; byte buffers and
+ * whole files src/util).
  * Every decoder treats its input as hostile: lengths are checked before use and output sizes are
  * bounded by what the input can actually produce. */
 #ifndef MAE_IMAGE_H
@@ -8,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "mae.h"
+#include "../codec/codec.h"
+#include "../util/bytes.h"
+#include "../util/file.h"
 
 /* Images larger than this many pixels are refused (MAE_ERR_UNSUPPORTED), whatever the header
  * says: 2^28 pixels is 1 GiB as RGBA8. */
@@ -21,63 +25,6 @@
  * MAE_ERR_UNSUPPORTED naming what (e.g. "PNG: a 300 x 200 image") when need is larger. */
 size_t     mae_image_limit(void);
 mae_status mae_image_check_limit(const char *what, size_t need);
-
-/* ---- checksums (crc.c) ------------------------------------------------------------------- */
-
-/* Running CRC-32 (ISO-HDLC, as PNG and gzip use): start with crc = 0. */
-uint32_t mae_crc32(uint32_t crc, const uint8_t *p, size_t n);
-/* Running Adler-32 (zlib): start with adler = 1. */
-uint32_t mae_adler32(uint32_t adler, const uint8_t *p, size_t n);
-
-/* ---- growable byte buffers (bytes.c) -------------------------------------------------------- */
-
-/* Output of the compressors and decompressors. With fixed set, data is the caller's buffer of
- * cap bytes and may not grow; else it grows (mae_alloc) while the old and the new buffer together
- * stay within limit bytes (the peak while it grows). */
-typedef struct mae_bytes {
-    uint8_t *data;
-    size_t size, cap, limit;
-    int fixed;
-} mae_bytes;
-
-void       mae_bytes_init(mae_bytes *b, size_t limit);
-void       mae_bytes_fixed(mae_bytes *b, uint8_t *buf, size_t cap);
-/* Makes room for n more bytes: MAE_ERR_NOMEM on allocation failure, MAE_ERR_FORMAT when a fixed
- * buffer would overflow, MAE_ERR_UNSUPPORTED when the limit would be exceeded ("what" names the
- * data in the message). */
-mae_status mae_bytes_reserve(mae_bytes *b, size_t n, const char *what);
-mae_status mae_bytes_put(mae_bytes *b, const void *p, size_t n, const char *what);
-void       mae_bytes_free(mae_bytes *b);             /* only a growable buffer's memory */
-
-/* ---- DEFLATE (inflate.c, deflate.c) --------------------------------------------------------- */
-
-/* Decodes one raw DEFLATE stream (RFC 1951) from in[0..n) and appends it to out. *used gets the
- * bytes consumed (the stream ends on a byte boundary after its last block). Back references may
- * reach only into bytes this call produced. */
-mae_status mae_inflate(const uint8_t *in, size_t n, size_t *used, mae_bytes *out);
-
-/* Compresses in[0..n) to a raw DEFLATE stream appended to out: LZ77 with hash chains, each block
- * stored, fixed- or dynamic-Huffman, whichever is smallest. */
-mae_status mae_deflate(const uint8_t *in, size_t n, mae_bytes *out);
-
-/* ---- containers (zlib.c) -------------------------------------------------------------------- */
-
-/* zlib stream (RFC 1950): header checked (method 8, window <= 32K, no preset dictionary, FCHECK),
- * Adler-32 checked; the whole of in must be the stream. Output appended to out. */
-mae_status mae_zlib_decompress(const uint8_t *in, size_t n, mae_bytes *out);
-mae_status mae_zlib_compress(const uint8_t *in, size_t n, mae_bytes *out);
-/* gzip file (RFC 1952), one or more members: header fields, the optional header CRC, the CRC-32
- * and ISIZE of every member checked; nothing may follow the last member. */
-mae_status mae_gzip_decompress(const uint8_t *in, size_t n, mae_bytes *out);
-mae_status mae_gzip_compress(const uint8_t *in, size_t n, mae_bytes *out);
-
-/* ---- files (file.c) ------------------------------------------------------------------------- */
-
-/* Reads a whole file into a mae_alloc'd buffer (fn names the caller in messages). */
-mae_status mae_file_read(const char *fn, const char *path, uint8_t **data, size_t *size);
-/* Writes n bytes to path atomically: a temporary file in the same directory, flushed, synced and
- * renamed over path. On failure path is untouched and the temporary file removed. */
-mae_status mae_file_write_atomic(const char *fn, const char *path, const uint8_t *data, size_t n);
 
 /* ---- pixel buffers (pixels.c) --------------------------------------------------------------- */
 
@@ -101,6 +48,17 @@ mae_status mae_pixels_copy(const uint8_t *src, ptrdiff_t src_stride, int sc, int
                            uint8_t **out);
 
 /* ---- codecs (png_read.c, png_write.c, pnm.c, idx.c) ----------------------------------------- */
+
+/* PNG's Paeth predictor (filter type 4): of a (left), b (above), c (above left), the one nearest
+ * to a + b - c, ties in that order. The reader and the writer use it. */
+static inline int mae_png_paeth(int a, int b, int c)
+{
+    int p = a + b - c;
+    int pa = p > a ? p - a : a - p, pb = p > b ? p - b : b - p, pc = p > c ? p - c : c - p;
+    if (pa <= pb && pa <= pc)
+        return a;
+    return pb <= pc ? b : c;
+}
 
 int        mae_png_signature(const uint8_t *p, size_t n);   /* 1 if p starts with PNG's */
 mae_status mae_png_decode(const uint8_t *p, size_t n, mae_raw_image *out);

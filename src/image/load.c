@@ -1,17 +1,15 @@
 /* The public file functions: image and IDX loading (file or memory), PNG and PNM writing, and the
  * decode memory limit. */
-#include <stdint.h>
 #include "image.h"
 #include "../os/os.h"
 #include "../util/util.h"
 
-/* 0: the default. Atomic: a limit set on one thread while another decodes is either seen or not.
- * Held in a pointer-sized atomic (a size_t always fits in uintptr_t; a long is 32 bits on Windows). */
-static mae_atomic_ptr decode_limit;
+/* 0: the default. Atomic: a limit set on one thread while another decodes is either seen or not. */
+static mae_atomic_size decode_limit;
 
 MAE_API mae_status mae_image_set_limit(size_t max_bytes)
 {
-    mae_atomic_ptr_store(&decode_limit, (void *)(uintptr_t)max_bytes);
+    mae_atomic_size_store(&decode_limit, max_bytes);
     return MAE_OK;
 }
 
@@ -22,7 +20,7 @@ MAE_API size_t mae_image_get_limit(void)
 
 size_t mae_image_limit(void)
 {
-    size_t v = (size_t)(uintptr_t)mae_atomic_ptr_load(&decode_limit);
+    size_t v = mae_atomic_size_load(&decode_limit);
     return v ? v : MAE_IMAGE_DEFAULT_LIMIT;
 }
 

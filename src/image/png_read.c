@@ -26,11 +26,6 @@ static const int adam7[7][4] = {
     { 0, 0, 8, 8 }, { 4, 0, 8, 8 }, { 0, 4, 4, 8 }, { 2, 0, 4, 4 },
     { 0, 2, 2, 4 }, { 1, 0, 2, 2 }, { 0, 1, 1, 2 } };
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 int mae_png_signature(const uint8_t *p, size_t n)
 {
     return n >= 8 && memcmp(p, signature, 8) == 0;
@@ -40,8 +35,8 @@ static mae_status parse_ihdr(png_info *pi, const uint8_t *d, uint32_t len)
 {
     if (len != 13)
         return mae_fail(MAE_ERR_FORMAT, "PNG: IHDR has %u bytes, not 13", (unsigned)len);
-    pi->w = be32(d);
-    pi->h = be32(d + 4);
+    pi->w = mae_get_be32(d);
+    pi->h = mae_get_be32(d + 4);
     pi->depth = d[8];
     pi->color = d[9];
     pi->interlace = d[12];
@@ -120,7 +115,7 @@ static mae_status read_chunks(const uint8_t *p, size_t n, png_info *pi, mae_byte
     for (;;) {
         if (n - pos < 12)
             return mae_fail(MAE_ERR_FORMAT, "PNG: the file is truncated (no IEND chunk)");
-        uint32_t len = be32(p + pos);
+        uint32_t len = mae_get_be32(p + pos);
         const uint8_t *type = p + pos + 4, *data = p + pos + 8;
         char name[5] = { 0 };
         for (int i = 0; i < 4; i++) {
@@ -131,7 +126,7 @@ static mae_status read_chunks(const uint8_t *p, size_t n, png_info *pi, mae_byte
         if (len > 0x7fffffffu || n - pos - 12 < len)
             return mae_fail(MAE_ERR_FORMAT, "PNG: chunk %s (%u bytes) is truncated", name, (unsigned)len);
         uint32_t crc = mae_crc32(0, type, (size_t)len + 4);
-        if (crc != be32(data + len))
+        if (crc != mae_get_be32(data + len))
             return mae_fail(MAE_ERR_FORMAT, "PNG: CRC mismatch in chunk %s at offset %zu", name, pos);
         pos += 12 + (size_t)len;
 
@@ -183,15 +178,6 @@ static size_t row_bytes(const png_info *pi, uint32_t pw)
     return ((size_t)pw * (size_t)pi->samples * (size_t)pi->depth + 7) / 8;
 }
 
-static int paeth(int a, int b, int c)
-{
-    int p = a + b - c;
-    int pa = p > a ? p - a : a - p, pb = p > b ? p - b : b - p, pc = p > c ? p - c : c - p;
-    if (pa <= pb && pa <= pc)
-        return a;
-    return pb <= pc ? b : c;
-}
-
 /* Undoes the filter of one row in place; prior is the previous unfiltered row (or zeros). */
 static mae_status unfilter(uint8_t *row, const uint8_t *prior, size_t len, int bpp, int type)
 {
@@ -213,7 +199,7 @@ static mae_status unfilter(uint8_t *row, const uint8_t *prior, size_t len, int b
         break;
     case 4:
         for (size_t i = 0; i < len; i++)
-            row[i] = (uint8_t)(row[i] + paeth(i >= b ? row[i - b] : 0, prior[i], i >= b ? prior[i - b] : 0));
+            row[i] = (uint8_t)(row[i] + mae_png_paeth(i >= b ? row[i - b] : 0, prior[i], i >= b ? prior[i - b] : 0));
         break;
     default:
         return mae_fail(MAE_ERR_FORMAT, "PNG: invalid filter type %d", type);

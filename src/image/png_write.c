@@ -6,36 +6,19 @@
 
 #define IDAT_CHUNK ((size_t)1 << 20)
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static mae_status put_chunk(mae_bytes *out, const char *type, const uint8_t *data, size_t len)
 {
     uint8_t head[8], tail[4];
-    put_be32(head, (uint32_t)len);
+    mae_put_be32(head, (uint32_t)len);
     memcpy(head + 4, type, 4);
     uint32_t crc = mae_crc32(mae_crc32(0, head + 4, 4), data, len);
-    put_be32(tail, crc);
+    mae_put_be32(tail, crc);
     mae_status s = mae_bytes_put(out, head, 8, "PNG");
     if (s == MAE_OK)
         s = mae_bytes_put(out, data, len, "PNG");
     if (s == MAE_OK)
         s = mae_bytes_put(out, tail, 4, "PNG");
     return s;
-}
-
-static int paeth(int a, int b, int c)
-{
-    int p = a + b - c;
-    int pa = p > a ? p - a : a - p, pb = p > b ? p - b : b - p, pc = p > c ? p - c : c - p;
-    if (pa <= pb && pa <= pc)
-        return a;
-    return pb <= pc ? b : c;
 }
 
 /* Filters row (prior: the row above, or zeros) with type into dst; returns the sum of |byte| read
@@ -53,7 +36,7 @@ static uint64_t filter_row(int type, const uint8_t *row, const uint8_t *prior, s
         case 1: pred = a; break;
         case 2: pred = b; break;
         case 3: pred = (a + b) >> 1; break;
-        case 4: pred = paeth(a, b, c); break;
+        case 4: pred = mae_png_paeth(a, b, c); break;
         default: break;
         }
         uint8_t v = (uint8_t)(row[i] - pred);
@@ -97,8 +80,8 @@ mae_status mae_png_encode_bytes(const uint8_t *pixels, int w, int h, int channel
     mae_free(raw);
 
     uint8_t ihdr[13];
-    put_be32(ihdr, (uint32_t)w);
-    put_be32(ihdr + 4, (uint32_t)h);
+    mae_put_be32(ihdr, (uint32_t)w);
+    mae_put_be32(ihdr + 4, (uint32_t)h);
     ihdr[8] = 8;
     ihdr[9] = color_type[channels];
     ihdr[10] = ihdr[11] = ihdr[12] = 0;

@@ -11,7 +11,7 @@
 #include <nmmintrin.h>
 #define HAVE_HW 1
 
-MAE_TARGET_SSE42 static uint32_t hw_update(uint32_t crc, const unsigned char *p, size_t n)
+MAE_OS_TARGET("sse4.2") static uint32_t hw_update(uint32_t crc, const unsigned char *p, size_t n)
 {
     uint64_t c = crc;
     for (; n > 0 && ((uintptr_t)p & 7); n--)
@@ -35,7 +35,7 @@ void mae_crc32c_init(mae_crc32c *c)
 #if HAVE_HW
     unsigned r[4];
     mae_os_cpuid(1, 0, r);
-    c->hw = (r[2] >> 20) & 1;   /* CPUID.1:ECX bit 20: SSE4.2 */
+    c->hw = (int)(r[2] >> 20 & 1);   /* CPUID.1:ECX bit 20, SSE4.2 */
 #else
     c->hw = 0;
 #endif

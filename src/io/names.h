@@ -33,14 +33,14 @@ mae_status mae_names_detect(const mae_st_file *f, mae_names *nm);
  * split qkv), or 0 when the name does not fit out. */
 int mae_names_map(const mae_names *nm, const char *official, int part, char *out, size_t cap);
 
-/* The file's entry for part `part` of an official tensor, or NULL. */
-const mae_st_entry *mae_names_find(const mae_names *nm, const char *official, int part);
-
 /* 1 + the highest block index in the file's encoder (decoder) block names, 0 if none. Indices
  * above 10^6 count as 10^6 (the config check rejects that depth). */
 int mae_names_count_blocks(const mae_names *nm, int decoder);
 
 /* Whether the file holds any decoder tensor. */
 int mae_names_has_decoder(const mae_names *nm);
+
+/* The file's entry for part `part` of an official tensor, or NULL. */
+const mae_st_entry *mae_names_find(const mae_names *nm, const char *official, int part);
 
 #endif

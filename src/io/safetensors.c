@@ -1170,12 +1170,6 @@ mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
     return mae_st_write_as(path, tensors, n, meta, n_meta, MAE_DT_F32, NULL, NULL);
 }
 
-mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
-                              const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg)
-{
-    return mae_st_write_as(path, tensors, n, meta, n_meta, MAE_DT_F32, fetch, arg);
-}
-
 mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, const mae_st_meta *meta,
                            int n_meta, int dtype, mae_st_fetch fetch, const void *arg)
 {

@@ -118,13 +118,11 @@ typedef struct mae_st_out {
  * metadata must not use that key. */
 mae_status mae_st_write(const char *path, const mae_st_out *tensors, int n,
                         const mae_st_meta *meta, int n_meta);
-/* The same, where a tensor whose data is NULL gets its values from fetch(arg, i, dst) (i: its
- * index in tensors) into a scratch buffer the writer holds for one tensor at a time: a model whose
- * weights exist only packed is saved without a second copy of them. */
+/* A tensor whose data is NULL gets its values from fetch(arg, i, dst) (i: its index in tensors)
+ * into a scratch buffer the writer holds for one tensor at a time: a model whose weights exist
+ * only packed is saved without a second copy of them (mae_st_write_as). */
 typedef void (*mae_st_fetch)(const void *arg, int i, float *dst);
-mae_status mae_st_write_fetch(const char *path, const mae_st_out *tensors, int n,
-                              const mae_st_meta *meta, int n_meta, mae_st_fetch fetch, const void *arg);
-/* The same with the values stored as dtype: MAE_DT_F32 (the above), MAE_DT_F16 or MAE_DT_BF16,
+/* mae_st_write with the values stored as dtype: MAE_DT_F32, MAE_DT_F16 or MAE_DT_BF16,
  * rounded to nearest, ties to even (subnormals included; NaN stays NaN, inf stays inf). A finite
  * value that would round to infinity (|x| >= 65520 for F16, >= 0x1.fffp127 for BF16) stops the
  * write with MAE_ERR_UNSUPPORTED naming the tensor; whatever was at path stays as it was. */

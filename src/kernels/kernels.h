@@ -87,8 +87,6 @@ typedef struct mae_kernels {
     void (*attention_backward)(const mae_exec *ex, float *dqkv, const float *dout, const float *qkv,
                                const float *probs, int B, int T, int C, int H);
 
-    void (*softmax)(float *x, int rows, int n);   /* in place, per row (optional: NULL → scalar) */
-
     /* ---- normalization and element-wise ---- */
 
     /* Per row of x [N,C]: out = (x-mean)/sqrt(var+eps)*w + b (biased variance). mean and rstd
@@ -153,7 +151,7 @@ typedef struct mae_kernels {
 #define MAE_KERNEL_ENTRIES(X) \
     X(scratch_floats) X(backward_scratch_floats) \
     X(pack_floats) X(pack) X(unpack) X(linear) X(matmul_nn) X(matmul_tn) \
-    X(attention) X(attention_backward) X(softmax) \
+    X(attention) X(attention_backward) \
     X(layernorm) X(layernorm_backward) X(gelu) X(gelu_backward) X(add) X(bias_backward) \
     X(loss_patch) X(loss_grad) \
     X(adamw) \

@@ -213,24 +213,6 @@ static void scalar_add(float *y, const float *a, const float *b, size_t n)
         y[i] = a[i] + b[i];
 }
 
-static void scalar_softmax(float *x, int rows, int n)
-{
-    for (int r = 0; r < rows; r++) {
-        float *v = x + (size_t)r * n;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; j++)
-            if (v[j] > mx)
-                mx = v[j];
-        double sum = 0.0;
-        for (int j = 0; j < n; j++) {
-            v[j] = (float)exp((double)v[j] - mx);
-            sum += v[j];
-        }
-        for (int j = 0; j < n; j++)
-            v[j] = (float)(v[j] / sum);
-    }
-}
-
 typedef struct mm_args {
     float *C; const float *A, *B;
     int M, N, K, accumulate, trans_a;
@@ -278,7 +260,6 @@ const mae_kernels mae_kernels_scalar = {
     .layernorm = scalar_layernorm,
     .gelu = scalar_gelu,
     .add = scalar_add,
-    .softmax = scalar_softmax,
     .matmul_nn = scalar_matmul_nn,
     .matmul_tn = scalar_matmul_tn,
     .backward_scratch_floats = mae_scalar_backward_scratch_floats,

@@ -25,7 +25,6 @@
     void mae_##t##_erf(float *y, const float *x, size_t n); \
     void mae_##t##_gelu(float *y, const float *x, size_t n); \
     void mae_##t##_add(float *y, const float *a, const float *b, size_t n); \
-    void mae_##t##_softmax(float *x, int rows, int n); \
     void mae_##t##_layernorm(const mae_exec *ex, float *out, float *mean, float *rstd, \
                              const float *x, const float *w, const float *b, int N, int C, \
                              float eps); \

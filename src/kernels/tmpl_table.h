@@ -76,7 +76,6 @@ const mae_kernels ISA_TABLE = {
     .layernorm = ISA(layernorm),
     .gelu = ISA(gelu),
     .add = ISA(add),
-    .softmax = ISA(softmax),
     .matmul_nn = ISA(t_matmul_nn),
     .matmul_tn = ISA(t_matmul_tn),
     .backward_scratch_floats = ISA(t_backward_scratch_floats),

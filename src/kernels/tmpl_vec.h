@@ -1,4 +1,4 @@
-/* The vector kernels of the table (GELU, add, softmax, LayerNorm) and the row operations the
+/* The vector kernels of the table (GELU, add, LayerNorm) and the row operations the
  * attention uses, written once against the vector layer and compiled per instruction set.
  * Include after simd_*.h and tmpl_vmath.h. Tails shorter than a vector go through a padded copy,
  * so that every element sees the same vector operations. */
@@ -18,44 +18,26 @@ static int ISA(task_size)(const mae_exec *ex, int n, int per, int most)
     return r < 1 ? 1 : r > most ? most : r;
 }
 
-void ISA(exp)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, vexp(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, vexp(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
+/* y[i] = op(x[i]): whole vectors, then the tail through a zero-padded vector, so that every
+ * element goes through the same vector code. One definition per elementwise function. */
+#define UNARY_MAP(name, op)                                                                        \
+    void ISA(name)(float *y, const float *x, size_t n)                                             \
+    {                                                                                              \
+        size_t i = 0;                                                                              \
+        for (; i + VL <= n; i += VL)                                                               \
+            vstore(y + i, op(vload(x + i)));                                                       \
+        if (i < n) {                                                                               \
+            float t[VL] = { 0 };                                                                   \
+            memcpy(t, x + i, (n - i) * sizeof *t);                                                 \
+            vstore(t, op(vload(t)));                                                               \
+            memcpy(y + i, t, (n - i) * sizeof *t);                                                 \
+        }                                                                                          \
     }
-}
 
-void ISA(erf)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, verf(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, verf(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
-    }
-}
-
-void ISA(gelu)(float *y, const float *x, size_t n)
-{
-    size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(y + i, vgelu(vload(x + i)));
-    if (i < n) {
-        float t[VL] = { 0 };
-        memcpy(t, x + i, (n - i) * sizeof *t);
-        vstore(t, vgelu(vload(t)));
-        memcpy(y + i, t, (n - i) * sizeof *t);
-    }
-}
+UNARY_MAP(exp, vexp)
+UNARY_MAP(erf, verf)
+UNARY_MAP(gelu, vgelu)
+#undef UNARY_MAP
 
 void ISA(add)(float *y, const float *a, const float *b, size_t n)
 {
@@ -64,54 +46,6 @@ void ISA(add)(float *y, const float *a, const float *b, size_t n)
         vstore(y + i, vadd(vload(a + i), vload(b + i)));
     for (; i < n; i++)
         y[i] = a[i] + b[i];
-}
-
-static float ISA(row_scale_max)(float *x, int n, float scale)
-{
-    vf s = vset1(scale), mx = vset1(-INFINITY);
-    int i = 0;
-    for (; i + VL <= n; i += VL) {
-        vf v = vmul(vload(x + i), s);
-        vstore(x + i, v);
-        mx = vmax(mx, v);
-    }
-    float m = vhmax(mx);
-    for (; i < n; i++) {
-        x[i] *= scale;
-        m = x[i] > m ? x[i] : m;
-    }
-    return m;
-}
-
-static float ISA(row_exp_sum)(float *x, int n, float m)
-{
-    vf vm = vset1(m), acc = vzero();
-    int i = 0;
-    for (; i + VL <= n; i += VL) {
-        vf e = vexp(vsub(vload(x + i), vm));
-        vstore(x + i, e);
-        acc = vadd(acc, e);
-    }
-    if (i < n) {
-        float t[VL];
-        for (int k = 0; k < VL; k++)
-            t[k] = i + k < n ? x[i + k] : -INFINITY;   /* exp(-inf) = 0 adds nothing */
-        vf e = vexp(vsub(vload(t), vm));
-        vstore(t, e);
-        acc = vadd(acc, e);
-        memcpy(x + i, t, (size_t)(n - i) * sizeof *t);
-    }
-    return vhsum(acc);
-}
-
-static void ISA(row_scale)(float *x, int n, float f)
-{
-    vf s = vset1(f);
-    int i = 0;
-    for (; i + VL <= n; i += VL)
-        vstore(x + i, vmul(vload(x + i), s));
-    for (; i < n; i++)
-        x[i] *= f;
 }
 
 /* ---- column operations on a score tile [rows][NR] (the attention's softmax) ----------------- */
@@ -362,16 +296,6 @@ void ISA(bias_backward)(const mae_exec *ex, float *db, const float *dy, int N, i
 #undef LNB_ROWS
 #undef COL_VECS
 #undef COL_WIDTH
-
-void ISA(softmax)(float *x, int rows, int n)
-{
-    for (int r = 0; r < rows; r++) {
-        float *v = x + (size_t)r * n;
-        float m = ISA(row_scale_max)(v, n, 1.0f);
-        float sum = ISA(row_exp_sum)(v, n, m);
-        ISA(row_scale)(v, n, 1.0f / sum);
-    }
-}
 
 /* ---- LayerNorm: two passes over each row (mean, then the variance around it) ---------------- */
 

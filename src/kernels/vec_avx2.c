@@ -1,4 +1,4 @@
-/* AVX2 + FMA vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h),
+/* AVX2 + FMA vector kernels: exp, erf, GELU, add, LayerNorm (tmpl_vec.h),
  * AdamW and the loss. */
 #include "simd_avx2.h"
 #include "tiers.h"

@@ -1,4 +1,4 @@
-/* AVX-512 (F, DQ, VL) vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h),
+/* AVX-512 (F, DQ, VL) vector kernels: exp, erf, GELU, add, LayerNorm (tmpl_vec.h),
  * AdamW and the loss. */
 #include "simd_avx512.h"
 #include "tiers.h"

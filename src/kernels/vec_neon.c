@@ -1,4 +1,4 @@
-/* AArch64 NEON vector kernels: exp, erf, GELU, add, softmax, LayerNorm (tmpl_vec.h),
+/* AArch64 NEON vector kernels: exp, erf, GELU, add, LayerNorm (tmpl_vec.h),
  * AdamW and the loss. */
 #include "simd_neon.h"
 #include "tiers.h"

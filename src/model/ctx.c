@@ -1,23 +1,8 @@
 /* The context: all memory one caller's forward passes need, planned once for a maximum batch. */
 #include <string.h>
 #include "model.h"
+#include "../util/arena.h"
 
-/* Lays out buffers one after another, 64-byte aligned, in one allocation. */
-typedef struct planner {
-    unsigned char *base;   /* NULL while sizing */
-    size_t used;
-    int overflow;
-} planner;
-
-static void *take(planner *p, size_t count, size_t elem)
-{
-    size_t bytes, at = (p->used + 63) & ~(size_t)63;
-    if (at < p->used || !mae_mul_size(count, elem, &bytes) || !mae_add_size(at, bytes, &p->used)) {
-        p->overflow = 1;
-        return NULL;
-    }
-    return p->base ? p->base + at : NULL;
-}
 
 static size_t max3(size_t a, size_t b, size_t c)
 {
@@ -25,32 +10,34 @@ static size_t max3(size_t a, size_t b, size_t c)
     return m > c ? m : c;
 }
 
-static void plan(mae_ctx *c, planner *p)
+/* Every buffer of a context, counted then carved (arena.h). */
+static void plan(void *obj, mae_arena *p)
 {
+    mae_ctx *c = obj;
     const mae_cfg *g = &c->m->cfg;
     size_t B = (size_t)c->max_batch, L = (size_t)g->L, T = L + 1;
     size_t maxC = g->D > g->Dd ? (size_t)g->D : (size_t)g->Dd;
     size_t maxH = g->hidden > g->dhidden ? (size_t)g->hidden : (size_t)g->dhidden;
     size_t BL = B * L, BT = B * T;   /* B <= 2^31, L <= 2^16: no overflow in 64 bits */
-    c->ids_shuffle = take(p, BL, sizeof(int32_t));
-    c->ids_restore = take(p, BL, sizeof(int32_t));
-    c->noise = take(p, BL, sizeof(float));
-    c->mask = take(p, BL, sizeof(float));
-    c->patches = take(p, BL * (size_t)g->P, sizeof(float));
-    c->tokens = take(p, BL * (size_t)g->D, sizeof(float));
-    c->latent = take(p, BT * (size_t)g->D, sizeof(float));
-    c->demb = take(p, BT * (size_t)g->Dd, sizeof(float));
-    c->dnorm = take(p, BL * (size_t)g->Dd, sizeof(float));
-    c->pred = take(p, BL * (size_t)g->P, sizeof(float));
-    c->stream = take(p, BT * maxC, sizeof(float));
+    c->ids_shuffle = mae_arena_take(p, BL, sizeof(int32_t));
+    c->ids_restore = mae_arena_take(p, BL, sizeof(int32_t));
+    c->noise = mae_arena_take(p, BL, sizeof(float));
+    c->mask = mae_arena_take(p, BL, sizeof(float));
+    c->patches = mae_arena_take(p, BL * (size_t)g->P, sizeof(float));
+    c->tokens = mae_arena_take(p, BL * (size_t)g->D, sizeof(float));
+    c->latent = mae_arena_take(p, BT * (size_t)g->D, sizeof(float));
+    c->demb = mae_arena_take(p, BT * (size_t)g->Dd, sizeof(float));
+    c->dnorm = mae_arena_take(p, BL * (size_t)g->Dd, sizeof(float));
+    c->pred = mae_arena_take(p, BL * (size_t)g->P, sizeof(float));
+    c->stream = mae_arena_take(p, BT * maxC, sizeof(float));
     memset(&c->blk, 0, sizeof c->blk);
     /* ln1, the attention output and ln2 are never live at the same time */
-    c->blk.ln1 = take(p, BT * maxC, sizeof(float));
+    c->blk.ln1 = mae_arena_take(p, BT * maxC, sizeof(float));
     c->blk.atty = c->blk.ln1;
     c->blk.ln2 = c->blk.ln1;
-    c->blk.qkv = take(p, BT * 3 * maxC, sizeof(float));
-    c->blk.xmid = take(p, BT * maxC, sizeof(float));
-    c->blk.fch_gelu = take(p, BT * maxH, sizeof(float));
+    c->blk.qkv = mae_arena_take(p, BT * 3 * maxC, sizeof(float));
+    c->blk.xmid = mae_arena_take(p, BT * maxC, sizeof(float));
+    c->blk.fch_gelu = mae_arena_take(p, BT * maxH, sizeof(float));
     c->acts.blk = &c->blk;
     c->acts.per_layer = 0;
     c->acts.x = c->stream;
@@ -69,17 +56,7 @@ static size_t scratch_need(const mae_ctx *c)
 /* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
 static mae_status set_scratch(mae_ctx *c, int n)
 {
-    size_t per = scratch_need(c), total;
-    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
-        return mae_fail(MAE_ERR_NOMEM, "context: scratch size overflows");
-    float *s = total ? mae_alloc(total) : NULL;
-    if (total && !s)
-        return mae_fail(MAE_ERR_NOMEM, "context: cannot allocate %zu bytes of scratch", total);
-    mae_free(c->ex.scratch);
-    c->ex.scratch = s;
-    c->ex.scratch_per_thread = per;
-    c->ex.nthreads = n;
-    return MAE_OK;
+    return mae_exec_set_scratch(&c->ex, scratch_need(c), n);
 }
 
 /* What mae_ctx_create allocates for m and max_batch with n threads (mae_ctx_memory). */
@@ -89,11 +66,10 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
     memset(&c, 0, sizeof c);
     c.m = m;
     c.max_batch = max_batch;
-    planner p = { NULL, 0, 0 };
-    plan(&c, &p);
-    size_t scratch, total;
-    if (p.overflow || !mae_mul_size(scratch_need(&c), (size_t)n, &scratch) ||
-        !mae_mul_size(scratch, sizeof(float), &scratch) || !mae_add_size(p.used, scratch, &total) ||
+    size_t used = 0, scratch, total;
+    if (mae_arena_count("the context's buffers", plan, &c, &used) != MAE_OK ||
+        !mae_mul_size(scratch_need(&c), (size_t)n, &scratch) ||
+        !mae_mul_size(scratch, sizeof(float), &scratch) || !mae_add_size(used, scratch, &total) ||
         !mae_add_size(total, sizeof c, &total))
         return mae_fail(MAE_ERR_NOMEM, "mae_ctx_memory: buffers for max_batch %d overflow", max_batch);
     *bytes = total;
@@ -105,18 +81,21 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
  * model, which is otherwise read-only to it (allocated, never a const object: the cast is sound). */
 static int claim_context(const mae_model *m)
 {
-    atomic_int *n = &((mae_model *)m)->live_ctx;
-    int v = atomic_load(n);
-    do {
+    mae_atomic_long *n = &((mae_model *)m)->live_ctx;
+    long v = mae_atomic_long_load(n);
+    for (;;) {
         if (v == MAE_MODEL_CONVERTING)
             return 0;
-    } while (!atomic_compare_exchange_weak(n, &v, v + 1));
-    return 1;
+        long found = mae_atomic_long_cas(n, v, v + 1);
+        if (found == v)
+            return 1;
+        v = found;
+    }
 }
 
 static void release_context(const mae_model *m)
 {
-    atomic_fetch_sub(&((mae_model *)m)->live_ctx, 1);
+    mae_atomic_long_add(&((mae_model *)m)->live_ctx, -1);
 }
 
 MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)
@@ -138,24 +117,17 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
     c->max_batch = max_batch;
     c->ratio = m->cfg.mask_ratio;
     mae_rng_seed(&c->rng, 0);
-    planner p = { NULL, 0, 0 };
-    plan(c, &p);
-    if (p.overflow) {
+    void *arena;
+    mae_status s = mae_arena_plan("the context's buffers", plan, c, &arena);
+    if (s != MAE_OK) {
         mae_free(c);
         release_context(m);
-        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: buffers for max_batch %d overflow", max_batch);
+        return mae_fail_wrap(s, "mae_ctx_create: max_batch %d", max_batch);
     }
-    c->arena = mae_alloc(p.used);
-    if (!c->arena) {
-        mae_free(c);
-        release_context(m);
-        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: cannot allocate %zu bytes for max_batch %d", p.used, max_batch);
-    }
-    planner q = { c->arena, 0, 0 };
-    plan(c, &q);
+    c->arena = arena;
     const mae_thread_pool *host = mae_thread_pool_default();
     int n = host ? host->nthreads : mae_max_threads();
-    mae_status s = set_scratch(c, n < 1 ? 1 : n);
+    s = set_scratch(c, n < 1 ? 1 : n);
     if (host) {
         c->host = *host;
         c->ex.host = &c->host;
@@ -164,7 +136,7 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
         mae_free(c->arena);
         mae_free(c);
         release_context(m);
-        return s;
+        return mae_fail_wrap(s, "mae_ctx_create");
     }
     *out = c;
     return MAE_OK;
@@ -207,7 +179,8 @@ MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_threads: %d threads is outside [1, 256]", n);
     if (n == c->ex.nthreads)
         return MAE_OK;
-    return set_scratch(c, n);
+    mae_status s = set_scratch(c, n);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_ctx_set_threads");
 }
 
 MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *pool)
@@ -220,8 +193,8 @@ MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *po
     }
     mae_thread_pool p;
     mae_status s = mae_thread_pool_read("mae_ctx_set_thread_pool", pool, &p);
-    if (s == MAE_OK && p.nthreads != c->ex.nthreads)
-        s = set_scratch(c, p.nthreads);
+    if (s == MAE_OK && p.nthreads != c->ex.nthreads && (s = set_scratch(c, p.nthreads)) != MAE_OK)
+        return mae_fail_wrap(s, "mae_ctx_set_thread_pool");
     if (s != MAE_OK)
         return s;
     c->host = p;

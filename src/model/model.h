@@ -109,7 +109,7 @@ struct mae_model {
                                     * first request and kept until the model is freed */
     int precision;                 /* MAE_PRECISION_F32 or _BF16 (mae_model_set_precision) */
     int had_masters;               /* a trainer gave it master weights (mae_model_keep_masters) */
-    atomic_int live_ctx;           /* contexts alive on this model, or MAE_MODEL_CONVERTING while
+    mae_atomic_long live_ctx;      /* contexts alive on this model, or MAE_MODEL_CONVERTING while
                                     * mae_trainer_create rewrites the weights (zero from calloc) */
     struct mae_patch_embed part_pe;
     struct mae_masker      part_mk;
@@ -137,6 +137,10 @@ mae_status mae_model_keep_masters(mae_model *m);
  * rounded and packed as bf16 in place, the weight storage compacted to about half. On failure
  * the model is unchanged. For inference models only (precision.c checks). */
 mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
+/* mae_model_keep_masters while holding m exclusively (the live-context count set to
+ * MAE_MODEL_CONVERTING): MAE_ERR_STATE, naming fn, while contexts of a slim model live. For the
+ * trainer and the finetuner. */
+mae_status mae_model_make_trainable(mae_model *m, const char *fn);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
 void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the same on ex's threads */
 /* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy
@@ -144,7 +148,7 @@ void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the 
 mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);
 /* Writes tensor t in PyTorch's layout into dst (t->count floats), unpacking if in_place. */
 void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float *dst);
-/* The same for tensor i of model m, as mae_st_write_fetch's callback (mae_model_save). */
+/* The same for tensor i of model m, as mae_st_write_as's fetch callback (mae_model_save). */
 void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);
 /* Official initialization from an RNG. */

@@ -475,6 +475,27 @@ mae_status mae_model_keep_masters(mae_model *m)
     return keep_masters(m);
 }
 
+/* Gives a slim model master weights, holding it exclusively: the conversion replaces the
+ * weights and frees the packed buffers, so no context may read them meanwhile (and none can be
+ * created: mae_ctx_create sees MAE_MODEL_CONVERTING). A model that has master weights already
+ * is not changed here, so live contexts do not matter; a model never becomes slim again. */
+mae_status mae_model_make_trainable(mae_model *m, const char *fn)
+{
+    long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
+    if (v != 0) {
+        if (v == MAE_MODEL_CONVERTING)
+            return mae_fail(MAE_ERR_STATE, "%s: another thread is converting this model for training right now", fn);
+        if (!m->slim)
+            return MAE_OK;
+        return mae_fail(MAE_ERR_STATE, "%s: the model has %d live context%s; create the trainer before any "
+                        "context, or free them (the trainer rewrites the weights of a model made for inference, "
+                        "which the contexts read)", fn, (int)v, v == 1 ? "" : "s");
+    }
+    mae_status s = mae_model_keep_masters(m);
+    mae_atomic_long_store(&m->live_ctx, 0);
+    return s;
+}
+
 mae_status mae_model_pack(mae_model *m)
 {
     mae_status s = keep_masters(m);

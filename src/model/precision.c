@@ -19,16 +19,16 @@ MAE_API mae_status mae_model_set_precision(mae_model *m, int precision)
     if (m->had_masters)
         return mae_fail(MAE_ERR_STATE, "mae_model_set_precision: a trainer was created on this "
                         "model; bf16 is for inference models (create or load one)");
-    int v = 0;
-    if (!atomic_compare_exchange_strong(&m->live_ctx, &v, MAE_MODEL_CONVERTING))
+    long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
+    if (v != 0)
         return mae_fail(MAE_ERR_STATE, v == MAE_MODEL_CONVERTING
                         ? "mae_model_set_precision: another thread is converting this model right now"
                         : "mae_model_set_precision: the model has %d live context(s); set the "
-                          "precision before creating any", v);
+                          "precision before creating any", (int)v);
     const mae_kernels *view = mae_kernels_bf16_view(m->k);
     mae_status s = view ? mae_model_pack_bf16(m, view)
                         : mae_fail(MAE_ERR_UNSUPPORTED, "model: no bf16 kernels for table '%s'", m->k->name);
-    atomic_store(&m->live_ctx, 0);
+    mae_atomic_long_store(&m->live_ctx, 0);
     if (s != MAE_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", mae_last_error());

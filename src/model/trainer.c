@@ -3,25 +3,19 @@
  * it needs; the backward pass is backward.c. */
 #include <string.h>
 #include "model.h"
+#include "../util/arena.h"
 
-/* Lays out buffers one after another, 64-byte aligned, in one allocation: a sizing pass with
- * base NULL, then a filling pass. */
-typedef struct planner {
-    unsigned char *base;
-    size_t used;
-    int overflow;
-} planner;
+typedef mae_arena planner;
 
-/* Room for a*b*c elements of elem bytes. */
+/* Room for a*b*c elements of elem bytes (the arena's take, for the trainer's 3-d shapes). */
 static void *take(planner *p, size_t a, size_t b, size_t c, size_t elem)
 {
-    size_t n, bytes, at = (p->used + 63) & ~(size_t)63;
-    if (at < p->used || !mae_mul_size(a, b, &n) || !mae_mul_size(n, c, &n) ||
-        !mae_mul_size(n, elem, &bytes) || !mae_add_size(at, bytes, &p->used)) {
+    size_t n;
+    if (!mae_mul_size(a, b, &n) || !mae_mul_size(n, c, &n)) {
         p->overflow = 1;
         return NULL;
     }
-    return p->base ? p->base + at : NULL;
+    return mae_arena_take(p, n, elem);
 }
 
 /* One block's saved activations for B sequences of T tokens. */
@@ -48,8 +42,10 @@ static void plan_block(planner *p, mae_block_acts *a, size_t B, size_t T, size_t
 
 static size_t maxz(size_t a, size_t b) { return a > b ? a : b; }
 
-static void plan(mae_trainer *t, planner *p)
+/* Every activation and backward buffer of a trainer, counted then carved (arena.h). */
+static void plan(void *obj, planner *p)
 {
+    mae_trainer *t = obj;
     const mae_cfg *c = &t->m->cfg;
     size_t B = (size_t)t->max_batch, L = (size_t)c->L, Te = 1 + (size_t)t->keep_cap, Td = 1 + L;
     size_t D = (size_t)c->D, Dd = (size_t)c->Dd, P = (size_t)c->P, K = (size_t)c->C * c->p * c->p;
@@ -99,16 +95,9 @@ mae_status mae_trainer_plan(mae_trainer *t, int keep_cap)
 {
     mae_trainer next = *t;
     next.keep_cap = keep_cap;
-    planner p = { NULL, 0, 0 };
-    plan(&next, &p);
-    if (p.overflow)
-        return mae_fail(MAE_ERR_NOMEM, "trainer: activations for max_batch %d overflow", t->max_batch);
-    next.arena = mae_alloc(p.used);
-    if (!next.arena)
-        return mae_fail(MAE_ERR_NOMEM, "trainer: cannot allocate %zu bytes of activations for max_batch %d",
-                        p.used, t->max_batch);
-    planner q = { next.arena, 0, 0 };
-    plan(&next, &q);
+    mae_status s = mae_arena_plan("the activations", plan, &next, &next.arena);
+    if (s != MAE_OK)
+        return mae_fail_wrap(s, "trainer: max_batch %d", t->max_batch);
     mae_free(t->arena);
     *t = next;
     return MAE_OK;

@@ -39,13 +39,13 @@
 #  define MAE_PRINTF(fmt, args)
 #endif
 
-/* A function compiled for SSE4.2 inside a file built for baseline x86-64 (the CRC-32C
- * instruction); MSVC needs no flag for an intrinsic. Call such a function only where
- * mae_os_cpuid reports the feature. */
-#if defined(MAE_OS_X86_64) && defined(__GNUC__) && !defined(MAE_OS_MSVC)
-#  define MAE_TARGET_SSE42 __attribute__((target("sse4.2")))
+/* Compiles one function for an instruction-set extension the build does not assume (the caller
+ * checks the CPU first), e.g. MAE_OS_TARGET("sse4.2"). MSVC needs nothing: its intrinsics are
+ * always available. */
+#if defined(__GNUC__) && !defined(MAE_OS_MSVC)
+#  define MAE_OS_TARGET(isa) __attribute__((target(isa)))
 #else
-#  define MAE_TARGET_SSE42
+#  define MAE_OS_TARGET(isa)
 #endif
 
 /* ---- files ----------------------------------------------------------------------------------- */
@@ -104,8 +104,12 @@ static inline int mae_os_is_sep(char c)
 /* ---- process, errors ------------------------------------------------------------------------ */
 
 long        mae_os_getpid(void);
-int         mae_os_ncpus(void);
-double      mae_os_seconds(void);                        /* a monotonic clock, in seconds */                          /* online processors, at least 1 */
+int         mae_os_ncpus(void);                          /* online processors, at least 1 */
+/* The processors this process may run on: its affinity mask (sched_getaffinity; on Windows the
+ * process affinity mask, or every active processor when the process spans processor groups),
+ * else the online processors; at least 1. */
+int         mae_os_ncpus_usable(void);
+double      mae_os_seconds(void);                        /* a monotonic clock, in seconds */
 /* The text of errno value err in buf, without strerror's shared buffer (thread-safe). */
 const char *mae_os_strerror(int err, char *buf, size_t cap);
 
@@ -128,6 +132,8 @@ typedef struct mae_mutex { void *opaque; } mae_mutex;
 typedef struct mae_cond  { void *opaque; } mae_cond;
 typedef struct mae_once  { void *opaque; } mae_once;
 #  define MAE_ONCE_INIT { 0 }
+#  define MAE_MUTEX_INIT { 0 }   /* SRWLOCK_INIT */
+#  define MAE_COND_INIT { 0 }    /* CONDITION_VARIABLE_INIT */
 typedef struct mae_thread { void *handle; void (*fn)(void *); void *arg; } mae_thread;
 #else
 #  include <pthread.h>
@@ -135,6 +141,8 @@ typedef struct mae_mutex { pthread_mutex_t m; } mae_mutex;
 typedef struct mae_cond  { pthread_cond_t c; } mae_cond;
 typedef struct mae_once  { pthread_once_t o; } mae_once;
 #  define MAE_ONCE_INIT { PTHREAD_ONCE_INIT }
+#  define MAE_MUTEX_INIT { PTHREAD_MUTEX_INITIALIZER }
+#  define MAE_COND_INIT { PTHREAD_COND_INITIALIZER }
 typedef struct mae_thread { pthread_t t; void (*fn)(void *); void *arg; } mae_thread;
 #endif
 
@@ -142,6 +150,10 @@ typedef struct mae_thread { pthread_t t; void (*fn)(void *); void *arg; } mae_th
 void mae_os_once(mae_once *once, void (*fn)(void));
 
 int  mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg);   /* 0 or -1 */
+/* The same, for a library's own long-lived worker: the thread starts with every signal blocked,
+ * so that the host's signal handlers run on the host's threads only (Windows has no signals:
+ * plain mae_thread_create). */
+int  mae_thread_create_nosig(mae_thread *t, void (*fn)(void *), void *arg);
 void mae_thread_join(mae_thread *t);
 int  mae_mutex_init(mae_mutex *m);
 void mae_mutex_destroy(mae_mutex *m);
@@ -153,7 +165,17 @@ void mae_cond_wait(mae_cond *c, mae_mutex *m);
 void mae_cond_signal(mae_cond *c);
 void mae_cond_broadcast(mae_cond *c);
 
-/* ---- thread-local storage, prefetch ----------------------------------------------------------- */
+/* fn runs in the child after a fork(), where only the forking thread exists; it may reset the
+ * caller's thread state. At most one hook per call of this function; a no-op on Windows, which
+ * has no fork. 0 or -1. */
+int  mae_os_atfork_child(void (*fn)(void));
+/* fn runs when the library is unloaded (dlclose) or the process exits, before the library's code
+ * and statics go away: a pool stops its workers there. One hook (a second call replaces it). On
+ * Windows a no-op: ExitProcess ends the other threads before the DLL is detached, and joining
+ * them from DllMain would wait under the loader lock. */
+void mae_os_at_unload(void (*fn)(void));
+
+/* ---- thread-local storage, prefetch, spin hint ----------------------------------------------------------- */
 
 #if defined(MAE_OS_MSVC)
 #  define MAE_THREAD_LOCAL __declspec(thread)
@@ -171,10 +193,27 @@ void mae_cond_broadcast(mae_cond *c);
 #  define mae_prefetch(p) ((void)(p))
 #endif
 
+/* A spin-wait hint (x86 pause, Arm yield): a thread polling a flag lets its sibling hyperthread
+ * run and does not flood the memory system; nothing where the machine has no such hint. */
+#if defined(MAE_OS_MSVC) && defined(MAE_OS_X86_64)
+#  include <immintrin.h>
+#  define mae_cpu_pause() _mm_pause()
+#elif defined(MAE_OS_MSVC) && defined(MAE_OS_AARCH64)
+#  include <intrin.h>
+#  define mae_cpu_pause() __yield()
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define mae_cpu_pause() __builtin_ia32_pause()
+#elif defined(__GNUC__) && defined(__aarch64__)
+#  define mae_cpu_pause() __asm__ __volatile__("yield")
+#else
+#  define mae_cpu_pause() ((void)0)
+#endif
+
 /* ---- atomics ---------------------------------------------------------------------------------- */
 
-/* A pointer and a counter that threads share. Loads acquire, stores release, read-modify-write
- * operations are sequentially consistent. C11 <stdatomic.h> where the compiler has it,
+/* A pointer, a counter and a size that threads share. Loads acquire, stores release,
+ * read-modify-write operations (add, compare-and-swap) are sequentially consistent. A long is 32
+ * bits on Windows: counters stay within that. The size is for limits a caller sets (64 bits). C11 <stdatomic.h> where the compiler has it,
  * Interlocked functions with MSVC (whose C11 atomics still need /experimental:c11atomics). */
 #if defined(MAE_OS_MSVC)
 #  include <intrin.h>
@@ -200,14 +239,29 @@ static inline long mae_atomic_long_load(mae_atomic_long *a)
 {
     return _InterlockedCompareExchange(&a->v, 0, 0);
 }
-static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
-{
-    (void)_InterlockedExchange(&a->v, v);
-}
 /* Adds d and returns the previous value. */
 static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
 {
     return _InterlockedExchangeAdd(&a->v, d);
+}
+static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
+{
+    (void)_InterlockedExchange(&a->v, v);
+}
+/* Stores desired if the value is expected; returns the value found (== expected on success). */
+static inline long mae_atomic_long_cas(mae_atomic_long *a, long expected, long desired)
+{
+    return _InterlockedCompareExchange(&a->v, desired, expected);
+}
+typedef struct mae_atomic_size { volatile long long v; } mae_atomic_size;
+static inline void mae_atomic_size_init(mae_atomic_size *a, size_t v) { a->v = (long long)v; }
+static inline size_t mae_atomic_size_load(mae_atomic_size *a)
+{
+    return (size_t)_InterlockedCompareExchange64(&a->v, 0, 0);
+}
+static inline void mae_atomic_size_store(mae_atomic_size *a, size_t v)
+{
+    (void)_InterlockedExchange64(&a->v, (long long)v);
 }
 #else
 #  include <stdatomic.h>
@@ -233,13 +287,28 @@ static inline long mae_atomic_long_load(mae_atomic_long *a)
 {
     return atomic_load_explicit(&a->v, memory_order_acquire);
 }
+static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
+{
+    return atomic_fetch_add(&a->v, d);
+}
 static inline void mae_atomic_long_store(mae_atomic_long *a, long v)
 {
     atomic_store_explicit(&a->v, v, memory_order_release);
 }
-static inline long mae_atomic_long_add(mae_atomic_long *a, long d)
+static inline long mae_atomic_long_cas(mae_atomic_long *a, long expected, long desired)
 {
-    return atomic_fetch_add(&a->v, d);
+    atomic_compare_exchange_strong(&a->v, &expected, desired);
+    return expected;
+}
+typedef struct mae_atomic_size { _Atomic(size_t) v; } mae_atomic_size;
+static inline void mae_atomic_size_init(mae_atomic_size *a, size_t v) { atomic_init(&a->v, v); }
+static inline size_t mae_atomic_size_load(mae_atomic_size *a)
+{
+    return atomic_load_explicit(&a->v, memory_order_acquire);
+}
+static inline void mae_atomic_size_store(mae_atomic_size *a, size_t v)
+{
+    atomic_store_explicit(&a->v, v, memory_order_release);
 }
 #endif
 

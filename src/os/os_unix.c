@@ -1,7 +1,10 @@
 /* The platform layer on POSIX systems (Linux, the BSDs, macOS). */
+#define _GNU_SOURCE 1   /* glibc's sched_getaffinity and CPU_COUNT; harmless elsewhere */
 #if !defined(_WIN32)
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
@@ -152,6 +155,16 @@ int mae_os_ncpus(void)
     return n < 1 ? 1 : n > 1 << 16 ? 1 << 16 : (int)n;
 }
 
+int mae_os_ncpus_usable(void)
+{
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;   /* 1024 CPUs; a larger machine's mask does not fit, and the count falls back */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+#endif
+    return mae_os_ncpus();
+}
+
 /* strerror_r comes in two kinds: XSI returns int and fills buf, GNU (with _GNU_SOURCE) returns
  * the text, which may not be in buf. Which one the C library gave is told by its type. */
 static const char *from_xsi(int r, char *buf, size_t cap)
@@ -198,6 +211,36 @@ int mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg)
     t->fn = fn;
     t->arg = arg;
     return pthread_create(&t->t, NULL, trampoline, t) == 0 ? 0 : -1;
+}
+
+int mae_thread_create_nosig(mae_thread *t, void (*fn)(void *), void *arg)
+{
+    /* a new thread inherits its creator's mask: block everything around the creation */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = mae_thread_create(t, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+int mae_os_atfork_child(void (*fn)(void))
+{
+    return pthread_atfork(NULL, NULL, fn) == 0 ? 0 : -1;
+}
+
+static void (*unload_hook)(void);
+
+void mae_os_at_unload(void (*fn)(void))
+{
+    unload_hook = fn;
+}
+
+/* A shared object's destructors run at dlclose and at exit, while its code is still mapped. */
+__attribute__((destructor)) static void os_unload(void)
+{
+    if (unload_hook)
+        unload_hook();
 }
 
 void mae_thread_join(mae_thread *t)

@@ -317,6 +317,21 @@ int mae_os_ncpus(void)
     return n < 1 ? 1 : n > 1 << 16 ? 1 << 16 : (int)n;
 }
 
+int mae_os_ncpus_usable(void)
+{
+    /* a process affinity mask covers one processor group; a process that spans groups (the
+     * default since Windows 11 on machines with more than 64 processors) may use them all */
+    DWORD_PTR proc = 0, sys = 0;
+    if (GetActiveProcessorGroupCount() == 1 && GetProcessAffinityMask(GetCurrentProcess(), &proc, &sys)) {
+        int n = 0;
+        for (; proc; proc &= proc - 1)
+            n++;
+        if (n > 0)
+            return n;
+    }
+    return mae_os_ncpus();
+}
+
 const char *mae_os_strerror(int err, char *buf, size_t cap)
 {
     if (!cap)
@@ -360,6 +375,22 @@ int mae_thread_create(mae_thread *t, void (*fn)(void *), void *arg)
     uintptr_t h = _beginthreadex(NULL, 0, trampoline, t, 0, NULL);
     t->handle = (void *)h;
     return h ? 0 : -1;
+}
+
+int mae_thread_create_nosig(mae_thread *t, void (*fn)(void *), void *arg)
+{
+    return mae_thread_create(t, fn, arg);   /* no signals to block */
+}
+
+int mae_os_atfork_child(void (*fn)(void))
+{
+    (void)fn;   /* no fork */
+    return 0;
+}
+
+void mae_os_at_unload(void (*fn)(void))
+{
+    (void)fn;   /* see os.h */
 }
 
 void mae_thread_join(mae_thread *t)

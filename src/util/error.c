@@ -1,6 +1,7 @@
 /* Status strings and the thread-local last-error message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include "../os/os.h"
 #include "util.h"
 
@@ -12,6 +13,24 @@ mae_status mae_fail(mae_status s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    return s;
+}
+
+mae_status mae_fail_wrap(mae_status s, const char *fmt, ...)
+{
+    char prefix[96], inner[400];   /* together within last_error: no truncation warning */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(prefix);
+    if (strncmp(last_error, prefix, n) == 0 && last_error[n] == ':')
+        return s;   /* named already */
+    size_t m = strlen(last_error);   /* copied: last_error is the output too */
+    m = m < sizeof inner - 1 ? m : sizeof inner - 1;
+    memcpy(inner, last_error, m);
+    inner[m] = 0;
+    snprintf(last_error, sizeof last_error, "%s: %s", prefix, inner);
     return s;
 }
 

@@ -8,38 +8,35 @@
  * them as its tasks), else to the built-in pool (pool.c), or to OpenMP in an OPENMP=1 build. A
  * slot is never used by two lanes at once whichever threads run them, and a lane that runs late
  * or never just finds the items taken by the others. */
-#include <stdatomic.h>
 #include "util.h"
 #include "sized.h"
 #include "pool.h"
+#include "../os/os.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+/* The same count with and without OpenMP: the CPUs of the process's affinity mask. */
 int mae_max_threads(void)
 {
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
     return mae_cpu_count();
-#endif
 }
 
 typedef struct lane_job {
     mae_task_fn fn;
     void *arg;
     int ntasks;
-    atomic_int next;   /* the next unclaimed item */
+    mae_atomic_long next;   /* the next unclaimed item */
 } lane_job;
 
 static void run_lane(void *p, int lane)
 {
     lane_job *j = p;
     for (;;) {
-        int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        long i = mae_atomic_long_add(&j->next, 1);
         if (i >= j->ntasks)
             return;
-        j->fn(j->arg, i, lane);
+        j->fn(j->arg, (int)i, lane);
     }
 }
 
@@ -55,7 +52,8 @@ void mae_parallel_run(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
             fn(arg, i, 0);
         return;
     }
-    lane_job j = { fn, arg, ntasks, 0 };
+    lane_job j = { fn, arg, ntasks, { 0 } };
+    mae_atomic_long_init(&j.next, 0);
     if (ex->host) {
         ex->host->run(ex->host->user, lanes, run_lane, &j);
         return;
@@ -81,6 +79,21 @@ void mae_parallel_for_op(const mae_exec *ex, const char *op, int ntasks, mae_tas
 void mae_parallel_for(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
 {
     mae_parallel_for_op(ex, "other", ntasks, fn, arg);
+}
+
+mae_status mae_exec_set_scratch(mae_exec *ex, size_t per, int n)
+{
+    size_t total;
+    if (!mae_mul_size(per, (size_t)n, &total) || !mae_mul_size(total, sizeof(float), &total))
+        return mae_fail(MAE_ERR_NOMEM, "the scratch for %d threads overflows", n);
+    float *s = total ? mae_alloc(total) : NULL;
+    if (total && !s)
+        return mae_fail(MAE_ERR_NOMEM, "cannot allocate %zu bytes of scratch for %d threads", total, n);
+    mae_free(ex->scratch);
+    ex->scratch = s;
+    ex->scratch_per_thread = per;
+    ex->nthreads = n;
+    return MAE_OK;
 }
 
 int mae_threads_effective(const mae_exec *ex)

@@ -1,4 +1,4 @@
-/* The built-in thread pool: the only file that talks to the OS's threads (pool.c, pthreads).
+/* The built-in thread pool (pool.c, on the platform layer's threads: src/os/os.h).
  * One pool per process, shared by every context and trainer that has no host pool; its workers
  * are created on first need, and a worker the OS refuses is not an error: the work then runs on
  * the workers that exist (the calling thread always takes part). Nothing here exits or prints. */

@@ -10,6 +10,11 @@
 /* Record a formatted message for mae_last_error() and return s, so that callers can write
  * `return mae_fail(MAE_ERR_SHAPE, "...", ...);`. */
 mae_status mae_fail(mae_status s, const char *fmt, ...) MAE_PRINTF(2, 3);
+/* The house rule for messages: the innermost layer states the problem, the public function puts
+ * its name in front once. This records "<prefix>: <the current message>" and returns s, the
+ * prefix formatted from fmt (e.g. "mae_ctx_create: max_batch %d"); a message that already
+ * starts with "<prefix>:" is left as it is. */
+mae_status mae_fail_wrap(mae_status s, const char *fmt, ...) MAE_PRINTF(2, 3);
 
 /* All library memory goes through these: 64-byte aligned, through the user's allocator, and
  * freed by the allocator that made it. mae_alloc returns NULL on failure or size 0 overflow. */
@@ -56,7 +61,10 @@ void mae_measure_loop(const struct mae_exec *ex, int nthreads, const char *op, i
 int  mae_max_threads(void);   /* the CPUs this process may use: the default thread count */
 /* The threads ex's loops will really use: its count, or fewer when the built-in pool could not
  * create its workers (it creates them now if they are missing). */
-int  mae_threads_effective(const struct mae_exec *ex);
+int  mae_threads_effective(const mae_exec *ex);
+/* (Re)allocates ex's per-thread scratch: per floats for each of n threads, and sets nthreads to
+ * n. On failure ex is unchanged (the old scratch stays) and the message says why. */
+mae_status mae_exec_set_scratch(mae_exec *ex, size_t per, int n);
 /* A caller's mae_thread_pool, size-checked and validated (run set, nthreads in [1, 256]). */
 mae_status mae_thread_pool_read(const char *fn, const mae_thread_pool *in, mae_thread_pool *out);
 /* The pool mae_set_thread_pool set for new contexts and trainers, or NULL (the built-in one). */

@@ -8,4 +8,6 @@ set(CMAKE_FIND_ROOT_PATH /usr/x86_64-w64-mingw32)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+# BOTH: the package under test is installed to a prefix outside the MinGW sysroot
+# (CMAKE_PREFIX_PATH), which ONLY would re-root under /usr/x86_64-w64-mingw32 and miss
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)

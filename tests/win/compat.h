@@ -1,6 +1,6 @@
 /* Forced into every test built for Windows (tests/check_windows.sh: -include tests/win/compat.h)
- * so that the POSIX tests compile with MinGW unchanged: the two-argument mkdir and mkdtemp. Test
- * code only; the library itself goes through src/os. */
+ * so that the POSIX tests compile with MinGW unchanged: the two-argument mkdir, mkdtemp, and a
+ * rename that replaces its target. Test code only; the library itself goes through src/os. */
 #ifndef MAE_TEST_WIN_COMPAT_H
 #define MAE_TEST_WIN_COMPAT_H
 #include <direct.h>
@@ -38,5 +38,19 @@ static inline char *compat_mkdtemp(char *tmpl)
     return NULL;
 }
 #define mkdtemp compat_mkdtemp
+
+/* rename over an existing file: POSIX replaces it, the C runtime's rename refuses (EEXIST). The
+ * tests rename their own files, nobody else's: removing the target first is enough here (the
+ * library replaces atomically through src/os). */
+static inline int compat_rename(const char *from, const char *to)
+{
+    if (rename(from, to) == 0)
+        return 0;
+    if (errno != EEXIST && errno != EACCES)
+        return -1;
+    remove(to);
+    return rename(from, to);
+}
+#define rename compat_rename
 
 #endif

@@ -6,7 +6,7 @@
  * as a padding bit is consumed. Code sets follow zlib's acceptance rules: over-subscribed sets are
  * rejected, incomplete ones only allowed for a single one-bit code (or no code at all). */
 #include <string.h>
-#include "image.h"
+#include "codec.h"
 #include "../util/util.h"
 
 #define MAX_BITS 15

@@ -1,7 +1,6 @@
 /* Growable byte buffers for the codecs' output. */
 #include <string.h>
-#include "image.h"
-#include "../util/util.h"
+#include "bytes.h"
 
 void mae_bytes_init(mae_bytes *b, size_t limit)
 {

@@ -6,7 +6,7 @@
  * code) by halving the frequencies until the Huffman tree is shallow enough: simple, and within a
  * fraction of a percent of optimal on image data. */
 #include <string.h>
-#include "image.h"
+#include "codec.h"
 #include "../util/util.h"
 
 #define WINDOW 32768

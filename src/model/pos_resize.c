@@ -1,4 +1,5 @@
-/* Running a model at another image size: the position tables follow the new patch grid. */
+/* Running a model at another image size (mae_model_resize): the position tables are resized to
+ * the new patch grid. */
 #include <math.h>
 #include <string.h>
 #include "model.h"

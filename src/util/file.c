@@ -1,11 +1,11 @@
-/* Whole-file reads and atomic whole-file writes for the image codecs. */
+/* The whole-file reader and the whole-buffer atomic writer (file.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include "image.h"
+#include "file.h"
+#include "bytes.h"
+#include "atomic_file.h"
 #include "../os/os.h"
-#include "../util/atomic_file.h"
-#include "../util/util.h"
 
 mae_status mae_file_read(const char *fn, const char *path, uint8_t **data, size_t *size)
 {

@@ -1,17 +1,7 @@
 /* The zlib (RFC 1950) and gzip (RFC 1952) containers around DEFLATE. */
 #include <string.h>
-#include "image.h"
+#include "codec.h"
 #include "../util/util.h"
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
-}
 
 mae_status mae_zlib_decompress(const uint8_t *in, size_t n, mae_bytes *out)
 {
@@ -34,7 +24,7 @@ mae_status mae_zlib_decompress(const uint8_t *in, size_t n, mae_bytes *out)
         return mae_fail(MAE_ERR_FORMAT, "zlib: the Adler-32 checksum is missing");
     if (n - 2 - used > 4)
         return mae_fail(MAE_ERR_FORMAT, "zlib: %zu bytes follow the stream", n - 2 - used - 4);
-    uint32_t want = be32(in + 2 + used);
+    uint32_t want = mae_get_be32(in + 2 + used);
     uint32_t got = out->size > start ? mae_adler32(1, out->data + start, out->size - start) : 1;
     if (want != got)
         return mae_fail(MAE_ERR_FORMAT, "zlib: Adler-32 mismatch (stored %08x, data %08x)",
@@ -112,12 +102,12 @@ static mae_status gzip_member(const uint8_t *in, size_t n, mae_bytes *out, size_
         return mae_fail(MAE_ERR_FORMAT, "gzip: the CRC-32/ISIZE trailer is truncated");
     /* an empty member leaves a growable buffer unallocated (NULL) */
     uint32_t crc = out->size > start ? mae_crc32(0, out->data + start, out->size - start) : 0;
-    if (le32(in + pos) != crc)
+    if (mae_get_le32(in + pos) != crc)
         return mae_fail(MAE_ERR_FORMAT, "gzip: CRC-32 mismatch (stored %08x, data %08x)",
-                        (unsigned)le32(in + pos), (unsigned)crc);
-    if (le32(in + pos + 4) != (uint32_t)(out->size - start))
+                        (unsigned)mae_get_le32(in + pos), (unsigned)crc);
+    if (mae_get_le32(in + pos + 4) != (uint32_t)(out->size - start))
         return mae_fail(MAE_ERR_FORMAT, "gzip: ISIZE %u does not match the %zu bytes decoded",
-                        (unsigned)le32(in + pos + 4), out->size - start);
+                        (unsigned)mae_get_le32(in + pos + 4), out->size - start);
     *used = pos + 8;
     return MAE_OK;
 }

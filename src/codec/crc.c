@@ -1,5 +1,5 @@
 /* CRC-32 (PNG chunks, gzip members) and Adler-32 (zlib streams). */
-#include "image.h"
+#include "codec.h"
 
 /* CRC-32 of every 4-bit value under the reflected polynomial 0xEDB88320: a 16-entry table keeps
  * the code free of run-time initialization (no shared mutable state) at two lookups per byte. */
