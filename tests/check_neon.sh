@@ -40,7 +40,7 @@ echo "check_neon: NEON tier passes test_kernels under $QEMU ($(tail -n 1 "$dir/t
 # The neon_bf16 tier (BFDOT) needs the BF16 extension: qemu's "max" CPU has it (HWCAP2_BF16).
 # test_bf16 also runs a small model in bf16: it links the rest of the library.
 lib=""
-for src in src/model/*.c src/io/*.c src/image/*.c src/api/*.c; do
+for src in src/model/*.c src/io/*.c src/image/*.c src/codec/*.c src/api/*.c; do
     obj=$dir/lib_$(basename "$(dirname "$src")")_$(basename "$src" .c).o
     # shellcheck disable=SC2086
     $CROSS $flags -c "$src" -o "$obj" || { echo "check_neon: $src does not build for AArch64"; exit 1; }

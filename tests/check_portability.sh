@@ -31,19 +31,19 @@ if ! command -v clang >/dev/null 2>&1; then
 else
     CL="clang -fms-extensions -fsyntax-only -Wall -Wextra -Werror -Wno-unused-parameter"
     if [ -d /usr/share/mingw-w64/include ]; then
-        list=$(ls src/*/*.c | grep -v -e '_neon\.c$' -e 'os_unix\.c$')
+        list=$(ls src/*/*.c | grep -v -e '_neon\.c$' -e '_neonbf16\.c$' -e 'os_unix\.c$')
         # two at a time; a file that fails prints its errors
         echo "$list" | xargs -P 2 -I{} sh -c '
             f={}; isa=""
             case $f in *_avx2.c) isa="-mavx2 -mfma";; *_avx512.c) isa="-mavx512f -mavx512vl -mavx512dq -mavx2 -mfma";; esac
             '"$CL"' --target=x86_64-w64-mingw32 -std=c11 -DMAE_OS_FORCE_MSVC_PATHS -DMAE_BUILD_DLL -D__USE_MINGW_ANSI_STDIO=1 -fopenmp=libgomp \
-                -Iinclude -Isrc $isa "$f" || echo "FAILED $f"' > build.portability.log 2>&1
-        if grep -q "FAILED" build.portability.log; then
-            cat build.portability.log; bad "sources do not compile with the MSVC paths"
+                -Iinclude -Isrc $isa "$f" || echo "FAILED $f"' > "${BUILD:-build}/portability.log" 2>&1
+        if grep -q "FAILED" "${BUILD:-build}/portability.log"; then
+            cat "${BUILD:-build}/portability.log"; bad "sources do not compile with the MSVC paths"
         else
             echo "check_portability: $(echo "$list" | wc -l) sources compile in clang's Microsoft mode with the MSVC paths of src/os"
         fi
-        rm -f build.portability.log
+        rm -f "${BUILD:-build}/portability.log"
     else
         echo "check_portability: skipped the MSVC-path compile (no MinGW headers; apt-get install mingw-w64)"
     fi
