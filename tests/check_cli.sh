@@ -131,8 +131,13 @@ ok
 cmp -s "$dir/i.npy" "$dir/p.npy" || die "features --idx differs from the same images as files"
 "$helper" check "$gray" "$dir/p.npy" cls+mean "$dir/gray1.pgm" "$dir/gray2.pgm" || die "features (gray)"
 ok
-if command -v python3 >/dev/null 2>&1 && python3 -c "import numpy" 2>/dev/null; then
-    python3 -c "import numpy, sys; a = numpy.load(sys.argv[1]); sys.exit(a.shape != (2, 96) or a.dtype != numpy.float32)" \
+# Debian's python3 (CI installs python3-numpy there) before whichever python3 comes first on PATH
+npy_py=""
+for cand in /usr/bin/python3 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "import numpy" 2>/dev/null; then npy_py=$cand; break; fi
+done
+if [ -n "$npy_py" ]; then
+    "$npy_py" -c "import numpy, sys; a = numpy.load(sys.argv[1]); sys.exit(a.shape != (2, 96) or a.dtype != numpy.float32)" \
         "$dir/p.npy" || die "numpy reads another shape or dtype from the .npy"
     ok
 else

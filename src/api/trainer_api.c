@@ -61,18 +61,6 @@ static mae_status read_config(const char *fn, const mae_train_config *in, int ma
 
 /* ---- which tensors train -------------------------------------------------------------------- */
 
-/* Whether a stored table is the fixed sin-cos table of the model's grid. */
-static int is_sincos(const float *table, int dim, int gh, int gw, float *tmp)
-{
-    if (dim % 4)
-        return 0;
-    mae_sincos_pos_embed(tmp, dim, gh, gw);
-    size_t n = (size_t)(1 + gh * gw) * dim;
-    for (size_t i = 0; i < n; i++)
-        if (fabsf(tmp[i] - table[i]) > 1e-6f)
-            return 0;
-    return 1;
-}
 
 /* Whether the position tables of the parameters at base train: train_pos -1 means unless they
  * are the fixed sin-cos tables. No side effects, so a load can decide before it commits. */
@@ -87,8 +75,8 @@ static mae_status decide_pos(const mae_model *m, const float *base, int train_po
     float *tmp = mae_alloc(n * sizeof *tmp);
     if (!tmp)
         return mae_fail(MAE_ERR_NOMEM, "trainer: out of memory");
-    *tp = !is_sincos(base + m->lay.pos, c->D, c->gh, c->gw, tmp);
-    *tdp = !is_sincos(base + m->lay.dpos, c->Dd, c->gh, c->gw, tmp);
+    *tp = !mae_is_sincos_table(base + m->lay.pos, c->D, c->gh, c->gw, tmp);
+    *tdp = !mae_is_sincos_table(base + m->lay.dpos, c->Dd, c->gh, c->gw, tmp);
     mae_free(tmp);
     return MAE_OK;
 }

@@ -155,6 +155,9 @@ const mae_tensor *mae_model_find(const mae_model *m, const char *name);
 void mae_model_init_weights(mae_model *m, uint64_t seed);
 /* Fixed 2-D sin-cos table [1+gh*gw, dim] (cls row zero), computed in double. */
 void mae_sincos_pos_embed(float *out, int dim, int gh, int gw);
+/* Whether table [1+gh*gw, dim] is that fixed table (within 1e-6), using tmp of the same size:
+ * such a table is frozen in training and regenerated, not resampled, by a resize. */
+int  mae_is_sincos_table(const float *table, int dim, int gh, int gw, float *tmp);
 
 /* ---- activations ---------------------------------------------------------------------------- */
 

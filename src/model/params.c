@@ -227,6 +227,18 @@ void mae_sincos_pos_embed(float *out, int dim, int gh, int gw)
     }
 }
 
+int mae_is_sincos_table(const float *table, int dim, int gh, int gw, float *tmp)
+{
+    if (dim % 4)
+        return 0;
+    mae_sincos_pos_embed(tmp, dim, gh, gw);
+    size_t n = (size_t)(1 + gh * gw) * dim;
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(tmp[i] - table[i]) > 1e-6f)
+            return 0;
+    return 1;
+}
+
 static void uniform_fill(mae_rng *r, float *w, size_t n, double bound)
 {
     for (size_t i = 0; i < n; i++)

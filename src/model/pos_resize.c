@@ -4,19 +4,6 @@
 #include <string.h>
 #include "model.h"
 
-/* Whether a stored table is the fixed sin-cos table of its grid (then it is regenerated exactly
- * for a new grid rather than resampled). */
-static int is_sincos(const float *table, int dim, int gh, int gw, float *tmp)
-{
-    if (dim % 4)
-        return 0;
-    mae_sincos_pos_embed(tmp, dim, gh, gw);
-    size_t n = (size_t)(1 + gh * gw) * dim;
-    for (size_t i = 0; i < n; i++)
-        if (fabsf(tmp[i] - table[i]) > 1e-6f)
-            return 0;
-    return 1;
-}
 
 /* PyTorch's cubic convolution weights (A = -0.75) for a fractional offset t. */
 static void cubic_weights(double t, double w[4])
@@ -69,7 +56,7 @@ static void resample(const float *src, int gh, int gw, float *dst, int nh, int n
 static void adapt_table(const float *src, const mae_cfg *old, float *dst, const mae_cfg *nw,
                         int dim, float *tmp)
 {
-    if (is_sincos(src, dim, old->gh, old->gw, tmp))
+    if (mae_is_sincos_table(src, dim, old->gh, old->gw, tmp))
         mae_sincos_pos_embed(dst, dim, nw->gh, nw->gw);
     else
         resample(src, old->gh, old->gw, dst, nw->gh, nw->gw, dim);
