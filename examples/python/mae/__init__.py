@@ -445,9 +445,38 @@ class _User:
             self.model._users -= 1
             self.model = None
 
+    # subclasses name themselves and their C free function
+    _KIND = "handle"
+    _FREE = None
+
+    def _handle(self):
+        if not getattr(self, "_h", None):
+            raise Error(ERR_STATE, "the %s was closed" % self._KIND)
+        return self._h
+
+    def close(self):
+        if getattr(self, "_h", None):
+            getattr(_lib, self._FREE)(self._h)
+            self._h = None
+        self._detach()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
 
 class Context(_User):
     """A mae_ctx: one caller's workspace for batches up to max_batch. Keeps its model alive."""
+
+    _KIND, _FREE = "context", "mae_ctx_free"
 
     def __init__(self, model, max_batch=1):
         h = _vp()
@@ -523,34 +552,14 @@ class Context(_User):
         del imgs_keep
         return get()
 
-    def _handle(self):
-        if not self._h:
-            raise Error(ERR_STATE, "the context was closed")
-        return self._h
-
-    def close(self):
-        if self._h:
-            _lib.mae_ctx_free(self._h)
-            self._h = None
-        self._detach()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may be gone already
-            pass
 
 
 class Trainer(_User):
     """A mae_trainer: pretraining of a model in place (backward pass, AdamW with the official
     schedule; the settings are mae_train_config_init's defaults). Use the model elsewhere only
     between steps."""
+
+    _KIND, _FREE = "trainer", "mae_trainer_free"
 
     def __init__(self, model, max_batch=1):
         h = _vp()
@@ -606,25 +615,3 @@ class Trainer(_User):
     def load(self, path):
         _check(_lib.mae_trainer_load(self._handle(), os.fsencode(path)))
 
-    def _handle(self):
-        if not self._h:
-            raise Error(ERR_STATE, "the trainer was closed")
-        return self._h
-
-    def close(self):
-        if self._h:
-            _lib.mae_trainer_free(self._h)
-            self._h = None
-        self._detach()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may be gone already
-            pass
