@@ -269,33 +269,6 @@ static void test_many_blocks(void)
 
 /* ---- metadata memory --------------------------------------------------------------------------- */
 
-static size_t live, peak;
-static long calls, fail_at;
-
-static void *counting_alloc(void *user, size_t n)
-{
-    (void)user;
-    if (fail_at && ++calls >= fail_at)
-        return NULL;
-    size_t *p = malloc(n + 16);
-    if (!p)
-        return NULL;
-    p[0] = n;
-    live += n;
-    peak = live > peak ? live : peak;
-    return (char *)p + 16;
-}
-
-static void counting_free(void *user, void *q)
-{
-    (void)user;
-    if (!q)
-        return;
-    size_t *p = (size_t *)(void *)((char *)q - 16);
-    live -= p[0];
-    free(p);
-}
-
 /* A file of `pairs` short metadata pairs and one tensor. */
 static unsigned char *meta_file(int pairs, size_t *size)
 {
@@ -315,14 +288,16 @@ static unsigned char *meta_file(int pairs, size_t *size)
 
 static void test_metadata_memory(void)
 {
-    mae_allocator a = { counting_alloc, counting_free, NULL };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_alloc_reset();
+    CHECK_OK(tu_alloc_install());
     size_t size;
     unsigned char *b = meta_file(MAE_ST_MAX_META, &size);
     mae_st_file f;
-    live = peak = 0;
+    tu_alloc_mark();
+    size_t base = atomic_load(&tu_alloc.bytes), peak;
     CHECK_OK(mae_st_parse(b, size, &f));
     /* the pairs (16 bytes) and their strings: about twice the header, not 320 bytes a pair */
+    peak = atomic_load(&tu_alloc.peak) - base;
     CHECK(peak <= 3 * size, "%d metadata pairs in a %zu-byte header took %zu bytes", MAE_ST_MAX_META, size, peak);
     CHECK(f.n_meta == MAE_ST_MAX_META, "%d pairs kept", f.n_meta);
     int found = 0;
@@ -337,23 +312,26 @@ static void test_metadata_memory(void)
     free(b);
 
     b = meta_file(MAE_ST_MAX_META + 1, &size);
-    live = peak = 0;
+    tu_alloc_mark();
+    base = atomic_load(&tu_alloc.bytes);
     mae_status s = mae_st_parse(b, size, &f);
     CHECK(s == MAE_ERR_FORMAT && strstr(mae_last_error(), "__metadata__ pairs"), "too many pairs: %s: %s",
           mae_status_str(s), mae_last_error());
+    peak = atomic_load(&tu_alloc.peak) - base;
     CHECK(peak == 0, "a refused header allocated %zu bytes", peak);
     free(b);
 
     b = meta_file(1000, &size);
-    calls = 0;
-    fail_at = 3;   /* the tensor entries, their index, then the pairs */
+    atomic_store(&tu_alloc.calls, 0);
+    tu_alloc.fail_at = 3;   /* the tensor entries, their index, then the pairs: from there on */
+    tu_alloc.fail_after = 1;
     s = mae_st_parse(b, size, &f);
     CHECK(s == MAE_ERR_NOMEM && strstr(mae_last_error(), "__metadata__ pairs"), "out of memory: %s: %s",
           mae_status_str(s), mae_last_error());
-    fail_at = 0;
+    tu_alloc.fail_at = 0;
     free(b);
     CHECK_OK(mae_set_allocator(NULL));
-    CHECK(live == 0, "%zu bytes leaked", live);
+    CHECK(atomic_load(&tu_alloc.bytes) == 0, "%zu bytes leaked", (size_t)atomic_load(&tu_alloc.bytes));
 }
 
 int main(void)

@@ -10,46 +10,24 @@
 /* What mae_alloc adds to a block to align it (a few dozen bytes), for the few blocks a load holds. */
 #define SLACK 1024
 
-static size_t live, peak;
-
-static void *counting_alloc(void *user, size_t n)
-{
-    (void)user;
-    size_t *p = malloc(n + 16);
-    if (!p)
-        return NULL;
-    p[0] = n;
-    live += n;
-    peak = live > peak ? live : peak;
-    return (char *)p + 16;
-}
-
-static void counting_free(void *user, void *q)
-{
-    (void)user;
-    if (!q)
-        return;
-    size_t *p = (size_t *)(void *)((char *)q - 16);
-    live -= p[0];
-    free(p);
-}
-
 /* Loads under `limit`: 1 if it succeeded; either way the peak stays within the limit. */
 static int load_under(size_t limit, const uint8_t *file, size_t n, int idx, int channels, const char *what)
 {
     CHECK_OK(mae_image_set_limit(limit));
-    size_t before = live;
-    peak = live;
+    size_t before = atomic_load(&tu_alloc.bytes);
+    tu_alloc_mark();
     uint8_t *out = NULL;
     int w, h, c, nd;
     int64_t dims[4];
     mae_status s = idx ? mae_idx_load_memory(file, n, &out, &nd, dims)
                        : mae_image_load_memory(file, n, channels, &out, &w, &h, &c);
-    CHECK(peak - before <= limit + SLACK, "%s under a limit of %zu: %zu bytes held at once", what, limit, peak - before);
+    size_t held = atomic_load(&tu_alloc.peak) - before;
+    CHECK(held <= limit + SLACK, "%s under a limit of %zu: %zu bytes held at once", what, limit, held);
     CHECK(s == MAE_OK || (s == MAE_ERR_UNSUPPORTED && strstr(mae_last_error(), "limit")),
           "%s under a limit of %zu: %s: %s", what, limit, mae_status_str(s), mae_last_error());
     mae_image_free(out);
-    CHECK(live == before, "%s: %zu bytes leaked", what, live - before);
+    size_t after = atomic_load(&tu_alloc.bytes);
+    CHECK(after == before, "%s: %zu bytes leaked", what, after - before);
     return s == MAE_OK;
 }
 
@@ -138,8 +116,8 @@ int main(void)
 {
     tu_seed(11);
     CHECK(mae_image_get_limit() == (size_t)1 << 30, "the default limit is %zu", mae_image_get_limit());
-    mae_allocator a = { counting_alloc, counting_free, NULL };
-    CHECK_OK(mae_set_allocator(&a));
+    tu_alloc_reset();
+    CHECK_OK(tu_alloc_install());
     test_idx();
     test_png_pnm();
     CHECK_OK(mae_set_allocator(NULL));

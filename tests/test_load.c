@@ -398,33 +398,6 @@ static void test_stream_order(void)
 
 /* ---- memory -------------------------------------------------------------------------------- */
 
-/* An allocator hook that tracks the bytes the library holds (each block prefixed with its size)
- * and the most it ever held. */
-static atomic_size_t held, held_peak;
-
-static void *bytes_alloc(void *user, size_t size)
-{
-    unsigned char *p = tu_hook_alloc(user, size + 16);
-    if (!p)
-        return NULL;
-    memcpy(p, &size, sizeof size);
-    size_t now = atomic_fetch_add(&held, size) + size, peak = atomic_load(&held_peak);
-    while (now > peak && !atomic_compare_exchange_weak(&held_peak, &peak, now)) {
-    }
-    return p + 16;
-}
-
-static void bytes_free(void *user, void *ptr)
-{
-    if (!ptr)
-        return;
-    unsigned char *p = (unsigned char *)ptr - 16;
-    size_t size;
-    memcpy(&size, p, sizeof size);
-    atomic_fetch_sub(&held, size);
-    tu_hook_free(user, p);
-}
-
 /* The most a load holds against the model it gives: at most the final model + the largest tensor
  * (as float32) + the header + 256 KiB. The old loader held the whole file besides the model. */
 static void test_peak(const char *dtype)
@@ -446,17 +419,14 @@ static void test_peak(const char *dtype)
     mae_model_free(m);
     unsigned char *b = tu_read_file(path, &n_file);
     size_t hend = b ? header_end(b) : 0;
-    static const mae_allocator hook = { bytes_alloc, bytes_free, NULL };
     for (int from_memory = 0; from_memory < 2 && b; from_memory++) {
-        tu_alloc_reset();
-        atomic_store(&held, 0);
-        atomic_store(&held_peak, 0);
-        CHECK_OK(mae_set_allocator(&hook));
+        tu_alloc_reset();   /* the hook counts the bytes the library holds, and the most at once */
+        CHECK_OK(tu_alloc_install());
         mae_model *r = NULL;
         CHECK_OK(from_memory ? mae_model_load_memory(b, n_file, &r) : mae_model_load(path, &r));
-        size_t model = atomic_load(&held), peak = atomic_load(&held_peak);
+        size_t model = atomic_load(&tu_alloc.bytes), peak = atomic_load(&tu_alloc.peak);
         mae_model_free(r);
-        size_t left = atomic_load(&held);
+        size_t left = atomic_load(&tu_alloc.bytes);
         mae_set_allocator(NULL);
         size_t bound = model + largest * sizeof(float) + hend + 256 * 1024;
         printf("load %s from %s: the model holds %.2f MB, the load at most %.2f MB (bound %.2f MB, file %.2f MB)\n",

@@ -169,6 +169,8 @@ typedef struct tu_alloc_state {
     int fail_after;        /* and every call after it, too */
     size_t cap;            /* a request above cap bytes returns NULL; 0: no cap */
     size_t largest;        /* the largest request */
+    atomic_size_t bytes;   /* bytes handed out and not yet freed */
+    atomic_size_t peak;    /* the most bytes out at once since the reset (or tu_alloc_mark) */
 } tu_alloc_state;
 static tu_alloc_state tu_alloc;
 
@@ -181,6 +183,14 @@ static inline void tu_alloc_reset(void)
     tu_alloc.fail_after = 0;
     tu_alloc.cap = 0;
     tu_alloc.largest = 0;
+    atomic_store(&tu_alloc.bytes, 0);
+    atomic_store(&tu_alloc.peak, 0);
+}
+
+/* Starts a new peak from the bytes out now (a measurement inside a longer sequence). */
+static inline void tu_alloc_mark(void)
+{
+    atomic_store(&tu_alloc.peak, atomic_load(&tu_alloc.bytes));
 }
 
 static inline void *tu_hook_alloc(void *user, size_t size)
@@ -193,10 +203,17 @@ static inline void *tu_hook_alloc(void *user, size_t size)
         return NULL;
     if (tu_alloc.cap > 0 && size > tu_alloc.cap)
         return NULL;
-    void *p = malloc(size);
-    if (p)
-        atomic_fetch_add(&tu_alloc.live, 1);
-    return p;
+    /* each block carries its size in 16 bytes before it, so that frees can count bytes (malloc's
+     * 16-byte alignment is kept) */
+    unsigned char *p = size <= (size_t)-1 - 16 ? malloc(size + 16) : NULL;
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof size);
+    atomic_fetch_add(&tu_alloc.live, 1);
+    size_t now = atomic_fetch_add(&tu_alloc.bytes, size) + size, peak = atomic_load(&tu_alloc.peak);
+    while (now > peak && !atomic_compare_exchange_weak(&tu_alloc.peak, &peak, now)) {
+    }
+    return p + 16;
 }
 
 static inline void tu_hook_free(void *user, void *p)
@@ -206,7 +223,11 @@ static inline void tu_hook_free(void *user, void *p)
         return;
     if (atomic_fetch_sub(&tu_alloc.live, 1) <= 0)
         atomic_fetch_add(&tu_alloc.bad_frees, 1);
-    free(p);
+    unsigned char *b = (unsigned char *)p - 16;
+    size_t size;
+    memcpy(&size, b, sizeof size);
+    atomic_fetch_sub(&tu_alloc.bytes, size);
+    free(b);
 }
 
 static inline mae_status tu_alloc_install(void)
