@@ -125,6 +125,11 @@ mae_status mae_cfg_finish(mae_cfg *c)
     c->dhidden = !c->has_decoder ? 0 : c->dmlp > 0 ? c->dmlp : (int)((double)c->Dd * c->mlp_ratio);
     if (c->hidden <= 0 || (c->has_decoder && c->dhidden <= 0))
         return mae_fail(MAE_ERR_INVALID_ARG, "config: mlp_ratio %g gives an empty MLP", (double)c->mlp_ratio);
+    /* the derived widths obey the same bound as every given dimension (MAE_CFG_LIMIT), so that a
+     * config.json written from any model reads back (its intermediate_size is range-checked) */
+    if (c->hidden > MAE_CFG_LIMIT || c->dhidden > MAE_CFG_LIMIT)
+        return mae_fail(MAE_ERR_INVALID_ARG, "config: the MLP width %d (mlp_ratio %g) is above %d",
+                        c->hidden > MAE_CFG_LIMIT ? c->hidden : c->dhidden, (double)c->mlp_ratio, MAE_CFG_LIMIT);
     c->gh = c->ih / c->p;
     c->gw = c->iw / c->p;
     c->L = c->gh * c->gw;
