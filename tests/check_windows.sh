@@ -46,6 +46,13 @@ echo "check_windows: built with $CCW in $(($(date +%s) - start)) s"
 # ---- Wine -------------------------------------------------------------------------------------
 export WINEPREFIX="$PWD/$B/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 [ -d "$WINEPREFIX" ] || "$WINE" cmd /c exit >/dev/null 2>&1   # creates the prefix once
+# One wineserver for all the runs: started per run, it exits after each and a run that connects
+# while it is going down fails with "wine client error ... Connection reset by peer" (seen in CI).
+WINESERVER=$(command -v wineserver || true)
+if [ -n "$WINESERVER" ]; then
+    "$WINESERVER" -p >/dev/null 2>&1 || true
+    trap '"$WINESERVER" -k >/dev/null 2>&1 || true' EXIT
+fi
 # Windows refuses a commit beyond RAM + page file at once; Wine reserves without a limit, so a
 # test that asks for a huge block (to see MAE_ERR_NOMEM) would otherwise page for minutes.
 ulimit -v 16000000 2>/dev/null || true
