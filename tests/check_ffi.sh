@@ -4,7 +4,8 @@
 # program's output: masks exactly, numbers to 1e-6 relative. Then each package's own tests:
 #   Python: pip-installed (offline, --no-build-isolation) into a fresh virtualenv
 #           (--system-site-packages, for numpy), its unittest suite run there;
-#   Rust:   cargo build/test --offline against lib/ (build.rs), no crates;
+#   Rust:   the workspace examples/rust (mae-sys: declarations + build.rs; mae: the safe crate),
+#           cargo build/test --offline against lib/, no crates;
 #   Go:     libmae installed to a temporary prefix (make install), the module built through
 #           `#cgo pkg-config: mae`, go test.
 # A missing toolchain is reported as skipped (CI installs python3-numpy, python3-setuptools,
@@ -27,6 +28,10 @@ ref=$BUILD/examples/ffi_reference
 ckpt=$dir/tiny.safetensors
 rm -f "$ckpt"
 "$ref" "$ckpt" > "$dir/ref.txt"
+# the classifier tests of every binding compare their logits with the CLI's `mae classify --json`
+cli=$root/$BUILD/examples/mae
+[ -x "$cli" ] || make -s "$BUILD/examples/mae"
+export MAE_CLI="$cli"
 
 # compare NAME OUTPUT: same keys in the same order, equal strings, numbers within 1e-6
 compare() {
@@ -94,7 +99,7 @@ for py in /usr/bin/python3 python3; do
 done
 [ -n "$pydone" ] || skipped="${skipped:-} python-package (no python3 with setuptools and venv)"
 
-# Rust: cargo, offline, no crates; build.rs links lib/ and sets the rpath
+# Rust: cargo, offline, no crates; mae-sys's build.rs links lib/ and sets the rpath
 if command -v cargo >/dev/null 2>&1; then
     export CARGO_TARGET_DIR="$dir/cargo"
     if (cd examples/rust && cargo build --offline --release --quiet) > "$dir/rust.err" 2>&1 &&

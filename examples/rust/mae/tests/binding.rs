@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn tiny(seed: u64) -> mae::Model {
-    mae::Model::create(&mae::ffi::Config::preset("tiny").unwrap(), seed).unwrap()
+    mae::Model::create(&mae::preset("tiny").unwrap(), seed).unwrap()
 }
 
 fn images(n: usize) -> Vec<f32> {

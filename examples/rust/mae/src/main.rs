@@ -14,7 +14,7 @@ fn open_model(path: Option<&str>) -> mae::Result<mae::Model> {
             Err(e) => return Err(e),
         }
     }
-    mae::Model::create(&mae::ffi::Config::preset("tiny")?, 42)
+    mae::Model::create(&mae::preset("tiny")?, 42)
 }
 
 fn mask_string(mask: &[f32]) -> String {
