@@ -1,13 +1,16 @@
-// Package mae is a thin cgo binding of libmae: models, contexts, the forward pass and
-// embeddings, with Go errors that carry the library's status and message.
+// Package mae is a cgo binding of libmae: models, contexts, the forward pass and embeddings,
+// classifiers, pretraining, images to inputs, and the host hooks (abort, progress), with Go
+// errors that carry the library's status and message.
 //
 // It builds against an installed libmae found by pkg-config (`make install PREFIX=...`, then
 // PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig if that prefix is not a system one); a program run
 // against a non-system prefix needs LD_LIBRARY_PATH=$PREFIX/lib.
 //
-// Lifetimes: a Context holds a reference on its Model. Model.Close with contexts still open
-// only marks the model closed (no new contexts); its memory is freed when the last context is
-// closed. A Context is for one goroutine at a time; its Close waits for a running call.
+// Lifetimes: a Context holds a reference on its Model (or Classifier), a Trainer on its Model.
+// Close with users still open only marks the object closed (no new users); its memory is freed
+// when the last user is closed. A Context is for one goroutine at a time; its Close waits for a
+// running call. Hooks: Go callbacks are kept in a registry and C gets only their id, so no Go
+// pointer is ever stored in C (hooks.go).
 package mae
 
 /*
@@ -18,7 +21,6 @@ package mae
 import "C"
 
 import (
-	"fmt"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -223,156 +225,3 @@ func (m *Model) Close() {
 	}
 }
 
-// Context owns a mae_ctx: one goroutine's workspace. It holds a reference on its model.
-type Context struct {
-	mu       sync.Mutex // held by every call and by Close
-	p        *C.mae_ctx
-	model    *Model
-	maxBatch int
-	cfg      Config // the model's, read once: valid after Model.Close too
-	d, t     int    // EmbedDims
-}
-
-func NewContext(m *Model, maxBatch int) (*Context, error) {
-	if !m.acquire() {
-		return nil, errClosed
-	}
-	var p *C.mae_ctx
-	if err := call(func() C.mae_status { return C.mae_ctx_create(m.p, C.int(maxBatch), &p) }); err != nil {
-		m.release()
-		return nil, err
-	}
-	c := &Context{p: p, model: m, maxBatch: maxBatch}
-	var cfg C.mae_config
-	cfg.struct_size = C.uint32_t(unsafe.Sizeof(cfg))
-	var d, t C.int
-	C.mae_model_get_config(m.p, &cfg) // cannot fail: valid model, sized struct
-	C.mae_model_embed_dims(m.p, &d, &t)
-	c.cfg, c.d, c.t = configFromC(&cfg), int(d), int(t)
-	runtime.SetFinalizer(c, (*Context).Close)
-	return c, nil
-}
-
-// Close frees the context (waiting for a call in progress) and drops its model reference.
-func (c *Context) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.p != nil {
-		C.mae_ctx_free(c.p)
-		c.p = nil
-		c.model.release()
-	}
-}
-
-// run calls fn with the context's handle under its lock; a closed context is an error.
-func (c *Context) run(fn func(p *C.mae_ctx) C.mae_status) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.p == nil {
-		return &Error{ErrState, "the context was closed"}
-	}
-	return call(func() C.mae_status { return fn(c.p) })
-}
-
-// Dims returns (num_patches, keep, patch_dim) for the current mask ratio.
-func (c *Context) Dims() (int, int, int, error) {
-	var l, k, p C.int
-	err := c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_get_dims(cp, &l, &k, &p) })
-	return int(l), int(k), int(p), err
-}
-
-func (c *Context) SetSeed(seed uint64) error {
-	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_seed(cp, C.uint64_t(seed)) })
-}
-
-func (c *Context) SetMaskRatio(r float32) error {
-	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_mask_ratio(cp, C.float(r)) })
-}
-
-func (c *Context) SetThreads(n int) error {
-	return c.run(func(cp *C.mae_ctx) C.mae_status { return C.mae_ctx_set_threads(cp, C.int(n)) })
-}
-
-// Result of a forward pass: loss, pred [B, L, p*p*C], mask [B, L] (1 = removed).
-type Result struct {
-	Loss float32
-	Pred []float32
-	Mask []float32
-}
-
-// Forward runs one MAE forward pass on batch images [B, C, H, W]; noise [B, L] or nil (the
-// context's RNG). Slice lengths are checked here so the library never reads past them.
-func (c *Context) Forward(imgs []float32, batch int, noise []float32) (*Result, error) {
-	cfg := c.cfg
-	l, _, p, err := c.Dims()
-	if err != nil {
-		return nil, err
-	}
-	perImage := int(cfg.InChans) * int(cfg.ImgHeight) * int(cfg.ImgWidth)
-	if batch < 1 || batch > c.maxBatch || len(imgs) != batch*perImage {
-		return nil, &Error{ErrShape, fmt.Sprintf("imgs has %d values for batch %d, expected %d (max batch %d)",
-			len(imgs), batch, batch*perImage, c.maxBatch)}
-	}
-	var noisePtr *C.float
-	if noise != nil {
-		if len(noise) != batch*l {
-			return nil, &Error{ErrShape, fmt.Sprintf("noise has %d values, expected %d", len(noise), batch*l)}
-		}
-		noisePtr = (*C.float)(unsafe.Pointer(&noise[0]))
-	}
-	r := &Result{Pred: make([]float32, batch*l*p), Mask: make([]float32, batch*l)}
-	var loss C.float
-	err = c.run(func(cp *C.mae_ctx) C.mae_status {
-		return C.mae_forward(cp, (*C.float)(unsafe.Pointer(&imgs[0])), C.int(batch), noisePtr, &loss,
-			(*C.float)(unsafe.Pointer(&r.Pred[0])), (*C.float)(unsafe.Pointer(&r.Mask[0])), nil)
-	})
-	if err != nil {
-		return nil, err
-	}
-	r.Loss = float32(loss)
-	return r, nil
-}
-
-// Pool says how Embed pools the encoder's tokens.
-type Pool int
-
-const (
-	PoolCLS    Pool = C.MAE_POOL_CLS    // [B, D]: the cls token
-	PoolMean   Pool = C.MAE_POOL_MEAN   // [B, D]: the mean of the patch tokens
-	PoolTokens Pool = C.MAE_POOL_TOKENS // [B, 1+L, D]: every token, patches in image order
-)
-
-// Embed returns the features of batch images [B, C, H, W] in image order (no masking, no
-// decoder needed), pooled as pool says. EmbedInto writes them into out without allocating.
-func (c *Context) Embed(imgs []float32, batch int, pool Pool) ([]float32, error) {
-	d, t := c.d, c.t
-	n := batch * d
-	if pool == PoolTokens {
-		n *= t
-	}
-	if n <= 0 {
-		return nil, &Error{ErrShape, fmt.Sprintf("batch %d is outside [1, %d]", batch, c.maxBatch)}
-	}
-	out := make([]float32, n)
-	return out, c.EmbedInto(imgs, batch, pool, out)
-}
-
-func (c *Context) EmbedInto(imgs []float32, batch int, pool Pool, out []float32) error {
-	cfg, d, t := c.cfg, c.d, c.t
-	if pool != PoolCLS && pool != PoolMean && pool != PoolTokens {
-		return &Error{ErrInvalidArg, fmt.Sprintf("pool %d is not a Pool", int(pool))}
-	}
-	perImage := int(cfg.InChans) * int(cfg.ImgHeight) * int(cfg.ImgWidth)
-	want := batch * d
-	if pool == PoolTokens {
-		want *= t
-	}
-	if batch < 1 || batch > c.maxBatch || len(imgs) != batch*perImage || len(out) != want {
-		return &Error{ErrShape, fmt.Sprintf("imgs %d values and out %d for batch %d, expected %d and %d (max batch %d)",
-			len(imgs), len(out), batch, batch*perImage, want, c.maxBatch)}
-	}
-	return c.run(func(cp *C.mae_ctx) C.mae_status {
-		return C.mae_embed(cp, (*C.float)(unsafe.Pointer(&imgs[0])), C.int(batch), C.mae_pool(pool),
-			(*C.float)(unsafe.Pointer(&out[0])))
-	})
-}
