@@ -188,4 +188,3 @@ func (t *Trainer) setHook(slot *hookHandle, set bool, h *hook, install func(*C.m
 	*slot = id
 	return nil
 }
-

@@ -15,7 +15,7 @@ import (
 // Image is 8-bit pixels, rows top to bottom, channels interleaved (1 gray, 2 gray+alpha,
 // 3 RGB, 4 RGBA).
 type Image struct {
-	Pixels                    []byte
+	Pixels                  []byte
 	Width, Height, Channels int
 }
 

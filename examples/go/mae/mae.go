@@ -224,4 +224,3 @@ func (m *Model) Close() {
 		m.p = nil
 	}
 }
-
