@@ -4,6 +4,8 @@
 # program's output: masks exactly, numbers to 1e-6 relative. Then each package's own tests:
 #   Python: pip-installed (offline, --no-build-isolation) into a fresh virtualenv
 #           (--system-site-packages, for numpy), its unittest suite run there;
+#   (every package's classifier tests also compare their logits with `mae classify --json`:
+#   $MAE_CLI, set here; a skipped comparison fails this check)
 #   Rust:   the workspace examples/rust (mae-sys: declarations + build.rs; mae: the safe crate),
 #           cargo build/test --offline against lib/, no crates;
 #   Go:     libmae installed to a temporary prefix (make install), the module built through
@@ -86,9 +88,13 @@ for py in /usr/bin/python3 python3; do
     rm -rf "$dir/pysrc/build" "$dir/pysrc"/*.egg-info
     if "$p" -m venv --system-site-packages "$dir/venv" > "$dir/pip.log" 2>&1 &&
        "$dir/venv/bin/python" -m pip install --no-index --no-build-isolation "$dir/pysrc" >> "$dir/pip.log" 2>&1 &&
-       (cd "$dir" && MAE_LIBRARY="$lib/libmae.so.1" "$dir/venv/bin/python" -m unittest discover -s "$root/examples/python/tests" -t "$root/examples/python/tests") > "$dir/pytest.log" 2>&1; then
+       (cd "$dir" && MAE_LIBRARY="$lib/libmae.so.1" "$dir/venv/bin/python" -m unittest discover -v -s "$root/examples/python/tests" -t "$root/examples/python/tests") > "$dir/pytest.log" 2>&1; then
         where=$(cd "$dir" && MAE_LIBRARY="$lib/libmae.so.1" "$dir/venv/bin/python" -c "import mae, os; print(os.path.dirname(mae.__file__))")
         case "$where" in "$dir/venv"/*) ;; *) echo "check_ffi: the tests imported mae from $where, not the venv"; status=1 ;; esac
+        # the comparison with the CLI must run here (MAE_CLI is set above)
+        if grep -q "skipped 'MAE_CLI" "$dir/pytest.log"; then
+            echo "check_ffi: Python tests were skipped:"; cat "$dir/pytest.log"; status=1
+        fi
         ran="$ran python-package"
         echo "  python package ($p): $(tail -n 3 "$dir/pytest.log" | tr '\n' ' ')"
     else
@@ -138,9 +144,10 @@ if command -v go >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1; then
         else
             echo "check_ffi: the Go example failed:"; cat "$dir/go.err"; status=1
         fi
-        if (cd examples/go && env $goenv CC="${CC:-cc}" LD_LIBRARY_PATH="$prefix/lib" go test ./...) > "$dir/go_test.log" 2>&1; then
+        if (cd examples/go && env $goenv CC="${CC:-cc}" LD_LIBRARY_PATH="$prefix/lib" go test -v ./...) > "$dir/go_test.log" 2>&1 &&
+           ! grep -- '--- SKIP' "$dir/go_test.log"; then
             ran="$ran go-tests"
-            echo "  go: $(grep '^ok' "$dir/go_test.log" | tr '\n' ' ')"
+            echo "  go: $(grep -c '^--- PASS' "$dir/go_test.log") tests passed; $(grep '^ok' "$dir/go_test.log" | tr '\n' ' ')"
         else
             echo "check_ffi: go test failed:"; cat "$dir/go_test.log"; status=1
         fi

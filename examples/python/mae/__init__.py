@@ -7,6 +7,9 @@ present). Install with `python3 -m pip install --no-index --no-build-isolation e
         feats = c.embed(imgs, pool="mean")        # imgs: float32 [B, C, H, W] -> [B, D]
         out = c.forward(imgs)                     # the MAE pass: loss, pred, mask
         print(out.loss, out.mask)
+    clf = mae.Classifier.create(m, num_classes=10)   # or mae.Classifier.load(fine_tuned_file)
+    with mae.Context(clf, max_batch=8) as c:
+        logits = clf.forward(c, imgs)             # [B, 10]
 
 Arrays: with numpy, an input must be a float32 array of exactly the documented shape ([B, C, H, W]
 for images: an NHWC array, or a flat one, of the same size is refused with ValueError) and any
@@ -15,8 +18,9 @@ array is copied. Outputs are new numpy arrays, or go into out= (a C-contiguous f
 the exact shape). Without numpy, inputs are flat sequences of floats (or ctypes float arrays) and
 outputs are flat lists. Errors raise mae.Error with the library's status and message.
 
-Lifetimes: a Context or Trainer keeps its Model alive; Model.close() while one of them is open
-raises mae.Error (STATE) instead of freeing weights still in use.
+Lifetimes: a Context or Trainer keeps its Model alive, a Context or Finetuner its Classifier;
+close() of a model or classifier while one of them is open raises mae.Error (STATE) instead of
+freeing weights still in use.
 
 The library is found through load_library(path) (call it before anything else), then
 $MAE_LIBRARY, then lib/libmae.so.1 of a source tree this package sits in, then the system's loader
@@ -107,6 +111,34 @@ class Config(ctypes.Structure):
         return "Config(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f, _ in self._fields_[1:])
 
 
+class FinetuneConfig(ctypes.Structure):
+    """mae_finetune_config, field for field (include/mae.h); Finetuner.config gives one filled
+    with main_finetune.py's defaults. Only ever appended to."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("accum_iter", ctypes.c_int32),
+        ("blr", ctypes.c_double),
+        ("lr", ctypes.c_double),
+        ("min_lr", ctypes.c_double),
+        ("weight_decay", ctypes.c_double),
+        ("layer_decay", ctypes.c_double),
+        ("beta1", ctypes.c_double),
+        ("beta2", ctypes.c_double),
+        ("eps", ctypes.c_double),
+        ("warmup_epochs", ctypes.c_double),
+        ("epochs", ctypes.c_double),
+        ("iters_per_epoch", ctypes.c_int32),
+        ("batch_size", ctypes.c_int32),
+        ("world_size", ctypes.c_int32),
+        ("smoothing", ctypes.c_float),
+        ("clip_grad", ctypes.c_float),
+        ("drop_path", ctypes.c_float),
+    ]
+
+    def __repr__(self):
+        return "FinetuneConfig(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f, _ in self._fields_[1:])
+
+
 def _declare(name, restype, *argtypes):
     """Sets a function's C signature: ctypes then converts and checks every argument."""
     fn = getattr(_lib, name)
@@ -163,6 +195,38 @@ def _declare_all():
     _declare("mae_model_load_memory", _status, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_vp))
     _declare("mae_ctx_set_abort", _status, _vp, _abort_fn, _vp)
     _declare("mae_trainer_set_abort", _status, _vp, _abort_fn, _vp)
+    _declare("mae_trainer_set_progress", _status, _vp, _progress_fn, _vp)
+    _declare("mae_image_load", _status, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
+             ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+    _declare("mae_image_free", None, ctypes.c_void_p)
+
+    _declare("mae_classifier_create", _status, _vp, ctypes.c_int, ctypes.c_int, ctypes.c_uint64, ctypes.POINTER(_vp))
+    _declare("mae_classifier_load", _status, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_vp))
+    _declare("mae_classifier_save", _status, _vp, ctypes.c_char_p)
+    _declare("mae_classifier_free", None, _vp)
+    _declare("mae_classifier_model", _status, _vp, ctypes.POINTER(_vp))
+    _declare("mae_classifier_num_classes", _status, _vp, ctypes.POINTER(ctypes.c_int))
+    _declare("mae_classifier_global_pool", _status, _vp, ctypes.POINTER(ctypes.c_int))
+    _declare("mae_classifier_label", _status, _vp, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p))
+    _declare("mae_classifier_has_labels", _status, _vp, ctypes.POINTER(ctypes.c_int))
+    _declare("mae_classifier_set_labels", _status, _vp, ctypes.POINTER(ctypes.c_char_p))
+    _declare("mae_classifier_tensor", _status, _vp, ctypes.c_char_p, ctypes.POINTER(_f32p),
+             ctypes.POINTER(ctypes.c_size_t))
+    _declare("mae_classifier_forward", _status, _vp, _vp, _f32p, ctypes.c_int, _f32p)
+    _declare("mae_finetune_config_init", _status, ctypes.POINTER(FinetuneConfig), ctypes.c_size_t)
+    _declare("mae_finetuner_create", _status, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+    _declare("mae_finetuner_free", None, _vp)
+    _declare("mae_finetuner_set_config", _status, _vp, ctypes.POINTER(FinetuneConfig))
+    _declare("mae_finetuner_get_config", _status, _vp, ctypes.POINTER(FinetuneConfig))
+    _declare("mae_finetuner_set_threads", _status, _vp, ctypes.c_int)
+    _declare("mae_finetuner_set_seed", _status, _vp, ctypes.c_uint64)
+    _declare("mae_finetuner_forward_backward", _status, _vp, _f32p, ctypes.c_int, _i32p, _f32p, _f32p, _f32p)
+    _declare("mae_finetuner_step", _status, _vp)
+    _declare("mae_finetuner_zero_grad", _status, _vp)
+    _declare("mae_finetuner_get_step", _status, _vp, ctypes.POINTER(ctypes.c_int64))
+    _declare("mae_finetuner_get_lr", _status, _vp, ctypes.POINTER(ctypes.c_double))
+    _declare("mae_finetuner_save", _status, _vp, ctypes.c_char_p)
+    _declare("mae_finetuner_load", _status, _vp, ctypes.c_char_p)
 
 
 load_library()
@@ -342,7 +406,7 @@ class Model:
     def config(self):
         cfg = Config()
         cfg.struct_size = ctypes.sizeof(cfg)
-        _check(_lib.mae_model_get_config(self._handle(), ctypes.byref(cfg)))
+        _check(_lib.mae_model_get_config(self._model_handle(), ctypes.byref(cfg)))
         return cfg
 
     @property
@@ -354,14 +418,14 @@ class Model:
     @property
     def has_decoder(self):
         v = ctypes.c_int()
-        _check(_lib.mae_model_has_decoder(self._handle(), ctypes.byref(v)))
+        _check(_lib.mae_model_has_decoder(self._model_handle(), ctypes.byref(v)))
         return bool(v.value)
 
     @property
     def embed_dims(self):
         """(D, 1 + L): floats per pooled embedding, tokens per image with pool="tokens"."""
         d, t = ctypes.c_int(), ctypes.c_int()
-        _check(_lib.mae_model_embed_dims(self._handle(), ctypes.byref(d), ctypes.byref(t)))
+        _check(_lib.mae_model_embed_dims(self._model_handle(), ctypes.byref(d), ctypes.byref(t)))
         return d.value, t.value
 
     def context_memory(self, max_batch, threads=0):
@@ -397,7 +461,7 @@ class Model:
         if std is not None:
             sp, skeep = _input(np.asarray(std, dtype=np.float32), (C,), "std")
         out_p, _, get = _output((B, C, H, W), out)
-        _check(_lib.mae_images_to_input(self._handle(), B, arr(ctypes.c_void_p, ptrs), arr(ctypes.c_int, ws),
+        _check(_lib.mae_images_to_input(self._model_handle(), B, arr(ctypes.c_void_p, ptrs), arr(ctypes.c_int, ws),
                                         arr(ctypes.c_int, hs), arr(ctypes.c_int, cs), None,
                                         FILTERS[filter], 1 if center_crop else 0, mp, sp, out_p))
         return get()
@@ -406,6 +470,8 @@ class Model:
         if not self._h:
             raise Error(ERR_STATE, "the model was closed")
         return self._h
+
+    _model_handle = _handle   # the mae_model a Context runs (a Classifier gives its encoder's)
 
     def close(self):
         """Frees the model now. Raises mae.Error (STATE) while a context or trainer made from it
@@ -474,13 +540,14 @@ class _User:
 
 
 class Context(_User):
-    """A mae_ctx: one caller's workspace for batches up to max_batch. Keeps its model alive."""
+    """A mae_ctx: one caller's workspace for batches up to max_batch. Keeps its model alive.
+    Context(classifier) makes one for Classifier.forward (and its encoder's embed)."""
 
     _KIND, _FREE = "context", "mae_ctx_free"
 
     def __init__(self, model, max_batch=1):
         h = _vp()
-        _check(_lib.mae_ctx_create(model._handle(), max_batch, ctypes.byref(h)))
+        _check(_lib.mae_ctx_create(model._model_handle(), max_batch, ctypes.byref(h)))
         self._h = h
         self._attach(model)
         self.max_batch = max_batch
@@ -582,6 +649,16 @@ class Trainer(_User):
         self._abort = _abort_fn() if fn is None else _abort_fn(lambda user: 1 if fn() else 0)
         _check(_lib.mae_trainer_set_abort(self._handle(), self._abort, None))
 
+    def set_progress(self, fn):
+        """fn(done, total) is called by forward_backward before every block and before the
+        backward pass (done = blocks run, total = depth + decoder depth + 1), then once with
+        done = total; True cancels as set_abort does. None clears."""
+        if fn is None:
+            self._progress = _progress_fn()
+        else:
+            self._progress = _progress_fn(lambda user, done, total: 1 if fn(done, total) else 0)
+        _check(_lib.mae_trainer_set_progress(self._handle(), self._progress, None))
+
     def forward_backward(self, imgs, batch=None, noise=None):
         """Adds the gradients of the MAE loss on imgs [B, C, H, W]; returns the loss."""
         if batch is None:
@@ -615,3 +692,250 @@ class Trainer(_User):
     def load(self, path):
         _check(_lib.mae_trainer_load(self._handle(), os.fsencode(path)))
 
+
+
+# ---- images and classification --------------------------------------------------------------------
+
+def load_image(path, channels=0):
+    """Reads a PNG or binary PGM/PPM into a uint8 numpy array [H, W, C] (channels 0: the file's;
+    1..4 converts: gray, gray+alpha, RGB, RGBA)."""
+    if np is None:
+        raise Error(ERR_UNSUPPORTED, "load_image needs numpy")
+    px = ctypes.c_void_p()
+    w, h, c = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    _check(_lib.mae_image_load(os.fsencode(path), channels, ctypes.byref(px), ctypes.byref(w), ctypes.byref(h),
+                               ctypes.byref(c)))
+    try:
+        n = w.value * h.value * c.value
+        return np.frombuffer(ctypes.string_at(px, n), dtype=np.uint8).reshape(h.value, w.value, c.value).copy()
+    finally:
+        _lib.mae_image_free(px)
+
+
+class Classifier:
+    """A mae_classifier: an encoder and a head, images [B, C, H, W] in, logits [B, K] out.
+    Immutable once made (except set_labels): share it between threads, each with its own
+    Context(classifier). close() raises while a Context or Finetuner made from it is open."""
+
+    def __init__(self, handle):
+        self._h = handle
+        self._users = 0
+        k = ctypes.c_int()
+        _check(_lib.mae_classifier_num_classes(handle, ctypes.byref(k)))
+        self.num_classes = k.value
+
+    @classmethod
+    def create(cls, model, num_classes, global_pool=True, seed=0):
+        """From a pretrained Model: its encoder copied (the model is not kept), a new head
+        initialised as the official fine-tuning code does (trunc_normal std 2e-5), drawn from seed.
+        global_pool: mean of the patch tokens then fc_norm (the official default), else the cls
+        token after norm. The head is untrained: fine-tune it (Finetuner) or load a fine-tuned file."""
+        h = _vp()
+        _check(_lib.mae_classifier_create(model._handle(), num_classes, 1 if global_pool else 0, seed, ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def load(cls, path, num_classes=0):
+        """Reads a classifier file (official fine-tuned or Hugging Face names). num_classes 0 takes
+        the file's; any other value must match its head (mae.Error SHAPE otherwise)."""
+        h = _vp()
+        _check(_lib.mae_classifier_load(os.fsencode(path), num_classes, ctypes.byref(h)))
+        return cls(h)
+
+    def save(self, path):
+        _check(_lib.mae_classifier_save(self._handle(), os.fsencode(path)))
+
+    def _handle(self):
+        if not self._h:
+            raise Error(ERR_STATE, "the classifier was closed")
+        return self._h
+
+    def _model_handle(self):
+        m = _vp()
+        _check(_lib.mae_classifier_model(self._handle(), ctypes.byref(m)))
+        return m
+
+    # the encoder's sizes and the input conversion, as Model's
+    config = Model.config
+    has_decoder = Model.has_decoder
+    embed_dims = Model.embed_dims
+    images_to_input = Model.images_to_input
+
+    @property
+    def global_pool(self):
+        v = ctypes.c_int()
+        _check(_lib.mae_classifier_global_pool(self._handle(), ctypes.byref(v)))
+        return bool(v.value)
+
+    @property
+    def has_labels(self):
+        v = ctypes.c_int()
+        _check(_lib.mae_classifier_has_labels(self._handle(), ctypes.byref(v)))
+        return bool(v.value)
+
+    def label(self, index):
+        """Class index's name: the file's or set_labels', else the index in decimal."""
+        p = ctypes.c_char_p()
+        _check(_lib.mae_classifier_label(self._handle(), index, ctypes.byref(p)))
+        return p.value.decode(errors="replace")
+
+    @property
+    def labels(self):
+        return [self.label(i) for i in range(self.num_classes)]
+
+    def set_labels(self, names):
+        """Names for all num_classes classes (non-empty, at most 255 bytes each); None clears."""
+        if names is None:
+            _check(_lib.mae_classifier_set_labels(self._handle(), None))
+            return
+        names = [n.encode() if isinstance(n, str) else bytes(n) for n in names]
+        if len(names) != self.num_classes:
+            raise ValueError("%d labels for %d classes" % (len(names), self.num_classes))
+        _check(_lib.mae_classifier_set_labels(self._handle(), (ctypes.c_char_p * len(names))(*names)))
+
+    def tensor(self, name):
+        """A copy of a head tensor ("head.weight" [K, D], "head.bias", "fc_norm.weight",
+        "fc_norm.bias") or an encoder tensor by its official name (flat; numpy or a list)."""
+        data, n = _f32p(), ctypes.c_size_t()
+        _check(_lib.mae_classifier_tensor(self._handle(), name.encode(), ctypes.byref(data), ctypes.byref(n)))
+        if np is not None:
+            return np.ctypeslib.as_array(data, shape=(n.value,)).copy() if n.value else np.zeros(0, np.float32)
+        return [data[i] for i in range(n.value)]
+
+    def forward(self, ctx, imgs, batch=None, out=None):
+        """Logits [B, num_classes] of normalized imgs [B, C, H, W] (float32, exactly that shape).
+        ctx is a Context(self) (the library refuses another: mae.Error INVALID_ARG); out= a
+        C-contiguous float32 array [B, num_classes] written in place."""
+        if not isinstance(ctx, Context):
+            raise TypeError("ctx must be a mae.Context made for this classifier")
+        batch, (imgs_p, imgs_keep) = ctx._images(imgs, batch)
+        out_p, _, get = _output((batch, self.num_classes), out)
+        _check(_lib.mae_classifier_forward(self._handle(), ctx._handle(), imgs_p, batch, out_p))
+        del imgs_keep
+        return get()
+
+    def predict(self, ctx, imgs, batch=None):
+        """The top class of each image: a list of (index, label)."""
+        logits = self.forward(ctx, imgs, batch)
+        rows = logits.tolist() if np is not None else [logits[i:i + self.num_classes]
+                                                        for i in range(0, len(logits), self.num_classes)]
+        best = [max(range(len(r)), key=lambda k: (r[k], -k)) for r in rows]
+        return [(k, self.label(k)) for k in best]
+
+    def close(self):
+        if self._users:
+            raise Error(ERR_STATE, "the classifier is in use by %d open context(s)/finetuner(s): close them first"
+                        % self._users)
+        if self._h:
+            _lib.mae_classifier_free(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._h and not self._users:
+                _lib.mae_classifier_free(self._h)
+                self._h = None
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+
+class Finetuner(_User):
+    """A mae_finetuner: fine-tunes its Classifier in place, end to end (AdamW with layer-wise lr
+    decay, the official schedule, label smoothing, drop path). Keeps the classifier alive; make
+    it while no Context of the classifier is open (mae.Error STATE otherwise)."""
+
+    _KIND, _FREE = "finetuner", "mae_finetuner_free"
+
+    def __init__(self, classifier, max_batch=1):
+        h = _vp()
+        _check(_lib.mae_finetuner_create(classifier._handle(), max_batch, ctypes.byref(h)))
+        self._h = h
+        self._attach(classifier)
+        self.max_batch = max_batch
+        cfg = classifier.config
+        self._shape = (cfg.in_chans, cfg.img_height, cfg.img_width)
+        self.num_classes = classifier.num_classes
+
+    @property
+    def config(self):
+        """A copy of the settings (FinetuneConfig); change it and assign it back."""
+        cfg = FinetuneConfig()
+        cfg.struct_size = ctypes.sizeof(cfg)
+        _check(_lib.mae_finetuner_get_config(self._handle(), ctypes.byref(cfg)))
+        return cfg
+
+    @config.setter
+    def config(self, cfg):
+        cfg.struct_size = ctypes.sizeof(FinetuneConfig)
+        _check(_lib.mae_finetuner_set_config(self._handle(), ctypes.byref(cfg)))
+
+    def set_threads(self, n):
+        _check(_lib.mae_finetuner_set_threads(self._handle(), n))
+
+    def set_seed(self, seed):
+        """The seed of the drop path masks."""
+        _check(_lib.mae_finetuner_set_seed(self._handle(), seed))
+
+    def forward_backward(self, imgs, labels=None, targets=None, batch=None, logits_out=None):
+        """Adds the gradients of the cross-entropy on imgs [B, C, H, W] with labels (int32 [B],
+        class indices, smoothed by config.smoothing) or targets (float32 [B, K] soft rows, e.g.
+        mixup's); returns the batch's mean loss. logits_out= a float32 [B, K] array gets the logits."""
+        if (labels is None) == (targets is None):
+            raise ValueError("give either labels or targets")
+        if batch is None:
+            batch = _batch_of(imgs, _count(self._shape))
+        imgs_p, imgs_keep = _input(imgs, (batch,) + self._shape, "imgs")
+        lab_p = tgt_p = keep = None
+        if labels is not None:
+            if np is not None and isinstance(labels, np.ndarray):
+                if labels.dtype != np.int32 or labels.shape != (batch,):
+                    raise ValueError("labels must be int32 [%d], got %s %s" % (batch, labels.dtype, labels.shape))
+                keep = np.ascontiguousarray(labels)
+                lab_p = keep.ctypes.data_as(_i32p)
+            else:
+                vals = [int(v) for v in labels]
+                if len(vals) != batch:
+                    raise ValueError("%d labels for a batch of %d" % (len(vals), batch))
+                keep = (ctypes.c_int32 * batch)(*vals)
+                lab_p = ctypes.cast(keep, _i32p)
+        else:
+            tgt_p, keep = _input(targets, (batch, self.num_classes), "targets")
+        log_p = None
+        if logits_out is not None:
+            log_p, _, _ = _output((batch, self.num_classes), logits_out, "logits_out")
+        loss = ctypes.c_float()
+        _check(_lib.mae_finetuner_forward_backward(self._handle(), imgs_p, batch, lab_p, tgt_p, ctypes.pointer(loss),
+                                                   log_p))
+        del imgs_keep, keep
+        return loss.value
+
+    def step(self):
+        """One AdamW step with the scheduled lr; the gradients are then zeroed."""
+        _check(_lib.mae_finetuner_step(self._handle()))
+
+    def zero_grad(self):
+        _check(_lib.mae_finetuner_zero_grad(self._handle()))
+
+    @property
+    def steps(self):
+        n = ctypes.c_int64()
+        _check(_lib.mae_finetuner_get_step(self._handle(), ctypes.byref(n)))
+        return n.value
+
+    @property
+    def lr(self):
+        v = ctypes.c_double()
+        _check(_lib.mae_finetuner_get_lr(self._handle(), ctypes.byref(v)))
+        return v.value
+
+    def save(self, path):
+        _check(_lib.mae_finetuner_save(self._handle(), os.fsencode(path)))
+
+    def load(self, path):
+        _check(_lib.mae_finetuner_load(self._handle(), os.fsencode(path)))

@@ -203,6 +203,21 @@ class Binding(unittest.TestCase):
             with self.assertRaises(mae.Error):
                 t.forward_backward(self.imgs)
             t.set_abort(None)
+            # progress: one call per block and before the backward pass, then done = total;
+            # cancelling at the last check leaves the trainer as it was (the same loss again)
+            cfg = self.model.config
+            total = cfg.depth + cfg.decoder_depth + 1
+            seen = []
+            t.set_progress(lambda d, n: seen.append((d, n)))
+            noise = np.random.default_rng(2).uniform(0, 1, (2, (cfg.img_height // cfg.patch_size) * (cfg.img_width // cfg.patch_size))).astype(np.float32)
+            l1 = t.forward_backward(self.imgs, noise=noise)
+            self.assertEqual(seen, [(d, total) for d in range(total + 1)])
+            t.set_progress(lambda d, n: d == total - 1)
+            with self.assertRaises(mae.Error) as e:
+                t.forward_backward(self.imgs, noise=noise)
+            self.assertEqual(e.exception.name, "ABORTED")
+            t.set_progress(None)
+            self.assertEqual(t.forward_backward(self.imgs, noise=noise), l1)
             t.save(os.path.join(self.tmp.name, "t.safetensors"))
 
 
