@@ -241,3 +241,66 @@ func TestClassifierCloseInUse(t *testing.T) {
 		ctx.Close()
 	}
 }
+
+// One fine-tuning step on a fixed batch lowers its loss, and the classifier changed in place.
+func TestFinetunerStep(t *testing.T) {
+	c := fmnistClassifier(t, 10, true, 1)
+	defer c.Close()
+	x := testInputs(t, c)
+	labels := []int32{9, 1, 5}
+	f, err := NewFinetuner(c, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.Config()
+	if err != nil || cfg.LayerDecay != 0.75 {
+		t.Fatalf("default config %+v, %v", cfg, err)
+	}
+	cfg.Lr, cfg.DropPath, cfg.Smoothing = 1e-3, 0, 0
+	if err := f.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.SetThreads(1)
+	if _, err := f.ForwardBackward(x, 3, labels[:2]); !isStatus(err, ErrShape) {
+		t.Fatalf("2 labels for 3 images: %v", err)
+	}
+	if _, err := f.ForwardBackward(x, 3, []int32{9, 1, 10}); !isStatus(err, ErrInvalidArg) {
+		t.Fatalf("label 10 of 10 classes: %v", err)
+	}
+	before, err := f.ForwardBackward(x, 3, labels)
+	if err != nil || math.Abs(float64(before)-math.Log(10)) > 0.01 {
+		t.Fatalf("a fresh head's loss %v (%v), want ln 10", before, err)
+	}
+	if err := f.Step(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := f.ForwardBackward(x, 3, labels)
+	if err != nil || after >= before-0.01 {
+		t.Fatalf("loss %v -> %v (%v)", before, after, err)
+	}
+	if n, _ := f.Steps(); n != 1 {
+		t.Fatalf("%d steps", n)
+	}
+	f.ZeroGrad()
+	f.Close()
+	ctx, err := c.NewContext(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Close()
+	logits, _ := c.Forward(ctx, x, 3)
+	nll := 0.0
+	for b := 0; b < 3; b++ {
+		m, s := math.Inf(-1), 0.0
+		for k := 0; k < 10; k++ {
+			m = math.Max(m, float64(logits[b*10+k]))
+		}
+		for k := 0; k < 10; k++ {
+			s += math.Exp(float64(logits[b*10+k]) - m)
+		}
+		nll += (m + math.Log(s) - float64(logits[b*10+int(labels[b])])) / 3
+	}
+	if nll >= float64(before)-0.01 {
+		t.Fatalf("the classifier's loss %v after a step, %v before", nll, before)
+	}
+}
