@@ -1,5 +1,5 @@
 //! Trainer: an owned mae_trainer, pretraining its model in place.
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::sync::atomic::AtomicBool;
 
@@ -13,6 +13,19 @@ pub struct Trainer<'m> {
     raw: *mut ffi::Trainer,
     model: &'m mut Model,
     max_batch: usize,
+    // the progress callback C calls, boxed twice so its address (C's user pointer) is stable
+    progress: Option<Box<ProgressBox<'m>>>,
+}
+
+type ProgressBox<'m> = Box<dyn FnMut(usize, usize) -> bool + Send + 'm>;
+
+unsafe extern "C" fn call_progress(user: *mut c_void, done: c_int, total: c_int) -> c_int {
+    let f = &mut *(user as *mut ProgressBox);
+    // a panic must not unwind into C: it cancels the call instead
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(done as usize, total as usize))) {
+        Ok(cancel) => cancel as c_int,
+        Err(_) => 1,
+    }
 }
 
 // Send for the same reasons as Context: one thread at a time, enforced by &mut self.
@@ -22,7 +35,7 @@ impl<'m> Trainer<'m> {
     pub fn new(model: &'m mut Model, max_batch: usize) -> Result<Trainer<'m>> {
         let mut raw = ptr::null_mut();
         check(unsafe { ffi::mae_trainer_create(model.raw, to_int(max_batch)?, &mut raw) })?;
-        Ok(Trainer { raw, model, max_batch })
+        Ok(Trainer { raw, model, max_batch, progress: None })
     }
 
     pub fn set_threads(&mut self, n: i32) -> Result<()> {
@@ -37,6 +50,25 @@ impl<'m> Trainer<'m> {
     pub fn set_abort(&mut self, flag: Option<&'m AtomicBool>) -> Result<()> {
         let (f, user) = abort_hook(flag);
         check(unsafe { ffi::mae_trainer_set_abort(self.raw, f, user) })
+    }
+
+    /// progress(done, total) is called by forward_backward before every block and before the
+    /// backward pass (done = blocks run, total = depth + decoder depth + 1), then once with
+    /// done = total; returning true cancels as the abort flag does. None clears.
+    pub fn set_progress(&mut self, progress: Option<Box<dyn FnMut(usize, usize) -> bool + Send + 'm>>) -> Result<()> {
+        match progress {
+            None => {
+                check(unsafe { ffi::mae_trainer_set_progress(self.raw, None, ptr::null_mut()) })?;
+                self.progress = None;
+            }
+            Some(f) => {
+                let mut boxed: Box<ProgressBox<'m>> = Box::new(f);
+                let user = &mut *boxed as *mut ProgressBox<'m> as *mut c_void;
+                check(unsafe { ffi::mae_trainer_set_progress(self.raw, Some(call_progress), user) })?;
+                self.progress = Some(boxed); // the old one is dropped only after C stopped using it
+            }
+        }
+        Ok(())
     }
 
     /// Adds the gradients of the MAE loss on `batch` images [B, C, H, W]; returns the loss.

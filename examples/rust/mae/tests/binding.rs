@@ -78,9 +78,31 @@ fn trainer_steps_and_drops() {
         t.step().unwrap();
         assert_eq!(t.steps().unwrap(), 1);
         assert_eq!(t.forward_backward(&imgs[1..], 2, None).unwrap_err().status, 5);
+        // progress: each block and the backward pass, then done = total; cancelling at the last
+        // check (before the backward pass) leaves the trainer as it was: the same loss again
+        let cfg = mae::preset("tiny").unwrap();
+        let total = (cfg.depth + cfg.decoder_depth + 1) as usize;
+        let l = ((cfg.img_size / cfg.patch_size) * (cfg.img_size / cfg.patch_size)) as usize;
+        let noise = images(2 * l).iter().map(|v| v.abs()).collect::<Vec<f32>>();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        t.set_progress(Some(Box::new(move |d, n| { s2.lock().unwrap().push((d, n)); false }))).unwrap();
+        let l1 = t.forward_backward(&imgs, 2, Some(&noise)).unwrap();
+        assert_eq!(*seen.lock().unwrap(), (0..=total).map(|d| (d, total)).collect::<Vec<_>>());
+        t.set_progress(Some(Box::new(move |d, _| d == total - 1))).unwrap();
+        assert_eq!(t.forward_backward(&imgs, 2, Some(&noise)).unwrap_err().status, mae::ffi::ERR_ABORTED);
+        t.set_progress(None).unwrap();
+        assert_eq!(t.forward_backward(&imgs, 2, Some(&noise)).unwrap(), l1);
+        assert_eq!(t.steps().unwrap(), 1);
         t.save(path.to_str().unwrap()).unwrap();
     }
     let back = mae::Model::load(path.to_str().unwrap()).unwrap();
+    // load progress: every tensor in order; true cancels (ERR_ABORTED, no model)
+    let mut seen = Vec::new();
+    drop(mae::Model::load_with_progress(path.to_str().unwrap(), |d, n| { seen.push((d, n)); false }).unwrap());
+    assert!(seen.len() > 10 && seen.iter().enumerate().all(|(i, &(d, n))| d == i + 1 && n == seen.len()));
+    let e = mae::Model::load_with_progress(path.to_str().unwrap(), |d, _| d == 3).err().unwrap();
+    assert_eq!(e.status, mae::ffi::ERR_ABORTED);
     assert_eq!(back.num_params().unwrap(), m.num_params().unwrap());
     let _ = std::fs::remove_file(&path);
 }
