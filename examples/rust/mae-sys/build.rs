@@ -10,7 +10,7 @@
 //! without LD_LIBRARY_PATH.
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn from_tree() -> Option<PathBuf> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").ok()?).join("../../..");
@@ -22,8 +22,9 @@ fn from_tree() -> Option<PathBuf> {
     if !lib.join("libmae.so").exists() {
         // the tree has not been built: `make lib` (the Makefile's own compiler and flags)
         let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "2".into());
+        // make's stdout goes nowhere: cargo reads a build script's stdout for its directives
         let ok = Command::new("make").arg("-C").arg(&root).arg(format!("-j{}", jobs)).arg("lib")
-            .status().map(|s| s.success()).unwrap_or(false);
+            .stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
         if !ok {
             println!("cargo:warning=`make lib` in {} failed", root.display());
             return None;
