@@ -261,8 +261,10 @@ static void test_many_blocks(void)
     stat(path, &st);
     printf("16000 blocks (%lld bytes): save %.2f s, load %.2f s of CPU\n", (long long)st.st_size, t1 - t0, t2 - t1);
     /* linear in the tensor count: well under a second; the quadratic lookups took minutes */
-    CHECK(t2 - t1 < 5.0, "loading 16000 blocks took %.1f s of CPU", t2 - t1);
-    CHECK(t1 - t0 < 5.0, "saving 16000 blocks took %.1f s of CPU", t1 - t0);
+    /* Linear lookups made this load take over 100 s; now it is 0.7 s natively. The bound sits
+     * far from both because under Wine on a loaded machine the CPU clock read 10 s. */
+    CHECK(t2 - t1 < 30.0, "loading 16000 blocks took %.1f s of CPU", t2 - t1);
+    CHECK(t1 - t0 < 30.0, "saving 16000 blocks took %.1f s of CPU", t1 - t0);
     mae_model_free(m);
     unlink(path);
 }
