@@ -11,6 +11,7 @@
 #include "json.h"
 #include "safetensors.h"
 #include "config_meta.h"
+#include "checkpoint.h"
 
 /* The RNG state as floats that hold it exactly: 16-bit halves of the 624 words, then the index. */
 #define RNG_FLOATS (624 * 2 + 1)

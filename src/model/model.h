@@ -137,6 +137,10 @@ mae_status mae_model_keep_masters(mae_model *m);
  * rounded and packed as bf16 in place, the weight storage compacted to about half. On failure
  * the model is unchanged. For inference models only (precision.c checks). */
 mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
+/* Makes an inference model compute in bf16 (mae_model_set_precision's work, precision.c): holds
+ * it exclusively (MAE_ERR_STATE while contexts live or a trainer was created on it), then packs
+ * it with its table's bf16 view. On failure the model is unchanged. */
+mae_status mae_model_to_bf16(mae_model *m);
 /* mae_model_keep_masters while holding m exclusively (the live-context count set to
  * MAE_MODEL_CONVERTING): MAE_ERR_STATE, naming fn, while contexts of a slim model live. For the
  * trainer and the finetuner. */
@@ -151,6 +155,10 @@ void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float 
 /* The same for tensor i of model m, as mae_st_write_as's fetch callback (mae_model_save). */
 void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);
+void       mae_model_destroy(mae_model *m);   /* what mae_model_free does (NULL: nothing) */
+/* A copy of m for height x width images (positive), the position tables following the new patch
+ * grid: a sin-cos table regenerated, a learned one resampled bicubically (pos_resize.c). */
+mae_status mae_model_resized(const mae_model *m, int height, int width, mae_model **out);
 /* Official initialization from an RNG. */
 void mae_model_init_weights(mae_model *m, uint64_t seed);
 /* Fixed 2-D sin-cos table [1+gh*gw, dim] (cls row zero), computed in double. */
@@ -256,7 +264,13 @@ struct mae_ctx {
     mae_hooks hooks;                      /* abort only */
 };
 
-/* Bytes mae_ctx_create(m, max_batch) allocates with n threads' scratch (ctx.c). */
+/* ctx.c: a context for m (counted in m->live_ctx; MAE_ERR_STATE while a trainer creation converts
+ * m), its buffers planned for max_batch; freed (and uncounted) by mae_ctx_destroy. */
+mae_status mae_ctx_new(const mae_model *m, int max_batch, mae_ctx **out);
+void       mae_ctx_destroy(mae_ctx *c);
+/* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
+mae_status mae_ctx_set_scratch(mae_ctx *c, int n);
+/* Bytes mae_ctx_create(m, max_batch) allocates with n threads' scratch. */
 mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *bytes);
 
 /* ---- training ------------------------------------------------------------------------------- */
