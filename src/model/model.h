@@ -235,6 +235,27 @@ void mae_masker_run(int L, int keep, const float *noise, int B, int32_t *ids_shu
  * receives the (normalized) target. Returns the loss (NaN if the mask removes nothing). */
 float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, const float *mask,
                    int B, float *target);
+
+/* The buffers of one pass through the pipeline: a context's (one set of activations for every
+ * block) or a trainer's (one per block, kept for the backward pass). */
+typedef struct mae_pass {
+    mae_stack_acts *enc, *dec;            /* the encoder's and the decoder's activations */
+    float *noise;                         /* [B,L]: the noise drawn when the caller gives none */
+    int32_t *ids_shuffle, *ids_restore;   /* [B,L] */
+    float *mask;                          /* [B,L] */
+    float *patches, *tokens;              /* [B,L,C*p*p], [B,L,D] */
+    float *latent, *demb;                 /* [B,1+keep,D], [B,1+keep,Dd] */
+    float *dnorm, *pred, *target;         /* [B,L,Dd], [B,L,P], [B,L,P] (the loss's target) */
+} mae_pass;
+/* The rule for noise: the caller's, or NULL: n uniforms drawn from rng into buf. */
+const float *mae_noise_or_draw(mae_rng *rng, const float *noise, float *buf, size_t n);
+/* The pipeline, written once for mae_forward and the trainer: the noise (mae_noise_or_draw),
+ * patch embedding, masking (keep patches kept), the encoder, then with decode the decoder and,
+ * with loss, the loss into *loss. Hooks (NULL: none) are checked before every block; when they
+ * stop it, MAE_ERR_ABORTED and the RNG as it was before the call. */
+mae_status mae_pipeline_run(const mae_model *m, const mae_exec *ex, mae_rng *rng, const mae_pass *p,
+                            const float *imgs, int B, int keep, const float *noise, int decode,
+                            float *loss, mae_hooks *hk);
 void mae_patchify_run(const mae_cfg *c, const float *imgs, int B, float *out);
 void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *imgs);
 int  mae_keep_count(int L, float ratio);

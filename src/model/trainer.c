@@ -263,10 +263,11 @@ mae_status mae_trainer_plan(mae_trainer *t, int keep_cap)
     return MAE_OK;
 }
 
-/* The forward pass of mae_forward, keeping every activation, then the backward pass. *loss gets
- * the loss; the gradients get d(loss)/d(param) / accum_iter added. The host's hooks are checked
- * before each forward block and before the backward pass, the last point at which nothing but
- * activations and the RNG has changed: a cancelled call puts the RNG back and returns. */
+/* The pipeline of mae_forward (mae_pipeline_run), keeping every activation, then the backward
+ * pass. *loss gets the loss; the gradients get d(loss)/d(param) / accum_iter added. The host's
+ * hooks are checked before each forward block and before the backward pass, the last point at
+ * which nothing but activations, *loss and the RNG has changed: a cancelled call puts the RNG
+ * back and returns. */
 mae_status mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float *noise,
                            float *dimgs, float *loss)
 {
@@ -279,24 +280,15 @@ mae_status mae_trainer_run(mae_trainer *t, const float *imgs, int B, const float
         hk->total = m->cfg.depth + m->cfg.ddepth + 1;
     }
     mae_rng rng_before = t->rng;   /* 2.5 KB, copied once per pass: negligible next to a block */
-    if (!noise) {
-        for (size_t i = 0; i < (size_t)B * L; i++)
-            t->noise[i] = mae_rng_uniform(&t->rng);
-        noise = t->noise;
-    }
-    mae_patch_embed_run(m, ex, imgs, B, t->patches, t->tokens);
-    mae_masker_run(L, keep, noise, B, t->ids_shuffle, t->ids_restore, t->mask);
-    mae_status s = mae_encoder_run(m, ex, &t->enc, t->tokens, t->ids_shuffle, keep, B, t->latent, hk);
-    if (s == MAE_OK)
-        s = mae_decoder_run(m, ex, &t->dec, t->latent, t->ids_restore, keep, B, t->demb, t->dnorm,
-                            t->pred, hk);
+    mae_pass p = { &t->enc, &t->dec, t->noise, t->ids_shuffle, t->ids_restore, t->mask, t->patches, t->tokens,
+                   t->latent, t->demb, t->dnorm, t->pred, t->target };
+    mae_status s = mae_pipeline_run(m, ex, &t->rng, &p, imgs, B, keep, noise, 1, loss, hk);
     if (s == MAE_OK && hk && mae_hooks_stop(hk))
         s = mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback before the backward pass");
     if (s != MAE_OK) {
         t->rng = rng_before;
         return s;
     }
-    *loss = mae_loss_run(m, imgs, t->pred, t->mask, B, t->target);
 
     mae_loss_backward(m, t->dpred, t->pred, t->target, t->mask, B, 1.0 / t->cfg.accum_iter);
     mae_decoder_backward(t, B, keep);
