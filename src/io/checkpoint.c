@@ -9,7 +9,6 @@
 #include <string.h>
 #include "checkpoint.h"
 #include "names.h"
-#include "json.h"
 #include "config_meta.h"
 #include "hf_config.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include "trainer_ckpt.h"
 #include "../model/trainer.h"
-#include "json.h"
+#include "decimal.h"
 #include "safetensors.h"
 #include "config_meta.h"
 #include "checkpoint.h"
