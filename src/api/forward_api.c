@@ -1,4 +1,5 @@
-/* Public forward calls: the five parts and the pipeline that runs them in order. */
+/* Public forward calls (mae.h sections 4 and 5): the five parts one at a time, and mae_forward,
+ * which runs them in order through mae_pipeline_run (src/model/forward.c, shared with the trainer). */
 #include <string.h>
 #include "../model/model.h"
 
