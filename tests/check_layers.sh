@@ -30,7 +30,12 @@ for f in src/*/*.c src/*/*.h; do
         fi
     done
 done
+# Public entry points live in src/api (docs/ARCHITECTURE.md, "The API layer"): src/model and src/io
+# define none.
+for f in $(grep -l '^MAE_API' src/model/*.c src/io/*.c 2>/dev/null); do
+    echo "check_layers: $f defines an MAE_API function: entry points go in src/api/*_api.c"; bad=$((bad + 1))
+done
 if [ "$bad" -ne 0 ]; then
-    echo "check_layers: $bad include(s) against the layer graph (docs/ARCHITECTURE.md)"; exit 1
+    echo "check_layers: $bad include(s) or entry point(s) against the layer graph (docs/ARCHITECTURE.md)"; exit 1
 fi
 echo "check_layers: $n cross-folder includes follow os -> util -> kernels/codec -> model -> io/image -> api"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include "testutil.h"
 #include "../src/model/model.h"
-#include "../src/io/safetensors.h"
+#include "../src/io/checkpoint.h"
 
 static char dir[64];
 

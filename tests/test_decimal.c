@@ -1,4 +1,4 @@
-/* mae_decimal_parse / mae_decimal_format (src/io/json.h), the metadata number text of checkpoints:
+/* mae_decimal_parse / mae_decimal_format (src/io/decimal.h), the metadata number text of checkpoints:
  *   - parse gives exactly the C library's strtod (correctly rounded, "C" locale) for random
  *     doubles over the whole finite range printed with 1..19 significant digits, and for the
  *     hard cases (subnormal midpoints, DBL_MAX's rounding edge, 2^53 + 1, 1e23);
@@ -8,7 +8,7 @@
 #include <float.h>
 #include <locale.h>
 #include "testutil.h"
-#include "../src/io/json.h"
+#include "../src/io/decimal.h"
 
 static uint64_t bits_of(double v)
 {

@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "../src/io/safetensors.h"
 #include "../src/io/json.h"
+#include "../src/io/decimal.h"
 
 static char dir[64];
 

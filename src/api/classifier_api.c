@@ -1,8 +1,10 @@
 /* The classifier's public entry points (mae.h section 9): argument checks, then the model code
- * (src/model/classifier.c) or the file code (src/io/classifier_io.c). */
+ * (src/model/classifier.c) or the file code (src/io/classifier_io.c); an inner error gets the
+ * public function's name once (mae_fail_wrap). */
 #include <stdio.h>
 #include <string.h>
 #include "../model/classifier.h"
+#include "../io/classifier_io.h"
 
 MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, int global_pool,
                                          uint64_t seed, mae_classifier **out)
@@ -140,4 +142,28 @@ MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx,
         return mae_fail(MAE_ERR_SHAPE, "mae_classifier_forward: batch %d is outside [1, %d] (the context's max_batch)",
                         batch, ctx->max_batch);
     return mae_classifier_run(c, ctx, imgs, batch, logits);
+}
+
+MAE_API void mae_classifier_free(mae_classifier *c)
+{
+    mae_classifier_destroy(c);
+}
+
+MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_classifier **out)
+{
+    if (!path || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_load: %s is NULL", !path ? "path" : "out");
+    if (num_classes < 0 || num_classes > MAE_CLASSIFIER_MAX_CLASSES)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_load: num_classes %d is outside [0, %d]", num_classes,
+                        MAE_CLASSIFIER_MAX_CLASSES);
+    mae_status s = mae_classifier_load_file(path, num_classes, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_load");
+}
+
+MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path)
+{
+    if (!c || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
+    mae_status s = mae_classifier_write(c, path, NULL, 0, NULL, 0);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_save");
 }

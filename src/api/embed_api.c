@@ -28,7 +28,8 @@ MAE_API mae_status mae_ctx_memory(const mae_model *m, int max_batch, int nthread
         if (nthreads < 1)
             nthreads = 1;
     }
-    return mae_ctx_plan_bytes(m, max_batch, nthreads, bytes);
+    mae_status s = mae_ctx_plan_bytes(m, max_batch, nthreads, bytes);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_ctx_memory");
 }
 
 /* out[b] = mean over the L patch rows of tokens[b] [1+L,D], summed in double: the mean of

@@ -1,4 +1,5 @@
-/* Public forward calls: the five parts and the pipeline that runs them in order. */
+/* Public forward calls (mae.h sections 4 and 5): the five parts one at a time, and mae_forward,
+ * which runs them in order through mae_pipeline_run (src/model/forward.c, shared with the trainer). */
 #include <string.h>
 #include "../model/model.h"
 
@@ -26,13 +27,6 @@ MAE_API mae_status mae_patch_embed_forward(const mae_patch_embed *pe, mae_ctx *c
     return MAE_OK;
 }
 
-static void draw_noise(mae_ctx *c, int batch)
-{
-    size_t n = (size_t)batch * c->m->cfg.L;
-    for (size_t i = 0; i < n; i++)
-        c->noise[i] = mae_rng_uniform(&c->rng);
-}
-
 MAE_API mae_status mae_masker_forward(const mae_masker *mk, mae_ctx *c, int batch, const float *noise,
                                       int32_t *ids_shuffle, int32_t *ids_restore, float *mask, int *keep)
 {
@@ -40,10 +34,7 @@ MAE_API mae_status mae_masker_forward(const mae_masker *mk, mae_ctx *c, int batc
     if (s != MAE_OK)
         return s;
     int L = c->m->cfg.L;
-    if (!noise) {
-        draw_noise(c, batch);
-        noise = c->noise;
-    }
+    noise = mae_noise_or_draw(&c->rng, noise, c->noise, (size_t)batch * L);
     mae_masker_run(L, mae_keep_count(L, c->ratio), noise, batch, c->ids_shuffle, c->ids_restore, c->mask);
     size_t n = (size_t)batch * L;
     if (ids_shuffle)
@@ -130,28 +121,19 @@ MAE_API mae_status mae_forward(mae_ctx *c, const float *imgs, int batch, const f
     if ((loss || pred) && !m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_forward: this checkpoint holds only the encoder; loss and pred need a decoder (ask for latent only)");
     int L = m->cfg.L, keep = mae_keep_count(L, c->ratio);
-    mae_hooks *hk = mae_hooks_active(&c->hooks);
-    mae_rng rng_before = c->rng;   /* a cancelled call leaves the RNG as it found it */
-    if (!noise) {
-        draw_noise(c, batch);
-        noise = c->noise;
-    }
-    mae_patch_embed_run(m, &c->ex, imgs, batch, c->patches, c->tokens);
-    mae_masker_run(L, keep, noise, batch, c->ids_shuffle, c->ids_restore, c->mask);
-    s = mae_encoder_run(m, &c->ex, &c->acts, c->tokens, c->ids_shuffle, keep, batch, c->latent, hk);
-    if (s == MAE_OK && (loss || pred))
-        s = mae_decoder_run(m, &c->ex, &c->acts, c->latent, c->ids_restore, keep, batch, c->demb,
-                            c->dnorm, pred ? pred : c->pred, hk);
-    if (s != MAE_OK) {
-        if (noise == c->noise)
-            c->rng = rng_before;
-        return s;
-    }
+    /* the loss's target overwrites the patches, which nothing reads after the embedding */
+    mae_pass p = { &c->acts, &c->acts, c->noise, c->ids_shuffle, c->ids_restore, c->mask, c->patches, c->tokens,
+                   c->latent, c->demb, c->dnorm, pred ? pred : c->pred, c->patches };
+    float l = 0.0f;
+    s = mae_pipeline_run(m, &c->ex, &c->rng, &p, imgs, batch, keep, noise, loss || pred, loss ? &l : NULL,
+                         mae_hooks_active(&c->hooks));
+    if (s != MAE_OK)
+        return mae_fail_wrap(s, "mae_forward");
     if (latent)
         memcpy(latent, c->latent, (size_t)batch * (1 + keep) * m->cfg.D * sizeof *latent);
     if (mask)
         memcpy(mask, c->mask, (size_t)batch * L * sizeof *mask);
     if (loss)
-        *loss = mae_loss_run(m, imgs, pred ? pred : c->pred, c->mask, batch, c->patches);
+        *loss = l;
     return MAE_OK;
 }

@@ -1,7 +1,9 @@
-/* Public entry points for configs and models: argument checks, then the model code. */
+/* Public entry points for configs and models (mae.h section 2): argument checks, then the model
+ * code (src/model) or the model files (src/io/checkpoint.c, hf_save.c); an inner error gets the
+ * public function's name once (mae_fail_wrap). */
 #include <string.h>
 #include "../model/model.h"
-#include "../io/safetensors.h"
+#include "../io/checkpoint.h"
 #include "../util/sized.h"
 
 /* The size of mae_config's first version (through layer_norm_eps), and its layout: a caller built
@@ -66,6 +68,99 @@ MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_mo
         return s;
     }
     *out = m;
+    return MAE_OK;
+}
+
+MAE_API void mae_model_free(mae_model *m)
+{
+    mae_model_destroy(m);
+}
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+MAE_API mae_status mae_model_load(const char *path, mae_model **out)
+{
+    if (!path || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load: %s is NULL", !path ? "path" : "out");
+    mae_status s = mae_model_load_file(path, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_load");
+}
+
+MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
+{
+    if (!m || !path)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save: %s is NULL", !m ? "model" : "path");
+    /* a bf16 model holds bf16 weights: BF16 stores them exactly in half the file */
+    mae_status s = mae_model_write(m, path, m->precision == MAE_PRECISION_BF16 ? MAE_DT_BF16 : MAE_DT_F32);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_save");
+}
+
+/* ASCII, whatever the locale. */
+static int same_ignoring_case(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
+        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
+        if (x != y)
+            return 0;
+    }
+    return *a == *b;
+}
+
+MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype)
+{
+    if (!m || !path || !dtype)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: %s is NULL", !m ? "model" : !path ? "path" : "dtype");
+    int dt = same_ignoring_case(dtype, "F32") ? MAE_DT_F32 : same_ignoring_case(dtype, "F16") ? MAE_DT_F16
+           : same_ignoring_case(dtype, "BF16") ? MAE_DT_BF16 : -1;
+    if (dt < 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: dtype '%.32s' is not F32, F16 or BF16", dtype);
+    mae_status s = mae_model_write(m, path, dt);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_save_as");
+}
+
+MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir)
+{
+    if (!m || !dir)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_hf: %s is NULL", !m ? "model" : "dir");
+    mae_status s = mae_model_write_hf(m, dir);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_save_hf");
+}
+
+/* ---- resize, precision ---------------------------------------------------------------------- */
+
+MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, mae_model **out)
+{
+    if (!m || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_resize: %s is NULL", !m ? "model" : "out");
+    if (height <= 0 || width <= 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_resize: size %dx%d must be positive", height, width);
+    mae_status s = mae_model_resized(m, height, width, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_resize");
+}
+
+MAE_API mae_status mae_model_set_precision(mae_model *m, int precision)
+{
+    if (!m)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_set_precision: model is NULL");
+    if (precision != MAE_PRECISION_F32 && precision != MAE_PRECISION_BF16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_set_precision: precision %d is neither "
+                        "MAE_PRECISION_F32 (0) nor MAE_PRECISION_BF16 (1)", precision);
+    if (precision == m->precision)
+        return MAE_OK;
+    if (precision == MAE_PRECISION_F32)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "mae_model_set_precision: the model holds its weights "
+                        "only as bf16; load the file again for float32");
+    mae_status s = mae_model_to_bf16(m);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_set_precision");
+}
+
+MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision)
+{
+    if (!m || !precision)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_get_precision: %s is NULL",
+                        !m ? "model" : "precision");
+    *precision = m->precision;
     return MAE_OK;
 }
 

@@ -1,4 +1,4 @@
-/* mae_model_load / mae_model_save: models as safetensors files with official MAE or Hugging Face
+/* What mae_model_load / mae_model_save do: models as safetensors files with official MAE or Hugging Face
  * ViTMAE tensor names. The config comes from __metadata__ and a Hugging Face config.json where
  * they give it (they must agree) and is inferred from the tensor shapes and the presets where
  * they do not (docs/FORMAT.md). */
@@ -7,10 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "../model/model.h"
-#include "safetensors.h"
+#include "checkpoint.h"
 #include "names.h"
-#include "json.h"
 #include "config_meta.h"
 #include "hf_config.h"
 
@@ -414,17 +412,15 @@ mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, m
     if (s == MAE_OK)
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
-        mae_model_free(m);
+        mae_model_destroy(m);
         return s;
     }
     *out = m;
     return MAE_OK;
 }
 
-MAE_API mae_status mae_model_load(const char *path, mae_model **out)
+mae_status mae_model_load_file(const char *path, mae_model **out)
 {
-    if (!path || !out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load: %s is NULL", !path ? "path" : "out");
     mae_st_file f;
     mae_hf_config hf;
     int have_hf = 0;
@@ -445,14 +441,13 @@ MAE_API mae_status mae_model_load(const char *path, mae_model **out)
 
 enum { MAX_META = 1 + MAE_N_CONFIG_FIELDS };
 
-/* Every tensor in state_dict order, a weight held only packed (data NULL) unpacked by the writer
- * one at a time, stored as dtype. */
-static mae_status save_model(const mae_model *m, const char *path, int dtype, const char *fn)
+/* A weight held only packed (data NULL) is unpacked by the writer one at a time. */
+mae_status mae_model_write(const mae_model *m, const char *path, int dtype)
 {
     mae_st_meta meta[MAX_META];
     mae_st_out *out = mae_alloc((size_t)m->n_tensors * sizeof *out);
     if (!out)
-        return mae_fail(MAE_ERR_NOMEM, "%s: out of memory", fn);
+        return mae_fail(MAE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < m->n_tensors; i++) {
         const mae_tensor *t = &m->tensors[i];
         out[i] = (mae_st_out){ t->name, t->in_place ? NULL : m->data + t->offset, t->ndim, t->shape };
@@ -463,35 +458,4 @@ static mae_status save_model(const mae_model *m, const char *path, int dtype, co
                                    mae_model_tensor_fetch, m);
     mae_free(out);
     return s;
-}
-
-MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
-{
-    if (!m || !path)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save: %s is NULL", !m ? "model" : "path");
-    /* a bf16 model holds bf16 weights: BF16 stores them exactly in half the file */
-    return save_model(m, path, m->precision == MAE_PRECISION_BF16 ? MAE_DT_BF16 : MAE_DT_F32, "mae_model_save");
-}
-
-/* ASCII, whatever the locale. */
-static int same_ignoring_case(const char *a, const char *b)
-{
-    for (; *a && *b; a++, b++) {
-        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
-        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
-        if (x != y)
-            return 0;
-    }
-    return *a == *b;
-}
-
-MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype)
-{
-    if (!m || !path || !dtype)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: %s is NULL", !m ? "model" : !path ? "path" : "dtype");
-    int dt = same_ignoring_case(dtype, "F32") ? MAE_DT_F32 : same_ignoring_case(dtype, "F16") ? MAE_DT_F16
-           : same_ignoring_case(dtype, "BF16") ? MAE_DT_BF16 : -1;
-    if (dt < 0)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: dtype '%.32s' is not F32, F16 or BF16", dtype);
-    return save_model(m, path, dt, "mae_model_save_as");
 }

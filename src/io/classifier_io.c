@@ -10,6 +10,7 @@
 #include "safetensors.h"
 #include "names.h"
 #include "config_meta.h"
+#include "checkpoint.h"
 #include "classifier_io.h"
 
 static const char *head_name(const mae_names *nm, int bias)
@@ -179,7 +180,7 @@ mae_status mae_classifier_from_st(const mae_st_file *f, int want, mae_classifier
     if (s == MAE_OK)
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
-        mae_model_free(m);
+        mae_model_destroy(m);
         return s;
     }
     mae_classifier *c;
@@ -198,20 +199,15 @@ mae_status mae_classifier_from_st(const mae_st_file *f, int want, mae_classifier
     if (s == MAE_OK)
         s = mae_classifier_pack_head(c);
     if (s != MAE_OK) {
-        mae_classifier_free(c);
+        mae_classifier_destroy(c);
         return s;
     }
     *out = c;
     return MAE_OK;
 }
 
-MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_classifier **out)
+mae_status mae_classifier_load_file(const char *path, int num_classes, mae_classifier **out)
 {
-    if (!path || !out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_load: %s is NULL", !path ? "path" : "out");
-    if (num_classes < 0 || num_classes > MAE_CLASSIFIER_MAX_CLASSES)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_load: num_classes %d is outside [0, %d]", num_classes,
-                        MAE_CLASSIFIER_MAX_CLASSES);
     mae_st_file f;
     mae_status s = mae_st_open(path, &f);
     if (s == MAE_OK) {
@@ -221,7 +217,7 @@ MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_cl
     if (s != MAE_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", mae_last_error());
-        return mae_fail(s, "mae_classifier_load: '%s': %s", path, msg);
+        return mae_fail(s, "'%s': %s", path, msg);
     }
     return MAE_OK;
 }
@@ -284,17 +280,4 @@ mae_status mae_classifier_write(const mae_classifier *c, const char *path, const
     mae_status s = mae_st_write_as(path, out, n, meta, n_meta, MAE_DT_F32, fetch, &src);
     mae_free(out); mae_free(index); mae_free(meta);
     return s;
-}
-
-MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path)
-{
-    if (!c || !path)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
-    mae_status s = mae_classifier_write(c, path, NULL, 0, NULL, 0);
-    if (s != MAE_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", mae_last_error());
-        return mae_fail(s, "mae_classifier_save: %s", msg);
-    }
-    return MAE_OK;
 }

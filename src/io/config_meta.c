@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "config_meta.h"
-#include "json.h"
+#include "decimal.h"
 
 int mae_meta_put_fields(mae_st_meta *meta, int n, const char *prefix, const mae_field *fields, int nf,
                         const void *base, int skip)

@@ -21,10 +21,6 @@ int mae_meta_put(mae_st_meta *meta, int n, const char *key, const char *value);
  * the decoder's keys only when the model has one. */
 int mae_meta_put_config(mae_st_meta *meta, int n, const mae_cfg *c);
 
-/* The model config of a file, exactly as mae_model_load finds it: __metadata__, then what the
- * shapes show, then mae_cfg_finish (checkpoint.c). */
-mae_status mae_ckpt_file_config(const mae_st_file *f, mae_cfg *c);
-
 /* Reads every field whose key (prefix + name) the file has into the struct at base; have[i]
  * (may be NULL) says which were there. A field whose public offset is below required_below (the
  * struct's first version: every file of this kind has those keys) must be there. Malformed

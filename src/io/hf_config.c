@@ -8,6 +8,7 @@
 #include <string.h>
 #include "hf_config.h"
 #include "json.h"
+#include "decimal.h"
 #include "../os/os.h"
 
 enum { K_INT, K_FLOAT, K_BOOL, K_SIZE, K_INTERMEDIATE, K_ACT, K_ZERO };

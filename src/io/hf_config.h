@@ -40,7 +40,5 @@ mae_status mae_hf_config_write(const mae_cfg *c, char **text, size_t *n);
  * failure *f is empty. Messages name the path. */
 mae_status mae_hf_open(const char *path, mae_st_file *f, mae_hf_config *hf, int *have_hf);
 
-/* mae_model_from_st with config.json's settings (hf may be NULL) (checkpoint.c). */
-mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, mae_model **out);
 
 #endif

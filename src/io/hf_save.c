@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include "hf_config.h"
+#include "checkpoint.h"
 #include "names.h"
 #include "../os/os.h"
 #include "../util/atomic_file.h"
@@ -198,27 +198,19 @@ static mae_status save_into(const mae_model *m, const char *dir, const char *tmp
     return MAE_OK;
 }
 
-MAE_API mae_status mae_model_save_hf(const mae_model *m, const char *dir)
+mae_status mae_model_write_hf(const mae_model *m, const char *dir)
 {
-    if (!m || !dir)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_hf: %s is NULL", !m ? "model" : "dir");
     char path[PATH_CAP], tmp[PATH_CAP + 64], old[PATH_CAP + 64];
     size_t len = strlen(dir);
     while (len > 1 && mae_os_is_sep(dir[len - 1]))   /* "out/" is "out" */
         len--;
     if (len == 0 || len >= PATH_CAP)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_hf: dir is empty or longer than %d bytes", PATH_CAP - 1);
+        return mae_fail(MAE_ERR_INVALID_ARG, "dir is empty or longer than %d bytes", PATH_CAP - 1);
     memcpy(path, dir, len);
     path[len] = '\0';
     static mae_atomic_long counter;   /* several saves in one process get distinct names (mkdir decides) */
     long k = mae_atomic_long_add(&counter, 1);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, mae_os_getpid(), k);
     snprintf(old, sizeof old, "%s.old.%ld.%ld", path, mae_os_getpid(), k);
-    mae_status s = save_into(m, path, tmp, old);
-    if (s != MAE_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", mae_last_error());
-        return mae_fail(s, "mae_model_save_hf: %s", msg);
-    }
-    return MAE_OK;
+    return save_into(m, path, tmp, old);
 }

@@ -48,11 +48,4 @@ mae_status mae_json_bool(mae_json *j, int *v);
 /* Any value (nesting limited to a fixed depth). */
 mae_status mae_json_skip(mae_json *j);
 
-/* Decimal numbers in metadata values, independent of the caller's locale (LC_NUMERIC):
- * optional sign, digits with an optional '.', optional exponent. 1 if all of s is one; *v gets
- * the double nearest to its first 19 significant digits (ties to even, as strtod rounds). */
-int  mae_decimal_parse(const char *s, double *v);
-/* %.*g with a '.' whatever the locale; 9 digits round-trip a float, 17 a double. */
-void mae_decimal_format(char *buf, size_t cap, double v, int digits);
-
 #endif

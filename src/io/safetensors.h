@@ -129,13 +129,4 @@ typedef void (*mae_st_fetch)(const void *arg, int i, float *dst);
 mae_status mae_st_write_as(const char *path, const mae_st_out *tensors, int n, const mae_st_meta *meta,
                            int n_meta, int dtype, mae_st_fetch fetch, const void *arg);
 
-/* ---- models (checkpoint.c) -------------------------------------------------------------------- */
-
-/* mae_model_load on a parsed or opened file (mae_model_load_memory: on a file image in memory);
- * it ends with mae_st_verify. */
-mae_status mae_model_from_st(const mae_st_file *f, mae_model **out);
-/* Head count for a width when the metadata has none: the presets' (768 -> 12, 1024 and 1280 ->
- * 16; decoder 512 -> 16), else dim / 64 when 64 divides dim, else 0 (the file must say). */
-int mae_ckpt_default_heads(int dim, int decoder);
-
 #endif

@@ -30,7 +30,7 @@ static mae_status make_index_names(mae_classifier *c)
     return MAE_OK;
 }
 
-MAE_API void mae_classifier_free(mae_classifier *c)
+void mae_classifier_destroy(mae_classifier *c)
 {
     if (!c)
         return;
@@ -39,7 +39,7 @@ MAE_API void mae_classifier_free(mae_classifier *c)
     mae_free(c->index_text);
     mae_free(c->head_pk);
     mae_free(c->head);
-    mae_model_free(c->m);
+    mae_model_destroy(c->m);
     mae_free(c);
 }
 
@@ -48,7 +48,7 @@ mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_
     size_t D = (size_t)m->cfg.D, n;
     mae_classifier *c = mae_calloc(1, sizeof *c);
     if (!c) {
-        mae_model_free(m);
+        mae_model_destroy(m);
         return mae_fail(MAE_ERR_NOMEM, "classifier: out of memory");
     }
     c->m = m;
@@ -57,7 +57,7 @@ mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_
     /* 2D + classes*(D+1) floats: classes <= 10^6 and D < 2^31 fit in size_t, checked anyway */
     if (!mae_mul_size((size_t)classes, D + 1, &n) || !mae_add_size(n, 2 * D, &n) ||
         !(c->head = mae_calloc(n, sizeof(float)))) {
-        mae_classifier_free(c);
+        mae_classifier_destroy(c);
         return mae_fail(MAE_ERR_NOMEM, "classifier: cannot allocate a head of %d classes x %zu", classes, D);
     }
     c->fc_norm_w = c->head;
@@ -70,7 +70,7 @@ mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_
     if (s == MAE_OK)
         s = mae_classifier_pack_head(c);
     if (s != MAE_OK) {
-        mae_classifier_free(c);
+        mae_classifier_destroy(c);
         return s;
     }
     *out = c;
@@ -110,7 +110,7 @@ mae_status mae_classifier_encoder_copy(const mae_model *src, mae_model **out)
     }
     s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
-        mae_model_free(m);
+        mae_model_destroy(m);
         return s;
     }
     *out = m;

@@ -23,6 +23,8 @@ struct mae_classifier {
 /* An empty classifier around m (taken over, freed with it on failure too): head storage
  * allocated (zero; fc_norm weight 1), no labels. */
 mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_classifier **out);
+/* What mae_classifier_free does (NULL: nothing): the classifier with its encoder copy. */
+void       mae_classifier_destroy(mae_classifier *c);
 /* Packs head_w for the model's kernel table (after the head weights change). */
 mae_status mae_classifier_pack_head(mae_classifier *c);
 /* A copy of src's encoder: the same config without the decoder, every encoder tensor copied. */

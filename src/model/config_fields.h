@@ -21,10 +21,11 @@
  *   X(pub, kind, def, lo, hi, flags)
  *     kind   MAE_CF_INT, MAE_CF_FLOAT, MAE_CF_DOUBLE
  *     flags  MAE_CF_OPEN_LO, MAE_CF_OPEN_HI, MAE_CF_ANY (no range of its own: a rule between
- *            fields checks it, in src/api/trainer_api.c's read_config)
+ *            fields checks it, in mae_train_config_read, src/model/trainer.c)
  *
  * Rules between fields (heads divide the width, warmup before the end of the cosine, ...) and
- * derived values are code, in mae_cfg_finish (src/model/config.c) and trainer_api.c. */
+ * derived values are code, in mae_cfg_finish (src/model/config.c) and mae_train_config_read
+ * (src/model/trainer.c). */
 #ifndef MAE_CONFIG_FIELDS_H
 #define MAE_CONFIG_FIELDS_H
 

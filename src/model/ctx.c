@@ -1,8 +1,9 @@
-/* The context: all memory one caller's forward passes need, planned once for a maximum batch. */
+/* The context: all memory one caller's forward passes need, planned once for a maximum batch.
+ * The public calls (src/api/ctx_api.c) check the arguments and add their name to the errors
+ * stated here. */
 #include <string.h>
 #include "model.h"
 #include "../util/arena.h"
-
 
 static size_t max3(size_t a, size_t b, size_t c)
 {
@@ -53,8 +54,7 @@ static size_t scratch_need(const mae_ctx *c)
     return c->m->k->scratch_floats(1 + g->L, (int)widest);
 }
 
-/* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
-static mae_status set_scratch(mae_ctx *c, int n)
+mae_status mae_ctx_set_scratch(mae_ctx *c, int n)
 {
     return mae_exec_set_scratch(&c->ex, scratch_need(c), n);
 }
@@ -71,7 +71,7 @@ mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *
         !mae_mul_size(scratch_need(&c), (size_t)n, &scratch) ||
         !mae_mul_size(scratch, sizeof(float), &scratch) || !mae_add_size(used, scratch, &total) ||
         !mae_add_size(total, sizeof c, &total))
-        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_memory: buffers for max_batch %d overflow", max_batch);
+        return mae_fail(MAE_ERR_NOMEM, "buffers for max_batch %d overflow", max_batch);
     *bytes = total;
     return MAE_OK;
 }
@@ -98,20 +98,16 @@ static void release_context(const mae_model *m)
     mae_atomic_long_add(&((mae_model *)m)->live_ctx, -1);
 }
 
-MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **out)
+mae_status mae_ctx_new(const mae_model *m, int max_batch, mae_ctx **out)
 {
-    if (!m || !out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: %s is NULL", !m ? "model" : "out");
-    if (max_batch <= 0)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_create: max_batch %d must be positive", max_batch);
     /* Counted before anything else, so that a trainer creation that starts now sees it; the
      * count is only dropped again on failure. */
     if (!claim_context(m))
-        return mae_fail(MAE_ERR_STATE, "mae_ctx_create: mae_trainer_create is converting the model right now; create contexts after it returns");
+        return mae_fail(MAE_ERR_STATE, "mae_trainer_create is converting the model right now; create contexts after it returns");
     mae_ctx *c = mae_calloc(1, sizeof *c);
     if (!c) {
         release_context(m);
-        return mae_fail(MAE_ERR_NOMEM, "mae_ctx_create: out of memory");
+        return mae_fail(MAE_ERR_NOMEM, "out of memory");
     }
     c->m = m;
     c->max_batch = max_batch;
@@ -122,12 +118,12 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
     if (s != MAE_OK) {
         mae_free(c);
         release_context(m);
-        return mae_fail_wrap(s, "mae_ctx_create: max_batch %d", max_batch);
+        return mae_fail_wrap(s, "max_batch %d", max_batch);
     }
     c->arena = arena;
     const mae_thread_pool *host = mae_thread_pool_default();
     int n = host ? host->nthreads : mae_max_threads();
-    s = set_scratch(c, n < 1 ? 1 : n);
+    s = mae_ctx_set_scratch(c, n < 1 ? 1 : n);
     if (host) {
         c->host = *host;
         c->ex.host = &c->host;
@@ -136,13 +132,13 @@ MAE_API mae_status mae_ctx_create(const mae_model *m, int max_batch, mae_ctx **o
         mae_free(c->arena);
         mae_free(c);
         release_context(m);
-        return mae_fail_wrap(s, "mae_ctx_create");
+        return s;
     }
     *out = c;
     return MAE_OK;
 }
 
-MAE_API void mae_ctx_free(mae_ctx *c)
+void mae_ctx_destroy(mae_ctx *c)
 {
     if (!c)
         return;
@@ -151,74 +147,4 @@ MAE_API void mae_ctx_free(mae_ctx *c)
     mae_free(c->arena);
     mae_free(c);
     release_context(m);
-}
-
-MAE_API mae_status mae_ctx_set_mask_ratio(mae_ctx *c, float ratio)
-{
-    if (!c)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_mask_ratio: context is NULL");
-    if (!(ratio >= 0.0f && ratio < 1.0f))
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_mask_ratio: ratio %g is outside [0, 1)", (double)ratio);
-    c->ratio = ratio;
-    return MAE_OK;
-}
-
-MAE_API mae_status mae_ctx_set_seed(mae_ctx *c, uint64_t seed)
-{
-    if (!c)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_seed: context is NULL");
-    mae_rng_seed(&c->rng, seed);
-    return MAE_OK;
-}
-
-MAE_API mae_status mae_ctx_set_threads(mae_ctx *c, int n)
-{
-    if (!c)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_threads: context is NULL");
-    if (n < 1 || n > 256)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_threads: %d threads is outside [1, 256]", n);
-    if (n == c->ex.nthreads)
-        return MAE_OK;
-    mae_status s = set_scratch(c, n);
-    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_ctx_set_threads");
-}
-
-MAE_API mae_status mae_ctx_set_thread_pool(mae_ctx *c, const mae_thread_pool *pool)
-{
-    if (!c)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_thread_pool: context is NULL");
-    if (!pool) {
-        c->ex.host = NULL;
-        return MAE_OK;
-    }
-    mae_thread_pool p;
-    mae_status s = mae_thread_pool_read("mae_ctx_set_thread_pool", pool, &p);
-    if (s == MAE_OK && p.nthreads != c->ex.nthreads && (s = set_scratch(c, p.nthreads)) != MAE_OK)
-        return mae_fail_wrap(s, "mae_ctx_set_thread_pool");
-    if (s != MAE_OK)
-        return s;
-    c->host = p;
-    c->ex.host = &c->host;
-    return MAE_OK;
-}
-
-MAE_API mae_status mae_ctx_get_threads(const mae_ctx *c, int *nthreads)
-{
-    if (!c || !nthreads)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_get_threads: %s is NULL", !c ? "context" : "nthreads");
-    *nthreads = mae_threads_effective(&c->ex);
-    return MAE_OK;
-}
-
-MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *keep, int *patch_dim)
-{
-    if (!c)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_get_dims: context is NULL");
-    if (num_patches)
-        *num_patches = c->m->cfg.L;
-    if (keep)
-        *keep = mae_keep_count(c->m->cfg.L, c->ratio);
-    if (patch_dim)
-        *patch_dim = c->m->cfg.P;
-    return MAE_OK;
 }

@@ -273,3 +273,36 @@ float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, con
         }
     return (float)(num / den);   /* 0/0 = NaN when nothing is removed, as the official code */
 }
+
+/* ---- the pipeline --------------------------------------------------------------------------- */
+
+const float *mae_noise_or_draw(mae_rng *rng, const float *noise, float *buf, size_t n)
+{
+    if (noise)
+        return noise;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = mae_rng_uniform(rng);
+    return buf;
+}
+
+mae_status mae_pipeline_run(const mae_model *m, const mae_exec *ex, mae_rng *rng, const mae_pass *p,
+                            const float *imgs, int B, int keep, const float *noise, int decode,
+                            float *loss, mae_hooks *hk)
+{
+    int L = m->cfg.L;
+    mae_rng rng_before = *rng;   /* 2.5 KB, copied once per pass: negligible next to a block */
+    noise = mae_noise_or_draw(rng, noise, p->noise, (size_t)B * L);
+    mae_patch_embed_run(m, ex, imgs, B, p->patches, p->tokens);
+    mae_masker_run(L, keep, noise, B, p->ids_shuffle, p->ids_restore, p->mask);
+    mae_status s = mae_encoder_run(m, ex, p->enc, p->tokens, p->ids_shuffle, keep, B, p->latent, hk);
+    if (s == MAE_OK && decode)
+        s = mae_decoder_run(m, ex, p->dec, p->latent, p->ids_restore, keep, B, p->demb, p->dnorm,
+                            p->pred, hk);
+    if (s != MAE_OK) {
+        *rng = rng_before;   /* a cancelled call leaves the RNG as it found it */
+        return s;
+    }
+    if (decode && loss)
+        *loss = mae_loss_run(m, imgs, p->pred, p->mask, B, p->target);
+    return MAE_OK;
+}

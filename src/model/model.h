@@ -137,6 +137,10 @@ mae_status mae_model_keep_masters(mae_model *m);
  * rounded and packed as bf16 in place, the weight storage compacted to about half. On failure
  * the model is unchanged. For inference models only (precision.c checks). */
 mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
+/* Makes an inference model compute in bf16 (mae_model_set_precision's work, precision.c): holds
+ * it exclusively (MAE_ERR_STATE while contexts live or a trainer was created on it), then packs
+ * it with its table's bf16 view. On failure the model is unchanged. */
+mae_status mae_model_to_bf16(mae_model *m);
 /* mae_model_keep_masters while holding m exclusively (the live-context count set to
  * MAE_MODEL_CONVERTING): MAE_ERR_STATE, naming fn, while contexts of a slim model live. For the
  * trainer and the finetuner. */
@@ -151,6 +155,10 @@ void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float 
 /* The same for tensor i of model m, as mae_st_write_as's fetch callback (mae_model_save). */
 void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);
+void       mae_model_destroy(mae_model *m);   /* what mae_model_free does (NULL: nothing) */
+/* A copy of m for height x width images (positive), the position tables following the new patch
+ * grid: a sin-cos table regenerated, a learned one resampled bicubically (pos_resize.c). */
+mae_status mae_model_resized(const mae_model *m, int height, int width, mae_model **out);
 /* Official initialization from an RNG. */
 void mae_model_init_weights(mae_model *m, uint64_t seed);
 /* Fixed 2-D sin-cos table [1+gh*gw, dim] (cls row zero), computed in double. */
@@ -227,6 +235,27 @@ void mae_masker_run(int L, int keep, const float *noise, int B, int32_t *ids_shu
  * receives the (normalized) target. Returns the loss (NaN if the mask removes nothing). */
 float mae_loss_run(const mae_model *m, const float *imgs, const float *pred, const float *mask,
                    int B, float *target);
+
+/* The buffers of one pass through the pipeline: a context's (one set of activations for every
+ * block) or a trainer's (one per block, kept for the backward pass). */
+typedef struct mae_pass {
+    mae_stack_acts *enc, *dec;            /* the encoder's and the decoder's activations */
+    float *noise;                         /* [B,L]: the noise drawn when the caller gives none */
+    int32_t *ids_shuffle, *ids_restore;   /* [B,L] */
+    float *mask;                          /* [B,L] */
+    float *patches, *tokens;              /* [B,L,C*p*p], [B,L,D] */
+    float *latent, *demb;                 /* [B,1+keep,D], [B,1+keep,Dd] */
+    float *dnorm, *pred, *target;         /* [B,L,Dd], [B,L,P], [B,L,P] (the loss's target) */
+} mae_pass;
+/* The rule for noise: the caller's, or NULL: n uniforms drawn from rng into buf. */
+const float *mae_noise_or_draw(mae_rng *rng, const float *noise, float *buf, size_t n);
+/* The pipeline, written once for mae_forward and the trainer: the noise (mae_noise_or_draw),
+ * patch embedding, masking (keep patches kept), the encoder, then with decode the decoder and,
+ * with loss, the loss into *loss. Hooks (NULL: none) are checked before every block; when they
+ * stop it, MAE_ERR_ABORTED and the RNG as it was before the call. */
+mae_status mae_pipeline_run(const mae_model *m, const mae_exec *ex, mae_rng *rng, const mae_pass *p,
+                            const float *imgs, int B, int keep, const float *noise, int decode,
+                            float *loss, mae_hooks *hk);
 void mae_patchify_run(const mae_cfg *c, const float *imgs, int B, float *out);
 void mae_unpatchify_run(const mae_cfg *c, const float *patches, int B, float *imgs);
 int  mae_keep_count(int L, float ratio);
@@ -256,7 +285,13 @@ struct mae_ctx {
     mae_hooks hooks;                      /* abort only */
 };
 
-/* Bytes mae_ctx_create(m, max_batch) allocates with n threads' scratch (ctx.c). */
+/* ctx.c: a context for m (counted in m->live_ctx; MAE_ERR_STATE while a trainer creation converts
+ * m), its buffers planned for max_batch; freed (and uncounted) by mae_ctx_destroy. */
+mae_status mae_ctx_new(const mae_model *m, int max_batch, mae_ctx **out);
+void       mae_ctx_destroy(mae_ctx *c);
+/* (Re)allocates the per-thread scratch for n threads; the old one stays on failure. */
+mae_status mae_ctx_set_scratch(mae_ctx *c, int n);
+/* Bytes mae_ctx_create(m, max_batch) allocates with n threads' scratch. */
 mae_status mae_ctx_plan_bytes(const mae_model *m, int max_batch, int n, size_t *bytes);
 
 /* ---- training ------------------------------------------------------------------------------- */

@@ -189,7 +189,7 @@ const mae_tensor *mae_model_find(const mae_model *m, const char *name)
     return NULL;
 }
 
-MAE_API void mae_model_free(mae_model *m)
+void mae_model_destroy(mae_model *m)
 {
     if (!m)
         return;

@@ -62,15 +62,11 @@ static void adapt_table(const float *src, const mae_cfg *old, float *dst, const 
         resample(src, old->gh, old->gw, dst, nw->gh, nw->gw, dim);
 }
 
-MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, mae_model **out)
+mae_status mae_model_resized(const mae_model *m, int height, int width, mae_model **out)
 {
-    if (!m || !out)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_resize: %s is NULL", !m ? "model" : "out");
     mae_cfg c = m->cfg;
     c.ih = height;
     c.iw = width;
-    if (height <= 0 || width <= 0)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_resize: size %dx%d must be positive", height, width);
     mae_status s = mae_cfg_finish(&c);
     if (s != MAE_OK)
         return s;
@@ -81,8 +77,8 @@ MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, m
     size_t tmp_n = (size_t)(1 + m->cfg.L) * maxd;
     float *tmp = mae_alloc(tmp_n * sizeof *tmp);
     if (!tmp) {
-        mae_model_free(r);
-        return mae_fail(MAE_ERR_NOMEM, "mae_model_resize: out of memory");
+        mae_model_destroy(r);
+        return mae_fail(MAE_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < r->n_tensors; i++) {
         const mae_tensor *t = &r->tensors[i];
@@ -96,7 +92,7 @@ MAE_API mae_status mae_model_resize(const mae_model *m, int height, int width, m
     }
     mae_free(tmp);
     if ((s = mae_model_pack_slim(r)) != MAE_OK) {
-        mae_model_free(r);
+        mae_model_destroy(r);
         return s;
     }
     *out = r;

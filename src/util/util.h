@@ -43,11 +43,11 @@ typedef struct mae_exec {
 typedef void (*mae_task_fn)(void *arg, int task, int thread);
 void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, void *arg);
 /* The same, the loop named by its op kind ("linear", "attention", ...) for the per-op profile
- * and the schedule simulation (measure.c); mae_parallel_for names it "other". */
+ * and the schedule simulation (profile.c); mae_parallel_for names it "other". */
 void mae_parallel_for_op(const struct mae_exec *ex, const char *op, int ntasks, mae_task_fn fn,
                          void *arg);
 
-/* Per-op measurement (measure.c, mae.h section 3). mae_measure_mode is 0 normally, so a task
+/* Per-op measurement (profile.c, mae.h section 3). mae_measure_mode is 0 normally, so a task
  * pays one branch: `if (mae_measure_mode) { mae_task_work(thread, flops, moved); if
  * (mae_measure_mode == MAE_MEASURE_SIMULATE) return; }` before its real work. flops: the
  * arithmetic the task does (a micro-kernel call counts its whole padded tile); moved: floats it
