@@ -763,6 +763,9 @@ MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_cl
  * model config, num_classes, global_pool and the labels (if set) in __metadata__; atomically, as
  * mae_model_save. */
 MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path);
+/* The same with every tensor stored as dtype "F32" (= mae_classifier_save), "F16" or "BF16" (any
+ * case), with mae_model_save_as's rounding and errors; mae_classifier_load reads all three. */
+MAE_API mae_status mae_classifier_save_as(const mae_classifier *c, const char *path, const char *dtype);
 MAE_API void       mae_classifier_free(mae_classifier *c);          /* NULL is fine; free its contexts first */
 
 /* The encoder model (owned by c): create forward contexts with mae_ctx_create on it, read its

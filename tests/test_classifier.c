@@ -5,6 +5,7 @@
  * misuse, hostile files and failed allocations. */
 #include <float.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "../src/io/safetensors.h"
 #include "testutil.h"
@@ -437,6 +438,93 @@ static void test_nomem(void)
     mae_model_free(m);
 }
 
+/* mae_classifier_save_as: every tensor within half a unit of its dtype's last place (F16: 2^-11
+ * relative, 2^-25 absolute among subnormals; BF16: 2^-8 relative), pooling, classes and labels
+ * kept, about half the F32 file; a bad dtype writes nothing. */
+static void test_save_as(void)
+{
+    mae_model *m = NULL;
+    CHECK_OK(mae_model_load(data_path("tiny", "model"), &m));
+    mae_classifier *c = NULL;
+    if (m)
+        CHECK_OK(mae_classifier_create(m, 5, 1, 11, &c));
+    mae_model_free(m);
+    if (!c)
+        return;
+    const char *names[5] = { "v", "w", "x", "y", "z" };
+    CHECK_OK(mae_classifier_set_labels(c, names));
+    float *hw = NULL;
+    size_t nh = 0;
+    CHECK_OK(mae_classifier_tensor(c, "head.weight", (const float **)&hw, &nh));
+    if (hw)   /* a head that has moved away from its 2e-5 init (the classifier owns this memory) */
+        tu_fill(hw, nh, -3, 3);
+    char f32[160], half[160], bad[160];
+    snprintf(f32, sizeof f32, "%s/sa32.safetensors", tmpdir);
+    snprintf(half, sizeof half, "%s/sa16.safetensors", tmpdir);
+    snprintf(bad, sizeof bad, "%s/sabad.safetensors", tmpdir);
+    CHECK_OK(mae_classifier_save_as(c, f32, "f32"));
+    static const char *const dtypes[] = { "F16", "bf16" };
+    for (int d = 0; d < 2; d++) {
+        int is_half = d == 0;
+        CHECK_OK(mae_classifier_save_as(c, half, dtypes[d]));
+        struct stat a, b;
+        CHECK(stat(f32, &a) == 0 && stat(half, &b) == 0 && b.st_size < a.st_size * 0.55,
+              "%s file is not about half the F32 one", dtypes[d]);
+        mae_classifier *r = NULL;
+        CHECK_OK(mae_classifier_load(half, 0, &r));
+        if (!r)
+            continue;
+        int K = 0, gp = 0;
+        const char *lab = NULL;
+        CHECK_OK(mae_classifier_num_classes(r, &K));
+        CHECK_OK(mae_classifier_global_pool(r, &gp));
+        CHECK_OK(mae_classifier_label(r, 4, &lab));
+        CHECK(K == 5 && gp == 1 && lab && strcmp(lab, "z") == 0, "%s: classes %d pool %d label %s", dtypes[d], K, gp,
+              lab ? lab : "(null)");
+        const mae_model *cm = NULL, *rm = NULL;
+        CHECK_OK(mae_classifier_model(c, &cm));
+        CHECK_OK(mae_classifier_model(r, &rm));
+        int n = 0, worst_ok = 1;
+        CHECK_OK(mae_model_tensor_count(cm, &n));
+        for (int i = -4; i < n; i++) {   /* the four head tensors, then the encoder's */
+            static const char *const head[] = { "head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias" };
+            const char *name = NULL;
+            const float *x = NULL, *y = NULL;
+            size_t nx = 0, ny = 0;
+            if (i < 0) {
+                name = head[i + 4];
+                CHECK_OK(mae_classifier_tensor(c, name, &x, &nx));
+                CHECK_OK(mae_classifier_tensor(r, name, &y, &ny));
+            } else {
+                CHECK_OK(mae_model_tensor_name(cm, i, &name));
+                if (name && strncmp(name, "norm.", 5) == 0)
+                    continue;   /* global pooling: fc_norm replaces norm, which is not written */
+                CHECK_OK(mae_model_tensor(cm, name, &x, &nx, NULL, NULL));
+                CHECK_OK(mae_model_tensor(rm, name, &y, &ny, NULL, NULL));
+            }
+            CHECK(nx == ny && x && y, "%s: tensor %s: %zu vs %zu values", dtypes[d], name ? name : "?", nx, ny);
+            for (size_t k = 0; x && y && k < nx && k < ny && worst_ok; k++) {
+                double ax = fabs((double)x[k]), err = fabs((double)x[k] - y[k]);
+                double bound = is_half ? (ax < 6.103515625e-05 ? 0x1p-25 : ax * 0x1p-11) : ax * 0x1p-8;
+                if (!(err <= bound)) {
+                    worst_ok = 0;
+                    CHECK(0, "%s: %s[%zu] = %.9g came back %.9g", dtypes[d], name, k, x[k], y[k]);
+                }
+            }
+        }
+        mae_classifier_free(r);
+    }
+    struct stat st;
+    EXPECT(mae_classifier_save_as(c, bad, "F64"), MAE_ERR_INVALID_ARG);
+    CHECK(strstr(mae_last_error(), "F64") != NULL && stat(bad, &st) != 0, "bad dtype: %s", mae_last_error());
+    EXPECT(mae_classifier_save_as(c, bad, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_classifier_save_as(NULL, bad, "F16"), MAE_ERR_INVALID_ARG);
+    CHECK(stat(bad, &st) != 0, "a refused save wrote %s", bad);
+    remove(f32);
+    remove(half);
+    mae_classifier_free(c);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -448,6 +536,7 @@ int main(int argc, char **argv)
     tu_seed(1919);
     TU_RUN("golden", test_golden());
     TU_RUN("create", test_create());
+    TU_RUN("save_as", test_save_as());
     TU_RUN("misuse", test_misuse());
     TU_RUN("hostile", test_hostile());
     TU_RUN("nomem", test_nomem());

@@ -17,13 +17,49 @@ static void usage(void)
            "the tensor count and the sizes of both files. OUT may be IN (the write is atomic).\n"
            "IN may be a Hugging Face directory (config.json, model.safetensors or shards).\n"
            "--hf: OUT is written as a Hugging Face directory with mae_model_save_hf (config.json\n"
-           "and model.safetensors, F32, transformers 5 names) that from_pretrained loads.\n");
+           "and model.safetensors, F32, transformers 5 names) that from_pretrained loads.\n"
+           "A classifier file (head.* tensors: mae finetune's, a converted fine-tuned checkpoint)\n"
+           "is saved as a classifier with mae_classifier_save_as, head and labels kept.\n");
 }
+
 
 static long long file_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* IN as a classifier: 1 converted (or failed, reported), 0 not a classifier (no head). */
+static int convert_classifier(const char *in, const char *out, const char *dtype, int hf, long long in_bytes, int *rc)
+{
+    mae_classifier *c = NULL;
+    mae_status s = mae_classifier_load(in, 0, &c);
+    if (s == MAE_ERR_FORMAT && strstr(mae_last_error(), "not a classifier"))
+        return 0;   /* a pretrained model: mae_model_load's turn */
+    if (s != MAE_OK) {
+        *rc = cli_fail(CMD, in, s);
+        return 1;
+    }
+    if (hf) {
+        mae_classifier_free(c);
+        *rc = cli_usage_error(CMD, "--hf writes pretrained models; IN is a classifier");
+        return 1;
+    }
+    const mae_model *m = NULL;
+    int n = 0, classes = 0;
+    mae_classifier_model(c, &m);
+    mae_model_tensor_count(m, &n);
+    mae_classifier_num_classes(c, &classes);
+    s = mae_classifier_save_as(c, out, dtype);
+    mae_classifier_free(c);
+    if (s != MAE_OK) {
+        *rc = cli_fail(CMD, out, s);
+        return 1;
+    }
+    printf("classifier (%d classes, %d encoder tensors + head) as %s: %s %lld bytes -> %s %lld bytes\n", classes, n,
+           dtype, in, in_bytes, out, file_size(out));
+    *rc = 0;
+    return 1;
 }
 
 /* --dtype's value (lower or upper case) as the name mae_model_save_as takes, or NULL. */
@@ -70,6 +106,9 @@ int cmd_convert(int argc, char **argv)
     if (hf && dtype_given)
         return cli_usage_error(CMD, "--hf writes F32 (as transformers does): it takes no --dtype");
     long long in_bytes = file_size(in);
+    int rc = 0;
+    if (convert_classifier(in, out, dtype, hf, in_bytes, &rc))
+        return rc;
     mae_model *m = NULL;
     mae_status s = mae_model_load(in, &m);
     if (s != MAE_OK)

@@ -164,6 +164,18 @@ MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path
 {
     if (!c || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
-    mae_status s = mae_classifier_write(c, path, NULL, 0, NULL, 0);
+    mae_status s = mae_classifier_write(c, path, MAE_DT_F32, NULL, 0, NULL, 0);
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_save");
+}
+
+MAE_API mae_status mae_classifier_save_as(const mae_classifier *c, const char *path, const char *dtype)
+{
+    if (!c || !path || !dtype)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save_as: %s is NULL",
+                        !c ? "classifier" : !path ? "path" : "dtype");
+    int dt = mae_st_save_dtype(dtype);
+    if (dt < 0)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save_as: dtype '%.32s' is not F32, F16 or BF16", dtype);
+    mae_status s = mae_classifier_write(c, path, dt, NULL, 0, NULL, 0);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_save_as");
 }

@@ -378,7 +378,7 @@ MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path)
     snprintf(meta[nm++].value, sizeof meta[0].value, "%.17g", (double)f->cfg.name);
     FT_FIELDS(FT_PUT)
 #undef FT_PUT
-    mae_status s = mae_classifier_write(f->c, path, extra, k, meta, nm);
+    mae_status s = mae_classifier_write(f->c, path, MAE_DT_F32, extra, k, meta, nm);
     mae_free(extra); mae_free(names); mae_free(shapes);
     if (s != MAE_OK) {
         char msg[400];

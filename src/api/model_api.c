@@ -95,24 +95,11 @@ MAE_API mae_status mae_model_save(const mae_model *m, const char *path)
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_save");
 }
 
-/* ASCII, whatever the locale. */
-static int same_ignoring_case(const char *a, const char *b)
-{
-    for (; *a && *b; a++, b++) {
-        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
-        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
-        if (x != y)
-            return 0;
-    }
-    return *a == *b;
-}
-
 MAE_API mae_status mae_model_save_as(const mae_model *m, const char *path, const char *dtype)
 {
     if (!m || !path || !dtype)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: %s is NULL", !m ? "model" : !path ? "path" : "dtype");
-    int dt = same_ignoring_case(dtype, "F32") ? MAE_DT_F32 : same_ignoring_case(dtype, "F16") ? MAE_DT_F16
-           : same_ignoring_case(dtype, "BF16") ? MAE_DT_BF16 : -1;
+    int dt = mae_st_save_dtype(dtype);
     if (dt < 0)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_save_as: dtype '%.32s' is not F32, F16 or BF16", dtype);
     mae_status s = mae_model_write(m, path, dt);

@@ -234,8 +234,8 @@ static void fetch(const void *arg, int i, float *dst)
     mae_model_tensor_read(m, &m->tensors[s->model_index[i]], dst);
 }
 
-mae_status mae_classifier_write(const mae_classifier *c, const char *path, const mae_st_out *extra, int n_extra,
-                                const mae_st_meta *extra_meta, int n_extra_meta)
+mae_status mae_classifier_write(const mae_classifier *c, const char *path, int dtype, const mae_st_out *extra,
+                                int n_extra, const mae_st_meta *extra_meta, int n_extra_meta)
 {
     const mae_model *m = c->m;
     int n_max = m->n_tensors + 4 + n_extra, n = 0, n_meta = 0;
@@ -277,7 +277,7 @@ mae_status mae_classifier_write(const mae_classifier *c, const char *path, const
     for (int i = 0; i < n_extra_meta; i++)
         meta[n_meta++] = extra_meta[i];
     save_src src = { c, index };
-    mae_status s = mae_st_write_as(path, out, n, meta, n_meta, MAE_DT_F32, fetch, &src);
+    mae_status s = mae_st_write_as(path, out, n, meta, n_meta, dtype, fetch, &src);
     mae_free(out); mae_free(index); mae_free(meta);
     return s;
 }

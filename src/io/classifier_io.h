@@ -6,9 +6,10 @@
 #include "../model/classifier.h"
 #include "safetensors.h"
 
-/* mae_classifier_save with extra tensors (their data set) and metadata pairs appended. */
-mae_status mae_classifier_write(const mae_classifier *c, const char *path, const mae_st_out *extra, int n_extra,
-                                const mae_st_meta *extra_meta, int n_extra_meta);
+/* mae_classifier_save_as with extra tensors (their data set) and metadata pairs appended; every
+ * tensor stored as dtype (MAE_DT_F32, F16 or BF16). */
+mae_status mae_classifier_write(const mae_classifier *c, const char *path, int dtype, const mae_st_out *extra,
+                                int n_extra, const mae_st_meta *extra_meta, int n_extra_meta);
 /* A classifier from path (mae_classifier_load's work; num_classes 0 = the file's). The message of
  * a failure starts with 'path'. */
 mae_status mae_classifier_load_file(const char *path, int num_classes, mae_classifier **out);

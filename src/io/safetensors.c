@@ -37,6 +37,27 @@ const char *mae_st_dtype_name(int dtype)
     return dtype >= 0 && dtype < MAE_DT_COUNT ? dtypes[dtype].name : NULL;
 }
 
+/* ASCII, whatever the locale. */
+static int same_ignoring_case(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a >= 'a' && *a <= 'z' ? (char)(*a - 'a' + 'A') : *a;
+        char y = *b >= 'a' && *b <= 'z' ? (char)(*b - 'a' + 'A') : *b;
+        if (x != y)
+            return 0;
+    }
+    return *a == *b;
+}
+
+int mae_st_save_dtype(const char *name)
+{
+    static const int savable[] = { MAE_DT_F32, MAE_DT_F16, MAE_DT_BF16 };
+    for (size_t i = 0; i < sizeof savable / sizeof savable[0]; i++)
+        if (same_ignoring_case(name, dtypes[savable[i]].name))
+            return savable[i];
+    return -1;
+}
+
 /* Re-records the current message behind a prefix (mae_fail reuses the message buffer). */
 static mae_status with_prefix(mae_status s, const char *prefix)
 {

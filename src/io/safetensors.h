@@ -18,6 +18,9 @@ enum { MAE_DT_BOOL = 6, MAE_DT_U8 = 7, MAE_DT_I8 = 8, MAE_DT_I16 = 9, MAE_DT_U16
 
 size_t      mae_st_dtype_size(int dtype);   /* bytes per element; 0 for an unknown id */
 const char *mae_st_dtype_name(int dtype);   /* "F32", ...; NULL for an unknown id */
+/* The dtype a saver may write, from its name in any case ("f16", "BF16"): MAE_DT_F32, MAE_DT_F16
+ * or MAE_DT_BF16; -1 for anything else. */
+int         mae_st_save_dtype(const char *name);
 
 typedef struct mae_st_entry {
     char    name[160];
