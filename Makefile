@@ -167,6 +167,7 @@ clean:
 # Fashion-MNIST test images and reconstructs them; the grid goes to $(DEMO_OUT).
 DEMO_MODEL := examples/data/mae-fmnist.safetensors
 DEMO_OUT   := $(BUILD)/demo/reconstruction.png
+DEMO_CLASSIFIER := examples/data/mae-fmnist-classifier.safetensors
 demo: lib $(BUILD)/examples/mae
 	@mkdir -p $(dir $(DEMO_OUT))
 	@$(BUILD)/examples/mae info $(DEMO_MODEL) | head -n 3
@@ -174,6 +175,8 @@ demo: lib $(BUILD)/examples/mae
 	    --mask-ratio 0.75 --seed 0 -o $(DEMO_OUT)
 	@echo "demo: the picture is $(DEMO_OUT) (rows: images; columns: original | masked |" \
 	      "reconstruction | reconstruction with the visible patches pasted back)"
+	@echo "demo: the same images classified by the encoder fine-tuned from this model ($(DEMO_CLASSIFIER)):"
+	@$(BUILD)/examples/mae classify $(DEMO_CLASSIFIER) $(sort $(wildcard examples/data/*.png)) --top 1 --crop-pct 1
 
 # Re-creates the demo weights from Fashion-MNIST (Debian's dataset-fashion-mnist): the
 # docs/TRAINING.md run, about 30 minutes on 2 cores; then `make probe` for the linear probes.

@@ -38,11 +38,35 @@ static void print_checksum(const char *path)
         printf("checksum:    none (not written by libmae): not verified\n");
 }
 
+/* A classifier file's head: classes, pooling, and the labels when the file names them. */
+static void print_classifier(const mae_classifier *cl)
+{
+    int K = 0, gp = 0, named = 0;
+    mae_classifier_num_classes(cl, &K);
+    mae_classifier_global_pool(cl, &gp);
+    mae_classifier_has_labels(cl, &named);
+    printf("classifier:  %d classes, %s\n", K, gp ? "global pooling + fc_norm" : "cls token after norm");
+    if (!named)
+        return;
+    printf("labels:      ");
+    for (int i = 0; i < K; i++) {
+        const char *label = NULL;
+        mae_classifier_label(cl, i, &label);
+        if (i == 8 && K > 10) {
+            printf(", ... (%d more)", K - 8);
+            break;
+        }
+        printf("%s%s", i ? ", " : "", label ? label : "?");
+    }
+    printf("\n");
+}
+
 int cmd_info(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         printf("usage: mae info MODEL.safetensors [--tensors]\n"
-               "Prints the config, the parameter count, whether the checkpoint has a decoder,\n"
+               "Prints the config, the parameter count, whether the checkpoint has a decoder (or, for\n"
+               "a classifier file, its classes, pooling and labels),\n"
                "and with --tensors every tensor's official name and shape.\n");
         return 0;
     }
@@ -60,10 +84,19 @@ int cmd_info(int argc, char **argv)
     }
     if (!path)
         return cli_usage_error("info", "expects one checkpoint path");
-    mae_model *m;
-    mae_status s = mae_model_load(path, &m);
-    if (s != MAE_OK)
+    mae_classifier *cl = NULL;
+    mae_model *own = NULL;
+    const mae_model *m = NULL;
+    mae_status s = mae_classifier_load(path, 0, &cl);
+    if (s == MAE_OK) {
+        mae_classifier_model(cl, &m);
+    } else if (s == MAE_ERR_FORMAT && strstr(mae_last_error(), "not a classifier")) {
+        if ((s = mae_model_load(path, &own)) != MAE_OK)
+            return cli_fail("info", path, s);
+        m = own;
+    } else {
         return cli_fail("info", path, s);
+    }
     mae_config c;
     c.struct_size = sizeof c;
     mae_model_get_config(m, &c);
@@ -76,17 +109,21 @@ int cmd_info(int argc, char **argv)
            c.in_chans, c.in_chans == 1 ? "" : "s");
     printf("encoder:     width %d, depth %d, heads %d, mlp_ratio %g\n", c.embed_dim, c.depth,
            c.num_heads, (double)c.mlp_ratio);
-    if (dec)
+    if (cl)
+        print_classifier(cl);
+    else if (dec)
         printf("decoder:     width %d, depth %d, heads %d\n", c.decoder_embed_dim, c.decoder_depth,
                c.decoder_num_heads);
     else
         printf("decoder:     none (encoder-only checkpoint: features, no reconstruction)\n");
-    printf("loss:        %s, mask ratio %g, layer_norm_eps %g\n",
-           c.norm_pix_loss ? "norm_pix" : "pixels", (double)c.mask_ratio, (double)c.layer_norm_eps);
-    printf("parameters:  %zu (%.1f MB as float32)\n", n, n * 4.0 / 1e6);
-    print_checksum(argv[1]);
+    if (!cl)
+        printf("loss:        %s, mask ratio %g, layer_norm_eps %g\n",
+               c.norm_pix_loss ? "norm_pix" : "pixels", (double)c.mask_ratio, (double)c.layer_norm_eps);
+    printf("parameters:  %zu (%.1f MB as float32)%s\n", n, n * 4.0 / 1e6, cl ? " in the encoder" : "");
+    print_checksum(path);
     if (list)
         print_tensors(m);
-    mae_model_free(m);
+    mae_classifier_free(cl);
+    mae_model_free(own);
     return 0;
 }
