@@ -877,6 +877,12 @@ MAE_API mae_status mae_finetuner_param_group(const mae_finetuner *f, const char 
 MAE_API mae_status mae_finetuner_get_step(const mae_finetuner *f, int64_t *step);
 /* The lr the next step uses before the tensors' lr_scale (the head's lr). */
 MAE_API mae_status mae_finetuner_get_lr(const mae_finetuner *f, double *lr);
+/* Hooks as the trainer's (mae_trainer_set_abort): forward_backward checks them before every
+ * block of the forward pass and before the backward pass (progress: done = blocks run, total =
+ * depth + 1, then done = total when the call ends). A cancel returns MAE_ERR_ABORTED with the
+ * finetuner exactly as before the call (gradients, step, drop path draws, model). */
+MAE_API mae_status mae_finetuner_set_abort(mae_finetuner *f, mae_abort_fn abort, void *user);
+MAE_API mae_status mae_finetuner_set_progress(mae_finetuner *f, mae_progress_fn progress, void *user);
 
 /* Checkpoints (safetensors, atomic): the classifier file (so it also loads with
  * mae_classifier_load) plus the AdamW moments ("optim.exp_avg.<name>",

@@ -560,6 +560,87 @@ static void test_misuse(void)
     close_fixture(&x);
 }
 
+/* mae_finetuner_set_abort / _set_progress: progress runs 0..depth then depth + 1 = total; a
+ * cancel at any check (before each block, before the backward pass) returns MAE_ERR_ABORTED and
+ * leaves the finetuner as it was: after it, finetuner a (with the cancelled calls) and b (without)
+ * give bitwise the same loss, gradients and parameters, drop path masks included. */
+typedef struct hook_log {
+    int calls, stop_at, done[64], total, n;
+} hook_log;
+
+static int count_abort(void *user)
+{
+    hook_log *h = user;
+    return h->calls++ == h->stop_at;
+}
+
+static int log_progress(void *user, int done, int total)
+{
+    hook_log *h = user;
+    if (h->n < 64)
+        h->done[h->n++] = done;
+    h->total = total;
+    return 0;
+}
+
+static void test_hooks(void)
+{
+    fixture a, b;
+    if (!open_fixture("clsdp", &a) || !open_fixture("clsdp", &b)) {
+        close_fixture(&a);
+        close_fixture(&b);
+        return;
+    }
+    const mae_model *m;
+    mae_config cfg;
+    cfg.struct_size = sizeof cfg;
+    mae_classifier_model(a.c, &m);
+    CHECK_OK(mae_model_get_config(m, &cfg));
+    int depth = cfg.depth;
+    hook_log p = { 0 };
+    CHECK_OK(mae_finetuner_set_progress(a.f, log_progress, &p));
+    float la = 0, lb = 0;
+    CHECK_OK(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, a.targets, &la, NULL));
+    CHECK_OK(mae_finetuner_forward_backward(b.f, b.imgs, b.B, b.labels, b.targets, &lb, NULL));
+    int ok = p.n == depth + 2 && p.total == depth + 1 && p.done[depth + 1] == depth + 1;
+    for (int i = 0; ok && i <= depth; i++)
+        ok = p.done[i] == i;
+    CHECK(ok, "progress: %d calls (want %d), total %d (want %d)", p.n, depth + 2, p.total, depth + 1);
+    CHECK_OK(mae_finetuner_set_progress(a.f, NULL, NULL));
+    CHECK_OK(mae_finetuner_step(a.f));
+    CHECK_OK(mae_finetuner_step(b.f));
+
+    size_t n = snapshot(&a, NULL);
+    float *wa = tu_malloc(n * sizeof *wa), *wb = tu_malloc(n * sizeof *wb);
+    for (int at = 0; at <= depth; at++) {
+        hook_log h = { 0, at, { 0 }, 0, 0 };
+        CHECK_OK(mae_finetuner_set_abort(a.f, count_abort, &h));
+        EXPECT(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, a.targets, &la, NULL), MAE_ERR_ABORTED);
+        CHECK(h.calls == at + 1 && strstr(mae_last_error(), "mae_finetuner_forward_backward"),
+              "cancel at check %d: abort called %d times; %s", at, h.calls, mae_last_error());
+        CHECK_OK(mae_finetuner_set_abort(a.f, NULL, NULL));
+        CHECK_OK(mae_finetuner_forward_backward(a.f, a.imgs, a.B, a.labels, a.targets, &la, NULL));
+        CHECK_OK(mae_finetuner_forward_backward(b.f, b.imgs, b.B, b.labels, b.targets, &lb, NULL));
+        const float *ga, *gb;
+        size_t na = 0, nb = 0;
+        CHECK_OK(mae_finetuner_grad(a.f, "blocks.0.mlp.fc1.weight", &ga, &na));
+        CHECK_OK(mae_finetuner_grad(b.f, "blocks.0.mlp.fc1.weight", &gb, &nb));
+        CHECK(memcmp(&la, &lb, sizeof la) == 0 && na == nb && memcmp(ga, gb, na * sizeof *ga) == 0,
+              "after a cancel at check %d: loss %.9g vs %.9g, or the gradients differ", at, la, lb);
+        CHECK_OK(mae_finetuner_step(a.f));
+        CHECK_OK(mae_finetuner_step(b.f));
+        snapshot(&a, wa);
+        snapshot(&b, wb);
+        CHECK(memcmp(wa, wb, n * sizeof *wa) == 0, "after a cancel at check %d the parameters differ", at);
+    }
+    EXPECT(mae_finetuner_set_abort(NULL, count_abort, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_finetuner_set_progress(NULL, log_progress, NULL), MAE_ERR_INVALID_ARG);
+    free(wa);
+    free(wb);
+    close_fixture(&a);
+    close_fixture(&b);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -570,6 +651,7 @@ int main(int argc, char **argv)
     TU_RUN("threads_descent", test_threads_and_descent());
     TU_RUN("resume", test_resume());
     TU_RUN("mixup", test_mixup());
+    TU_RUN("hooks", test_hooks());
     TU_RUN("nomem", test_nomem());
     TU_RUN("misuse", test_misuse());
     return tu_finish("test_finetune");

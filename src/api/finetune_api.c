@@ -191,7 +191,9 @@ MAE_API mae_status mae_finetuner_forward_backward(mae_finetuner *f, const float 
         if (labels[b] < 0 || labels[b] >= f->c->classes)
             return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_forward_backward: label %d of image %d is outside [0, %d)",
                             (int)labels[b], b, f->c->classes);
-    mae_finetune_run(f, imgs, batch, labels, targets, loss);
+    mae_status s = mae_finetune_run(f, imgs, batch, labels, targets, loss);
+    if (s != MAE_OK)
+        return mae_fail_wrap(s, "mae_finetuner_forward_backward");
     if (logits)
         memcpy(logits, f->logits, (size_t)batch * f->c->classes * sizeof *logits);
     return MAE_OK;

@@ -1,7 +1,7 @@
 /* Hooks for a host: cancelling a context's or a trainer's running call, progress of a training
  * pass and of a load. The callbacks are stored here and called between blocks (forward.c,
  * trainer.c) and between tensors (checkpoint.c). */
-#include "../model/model.h"
+#include "../model/finetune.h"
 
 MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user)
 {
@@ -27,6 +27,24 @@ MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn prog
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_progress: trainer is NULL");
     t->hooks.progress = progress;
     t->hooks.progress_user = progress ? user : NULL;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_finetuner_set_abort(mae_finetuner *f, mae_abort_fn abort, void *user)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_set_abort: finetuner is NULL");
+    f->tr.hooks.abort = abort;
+    f->tr.hooks.abort_user = abort ? user : NULL;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_finetuner_set_progress(mae_finetuner *f, mae_progress_fn progress, void *user)
+{
+    if (!f)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_set_progress: finetuner is NULL");
+    f->tr.hooks.progress = progress;
+    f->tr.hooks.progress_user = progress ? user : NULL;
     return MAE_OK;
 }
 

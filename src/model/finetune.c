@@ -252,8 +252,11 @@ static double cross_entropy(mae_finetuner *f, int B, const int32_t *labels, cons
     return total / B;
 }
 
-void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t *labels,
-                      const float *targets, float *loss)
+/* The host's hooks are checked before each block of the forward pass and before the backward
+ * pass (progress: done = blocks run of depth + 1); until the backward pass starts nothing but
+ * activations and *loss has changed, so a cancelled call leaves the finetuner as it was. */
+mae_status mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t *labels,
+                            const float *targets, float *loss)
 {
     mae_classifier *cl = f->c;
     const mae_model *m = cl->m;
@@ -273,8 +276,16 @@ void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t 
     int drop = f->cfg.drop_path > 0.0f;
     if (drop)
         draw_masks(f, B);
-    f->micro++;
+    mae_hooks *hk = mae_hooks_active(&f->tr.hooks);
+    if (hk) {
+        hk->done = 0;
+        hk->total = c->depth + 1;
+    }
     for (int l = 0; l < c->depth; l++) {
+        if (hk && mae_hooks_stop(hk))
+            return mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback before block %d", l);
+        if (hk)
+            hk->done++;
         if (drop)
             block_forward_dp(f, l, f->x + l * stride, f->x + (l + 1) * stride, B, T);
         else
@@ -287,6 +298,9 @@ void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t 
     double l = cross_entropy(f, B, labels, targets, 1.0 / ((double)B * f->cfg.accum_iter));
     if (loss)
         *loss = (float)l;
+    if (hk && mae_hooks_stop(hk))
+        return mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback before the backward pass");
+    f->micro++;   /* the next micro-batch draws other drop path masks */
 
     /* head: logits = pooled . Wᵀ + b */
     float *hg_w = f->hgrad + 2 * (size_t)D, *hg_b = hg_w + (size_t)K * D;
@@ -335,6 +349,9 @@ void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t 
         memcpy(f->dpatch + (size_t)b * L * D, dres + ((size_t)b * T + 1) * D, (size_t)L * D * sizeof *dres);
     k->matmul_tn(ex, f->g.pe_w, f->dpatch, f->patches, D, Kp, B * L, 1);
     k->bias_backward(ex, f->g.pe_b, f->dpatch, B * L, D);
+    if (hk && hk->progress)
+        (void)hk->progress(hk->progress_user, hk->total, hk->total);   /* done; too late to cancel */
+    return MAE_OK;
 }
 
 /* ---- the optimizer -------------------------------------------------------------------------- */

@@ -40,8 +40,8 @@ mae_status mae_finetune_set_scratch(mae_finetuner *f, int n);
  * bias, 2: head weight, 3: head bias). 0 if the tensor is not trained. */
 int mae_finetune_group(const mae_finetuner *f, int i, double *lr_scale, double *wd);
 /* Forward + backward; labels or targets as the public call. */
-void mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t *labels,
-                      const float *targets, float *loss);
+mae_status mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const int32_t *labels,
+                            const float *targets, float *loss);
 /* Global L2 norm of the trained gradients, in a fixed order. */
 double mae_finetune_grad_norm(const mae_finetuner *f);
 /* AdamW on every trained tensor with lr * its lr_scale, gradients times grad_mul. */
