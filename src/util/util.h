@@ -26,6 +26,13 @@ void  mae_free(void *p);
 int mae_mul_size(size_t a, size_t b, size_t *out);
 int mae_add_size(size_t a, size_t b, size_t *out);
 
+/* The smaller of two ints; n rounded up to a multiple of m; p rounded up to the next 64-byte
+ * boundary (where the kernels lay their blocks out in a thread's scratch, so that each starts on
+ * a cache line). */
+static inline int mae_min_i(int a, int b) { return a < b ? a : b; }
+static inline size_t mae_round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+static inline float *mae_align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
 /* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
  * scratch + t * scratch_per_thread (floats). */
 typedef struct mae_exec {
