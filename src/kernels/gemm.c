@@ -338,7 +338,9 @@ static int block_rows(const mae_gemm_isa *g, int ic, int m0, int m1)
 
 /* Prepacked B (linear): for each m block, pack A for all of K once; then for each column block
  * of at most nc, all k blocks. The partial sums live in C between k blocks, and the C block
- * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. */
+ * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. The host's
+ * abort is checked per macro-tile (m block x column block), in both drivers: one thread-local
+ * load when no call has a hook, an atomic load when one has. */
 static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
 {
     const mae_gemm_isa *g = j->g;
@@ -352,6 +354,8 @@ static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n
             mae_pack_a(g, ap + p * ablock, j->A, j->lda, j->a_trans, ic, m, p * g->kc,
                        mae_min_i(g->kc, j->K - p * g->kc));
         for (int jc = n0; jc < n1; jc += g->nc) {
+            if (mae_cancel_tile())   /* the host's abort: at most this tile more per thread */
+                return;
             int jn = mae_min_i(jc + g->nc, n1);
             const float *res = j->res;
             size_t ldr = (size_t)j->N;
@@ -393,6 +397,8 @@ static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int
             int kc = mae_min_i(g->kc, j->K - k0);
             mae_pack_b(g, bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc);
             for (int ic = m0, m; ic < m1; ic += m) {
+                if (mae_cancel_tile())
+                    return;
                 m = block_rows(g, ic, m0, m1);
                 mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
                 block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, jc, jn, k0, kc, NULL, 0, 0, 0);
