@@ -7,6 +7,7 @@
  *     the result of a later product on the same exec (reuse);
  *   - a cancel whose flag another thread sets, in a large-batch forward on 3 threads: the call
  *     returns MAE_ERR_ABORTED, the context's next call is bitwise its twin's;
+ *   - the classifier's forward (its own block loop) likewise;
  *   - a trainer cancelled inside a forward product on 2 threads keeps its gradients, and its
  *     step is bitwise the twin's that was never cancelled.
  * test_hooks checks every check point in turn on one thread. */
@@ -245,6 +246,52 @@ static void test_forward(void)
     mae_model_free(m);
 }
 
+/* ---- the classifier's forward: its own block loop, the same checks --------------------------- */
+
+static void test_classifier(void)
+{
+    enum { BATCH = 8, CLASSES = 10 };
+    int img;
+    mae_model *m = small_model(4, &img);
+    mae_classifier *cl = NULL;
+    const mae_model *em = NULL;
+    mae_ctx *c = NULL, *twin = NULL;
+    CHECK_OK(mae_classifier_create(m, CLASSES, 1, 3, &cl));
+    if (cl)
+        CHECK_OK(mae_classifier_model(cl, &em));
+    if (em) {
+        CHECK_OK(mae_ctx_create(em, BATCH, &c));
+        CHECK_OK(mae_ctx_create(em, BATCH, &twin));
+    }
+    if (!c || !twin)
+        return;
+    CHECK_OK(mae_ctx_set_threads(c, 1));   /* a fixed count of checks */
+    size_t npix = (size_t)BATCH * 3 * img * img;
+    float *imgs = tu_malloc(npix * sizeof(float)), out[BATCH * CLASSES], ref[BATCH * CLASSES];
+    tu_fill(imgs, npix, -1, 1);
+    counter never = { 0, -1 };
+    CHECK_OK(mae_ctx_set_abort(c, count_abort, &never));
+    CHECK_OK(mae_classifier_forward(cl, c, imgs, BATCH, out));
+    CHECK_OK(mae_classifier_forward(cl, twin, imgs, BATCH, ref));
+    CHECK(same_bits(out, ref, BATCH * CLASSES), "a silent callback changed the logits");
+    CHECK(never.calls > 8, "the classifier asked abort only %d times: not inside its blocks", never.calls);
+    for (int at = 1; at < never.calls; at += 5) {
+        counter k = { 0, at };
+        CHECK_OK(mae_ctx_set_abort(c, count_abort, &k));
+        mae_status s = mae_classifier_forward(cl, c, imgs, BATCH, out);
+        CHECK(s == MAE_ERR_ABORTED && k.calls == at + 1, "classifier, cancel at check %d: %s after %d calls", at,
+              mae_status_str(s), k.calls);
+    }
+    CHECK_OK(mae_ctx_set_abort(c, NULL, NULL));
+    CHECK_OK(mae_classifier_forward(cl, c, imgs, BATCH, out));
+    CHECK(same_bits(out, ref, BATCH * CLASSES), "the classifier after cancelled calls differs");
+    free(imgs);
+    mae_ctx_free(c);
+    mae_ctx_free(twin);
+    mae_classifier_free(cl);
+    mae_model_free(m);
+}
+
 /* ---- a training step cancelled inside a product -------------------------------------------- */
 
 static void test_trainer(void)
@@ -296,6 +343,7 @@ int main(int argc, char **argv)
     TU_RUN("tiles/avx512", test_tiles("avx512"));
     TU_RUN("tiles/neon", test_tiles("neon"));
     TU_RUN("forward", test_forward());
+    TU_RUN("classifier", test_classifier());
     TU_RUN("trainer", test_trainer());
     return tu_finish("test_cancel");
 }
