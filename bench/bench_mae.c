@@ -7,11 +7,14 @@
  *     sgemm per (image, head) for Q·Kᵀ and for P·V;
  *   - end to end: forward images/s and latency (batch 1 and 8, 1 and 2 threads), encoder-only
  *     features with mask 0, the visible-only vs all-tokens encoder ratio, a training step, and
- *     the peak RSS of a forward-only process against the size of the weights.
+ *     the peak RSS of a forward-only process against the size of the weights;
+ *   - loading: the peak RSS while mae_model_load reads a ViT-B file saved as F32 and as F16,
+ *     against the RSS of the loaded model (each in a fresh process).
  * Times are medians of several runs; the kernels and OpenBLAS are measured in turns. The
  * machine is shared, so quote medians and ratios.
  *
- *   bench_mae [--quick] [--threads N]      (--rss-forward B: internal, one forward-only process) */
+ *   bench_mae [--quick] [--threads N] [--load-only]
+ *   (--rss-forward B, --rss-load PATH: internal, the child processes of the memory figures) */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include "mae.h"
 #include "../src/kernels/kernels.h"
 #include "../src/util/util.h"
@@ -352,7 +356,7 @@ static void bench_matmul(int maxthreads, const double *peak)
                 }
 #ifdef MAE_BENCH_OPENBLAS
                 openblas_set_num_threads(nt);
-                mm_case cb = { NULL, { 0, NULL, 0 }, M, N, K, A, W, W, bias, out, nt };
+                mm_case cb = { NULL, { 0, NULL, 0, NULL }, M, N, K, A, W, W, bias, out, nt };
                 mc[c.n] = cb;
                 add_contender(&c, run_sgemm, &mc[c.n], 0);
 #endif
@@ -446,7 +450,7 @@ static void bench_backward(int maxthreads, const double *peak)
                 }
 #ifdef MAE_BENCH_OPENBLAS
                 openblas_set_num_threads(nt);
-                bw_case cb = { NULL, { 0, NULL, 0 }, tn, M, N, K, A, B, C };
+                bw_case cb = { NULL, { 0, NULL, 0, NULL }, tn, M, N, K, A, B, C };
                 bc[c.n] = cb;
                 add_contender(&c, run_blas_backward, &bc[c.n], 0);
 #endif
@@ -533,7 +537,7 @@ static void bench_attention(int maxthreads, const double *peak)
             }
 #ifdef MAE_BENCH_OPENBLAS
             openblas_set_num_threads(nt);
-            attn_case cb = { NULL, { 0, NULL, 0 }, B, T, C, H, qkv, out, s };
+            attn_case cb = { NULL, { 0, NULL, 0, NULL }, B, T, C, H, qkv, out, s };
             ac[c.n] = cb;
             add_contender(&c, run_blas_attention, &ac[c.n], 0);
 #endif
@@ -630,6 +634,96 @@ static int rss_forward(int B)
     return 0;
 }
 
+/* A field of /proc/self/status in KiB (VmRSS, VmHWM); -1 where there is none (not Linux). */
+static long status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':')
+            v = atol(line + n + 1);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The load process: the RSS before, the peak while mae_model_load runs and the RSS after, in KiB.
+ * The peak is VmHWM after the load (reset first through clear_refs where the kernel allows, else
+ * the process's peak so far, which before the load is its baseline); getrusage where there is
+ * no /proc. */
+static int rss_load(const char *path)
+{
+    FILE *cr = fopen("/proc/self/clear_refs", "w");
+    if (cr) {
+        fputs("5", cr);   /* 5: reset the peak RSS to the current RSS */
+        fclose(cr);
+    }
+    long base = status_kib("VmRSS");
+    if (base < 0)
+        base = peak_rss_kib();
+    mae_model *m;
+    if (mae_model_load(path, &m) != MAE_OK) {
+        fprintf(stderr, "%s\n", mae_last_error());
+        return 1;
+    }
+    long peak = status_kib("VmHWM"), after = status_kib("VmRSS");
+    if (peak < 0) {
+        peak = peak_rss_kib();
+        after = peak;   /* no current RSS without /proc: the ratio reads 1 */
+    }
+    printf("%ld %ld %ld\n", base, peak, after);
+    mae_model_free(m);
+    return 0;
+}
+
+/* The memory of loading: ViT-B saved by the library as F32 and F16 in a temporary directory,
+ * each loaded in a fresh process (bench_mae --rss-load); the target (issue 15) is a peak at most
+ * 1.15x the loaded model's RSS. */
+static void bench_load_rss(const char *self)
+{
+    printf("\n## Loading ViT-B/16 (mae_model_load): peak RSS while loading vs the loaded model\n\n");
+    char dir[] = "/tmp/mae_bench_XXXXXX";
+    mae_config cfg;
+    mae_model *m;
+    if (!mkdtemp(dir) || mae_config_init(&cfg, sizeof cfg, "base") != MAE_OK || mae_model_create(&cfg, 1, &m) != MAE_OK) {
+        printf("cannot create the model or a temporary directory: %s\n", mae_last_error());
+        return;
+    }
+    printf("| file | size MiB | RSS before MiB | peak while loading MiB | loaded model MiB | peak / model |\n"
+           "|---|---|---|---|---|---|\n");
+    const char *dtypes[2] = { "F32", "F16" };
+    for (int i = 0; i < 2; i++) {
+        char path[256], cmd[1024];
+        snprintf(path, sizeof path, "%s/vit_base_%s.safetensors", dir, dtypes[i]);
+        if (mae_model_save_as(m, path, dtypes[i]) != MAE_OK) {
+            printf("cannot save %s: %s\n", path, mae_last_error());
+            continue;
+        }
+        FILE *fs = fopen(path, "rb");
+        long size = -1;
+        if (fs && fseek(fs, 0, SEEK_END) == 0)
+            size = ftell(fs);
+        if (fs)
+            fclose(fs);
+        snprintf(cmd, sizeof cmd, "%s --rss-load %s", self, path);
+        FILE *p = popen(cmd, "r");
+        long base = 0, peak = 0, after = 0;
+        if (p && fscanf(p, "%ld %ld %ld", &base, &peak, &after) == 3 && after > base)
+            printf("| ViT-B %s | %.0f | %.0f | %.0f | %.0f | %.3fx |\n", dtypes[i], size / 1048576.0, base / 1024.0,
+                   (peak - base) / 1024.0, (after - base) / 1024.0, (double)(peak - base) / (double)(after - base));
+        else
+            printf("| ViT-B %s | the load process failed | | | | |\n", dtypes[i]);
+        if (p)
+            pclose(p);
+        remove(path);
+        fflush(stdout);
+    }
+    rmdir(dir);
+    mae_model_free(m);
+}
+
 static void bench_model(int maxthreads, const char *self)
 {
     printf("\n## ViT-B/16 MAE at 224x224, table '%s'\n\n", mae_kernels_name());
@@ -720,7 +814,7 @@ static void bench_model(int maxthreads, const char *self)
 
 int main(int argc, char **argv)
 {
-    int maxthreads = 2;
+    int maxthreads = 2, load_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
@@ -728,6 +822,14 @@ int main(int argc, char **argv)
             maxthreads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rss-forward") == 0 && i + 1 < argc)
             return rss_forward(atoi(argv[i + 1]));
+        else if (strcmp(argv[i], "--rss-load") == 0 && i + 1 < argc)
+            return rss_load(argv[i + 1]);
+        else if (strcmp(argv[i], "--load-only") == 0)
+            load_only = 1;
+    }
+    if (load_only) {
+        bench_load_rss(argv[0]);
+        return 0;
     }
     if (maxthreads < 1 || maxthreads > 7)
         maxthreads = 2;
@@ -761,5 +863,6 @@ int main(int argc, char **argv)
     bench_backward(maxthreads, peak);
     bench_attention(maxthreads, peak);
     bench_model(maxthreads, argv[0]);
+    bench_load_rss(argv[0]);
     return 0;
 }

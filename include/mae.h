@@ -259,10 +259,14 @@ MAE_API mae_status mae_ctx_get_dims(const mae_ctx *c, int *num_patches, int *kee
 
 /* Cancelling a running call from the host. abort (NULL: none, the default) is called on the
  * calling thread before every transformer block of the context's forward calls (mae_forward,
- * mae_embed, the encoder and decoder parts); when it returns nonzero the call stops and returns
- * MAE_ERR_ABORTED. Its outputs are then unspecified; the model, the context's settings and its
- * RNG are as before the call, and the context is reusable at once. A call that is not cancelled
- * costs one branch per block. Another thread may flip the flag abort reads at any time. */
+ * mae_embed, the encoder and decoder parts, mae_classifier_forward) and, inside the blocks,
+ * before each macro-tile of a matrix product and each item of the other parallel loops that the
+ * calling thread runs; when it returns nonzero the call stops and returns MAE_ERR_ABORTED, and
+ * every other thread of the call stops at its next tile or item (so a large batch stops within
+ * about one tile per thread; it is not asked again). Its outputs are then unspecified; the
+ * model, the context's settings and its RNG are as before the call, and the context is reusable
+ * at once. abort is called often (thousands of times per forward pass): keep it to reading a
+ * flag. Another thread may flip the flag abort reads at any time. Results do not depend on it. */
 typedef int (*mae_abort_fn)(void *user);
 MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user);
 
@@ -573,8 +577,9 @@ MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
 MAE_API mae_status mae_trainer_load(mae_trainer *t, const char *path);
 
 /* Hooks for a host, as the context's (NULL clears). forward_backward calls abort before every
- * transformer block of its forward pass and once more before the backward pass starts, and
- * progress at the same points with done = blocks run, total = depth + decoder_depth + 1 (the
+ * transformer block of its forward pass (and inside those blocks, as the context's) and once
+ * more before the backward pass starts, never during it; progress only at the block checks, with
+ * done = blocks run, total = depth + decoder_depth + 1 (the
  * backward pass counts as one), then once more with done = total when the backward pass is
  * done (its return value is then ignored). A nonzero return at a check cancels: the call returns
  * MAE_ERR_ABORTED, and the trainer is exactly as before it (gradients, RNG, step, model: the

@@ -1,8 +1,11 @@
 #!/bin/sh
 # ThreadSanitizer: the library and the thread tests built with -fsanitize=thread (clang or gcc,
 # whichever links it), then run, and no data race may be reported: tests/test_threads.c (models
-# created concurrently, many contexts on one shared model, the built-in pool, host pools) and
-# tests/test_share.c (mae_trainer_create while another thread runs forward passes).
+# created concurrently, many contexts on one shared model, the built-in pool, host pools),
+# tests/test_share.c (mae_trainer_create while another thread runs forward passes),
+# tests/test_hooks.c (abort and progress hooks; a trainer on 2 threads) and tests/test_cancel.c
+# (the abort asked inside the products: the stop flag every lane reads, a cancel whose flag
+# another thread sets, on 1-4 threads).
 # The build uses the built-in pool (OPENMP=0): libgomp is not instrumented, so TSan cannot see
 # its barriers and would report false races. Skipped when no compiler here can link a TSan program.
 set -eu
@@ -23,7 +26,7 @@ if [ -z "$tsan_cc" ]; then
     exit 0
 fi
 obj=$dir/$(basename "$tsan_cc")   # one object tree per compiler: their TSan runtimes differ
-TESTS="test_threads test_share"
+TESTS="test_threads test_share test_hooks test_cancel"
 targets=""
 for t in $TESTS; do targets="$targets $obj/tests/$t"; done
 make -s BUILD="$obj" SANITIZE=thread OPENMP=0 CC="$tsan_cc" $targets > "$dir/build.log" 2>&1 || {

@@ -49,37 +49,46 @@ static void test_ctx(void)
     tu_fill(imgs, npix, -1, 1);
     float loss, loss2;
 
-    /* a callback that never fires changes nothing, and is asked once per block */
+    /* one thread here: the owner's checks inside a parallel loop depend on which items it claims,
+     * so only then is their count the same in every call (test_cancel covers more threads) */
+    CHECK_OK(mae_ctx_set_threads(c, 1));
+    /* a callback that never fires changes nothing, and is asked before every block and inside
+     * the blocks (before each macro-tile of the products, each item of the other loops) */
     counter never = { 0, -1 };
     CHECK_OK(mae_ctx_set_abort(c, count_abort, &never));
     CHECK_OK(mae_forward(c, imgs, B, NULL, &loss, pred, NULL, lat));
     CHECK_OK(mae_forward(twin, imgs, B, NULL, &loss2, pred2, NULL, lat2));
-    CHECK(never.calls == blocks, "abort asked %d times for %d blocks", never.calls, blocks);
+    CHECK(never.calls > 2 * blocks, "abort asked %d times for %d blocks: not inside the blocks", never.calls, blocks);
     CHECK(loss == loss2 && same_bits(pred, pred2, npred), "a silent abort callback changed the result");
 
-    /* cancelled at every block in turn: then the next call continues the RNG as if the
-     * cancelled one had never been made */
-    for (int at = 0; at < blocks; at++) {
+    /* cancelled at every check in turn (between blocks and inside them): never asked again
+     * after it said stop, and the next call continues the RNG as if the cancelled one had never
+     * been made */
+    for (int at = 0; at < never.calls; at++) {
         counter k = { 0, at };
         CHECK_OK(mae_ctx_set_abort(c, count_abort, &k));
         mae_status s = mae_forward(c, imgs, B, NULL, &loss, pred, NULL, lat);
-        CHECK(s == MAE_ERR_ABORTED, "abort at block %d: %s", at, mae_status_str(s));
-        CHECK(k.calls == at + 1, "abort at block %d: asked %d times", at, k.calls);
+        CHECK(s == MAE_ERR_ABORTED, "abort at check %d: %s", at, mae_status_str(s));
+        CHECK(k.calls == at + 1, "abort at check %d: asked %d times", at, k.calls);
         CHECK(strstr(mae_last_error(), "cancel") != NULL, "error text: %s", mae_last_error());
         CHECK_OK(mae_ctx_set_abort(c, NULL, NULL));
         CHECK_OK(mae_forward(c, imgs, B, NULL, &loss, pred, NULL, lat));
         CHECK_OK(mae_forward(twin, imgs, B, NULL, &loss2, pred2, NULL, lat2));
         CHECK(loss == loss2 && same_bits(pred, pred2, npred) && same_bits(lat, lat2, (size_t)B * (1 + keep) * 64),
-              "after a cancel at block %d the context's next call differs from its twin's", at);
+              "after a cancel at check %d the context's next call differs from its twin's", at);
     }
 
     /* mae_embed and the encoder part */
     counter first = { 0, 0 };
     CHECK_OK(mae_ctx_set_abort(c, count_abort, &first));
     CHECK(mae_embed(c, imgs, B, MAE_POOL_TOKENS, lat) == MAE_ERR_ABORTED, "mae_embed not cancelled");
+    counter count_embed = { 0, -1 };
+    CHECK_OK(mae_ctx_set_abort(c, count_abort, &count_embed));
+    CHECK_OK(mae_embed(c, imgs, B, MAE_POOL_MEAN, lat));
     first.calls = 0;
-    first.fire_at = cfg.depth - 1;
-    CHECK(mae_embed(c, imgs, B, MAE_POOL_MEAN, lat) == MAE_ERR_ABORTED, "mae_embed not cancelled at the last block");
+    first.fire_at = count_embed.calls - 1;
+    CHECK_OK(mae_ctx_set_abort(c, count_abort, &first));
+    CHECK(mae_embed(c, imgs, B, MAE_POOL_MEAN, lat) == MAE_ERR_ABORTED, "mae_embed not cancelled at the last check");
     const mae_encoder *en;
     CHECK_OK(mae_model_encoder(m, &en));
     first.calls = 0;
@@ -151,10 +160,18 @@ static void test_trainer(void)
     CHECK_OK(mae_trainer_grads(b, &gb, &n2));
     float *before = tu_malloc(n * sizeof(float));
 
-    /* the same micro-batch into both, then a cancelled one into a, at every check in turn */
+    /* the same micro-batch into both, then a cancelled one into a, at every check in turn (the
+     * count of a silent callback: before each block and the backward pass, and inside the
+     * forward blocks; never in the backward pass, which adds into the gradients) */
+    counter silent = { 0, -1 };
+    CHECK_OK(mae_trainer_set_threads(a, 1));   /* a fixed count of checks, as in test_ctx */
+    CHECK_OK(mae_trainer_set_abort(a, count_abort, &silent));
     CHECK_OK(mae_trainer_forward_backward(a, imgs, B, NULL, &la));
+    CHECK_OK(mae_trainer_set_abort(a, NULL, NULL));
     CHECK_OK(mae_trainer_forward_backward(b, imgs, B, NULL, &lb));
-    for (int at = 0; at < total; at++) {
+    CHECK(silent.calls > 2 * total, "trainer abort asked %d times for %d checks between blocks", silent.calls, total);
+    int checks = silent.calls;
+    for (int at = 0; at < checks; at++) {
         memcpy(before, ga, n * sizeof(float));
         counter k = { 0, at };
         CHECK_OK(mae_trainer_set_abort(a, count_abort, &k));
@@ -165,11 +182,12 @@ static void test_trainer(void)
         CHECK_OK(mae_trainer_set_abort(a, NULL, NULL));
     }
     /* the input-gradient variant too */
-    counter k = { 0, total - 1 };
+    counter k = { 0, checks - 1 };   /* the last: before the backward pass */
     float *dimgs = tu_malloc(npix * sizeof(float));
     CHECK_OK(mae_trainer_set_abort(a, count_abort, &k));
     CHECK(mae_trainer_forward_backward_input(a, imgs, B, NULL, &la, dimgs) == MAE_ERR_ABORTED, "the _input variant was not cancelled");
     CHECK_OK(mae_trainer_set_abort(a, NULL, NULL));
+    CHECK_OK(mae_trainer_set_threads(a, 2));
     CHECK(same_bits(ga, gb, n), "after cancelled calls the gradients differ from the twin's");
 
     /* progress: done = 0 .. total-1 at the checks, then total when the backward pass is done */

@@ -1,6 +1,7 @@
-/* Hooks for a host: cancelling a context's or a trainer's running call, progress of a training
- * pass and of a load. The callbacks are stored here and called between blocks (forward.c,
- * trainer.c) and between tensors (checkpoint.c). */
+/* Hooks for a host: cancelling a context's, trainer's or finetuner's running call, progress of
+ * a training pass and of a load. The callbacks are stored here; they are asked between blocks
+ * (forward.c, trainer.c, finetune.c), inside a forward's blocks before each macro-tile (the
+ * cancel scope of util.h) and between tensors (checkpoint.c). */
 #include "../model/finetune.h"
 
 MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user)

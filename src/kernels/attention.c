@@ -30,10 +30,6 @@ typedef struct attn_job {
     float scale;
 } attn_job;
 
-static int min_i(int a, int b) { return a < b ? a : b; }
-static size_t up(size_t n, size_t m) { return (n + m - 1) / m * m; }
-static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
-
 /* The per-thread areas, carved from the scratch (sizes in floats). */
 typedef struct attn_scratch {
     float *kp;     /* K as A micro-panels: [up(T, mr)][hd] */
@@ -47,14 +43,15 @@ typedef struct attn_scratch {
 static size_t carve(attn_scratch *sc, float *base, const mae_gemm_isa *g, int T, int hd, int keys)
 {
     size_t mr = (size_t)g->mr, nr = (size_t)g->nr;
-    size_t sizes[8] = { up((size_t)T, mr) * hd, up((size_t)hd, mr) * T, (size_t)hd * nr,
-                        up((size_t)keys, mr) * nr, up((size_t)hd, mr) * nr, nr, nr, nr };
+    size_t hm = mae_round_up((size_t)hd, mr);
+    size_t sizes[8] = { mae_round_up((size_t)T, mr) * hd, hm * T, (size_t)hd * nr,
+                        mae_round_up((size_t)keys, mr) * nr, hm * nr, nr, nr, nr };
     float **dst[8] = { &sc->kp, &sc->vp, &sc->qt, &sc->st, &sc->ot, &sc->m, &sc->l, &sc->f };
     size_t total = 0;
     for (int i = 0; i < 8; i++) {
         if (base)
-            *dst[i] = align64(base + total);
-        total += up(sizes[i], 16) + 16;
+            *dst[i] = mae_align64(base + total);
+        total += mae_round_up(sizes[i], 16) + 16;
     }
     return total + 16;
 }
@@ -74,7 +71,7 @@ static void scores(const attn_job *j, const attn_scratch *sc, int k0, int nk)
     mae_epi plain = { NULL, NULL, 0, MAE_ACT_NONE, 0 };
     for (int i = 0; i < nk; i += g->mr)
         g->ukr(j->hd, sc->kp + (size_t)(k0 + i) * j->hd, sc->qt, sc->st + (size_t)i * g->nr,
-               (size_t)g->nr, min_i(g->mr, nk - i), g->nr, &plain);
+               (size_t)g->nr, mae_min_i(g->mr, nk - i), g->nr, &plain);
 }
 
 /* Oᵀ (+)= Vᵀ[:, k0, k0+nk) · Pᵀ */
@@ -84,7 +81,7 @@ static void times_v(const attn_job *j, const attn_scratch *sc, int k0, int nk, i
     mae_epi e = { NULL, NULL, 0, MAE_ACT_NONE, beta };
     for (int e0 = 0; e0 < j->hd; e0 += g->mr)
         g->ukr(nk, sc->vp + (size_t)e0 * j->T + (size_t)k0 * g->mr, sc->st,
-               sc->ot + (size_t)e0 * g->nr, (size_t)g->nr, min_i(g->mr, j->hd - e0), g->nr, &e);
+               sc->ot + (size_t)e0 * g->nr, (size_t)g->nr, mae_min_i(g->mr, j->hd - e0), g->nr, &e);
 }
 
 /* One block of nq <= nr queries starting at q0. */
@@ -116,7 +113,7 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
             sc->l[q] = 0.0f;
         }
         for (int k0 = 0; k0 < T; k0 += j->keys) {
-            int nk = min_i(j->keys, T - k0);
+            int nk = mae_min_i(j->keys, T - k0);
             scores(j, sc, k0, nk);
             ai->scale_colmax(sc->st, nk, j->scale, sc->f);
             for (int q = 0; q < nr; q++) {
@@ -125,7 +122,7 @@ static void query_block(const attn_job *j, const attn_scratch *sc, const float *
                 sc->m[q] = m_new;
             }
             if (k0 > 0)
-                ai->scale_cols(sc->ot, (int)up((size_t)hd, g->mr), sc->f);
+                ai->scale_cols(sc->ot, (int)mae_round_up((size_t)hd, g->mr), sc->f);
             for (int q = 0; q < nr; q++)
                 sc->l[q] *= sc->f[q];
             ai->exp_colsum(sc->st, nk, sc->m, sc->f);
@@ -147,7 +144,7 @@ static void attn_task(void *arg, int task, int thread)
     const attn_job *j = arg;
     const mae_gemm_isa *g = j->ai->g;
     int bh = task / j->nq, part = task % j->nq, b = bh / j->H, h = bh % j->H;
-    int q0 = part * j->blocks * g->nr, q1 = min_i(q0 + j->blocks * g->nr, j->T);
+    int q0 = part * j->blocks * g->nr, q1 = mae_min_i(q0 + j->blocks * g->nr, j->T);
     if (q0 >= q1)
         return;
     if (mae_measure_mode) {
@@ -164,7 +161,7 @@ static void attn_task(void *arg, int task, int thread)
     mae_pack_a(g, sc.kp, base + j->C, ld, 0, 0, j->T, 0, j->hd);       /* K rows */
     mae_pack_a(g, sc.vp, base + 2 * (size_t)j->C, ld, 1, 0, j->hd, 0, j->T);   /* Vᵀ */
     for (int q = q0; q < q1; q += g->nr)
-        query_block(j, &sc, base, b, h, q, min_i(g->nr, q1 - q));
+        query_block(j, &sc, base, b, h, q, mae_min_i(g->nr, q1 - q));
 }
 
 void mae_attention_run(const mae_attn_isa *ai, const mae_exec *ex, float *out, float *probs,

@@ -15,10 +15,6 @@
 #include "attention.h"
 #include "../util/util.h"
 
-static int min_i(int a, int b) { return a < b ? a : b; }
-static size_t up(size_t n, size_t m) { return (n + m - 1) / m * m; }
-static float *align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
-
 typedef struct attnb_job {
     const mae_attn_isa *ai;
     const mae_exec *ex;
@@ -40,15 +36,14 @@ typedef struct attnb_scratch {
 static size_t carve(attnb_scratch *sc, float *base, const mae_gemm_isa *g, int T, int hd)
 {
     size_t nr = (size_t)g->nr, kk = (size_t)(T > hd ? T : hd);
-    size_t sizes[6] = { (size_t)T * up((size_t)T, nr), up((size_t)T, nr) * hd,
-                        up((size_t)hd, nr) * T, up((size_t)hd, nr) * T, up((size_t)hd, nr) * T,
-                        (size_t)g->mr * kk };
+    size_t tk = mae_round_up((size_t)T, nr), th = mae_round_up((size_t)hd, nr);
+    size_t sizes[6] = { (size_t)T * tk, tk * hd, th * T, th * T, th * T, (size_t)g->mr * kk };
     float **dst[6] = { &sc->ds, &sc->vt, &sc->kb, &sc->qb, &sc->ob, &sc->a };
     size_t total = 0;
     for (int i = 0; i < 6; i++) {
         if (base)
-            *dst[i] = align64(base + total);
-        total += up(sizes[i], 16) + 16;
+            *dst[i] = mae_align64(base + total);
+        total += mae_round_up(sizes[i], 16) + 16;
     }
     return total + 16;
 }
@@ -76,12 +71,12 @@ static void pack_dO_rows(const attnb_ctx *t, float *dst, int i0, int rows)
 
 static void pack_dS_rows(const attnb_ctx *t, float *dst, int i0, int rows)
 {
-    mae_pack_a(t->j->ai->g, dst, t->sc.ds, up((size_t)t->j->T, t->j->ai->g->nr), 0, i0, rows, 0, t->j->T);
+    mae_pack_a(t->j->ai->g, dst, t->sc.ds, mae_round_up((size_t)t->j->T, t->j->ai->g->nr), 0, i0, rows, 0, t->j->T);
 }
 
 static void pack_dS_cols(const attnb_ctx *t, float *dst, int i0, int rows)
 {
-    mae_pack_a(t->j->ai->g, dst, t->sc.ds, up((size_t)t->j->T, t->j->ai->g->nr), 1, i0, rows, 0, t->j->T);
+    mae_pack_a(t->j->ai->g, dst, t->sc.ds, mae_round_up((size_t)t->j->T, t->j->ai->g->nr), 1, i0, rows, 0, t->j->T);
 }
 
 static void pack_P_cols(const attnb_ctx *t, float *dst, int i0, int rows)
@@ -97,11 +92,11 @@ static void product(const attnb_ctx *t, pack_rows_fn pack, int r0, int M, int N,
     const mae_gemm_isa *g = t->j->ai->g;
     mae_epi plain = { NULL, NULL, 0, MAE_ACT_NONE, 0 };
     for (int i0 = r0; i0 < M; i0 += g->mr) {
-        int rows = min_i(g->mr, M - i0);
+        int rows = mae_min_i(g->mr, M - i0);
         pack(t, t->sc.a, i0, rows);
         for (int n0 = 0; n0 < N; n0 += g->nr)
             g->ukr(kc, t->sc.a, b + (size_t)n0 * kc, c + (size_t)i0 * ldc + n0, ldc, rows,
-                   min_i(g->nr, N - n0), &plain);
+                   mae_min_i(g->nr, N - n0), &plain);
     }
 }
 
@@ -128,12 +123,12 @@ static void attnb_task(void *arg, int task, int thread)
     const attnb_job *j = arg;
     const mae_gemm_isa *g = j->ai->g;
     int T = j->T, C = j->C, hd = j->hd, BH = j->BH;
-    size_t C3 = 3 * (size_t)C, lds = up((size_t)T, g->nr);
+    size_t C3 = 3 * (size_t)C, lds = mae_round_up((size_t)T, g->nr);
     attnb_ctx t;
     if (task >= BH) {
         int bh = (task - BH) / j->nv, part = (task - BH) % j->nv;
         int panels = (T + g->mr - 1) / g->mr;
-        int r0 = panels * part / j->nv * g->mr, r1 = min_i(panels * (part + 1) / j->nv * g->mr, T);
+        int r0 = panels * part / j->nv * g->mr, r1 = mae_min_i(panels * (part + 1) / j->nv * g->mr, T);
         if (r0 >= r1)
             return;
         if (mae_measure_mode) {

@@ -153,13 +153,6 @@ typedef struct gemm_job {
     int nb_m, nb_n;                   /* task grid */
 } gemm_job;
 
-static int min_i(int a, int b) { return a < b ? a : b; }
-
-static float *align64(float *p)
-{
-    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
-}
-
 /* Three 64-byte aligned areas: A (an mc-row block of all K, or one k block), B block, residual
  * copy. */
 size_t mae_gemm_scratch_floats(const mae_gemm_isa *g0, int max_k)
@@ -250,7 +243,7 @@ void mae_pack_b(const mae_gemm_isa *g, float *dst, const float *B, size_t ldb, i
      * optimizer step, attention backward's V) */
     for (int j0 = 0; j0 < n; j0 += nr)
         transpose_padded(g, dst + (size_t)j0 * kc, nr, B + (size_t)(n0 + j0) * ldb + k0, ldb,
-                         min_i(nr, n - j0), kc);
+                         mae_min_i(nr, n - j0), kc);
 }
 
 void mae_gemm_pack(const mae_gemm_isa *g, float *dst, const float *W, int N, int K)
@@ -263,7 +256,7 @@ void mae_gemm_unpack(const mae_gemm_isa *g, float *W, const float *packed, int N
     /* each panel back: a [K, nr] block transposed into rows of W */
     for (int j0 = 0; j0 < N; j0 += g->nr)
         g->transpose(W + (size_t)j0 * K, (size_t)K, packed + (size_t)j0 * K, (size_t)g->nr, K,
-                     min_i(g->nr, N - j0));
+                     mae_min_i(g->nr, N - j0));
 }
 
 /* The epilogue of block [k0, k0+kc) for the tile at (row, col): beta unless it is the first
@@ -299,7 +292,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
     for (int jr = n0; jr < n1; jr += g->nr) {
         const float *b = bp + (size_t)((jr - n0) / g->nr) * bp_stride;
         const float *next = g->prefetch_b && jr + g->nr < n1 ? b + bp_stride : NULL;
-        int nr = min_i(g->nr, n1 - jr);
+        int nr = mae_min_i(g->nr, n1 - jr);
         size_t q = 0;
         for (int ir = 0; ir < mfull; ir += g->mr) {
             /* Each call fetches a slice of the next B panel: prepacked weights come from memory,
@@ -311,7 +304,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
             e.bias = e.bias ? j->bias + jr : NULL;
             e.res = e.res ? res + (size_t)(m0 + ir - res_row0) * ldr + (jr - res_col0) : NULL;
             g->ukr(kc, ap + (size_t)ir * kc, b, j->C + (size_t)(m0 + ir) * ldc + jr, ldc,
-                   min_i(g->mr, m - ir), nr, &e);
+                   mae_min_i(g->mr, m - ir), nr, &e);
         }
     }
     if (!half)
@@ -323,7 +316,7 @@ static void block_product(const gemm_job *j, const float *ap, const float *bp, s
         e.res = e.res ? res + (size_t)(m0 + mfull - res_row0) * ldr + (jr - res_col0) : NULL;
         if (jr + g->nr < n1)
             g->ukr_half(kc, ap + (size_t)mfull * kc, b, b + bp_stride, c, ldc, tail,
-                        min_i(g->nr, n1 - jr - g->nr), &e);
+                        mae_min_i(g->nr, n1 - jr - g->nr), &e);
         else
             g->ukr(kc, ap + (size_t)mfull * kc, b, c, ldc, tail, n1 - jr, &e);
     }
@@ -340,26 +333,30 @@ static int block_rows(const mae_gemm_isa *g, int ic, int m0, int m1)
     while ((int)((int64_t)panels * (b + 1) / blocks) <= done)
         b++;
     int end = (int)((int64_t)panels * (b + 1) / blocks) * g->mr + m0;
-    return min_i(end, m1) - ic;
+    return mae_min_i(end, m1) - ic;
 }
 
 /* Prepacked B (linear): for each m block, pack A for all of K once; then for each column block
  * of at most nc, all k blocks. The partial sums live in C between k blocks, and the C block
- * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. */
+ * (mc x nc) stays in L2 across them; a residual that aliases C is copied first. The host's
+ * abort is checked per macro-tile (m block x column block), in both drivers: one thread-local
+ * load when no call has a hook, an atomic load when one has. */
 static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
 {
     const mae_gemm_isa *g = j->g;
     size_t ablock = (size_t)g->mc * g->kc;
     int nk = (j->K + g->kc - 1) / g->kc;
-    float *ap = align64(scratch);
-    float *rc = align64(ap + ablock * (size_t)(nk > 0 ? nk : 1));
+    float *ap = mae_align64(scratch);
+    float *rc = mae_align64(ap + ablock * (size_t)(nk > 0 ? nk : 1));
     for (int ic = m0, m; ic < m1; ic += m) {
         m = block_rows(g, ic, m0, m1);
         for (int p = 0; p < nk; p++)
             mae_pack_a(g, ap + p * ablock, j->A, j->lda, j->a_trans, ic, m, p * g->kc,
-                       min_i(g->kc, j->K - p * g->kc));
+                       mae_min_i(g->kc, j->K - p * g->kc));
         for (int jc = n0; jc < n1; jc += g->nc) {
-            int jn = min_i(jc + g->nc, n1);
+            if (mae_cancel_tile())   /* the host's abort: at most this tile more per thread */
+                return;
+            int jn = mae_min_i(jc + g->nc, n1);
             const float *res = j->res;
             size_t ldr = (size_t)j->N;
             int rr = 0, rcol = 0;
@@ -371,7 +368,7 @@ static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n
             }
             int k0 = 0, p = 0;
             do {
-                int kc = min_i(g->kc, j->K - k0);
+                int kc = mae_min_i(g->kc, j->K - k0);
                 const float *bp = j->B + (size_t)(jc / g->nr) * g->nr * j->K + (size_t)k0 * g->nr;
                 block_product(j, ap + p * ablock, bp, (size_t)g->nr * j->K, ic, m, jc, jn, k0, kc,
                               res, ldr, rr, rcol);
@@ -388,18 +385,20 @@ static void task_packed(const gemm_job *j, float *scratch, int m0, int m1, int n
 static void task_unpacked(const gemm_job *j, float *scratch, int m0, int m1, int n0, int n1)
 {
     const mae_gemm_isa *g = j->g;
-    float *ap = align64(scratch);
-    float *bp = align64(ap + (size_t)g->mc * g->kc);
+    float *ap = mae_align64(scratch);
+    float *bp = mae_align64(ap + (size_t)g->mc * g->kc);
     size_t room = j->ex->scratch_per_thread - (size_t)(bp - scratch) - 16;
     int width = (int)(room / (size_t)g->kc / (size_t)g->nr) * g->nr;
     width = width < g->nc ? g->nc : width;   /* scratch_floats guarantees nc columns */
     for (int jc = n0; jc < n1; jc += width) {
-        int jn = min_i(jc + width, n1);
+        int jn = mae_min_i(jc + width, n1);
         int k0 = 0;
         do {
-            int kc = min_i(g->kc, j->K - k0);
+            int kc = mae_min_i(g->kc, j->K - k0);
             mae_pack_b(g, bp, j->B, j->ldb, j->b_form == B_COLS, jc, jn - jc, k0, kc);
             for (int ic = m0, m; ic < m1; ic += m) {
+                if (mae_cancel_tile())
+                    return;
                 m = block_rows(g, ic, m0, m1);
                 mae_pack_a(g, ap, j->A, j->lda, j->a_trans, ic, m, k0, kc);
                 block_product(j, ap, bp, (size_t)g->nr * kc, ic, m, jc, jn, k0, kc, NULL, 0, 0, 0);
@@ -416,9 +415,9 @@ static void gemm_task(void *arg, int task, int thread)
     int tm = task % j->nb_m, tn = task / j->nb_m;
     /* even split of micro-panels and panels: chunk sizes differ by at most one */
     int m0 = (int)((int64_t)j->mp * tm / j->nb_m) * g->mr;
-    int m1 = min_i((int)((int64_t)j->mp * (tm + 1) / j->nb_m) * g->mr, j->M);
+    int m1 = mae_min_i((int)((int64_t)j->mp * (tm + 1) / j->nb_m) * g->mr, j->M);
     int n0 = (int)((int64_t)j->np * tn / j->nb_n) * g->nr;
-    int n1 = min_i((int)((int64_t)j->np * (tn + 1) / j->nb_n) * g->nr, j->N);
+    int n1 = mae_min_i((int)((int64_t)j->np * (tn + 1) / j->nb_n) * g->nr, j->N);
     if (m0 >= m1 || n0 >= n1)
         return;
     if (mae_measure_mode) {
@@ -477,9 +476,9 @@ static void choose_grid(gemm_job *j, int nt)
     if (j->mp >= 8 * nt && !cols) {
         j->nb_m = nt;
     } else {
-        j->nb_n = min_i(j->np, nt);
+        j->nb_n = mae_min_i(j->np, nt);
         if (j->nb_n < nt)
-            j->nb_m = min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
+            j->nb_m = mae_min_i(j->mp, (nt + j->nb_n - 1) / j->nb_n);
     }
     double keep = grid_cost(j, j->nb_m, j->nb_n, nt), best = keep;
     int bm_best = j->nb_m, bn_best = j->nb_n, most = 4 * nt;

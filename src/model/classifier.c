@@ -197,11 +197,22 @@ mae_status mae_classifier_run(const mae_classifier *c, mae_ctx *ctx, const float
         m->k->add(xb, m->w.cls, m->w.pos, (size_t)D);
         memcpy(xb + D, ctx->tokens + (size_t)b * L * D, (size_t)L * D * sizeof *x);
     }
-    for (int l = 0; l < g->depth; l++) {
+    mae_cancel scope;   /* the abort asked inside the blocks too (run_stack in forward.c) */
+    if (hk && hk->abort)
+        mae_cancel_begin(&scope, hk->abort, hk->abort_user);
+    int stopped_at = -1;
+    for (int l = 0; l < g->depth && stopped_at < 0; l++) {
         if (hk && mae_hooks_stop(hk))
-            return mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback before block %d", l);
-        mae_block_forward(m, ex, 0, l, ctx->acts.blk, x, x, B, T);   /* in place, as mae_embed's */
+            stopped_at = l;
+        else
+            mae_block_forward(m, ex, 0, l, ctx->acts.blk, x, x, B, T);   /* in place, as mae_embed's */
+        if (hk && hk->abort && mae_cancel_stopped(&scope))
+            stopped_at = l;
     }
+    if (hk && hk->abort)
+        mae_cancel_end(&scope);
+    if (stopped_at >= 0)
+        return mae_fail(MAE_ERR_ABORTED, "cancelled by the host's callback in block %d", stopped_at);
     /* the patches and tokens buffers are free now: [B,D] each fits */
     float *pooled = ctx->latent;
     mae_classifier_pool(c, ex, x, B, ctx->tokens, pooled, NULL, NULL);

@@ -66,22 +66,36 @@ int mae_hooks_stop(mae_hooks *h)
 }
 
 /* Runs the blocks of one stack over acts->x (stream 0 already filled); returns the last stream,
- * or NULL when the hooks stop it (checked before each block: a block is the unit a host can
- * wait for, and one test of a pointer per block costs nothing next to it). */
+ * or NULL when the hooks stop it: checked before each block, and with an abort callback also
+ * inside the block, before each macro-tile of its products and each item of its other parallel
+ * loops (a cancel scope, util.h), so that a large batch stops within one tile per thread. */
 static float *run_stack(const mae_model *m, const mae_exec *ex, mae_stack_acts *acts, int decoder,
                         int depth, int B, int T, int C, mae_hooks *hooks)
 {
     size_t stride = acts->per_layer ? (size_t)B * T * C : 0;
+    mae_cancel scope;
+    int scoped = hooks && hooks->abort;
+    if (scoped)
+        mae_cancel_begin(&scope, hooks->abort, hooks->abort_user);
+    float *last = acts->x + depth * stride;
     for (int l = 0; l < depth; l++) {
         if (hooks) {
-            if (mae_hooks_stop(hooks))
-                return NULL;
+            if (mae_hooks_stop(hooks)) {
+                last = NULL;
+                break;
+            }
             hooks->done++;
         }
         mae_block_acts *a = &acts->blk[acts->per_layer ? l : 0];
         mae_block_forward(m, ex, decoder, l, a, acts->x + l * stride, acts->x + (l + 1) * stride, B, T);
+        if (scoped && mae_cancel_stopped(&scope)) {
+            last = NULL;
+            break;
+        }
     }
-    return acts->x + depth * stride;
+    if (scoped)
+        mae_cancel_end(&scope);
+    return last;
 }
 
 static mae_status aborted(int decoder)

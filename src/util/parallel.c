@@ -22,22 +22,93 @@ int mae_max_threads(void)
     return mae_cpu_count();
 }
 
+/* ---- cancelling (util.h, mae_cancel) ------------------------------------------------------- */
+
+/* The scope the work on this thread belongs to, and whether this thread opened it (only that
+ * thread may call the host's callback). Set by mae_cancel_begin on the caller's thread and by
+ * run_lane on the threads that run its lanes. */
+static MAE_THREAD_LOCAL mae_cancel *cur_scope;
+static MAE_THREAD_LOCAL int cur_owner;
+
+void mae_cancel_begin(mae_cancel *c, int (*poll)(void *user), void *user)
+{
+    c->poll = poll;
+    c->user = user;
+    mae_atomic_long_init(&c->stop, 0);
+    mae_atomic_long_init(&c->tiles, 0);
+    c->tiles_at_stop = 0;
+    c->prev = cur_scope;
+    c->prev_owner = cur_owner;
+    cur_scope = c;
+    cur_owner = 1;
+}
+
+void mae_cancel_end(mae_cancel *c)
+{
+    cur_scope = c->prev;
+    cur_owner = c->prev_owner;
+}
+
+int mae_cancel_stopped(mae_cancel *c)
+{
+    return mae_atomic_long_load(&c->stop) != 0;
+}
+
+/* 1 when the scope is stopped; on the owner's thread the callback is asked first. The stop is
+ * set and the tiles counted with read-modify-writes (sequentially consistent), so that a lane
+ * whose tile is not in tiles_at_stop sees the stop at its next check: after the stop, each lane
+ * begins at most one more tile. */
+static int asked_to_stop(mae_cancel *c)
+{
+    if (mae_atomic_long_load(&c->stop))
+        return 1;
+    if (!cur_owner || !c->poll(c->user))
+        return 0;
+    mae_atomic_long_add(&c->stop, 1);
+    c->tiles_at_stop = mae_atomic_long_add(&c->tiles, 0);
+    return 1;
+}
+
+int mae_cancel_tile(void)
+{
+    mae_cancel *c = cur_scope;
+    if (!c)
+        return 0;
+    if (asked_to_stop(c))
+        return 1;
+    mae_atomic_long_add(&c->tiles, 1);
+    return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
 typedef struct lane_job {
     mae_task_fn fn;
     void *arg;
     int ntasks;
     mae_atomic_long next;   /* the next unclaimed item */
+    mae_cancel *scope;      /* the caller's scope, or NULL */
 } lane_job;
 
 static void run_lane(void *p, int lane)
 {
     lane_job *j = p;
+    mae_cancel *was = cur_scope;
+    int was_owner = cur_owner;
+    if (was != j->scope) {   /* another thread (the caller's keeps its scope and ownership) */
+        cur_scope = j->scope;
+        cur_owner = 0;
+    }
     for (;;) {
+        if (j->scope && asked_to_stop(j->scope))
+            break;
         long i = mae_atomic_long_add(&j->next, 1);
         if (i >= j->ntasks)
-            return;
+            break;
         j->fn(j->arg, (int)i, lane);
     }
+    cur_scope = was;
+    cur_owner = was_owner;
 }
 
 void mae_parallel_run(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
@@ -48,11 +119,11 @@ void mae_parallel_run(const mae_exec *ex, int ntasks, mae_task_fn fn, void *arg)
     if (lanes > ntasks)
         lanes = ntasks;
     if (lanes == 1) {
-        for (int i = 0; i < ntasks; i++)
+        for (int i = 0; i < ntasks && !(cur_scope && asked_to_stop(cur_scope)); i++)
             fn(arg, i, 0);
         return;
     }
-    lane_job j = { fn, arg, ntasks, { 0 } };
+    lane_job j = { fn, arg, ntasks, { 0 }, cur_scope };
     mae_atomic_long_init(&j.next, 0);
     if (ex->host) {
         ex->host->run(ex->host->user, lanes, run_lane, &j);

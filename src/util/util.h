@@ -26,6 +26,13 @@ void  mae_free(void *p);
 int mae_mul_size(size_t a, size_t b, size_t *out);
 int mae_add_size(size_t a, size_t b, size_t *out);
 
+/* The smaller of two ints; n rounded up to a multiple of m; p rounded up to the next 64-byte
+ * boundary (where the kernels lay their blocks out in a thread's scratch, so that each starts on
+ * a cache line). */
+static inline int mae_min_i(int a, int b) { return a < b ? a : b; }
+static inline size_t mae_round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+static inline float *mae_align64(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
 /* Where a kernel may run and the per-thread scratch it may use. Thread t of a parallel loop owns
  * scratch + t * scratch_per_thread (floats). */
 typedef struct mae_exec {
@@ -46,6 +53,33 @@ void mae_parallel_for(const struct mae_exec *ex, int ntasks, mae_task_fn fn, voi
  * and the schedule simulation (profile.c); mae_parallel_for names it "other". */
 void mae_parallel_for_op(const struct mae_exec *ex, const char *op, int ntasks, mae_task_fn fn,
                          void *arg);
+
+/* Cancelling inside the big products (the host's abort hook, mae_ctx_set_abort). A call that
+ * has an abort callback opens a scope on its thread around the work it may cut short (the block
+ * stacks of a forward pass, never a backward pass, which adds into gradients): from then on
+ *   - every parallel loop started on that thread passes the scope to its lanes (parallel.c);
+ *   - a lane checks the scope before each item it claims, and the matrix products (gemm.c)
+ *     before each macro-tile (mae_cancel_tile);
+ *   - a check on the thread that opened the scope asks the callback (so it is only ever called
+ *     on the caller's thread, as mae.h promises); when it says stop, a flag is set that every
+ *     lane reads (one atomic load per check) and the lanes stop at their next check: each lane
+ *     finishes at most the tile it is in.
+ * The outputs of a stopped loop are unspecified; the caller tests mae_cancel_stopped after its
+ * unit of work and returns MAE_ERR_ABORTED. No scope open: a check is one thread-local load. */
+typedef struct mae_cancel {
+    int (*poll)(void *user);      /* the host's abort callback */
+    void *user;
+    mae_atomic_long stop;         /* the callback said stop */
+    mae_atomic_long tiles;        /* macro-tiles begun in the scope (tests bound the latency) */
+    long tiles_at_stop;           /* tiles begun when stop was set; owner thread only */
+    struct mae_cancel *prev;      /* the scope this thread had before (restored by end) */
+    int prev_owner;
+} mae_cancel;
+void mae_cancel_begin(mae_cancel *c, int (*poll)(void *user), void *user);
+void mae_cancel_end(mae_cancel *c);   /* the thread's previous scope again */
+int  mae_cancel_stopped(mae_cancel *c);
+/* The check before a macro-tile of a product: 1 = stop (skip the rest of the task). */
+int  mae_cancel_tile(void);
 
 /* Per-op measurement (profile.c, mae.h section 3). mae_measure_mode is 0 normally, so a task
  * pays one branch: `if (mae_measure_mode) { mae_task_work(thread, flops, moved); if
