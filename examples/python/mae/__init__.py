@@ -573,7 +573,8 @@ class Context(_User):
         _check(_lib.mae_ctx_set_threads(self._handle(), n))
 
     def set_abort(self, fn):
-        """fn() -> True cancels a running call between blocks (mae.Error ABORTED); None clears.
+        """fn() -> True cancels a running call between blocks or, inside them, between tiles of the
+        matrix products (mae.Error ABORTED); None clears. It is asked thousands of times a call.
         fn runs on the calling thread (ctypes takes the GIL for it): keep it cheap, e.g. read a
         threading.Event that another thread sets."""
         self._abort = _abort_fn() if fn is None else _abort_fn(lambda user: 1 if fn() else 0)

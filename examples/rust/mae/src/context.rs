@@ -161,7 +161,8 @@ impl<'m> Context<'m> {
         Ok(out)
     }
 
-    /// Cancels running calls between blocks while `flag` is set (another thread may set it):
+    /// Cancels running calls between blocks, or between tiles of the products inside a block,
+    /// while `flag` is set (another thread may set it):
     /// they return ERR_ABORTED and the context stays usable. The flag is borrowed for the
     /// context's lifetime; None clears.
     pub fn set_abort(&mut self, flag: Option<&'m AtomicBool>) -> Result<()> {
