@@ -110,11 +110,12 @@ func (h *hook) guard(fn func() bool) (r C.int) {
 }
 
 // SetAbort installs fn, called before every transformer block of the context's calls (Forward,
-// Embed, Classifier.Forward) and, inside the blocks, before each tile of the matrix products, on the goroutine that made the call: when it returns true, the
-// call stops and returns an *Error with Status ErrAborted; the context is usable again at once
-// and its settings and RNG are as before the call. nil clears. fn must be cheap and must not
-// call this context (it is locked during the call): read a flag another goroutine sets, e.g.
-// an atomic.Bool or a context.Context's Err.
+// Embed, Classifier.Forward) and, inside the blocks, before each tile of the matrix products,
+// on the goroutine that made the call: when it returns true, the call stops and returns an
+// *Error with Status ErrAborted; the context is usable again at once and its settings and RNG
+// are as before the call. nil clears. fn runs thousands of times a call, so it must be cheap,
+// and it must not call this context (it is locked during the call): read a flag another
+// goroutine sets, e.g. an atomic.Bool or a context.Context's Err.
 func (c *Context) SetAbort(fn func() bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
