@@ -32,6 +32,18 @@ struct mae_finetuner {
     mae_block_acts *blk;         /* [depth] */
 };
 
+/* finetuner.c: the config's defaults and checks (fn names the caller in messages), creation
+ * (the classifier's model made trainable; the error does not name a public call), freeing, the
+ * lr schedule as the trainer's, zeroing the gradients, and one AdamW step (MAE_ERR_STATE with
+ * nothing changed when the gradients are not finite). */
+void mae_finetune_defaults(mae_finetune_config *c);
+mae_status mae_finetune_read_config(const char *fn, const mae_finetune_config *in, mae_finetune_config *out);
+mae_status mae_finetuner_new(mae_classifier *c, int max_batch, mae_finetuner **out);
+void mae_finetuner_destroy(mae_finetuner *f);
+mae_train_config mae_finetune_schedule(const mae_finetuner *f);
+void mae_finetune_zero(mae_finetuner *f);
+mae_status mae_finetune_take_step(mae_finetuner *f);
+
 /* Allocates the activations for max_batch (the arena) and the per-thread scratch for n threads. */
 mae_status mae_finetune_plan(mae_finetuner *f);
 mae_status mae_finetune_set_scratch(mae_finetuner *f, int n);
