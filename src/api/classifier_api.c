@@ -16,31 +16,8 @@ MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, in
                         num_classes, MAE_CLASSIFIER_MAX_CLASSES);
     if (global_pool != 0 && global_pool != 1)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_create: global_pool %d is not 0 or 1", global_pool);
-    mae_model *enc;
-    mae_classifier *c;
-    mae_status s = mae_classifier_encoder_copy(m, &enc);
-    if (s == MAE_OK)
-        s = mae_classifier_alloc(enc, num_classes, global_pool, &c);
-    if (s != MAE_OK)
-        return s;
-    /* main_finetune.py: trunc_normal_(head.weight, std=2e-5), timm's cut at +-2 (absolute: with
-     * this std no draw reaches it, but the rule is kept); bias 0 */
-    mae_rng rng;
-    mae_rng_seed(&rng, seed);
-    size_t n = (size_t)num_classes * (size_t)enc->cfg.D;
-    for (size_t i = 0; i < n; i++) {
-        double v;
-        do
-            v = 2e-5 * mae_rng_normal(&rng);
-        while (v < -2.0 || v > 2.0);
-        c->head_w[i] = (float)v;
-    }
-    if ((s = mae_classifier_pack_head(c)) != MAE_OK) {
-        mae_classifier_free(c);
-        return s;
-    }
-    *out = c;
-    return MAE_OK;
+    mae_status s = mae_classifier_new(m, num_classes, global_pool, seed, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_create");
 }
 
 MAE_API mae_status mae_classifier_model(const mae_classifier *c, const mae_model **m)

@@ -20,19 +20,8 @@ MAE_API mae_status mae_config_init(mae_config *cfg, size_t struct_size, const ch
     if (struct_size < CONFIG_V1_SIZE)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: struct_size %zu is smaller than version 1 of mae_config", struct_size);
     mae_cfg c;
-    mae_cfg_defaults(&c);   /* the "base" preset (config_fields.h); the others override it */
-    if (!preset || strcmp(preset, "base") == 0) {
-        /* the defaults */
-    } else if (strcmp(preset, "large") == 0) {
-        c.D = 1024; c.depth = 24; c.H = 16;
-    } else if (strcmp(preset, "huge") == 0) {
-        c.p = 14; c.D = 1280; c.depth = 32; c.H = 16;
-    } else if (strcmp(preset, "tiny") == 0) {
-        c.img = 32; c.p = 8; c.D = 64; c.depth = 2; c.H = 4;
-        c.Dd = 32; c.ddepth = 1; c.dH = 4;
-    } else {
+    if (!mae_cfg_preset(&c, preset ? preset : "base"))
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_config_init: unknown preset '%s' (base, large, huge, tiny)", preset);
-    }
     mae_config full;
     mae_cfg_to_public(&full, &c, sizeof full);
     return mae_sized_write("mae_config_init", cfg, struct_size, &full, sizeof full, CONFIG_V1_SIZE);
@@ -55,20 +44,8 @@ MAE_API mae_status mae_model_create(const mae_config *cfg, uint64_t seed, mae_mo
         return s;
     mae_cfg c;
     mae_cfg_from_public(&c, &full);
-    if ((s = mae_cfg_finish(&c)) != MAE_OK)
-        return s;
-    if (c.D % 4 || c.Dd % 4)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_create: the sin-cos position tables need embed_dim (%d) and decoder_embed_dim (%d) divisible by 4", c.D, c.Dd);
-    mae_model *m;
-    if ((s = mae_model_alloc(&c, &m)) != MAE_OK)
-        return s;
-    mae_model_init_weights(m, seed);
-    if ((s = mae_model_pack_slim(m)) != MAE_OK) {
-        mae_model_free(m);
-        return s;
-    }
-    *out = m;
-    return MAE_OK;
+    s = mae_model_new(&c, seed, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_create");
 }
 
 MAE_API void mae_model_free(mae_model *m)

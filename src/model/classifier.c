@@ -43,6 +43,35 @@ void mae_classifier_destroy(mae_classifier *c)
     mae_free(c);
 }
 
+mae_status mae_classifier_new(const mae_model *m, int classes, int global_pool, uint64_t seed, mae_classifier **out)
+{
+    mae_model *enc;
+    mae_classifier *c;
+    mae_status s = mae_classifier_encoder_copy(m, &enc);
+    if (s == MAE_OK)
+        s = mae_classifier_alloc(enc, classes, global_pool, &c);
+    if (s != MAE_OK)
+        return s;
+    /* main_finetune.py: trunc_normal_(head.weight, std=2e-5), timm's cut at +-2 (absolute: with
+     * this std no draw reaches it, but the rule is kept); bias 0 */
+    mae_rng rng;
+    mae_rng_seed(&rng, seed);
+    size_t n = (size_t)classes * (size_t)enc->cfg.D;
+    for (size_t i = 0; i < n; i++) {
+        double v;
+        do
+            v = 2e-5 * mae_rng_normal(&rng);
+        while (v < -2.0 || v > 2.0);
+        c->head_w[i] = (float)v;
+    }
+    if ((s = mae_classifier_pack_head(c)) != MAE_OK) {
+        mae_classifier_destroy(c);
+        return s;
+    }
+    *out = c;
+    return MAE_OK;
+}
+
 mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_classifier **out)
 {
     size_t D = (size_t)m->cfg.D, n;

@@ -20,6 +20,9 @@ struct mae_classifier {
     char *index_text;
 };
 
+/* mae_classifier_create's work: m's encoder copied, a new head of classes rows initialized as
+ * main_finetune.py does from seed. */
+mae_status mae_classifier_new(const mae_model *m, int classes, int global_pool, uint64_t seed, mae_classifier **out);
 /* An empty classifier around m (taken over, freed with it on failure too): head storage
  * allocated (zero; fc_norm weight 1), no labels. */
 mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_classifier **out);

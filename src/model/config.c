@@ -142,6 +142,24 @@ mae_status mae_cfg_finish(mae_cfg *c)
     return MAE_OK;
 }
 
+int mae_cfg_preset(mae_cfg *c, const char *name)
+{
+    mae_cfg_defaults(c);   /* the "base" preset (config_fields.h); the others override it */
+    if (strcmp(name, "base") == 0) {
+        /* the defaults */
+    } else if (strcmp(name, "large") == 0) {
+        c->D = 1024; c->depth = 24; c->H = 16;
+    } else if (strcmp(name, "huge") == 0) {
+        c->p = 14; c->D = 1280; c->depth = 32; c->H = 16;
+    } else if (strcmp(name, "tiny") == 0) {
+        c->img = 32; c->p = 8; c->D = 64; c->depth = 2; c->H = 4;
+        c->Dd = 32; c->ddepth = 1; c->dH = 4;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 void mae_cfg_defaults(mae_cfg *c)
 {
     memset(c, 0, sizeof *c);

@@ -34,6 +34,8 @@ typedef struct mae_cfg {
  * derived fields. */
 mae_status mae_cfg_finish(mae_cfg *c);
 void mae_cfg_defaults(mae_cfg *c);   /* every field at its default (the "base" preset), with a decoder */
+/* c as preset name ("base", "large", "huge", "tiny"); 0 for another name. */
+int  mae_cfg_preset(mae_cfg *c, const char *name);
 void mae_cfg_from_public(mae_cfg *dst, const mae_config *src);   /* src already size-checked */
 void mae_cfg_to_public(mae_config *dst, const mae_cfg *src, size_t struct_size);
 
@@ -161,6 +163,9 @@ void       mae_model_destroy(mae_model *m);   /* what mae_model_free does (NULL:
 mae_status mae_model_resized(const mae_model *m, int height, int width, mae_model **out);
 /* Official initialization from an RNG. */
 void mae_model_init_weights(mae_model *m, uint64_t seed);
+/* mae_model_create's work: a model for c (checked and finished here), initialized from seed,
+ * packed slim. */
+mae_status mae_model_new(const mae_cfg *c, uint64_t seed, mae_model **out);
 /* Fixed 2-D sin-cos table [1+gh*gw, dim] (cls row zero), computed in double. */
 void mae_sincos_pos_embed(float *out, int dim, int gh, int gw);
 /* Whether table [1+gh*gw, dim] is that fixed table (within 1e-6), using tmp of the same size:

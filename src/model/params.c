@@ -262,6 +262,27 @@ static void init_block(mae_rng *r, const mae_block_w *w, int C, int hidden)
     /* biases and LayerNorm shifts stay zero (the buffer starts zeroed) */
 }
 
+mae_status mae_model_new(const mae_cfg *cfg, uint64_t seed, mae_model **out)
+{
+    mae_cfg c = *cfg;
+    mae_status s = mae_cfg_finish(&c);
+    if (s != MAE_OK)
+        return s;
+    if (c.D % 4 || c.Dd % 4)
+        return mae_fail(MAE_ERR_INVALID_ARG, "the sin-cos position tables need embed_dim (%d) and decoder_embed_dim (%d) "
+                        "divisible by 4", c.D, c.Dd);
+    mae_model *m;
+    if ((s = mae_model_alloc(&c, &m)) != MAE_OK)
+        return s;
+    mae_model_init_weights(m, seed);
+    if ((s = mae_model_pack_slim(m)) != MAE_OK) {
+        mae_model_destroy(m);
+        return s;
+    }
+    *out = m;
+    return MAE_OK;
+}
+
 void mae_model_init_weights(mae_model *m, uint64_t seed)
 {
     const mae_cfg *c = &m->cfg;
