@@ -325,8 +325,41 @@ class ForwardResult:
 
 # ---- the objects --------------------------------------------------------------------------------
 
-class Model:
+class _Owner:
+    """A handle that contexts (trainers, finetuners) made from it use: close() refuses while any
+    is open, and the garbage collector frees it only when none is."""
+
+    # subclasses name their C free function and their users
+    _FREE = None
+    _IN_USE = "the handle is in use by %d open object(s): close them first"
+
+    def close(self):
+        if self._users:
+            raise Error(ERR_STATE, self._IN_USE % self._users)
+        if self._h:
+            getattr(_lib, self._FREE)(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._h and not self._users:
+                getattr(_lib, self._FREE)(self._h)
+                self._h = None
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
+
+class Model(_Owner):
     """A mae_model: config and weights. Immutable; share it between contexts and threads."""
+
+    _FREE = "mae_model_free"
+    _IN_USE = "the model is in use by %d open context(s)/trainer(s): close them first"
 
     def __init__(self, handle):
         self._h = handle
@@ -476,26 +509,7 @@ class Model:
     def close(self):
         """Frees the model now. Raises mae.Error (STATE) while a context or trainer made from it
         is open: close those first (or just drop all references and let them go together)."""
-        if self._users:
-            raise Error(ERR_STATE, "the model is in use by %d open context(s)/trainer(s): close them first"
-                        % self._users)
-        if self._h:
-            _lib.mae_model_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if self._h and not self._users:
-                _lib.mae_model_free(self._h)
-                self._h = None
-        except Exception:  # interpreter shutdown: the library may be gone already
-            pass
+        _Owner.close(self)
 
 
 class _User:
@@ -713,10 +727,13 @@ def load_image(path, channels=0):
         _lib.mae_image_free(px)
 
 
-class Classifier:
+class Classifier(_Owner):
     """A mae_classifier: an encoder and a head, images [B, C, H, W] in, logits [B, K] out.
     Immutable once made (except set_labels): share it between threads, each with its own
     Context(classifier). close() raises while a Context or Finetuner made from it is open."""
+
+    _FREE = "mae_classifier_free"
+    _IN_USE = "the classifier is in use by %d open context(s)/finetuner(s): close them first"
 
     def __init__(self, handle):
         self._h = handle
@@ -822,28 +839,6 @@ class Classifier:
                                                         for i in range(0, len(logits), self.num_classes)]
         best = [max(range(len(r)), key=lambda k: (r[k], -k)) for r in rows]
         return [(k, self.label(k)) for k in best]
-
-    def close(self):
-        if self._users:
-            raise Error(ERR_STATE, "the classifier is in use by %d open context(s)/finetuner(s): close them first"
-                        % self._users)
-        if self._h:
-            _lib.mae_classifier_free(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if self._h and not self._users:
-                _lib.mae_classifier_free(self._h)
-                self._h = None
-        except Exception:  # interpreter shutdown: the library may be gone already
-            pass
 
 
 class Finetuner(_User):
