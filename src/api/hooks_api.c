@@ -4,12 +4,24 @@
  * cancel scope of util.h) and between tensors (checkpoint.c). */
 #include "../model/finetune.h"
 
+/* A cleared callback forgets its user pointer too. */
+static void set_abort(mae_hooks *h, mae_abort_fn abort, void *user)
+{
+    h->abort = abort;
+    h->abort_user = abort ? user : NULL;
+}
+
+static void set_progress(mae_hooks *h, mae_progress_fn progress, void *user)
+{
+    h->progress = progress;
+    h->progress_user = progress ? user : NULL;
+}
+
 MAE_API mae_status mae_ctx_set_abort(mae_ctx *c, mae_abort_fn abort, void *user)
 {
     if (!c)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_ctx_set_abort: context is NULL");
-    c->hooks.abort = abort;
-    c->hooks.abort_user = abort ? user : NULL;
+    set_abort(&c->hooks, abort, user);
     return MAE_OK;
 }
 
@@ -17,8 +29,7 @@ MAE_API mae_status mae_trainer_set_abort(mae_trainer *t, mae_abort_fn abort, voi
 {
     if (!t)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_abort: trainer is NULL");
-    t->hooks.abort = abort;
-    t->hooks.abort_user = abort ? user : NULL;
+    set_abort(&t->hooks, abort, user);
     return MAE_OK;
 }
 
@@ -26,8 +37,7 @@ MAE_API mae_status mae_trainer_set_progress(mae_trainer *t, mae_progress_fn prog
 {
     if (!t)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_set_progress: trainer is NULL");
-    t->hooks.progress = progress;
-    t->hooks.progress_user = progress ? user : NULL;
+    set_progress(&t->hooks, progress, user);
     return MAE_OK;
 }
 
@@ -35,8 +45,7 @@ MAE_API mae_status mae_finetuner_set_abort(mae_finetuner *f, mae_abort_fn abort,
 {
     if (!f)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_set_abort: finetuner is NULL");
-    f->tr.hooks.abort = abort;
-    f->tr.hooks.abort_user = abort ? user : NULL;
+    set_abort(&f->tr.hooks, abort, user);
     return MAE_OK;
 }
 
@@ -44,8 +53,7 @@ MAE_API mae_status mae_finetuner_set_progress(mae_finetuner *f, mae_progress_fn 
 {
     if (!f)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_finetuner_set_progress: finetuner is NULL");
-    f->tr.hooks.progress = progress;
-    f->tr.hooks.progress_user = progress ? user : NULL;
+    set_progress(&f->tr.hooks, progress, user);
     return MAE_OK;
 }
 
