@@ -1,20 +1,22 @@
 /* mae finetune: fine-tune a pretrained MAE encoder (or the same architecture from random
  * initialization) as a classifier on Fashion-MNIST, with the official recipe's optimizer
  * (layer-decay AdamW, warmup + cosine, label smoothing): a progress line, a CSV of the loss and
- * lr per logged step and the test accuracy per epoch, the classifier saved after every epoch. */
+ * lr per logged step and the test accuracy per epoch, a PNG of both curves (--png), the classifier
+ * saved after every epoch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 #include "data.h"
+#include "plot.h"
 
 static const char *const fmnist_labels[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
 };
 
 typedef struct ft_opts {
-    const char *model, *data, *out, *csv, *checkpoint;
+    const char *model, *data, *out, *csv, *png, *checkpoint;
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
     double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path;
     uint64_t seed;
@@ -38,6 +40,8 @@ static void usage(void)
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
            "  --out FILE        the classifier, saved after every epoch [finetuned.safetensors]\n"
            "  --csv FILE        step,epoch,loss,lr,test_acc,seconds per logged step and epoch\n"
+           "  --png FILE        the loss (per logged step) and test accuracy (per epoch) curves of this\n"
+           "                    run, redrawn after every epoch\n"
            "  --checkpoint FILE the finetuner (weights, AdamW moments, step) after every epoch\n"
            "  --stop-after E    stop after epoch E (the schedule stays --epochs'; resume later)\n"
            "  --resume          continue from --checkpoint where it stopped (exactly: the data order\n"
@@ -68,6 +72,7 @@ static int parse(int argc, char **argv, ft_opts *o)
         if (!strcmp(a, "--data")) r = cli_arg_str("finetune", argc, argv, &i, &o->data);
         else if (!strcmp(a, "--out")) r = cli_arg_str("finetune", argc, argv, &i, &o->out);
         else if (!strcmp(a, "--csv")) r = cli_arg_str("finetune", argc, argv, &i, &o->csv);
+        else if (!strcmp(a, "--png")) r = cli_arg_str("finetune", argc, argv, &i, &o->png);
         else if (!strcmp(a, "--checkpoint")) r = cli_arg_str("finetune", argc, argv, &i, &o->checkpoint);
         else if (!strcmp(a, "--resume")) o->resume = 1;
         else if (!strcmp(a, "--stop-after")) r = cli_arg_int("finetune", argc, argv, &i, 1, 100000, &o->stop_after);
@@ -172,8 +177,33 @@ static uint64_t next(uint64_t *r)
     return *r;
 }
 
+/* What --png draws: (fractional epoch, value) pairs, grown as the run logs them. */
+typedef struct curve {
+    float *x, *v;
+    int n, cap;
+} curve;
+
+static int curve_add(curve *c, double x, double v)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 256;
+        float *nx = realloc(c->x, (size_t)cap * sizeof *nx);
+        if (nx)
+            c->x = nx;
+        float *nv = nx ? realloc(c->v, (size_t)cap * sizeof *nv) : NULL;
+        if (!nv)
+            return cli_errorf("finetune", "out of memory for the curves");
+        c->v = nv;
+        c->cap = cap;
+    }
+    c->x[c->n] = (float)x;
+    c->v[c->n++] = (float)v;
+    return 0;
+}
+
 static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, const cli_images *te, FILE *csv)
 {
+    curve losses = { 0 }, accs = { 0 };
     mae_finetuner *f = NULL;
     mae_status s = mae_finetuner_create(cl, o->batch, &f);
     if (s != MAE_OK)
@@ -270,6 +300,8 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                         st + 1, steps_per_epoch, smooth, lr, done * o->batch / secs, secs);
                 if (csv)
                     fprintf(csv, "%ld,%.4f,%.6f,%.6g,,%.1f\n", done, (double)done / steps_per_epoch, loss, lr, secs);
+                if (o->png && (rc = curve_add(&losses, (double)done / steps_per_epoch, loss)) != 0)
+                    break;
             }
             if (o->minutes > 0 && secs > 60 * o->minutes) {
                 stop = 1;
@@ -288,11 +320,15 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                 rc = cli_fail("finetune", o->out, s);
             else if (o->checkpoint && !stop && (s = mae_finetuner_save(f, o->checkpoint)) != MAE_OK)
                 rc = cli_fail("finetune", o->checkpoint, s);
+            /* the curves last: a plot that cannot be written stops the run with the epoch saved */
+            if (!rc && o->png && !(rc = curve_add(&accs, (double)step / steps_per_epoch, acc)))
+                rc = cli_plot_finetune("finetune", o->png, losses.x, losses.v, losses.n, accs.x, accs.v, accs.n);
         }
     }
     if (!rc)
         printf("%s: %.1f s of training and evaluation\n", o->out, cli_now() - t0);
     free(x); free(y); free(order); free(soft);
+    free(losses.x); free(losses.v); free(accs.x); free(accs.v);
     mae_finetuner_free(f);
     return rc;
 }
