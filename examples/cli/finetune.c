@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "augment.h"
 #include "data.h"
 #include "plot.h"
 
@@ -18,7 +19,7 @@ static const char *const fmnist_labels[10] = {
 typedef struct ft_opts {
     const char *model, *data, *out, *csv, *png, *checkpoint;
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
-    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path;
+    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path, reprob;
     uint64_t seed;
 } ft_opts;
 
@@ -37,6 +38,8 @@ static void usage(void)
            "  --drop-path X     stochastic depth rate of the last block [0.1]\n"
            "  --mixup A         mixup with Beta(A, A) [0: off; the official recipe: 0.8]\n"
            "  --cutmix A        cutmix with Beta(A, A) [0: off; recipe: 1.0]; both on: half each\n"
+           "  --reprob P        random erasing (timm's RandomErasing, 'pixel' mode) of each training\n"
+           "                    image with probability P [0: off; the official recipe: 0.25]\n"
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
            "  --out FILE        the classifier, saved after every epoch [finetuned.safetensors]\n"
            "  --csv FILE        step,epoch,loss,lr,test_acc,seconds per logged step and epoch\n"
@@ -94,6 +97,7 @@ static int parse(int argc, char **argv, ft_opts *o)
         else if (!strcmp(a, "--drop-path")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 1, &o->drop_path);
         else if (!strcmp(a, "--mixup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->mixup);
         else if (!strcmp(a, "--cutmix")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->cutmix);
+        else if (!strcmp(a, "--reprob")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 0, &o->reprob);
         else if (!strcmp(a, "--minutes")) r = cli_arg_double("finetune", argc, argv, &i, 1e-3, 1e6, 0, &o->minutes);
         else if (a[0] == '-' && a[1])
             r = cli_usage_errorf("finetune", "unknown option '%s'", a);
@@ -269,6 +273,10 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
         for (int st = 0; st < steps_per_epoch && !rc; st++) {
             double lr = 0;
             mae_finetuner_get_lr(f, &lr);
+            long gstep = (long)ep * steps_per_epoch + st;   /* the mix depends on (seed, step) only */
+            /* erasing draws from its own stream of (seed, step): without it the order and flips
+             * are what they were, and a resumed run erases alike */
+            uint64_t erase_rng = (o->seed ^ 0x5851F42D4C957F2Dull) + 0x2545F4914F6CDD1Dull * (uint64_t)(gstep + 1);
             for (int b = 0; b < o->batch; b++) {
                 int k = order[st * o->batch + b];
                 const float *src = tr->x + (size_t)k * hw;
@@ -279,9 +287,10 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                     for (int c = 0; c < tr->w; c++)
                         dst[r * tr->w + c] = src[r * tr->w + (flip ? tr->w - 1 - c : c)];
                 y[b] = tr->labels[k];
+                int box[4];
+                cli_random_erase(dst, 1, tr->h, tr->w, o->reprob, &erase_rng, box);
             }
             float loss = 0;
-            long gstep = (long)ep * steps_per_epoch + st;   /* the mix depends on (seed, step) only */
             if (mix && (s = mae_mixup(&mcfg, o->seed * 1000003u + (uint64_t)gstep, x, o->batch, 1, tr->h, tr->w, y, 10,
                                       soft, NULL)) != MAE_OK) {
                 rc = cli_fail("finetune", "mixup", s);
