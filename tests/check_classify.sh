@@ -93,8 +93,8 @@ if [ -f $fm/train-images-idx3-ubyte.gz ]; then
     "$mae" classify "$dir/ft.safetensors" examples/data/t10k-0002-trouser.png --crop-pct 1 --json > "$dir/ft.json"
     grep -q '"label":"Trouser"' "$dir/ft.json" || { cat "$dir/ft.json"; echo "check_classify: no class names"; exit 1; }
     # a run split in two (--stop-after 1, then --resume) ends with the same file as one run, random
-    # erasing included
-    ft="$mae finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 20 --epochs 2 --warmup 0.5 --batch 32 --reprob 0.25"
+    # RandAugment and erasing included
+    ft="$mae finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 20 --epochs 2 --warmup 0.5 --batch 32 --reprob 0.25 --aa rand-m9-mstd0.5-inc1"
     $ft --out "$dir/one.safetensors" > /dev/null 2>&1 || { echo "check_classify: finetune (one run) failed"; exit 1; }
     $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --stop-after 1 > /dev/null 2>&1 &&
         $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --resume > /dev/null 2>&1 ||
