@@ -56,7 +56,7 @@ if [ -f "$data/train-images-idx3-ubyte.gz" ] || [ -f "$data/train-images-idx3-ub
         [ "$(wc -l < "$dir/err.txt")" -eq 1 ] || fail "mae $* printed $(wc -l < "$dir/err.txt") lines on stderr"
     }
     expect_error 2 probe "$model" --global-pool
-    expect_error 2 probe "$model" --blr 0.2
+    expect_error 2 probe "$model" --blr 0.1
     expect_error 2 probe --pixels --official --global-pool
     expect_error 2 probe "$model" --official --epochs 5 --warmup 5
     expect_error 2 probe "$model" --official --batch 1

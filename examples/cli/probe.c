@@ -55,7 +55,6 @@ static int parse(int argc, char **argv, probe_opts *o)
     memset(o, 0, sizeof *o);
     o->data = "/usr/share/datasets/fashion-mnist";
     o->wd = -1;   /* epochs, batch, lr and wd 0 / -1: not given, the mode's default below */
-    o->blr = 0.1;
     o->warmup = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -89,7 +88,7 @@ static int parse(int argc, char **argv, probe_opts *o)
         return cli_usage_error("probe", "needs a model, or --pixels");
     if (o->pixels && (o->model || o->random))
         return cli_usage_error("probe", "--pixels takes no model");
-    if (!o->official && (o->global_pool || o->warmup >= 0 || o->blr != 0.1))
+    if (!o->official && (o->global_pool || o->warmup >= 0 || o->blr > 0))
         return cli_usage_error("probe", "--global-pool, --blr and --warmup belong to --official");
     if (o->global_pool && o->pixels)
         return cli_usage_error("probe", "--global-pool pools an encoder's tokens: not with --pixels");
@@ -103,6 +102,8 @@ static int parse(int argc, char **argv, probe_opts *o)
         o->wd = o->official ? 0 : 1e-4;
     if (o->warmup < 0)
         o->warmup = 10;
+    if (o->blr == 0)
+        o->blr = 0.1;
     if (o->lr == 0)
         o->lr = o->official ? o->blr * o->batch / 256 : 0.05;
     if (o->official && o->warmup >= o->epochs)
@@ -292,6 +293,12 @@ static int run(const probe_opts *o)
         return 1;
     }
     int rc = 1, F = tr.h * tr.w;
+    if (o->official && tr.n < o->batch) {   /* before the slow part: the head needs a whole batch */
+        cli_errorf("probe", "%d training images are fewer than one --batch of %d", tr.n, o->batch);
+        cli_images_free(&tr);
+        cli_images_free(&te);
+        return 1;
+    }
     float *ftr = NULL, *fte = NULL, *W = NULL, bias[K] = { 0 };
     mae_model *m = NULL, *rnd = NULL;
     const char *kind = "pixels";
