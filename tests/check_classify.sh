@@ -77,15 +77,24 @@ done
 fm=/usr/share/datasets/fashion-mnist
 if [ -f $fm/train-images-idx3-ubyte.gz ]; then
     "$mae" finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 40 --epochs 1 --warmup 0.5 \
-        --batch 32 --log-every 1 --csv "$dir/ft.csv" --out "$dir/ft.safetensors" > "$dir/ft.log" 2>&1 ||
+        --batch 32 --log-every 1 --csv "$dir/ft.csv" --png "$dir/ft.png" --out "$dir/ft.safetensors" > "$dir/ft.log" 2>&1 ||
         { cat "$dir/ft.log"; echo "check_classify: mae finetune failed"; exit 1; }
     [ "$(head -1 "$dir/ft.csv")" = "step,epoch,loss,lr,test_acc,seconds" ] && [ "$(wc -l < "$dir/ft.csv")" -eq 4 ] ||
         { cat "$dir/ft.csv"; echo "check_classify: the CSV is not 2 steps and 1 evaluation"; exit 1; }
     grep -q "epoch 1: test accuracy" "$dir/ft.log" || { cat "$dir/ft.log"; echo "check_classify: no accuracy line"; exit 1; }
+    # --png: an 800x440 RGB PNG (signature, then IHDR's width and height), read back by the library
+    [ "$(od -An -tx1 -N24 "$dir/ft.png" | tr -d ' \n')" = "89504e470d0a1a0a0000000d4948445200000320000001b8" ] ||
+        { od -An -tx1 -N24 "$dir/ft.png"; echo "check_classify: --png did not write an 800x440 PNG"; exit 1; }
+    if "$mae" finetune examples/data/mae-fmnist.safetensors --max-train 32 --max-test 8 --epochs 1 --warmup 0.5 \
+        --batch 32 --png "$dir/no/such/dir/ft.png" --out "$dir/ft2.safetensors" > /dev/null 2> "$dir/png.err"; then
+        echo "check_classify: finetune --png into a missing directory succeeded"; exit 1
+    fi
+    tail -n 1 "$dir/png.err" | grep -q "no/such/dir/ft.png" || { cat "$dir/png.err"; echo "check_classify: the --png failure does not name the file"; exit 1; }
     "$mae" classify "$dir/ft.safetensors" examples/data/t10k-0002-trouser.png --crop-pct 1 --json > "$dir/ft.json"
     grep -q '"label":"Trouser"' "$dir/ft.json" || { cat "$dir/ft.json"; echo "check_classify: no class names"; exit 1; }
-    # a run split in two (--stop-after 1, then --resume) ends with the same file as one run
-    ft="$mae finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 20 --epochs 2 --warmup 0.5 --batch 32"
+    # a run split in two (--stop-after 1, then --resume) ends with the same file as one run, random
+    # RandAugment and erasing included
+    ft="$mae finetune examples/data/mae-fmnist.safetensors --max-train 64 --max-test 20 --epochs 2 --warmup 0.5 --batch 32 --reprob 0.25 --aa rand-m9-mstd0.5-inc1"
     $ft --out "$dir/one.safetensors" > /dev/null 2>&1 || { echo "check_classify: finetune (one run) failed"; exit 1; }
     $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --stop-after 1 > /dev/null 2>&1 &&
         $ft --out "$dir/two.safetensors" --checkpoint "$dir/ck.safetensors" --resume > /dev/null 2>&1 ||
@@ -94,4 +103,4 @@ if [ -f $fm/train-images-idx3-ubyte.gz ]; then
 else
     echo "check_classify: mae finetune skipped (no $fm)"
 fi
-echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + classifier, resumed run identical"
+echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + PNG + classifier, resumed run identical"

@@ -82,6 +82,7 @@ for src in tests/fuzz_*.c; do
     case $name in
         safetensors) max_len=262144 ;;   # tests/data's tiny model is 134784 bytes
         trainer)     max_len=65536 ;;    # its seed checkpoints are 36 KB
+        classifier)  max_len=262144 ;;   # its Hugging Face seed is 247436 bytes
         *)           max_len=65536 ;;
     esac
     # shellcheck disable=SC2086

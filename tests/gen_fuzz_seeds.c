@@ -6,7 +6,11 @@
  *
  * step0: a fresh trainer, with libmae's checksum. step1, frozen: after one step (the second with
  * the position tables trained and then frozen), the checksum pair blanked out with spaces (the
- * header keeps its length), so that mutated copies reach the checks behind the checksum. */
+ * header keeps its length), so that mutated copies reach the checks behind the checksum.
+ *
+ * With --classifier DIR: the seeds of tests/fuzz_classifier.c from the same model's encoder:
+ * gp_labels (global pooling, 3 classes with labels, with the checksum) and cls (cls pooling, 4
+ * classes without labels, the checksum blanked out). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +35,37 @@ static void blank_checksum(const char *path)
     fclose(fp);
 }
 
+static int classifier_seeds(const char *dir)
+{
+    static const char *const labels[] = { "cat", "dog \"x\"", "\xc3\xbcn\xc3\xaf" };
+    mae_config c;
+    fuzz_trainer_config(&c);
+    mae_model *m = NULL;
+    mae_classifier *gp = NULL, *cls = NULL;
+    char path[512];
+    if (mae_model_create(&c, 5, &m) != MAE_OK || mae_classifier_create(m, 3, 1, 7, &gp) != MAE_OK ||
+        mae_classifier_set_labels(gp, labels) != MAE_OK || mae_classifier_create(m, 4, 0, 8, &cls) != MAE_OK)
+        return 1;
+    snprintf(path, sizeof path, "%s/gp_labels.safetensors", dir);
+    if (mae_classifier_save(gp, path) != MAE_OK)
+        return 1;
+    snprintf(path, sizeof path, "%s/cls.safetensors", dir);
+    if (mae_classifier_save(cls, path) != MAE_OK)
+        return 1;
+    blank_checksum(path);
+    mae_classifier_free(gp);
+    mae_classifier_free(cls);
+    mae_model_free(m);
+    printf("gen_fuzz_seeds: 2 classifiers in %s\n", dir);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--classifier") == 0)
+        return classifier_seeds(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: gen_fuzz_seeds DIR\n");
+        fprintf(stderr, "usage: gen_fuzz_seeds [--classifier] DIR\n");
         return 2;
     }
     mae_config c;

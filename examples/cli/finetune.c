@@ -1,22 +1,27 @@
 /* mae finetune: fine-tune a pretrained MAE encoder (or the same architecture from random
  * initialization) as a classifier on Fashion-MNIST, with the official recipe's optimizer
  * (layer-decay AdamW, warmup + cosine, label smoothing): a progress line, a CSV of the loss and
- * lr per logged step and the test accuracy per epoch, the classifier saved after every epoch. */
+ * lr per logged step and the test accuracy per epoch, a PNG of both curves (--png), the classifier
+ * saved after every epoch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "augment.h"
 #include "data.h"
+#include "plot.h"
 
 static const char *const fmnist_labels[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
 };
 
 typedef struct ft_opts {
-    const char *model, *data, *out, *csv, *checkpoint;
+    const char *model, *data, *out, *csv, *png, *checkpoint, *aa;
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
-    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path;
+    double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path, reprob;
+    int aa_layers;
+    double aa_magnitude, aa_mstd;
     uint64_t seed;
 } ft_opts;
 
@@ -35,9 +40,15 @@ static void usage(void)
            "  --drop-path X     stochastic depth rate of the last block [0.1]\n"
            "  --mixup A         mixup with Beta(A, A) [0: off; the official recipe: 0.8]\n"
            "  --cutmix A        cutmix with Beta(A, A) [0: off; recipe: 1.0]; both on: half each\n"
+           "  --aa POLICY       RandAugment-lite, timm's rand-m<M>[-mstd<S>][-n<N>]-inc1 policies\n"
+           "                    [off; the official recipe: rand-m9-mstd0.5-inc1]\n"
+           "  --reprob P        random erasing (timm's RandomErasing, 'pixel' mode) of each training\n"
+           "                    image with probability P [0: off; the official recipe: 0.25]\n"
            "  --minutes X       stop after X minutes of training (then evaluate and save)\n"
            "  --out FILE        the classifier, saved after every epoch [finetuned.safetensors]\n"
            "  --csv FILE        step,epoch,loss,lr,test_acc,seconds per logged step and epoch\n"
+           "  --png FILE        the loss (per logged step) and test accuracy (per epoch) curves of this\n"
+           "                    run, redrawn after every epoch\n"
            "  --checkpoint FILE the finetuner (weights, AdamW moments, step) after every epoch\n"
            "  --stop-after E    stop after epoch E (the schedule stays --epochs'; resume later)\n"
            "  --resume          continue from --checkpoint where it stopped (exactly: the data order\n"
@@ -68,6 +79,7 @@ static int parse(int argc, char **argv, ft_opts *o)
         if (!strcmp(a, "--data")) r = cli_arg_str("finetune", argc, argv, &i, &o->data);
         else if (!strcmp(a, "--out")) r = cli_arg_str("finetune", argc, argv, &i, &o->out);
         else if (!strcmp(a, "--csv")) r = cli_arg_str("finetune", argc, argv, &i, &o->csv);
+        else if (!strcmp(a, "--png")) r = cli_arg_str("finetune", argc, argv, &i, &o->png);
         else if (!strcmp(a, "--checkpoint")) r = cli_arg_str("finetune", argc, argv, &i, &o->checkpoint);
         else if (!strcmp(a, "--resume")) o->resume = 1;
         else if (!strcmp(a, "--stop-after")) r = cli_arg_int("finetune", argc, argv, &i, 1, 100000, &o->stop_after);
@@ -89,6 +101,11 @@ static int parse(int argc, char **argv, ft_opts *o)
         else if (!strcmp(a, "--drop-path")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 1, &o->drop_path);
         else if (!strcmp(a, "--mixup")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->mixup);
         else if (!strcmp(a, "--cutmix")) r = cli_arg_double("finetune", argc, argv, &i, 0, 100, 0, &o->cutmix);
+        else if (!strcmp(a, "--aa")) {
+            r = cli_arg_str("finetune", argc, argv, &i, &o->aa);
+            if (!r && cli_randaug_parse(o->aa, &o->aa_layers, &o->aa_magnitude, &o->aa_mstd))
+                r = cli_usage_errorf("finetune", "--aa '%s' is not rand-m<M>[-mstd<S>][-n<N>]-inc1", o->aa);
+        } else if (!strcmp(a, "--reprob")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 0, &o->reprob);
         else if (!strcmp(a, "--minutes")) r = cli_arg_double("finetune", argc, argv, &i, 1e-3, 1e6, 0, &o->minutes);
         else if (a[0] == '-' && a[1])
             r = cli_usage_errorf("finetune", "unknown option '%s'", a);
@@ -172,8 +189,49 @@ static uint64_t next(uint64_t *r)
     return *r;
 }
 
+/* What --png draws: (fractional epoch, value) pairs, grown as the run logs them. */
+typedef struct curve {
+    float *x, *v;
+    int n, cap;
+} curve;
+
+static int curve_add(curve *c, double x, double v)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 256;
+        float *nx = realloc(c->x, (size_t)cap * sizeof *nx);
+        if (nx)
+            c->x = nx;
+        float *nv = nx ? realloc(c->v, (size_t)cap * sizeof *nv) : NULL;
+        if (!nv)
+            return cli_errorf("finetune", "out of memory for the curves");
+        c->v = nv;
+        c->cap = cap;
+    }
+    c->x[c->n] = (float)x;
+    c->v[c->n++] = (float)v;
+    return 0;
+}
+
+/* RandAugment-lite on one normalized image: back to its bytes (exact: they were bytes), the
+ * policy with timm's fill (the normalization mean's value), normalized again as the loader does.
+ * px: 2 h w bytes of scratch. */
+static void randaugment(const ft_opts *o, float *img, int h, int w, uint8_t *px, uint64_t *rng)
+{
+    const float mean[1] = MAE_FASHION_MNIST_MEAN, stdv[1] = MAE_FASHION_MNIST_STD;
+    size_t n = (size_t)h * w;
+    for (size_t i = 0; i < n; i++) {
+        long v = lround(((double)img[i] * stdv[0] + mean[0]) * 255);
+        px[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    cli_randaugment(px, px + n, h, w, o->aa_layers, o->aa_magnitude, o->aa_mstd, (uint8_t)lround(mean[0] * 255.0), rng);
+    for (size_t i = 0; i < n; i++)
+        img[i] = (float)((px[i] / 255.0 - mean[0]) / stdv[0]);   /* as mae_image_to_input */
+}
+
 static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, const cli_images *te, FILE *csv)
 {
+    curve losses = { 0 }, accs = { 0 };
     mae_finetuner *f = NULL;
     mae_status s = mae_finetuner_create(cl, o->batch, &f);
     if (s != MAE_OK)
@@ -214,6 +272,7 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     float *x = malloc((size_t)o->batch * hw * sizeof *x);
     int32_t *y = malloc((size_t)o->batch * sizeof *y);
     float *soft = malloc((size_t)o->batch * 10 * sizeof *soft);
+    uint8_t *px = malloc(2 * hw);
     int mix = o->mixup > 0 || o->cutmix > 0;
     mae_mixup_config mcfg;
     mae_mixup_config_init(&mcfg, sizeof mcfg);
@@ -222,7 +281,7 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
     mcfg.smoothing = (float)o->smoothing;
     int *order = malloc((size_t)tr->n * sizeof *order);
     int rc = 0;
-    if (!x || !y || !order || !soft)
+    if (!x || !y || !order || !soft || !px)
         rc = cli_errorf("finetune", "out of memory");
     double t0 = cli_now(), smooth = 0;
     int stop = 0;
@@ -239,6 +298,10 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
         for (int st = 0; st < steps_per_epoch && !rc; st++) {
             double lr = 0;
             mae_finetuner_get_lr(f, &lr);
+            long gstep = (long)ep * steps_per_epoch + st;   /* the mix depends on (seed, step) only */
+            /* RandAugment and erasing draw from their own stream of (seed, step): without them
+             * the order and flips are what they were, and a resumed run augments alike */
+            uint64_t aug_rng = (o->seed ^ 0x5851F42D4C957F2Dull) + 0x2545F4914F6CDD1Dull * (uint64_t)(gstep + 1);
             for (int b = 0; b < o->batch; b++) {
                 int k = order[st * o->batch + b];
                 const float *src = tr->x + (size_t)k * hw;
@@ -249,9 +312,12 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                     for (int c = 0; c < tr->w; c++)
                         dst[r * tr->w + c] = src[r * tr->w + (flip ? tr->w - 1 - c : c)];
                 y[b] = tr->labels[k];
+                int box[4];
+                if (o->aa)
+                    randaugment(o, dst, tr->h, tr->w, px, &aug_rng);
+                cli_random_erase(dst, 1, tr->h, tr->w, o->reprob, &aug_rng, box);
             }
             float loss = 0;
-            long gstep = (long)ep * steps_per_epoch + st;   /* the mix depends on (seed, step) only */
             if (mix && (s = mae_mixup(&mcfg, o->seed * 1000003u + (uint64_t)gstep, x, o->batch, 1, tr->h, tr->w, y, 10,
                                       soft, NULL)) != MAE_OK) {
                 rc = cli_fail("finetune", "mixup", s);
@@ -270,6 +336,8 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                         st + 1, steps_per_epoch, smooth, lr, done * o->batch / secs, secs);
                 if (csv)
                     fprintf(csv, "%ld,%.4f,%.6f,%.6g,,%.1f\n", done, (double)done / steps_per_epoch, loss, lr, secs);
+                if (o->png && (rc = curve_add(&losses, (double)done / steps_per_epoch, loss)) != 0)
+                    break;
             }
             if (o->minutes > 0 && secs > 60 * o->minutes) {
                 stop = 1;
@@ -288,11 +356,15 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
                 rc = cli_fail("finetune", o->out, s);
             else if (o->checkpoint && !stop && (s = mae_finetuner_save(f, o->checkpoint)) != MAE_OK)
                 rc = cli_fail("finetune", o->checkpoint, s);
+            /* the curves last: a plot that cannot be written stops the run with the epoch saved */
+            if (!rc && o->png && !(rc = curve_add(&accs, (double)step / steps_per_epoch, acc)))
+                rc = cli_plot_finetune("finetune", o->png, losses.x, losses.v, losses.n, accs.x, accs.v, accs.n);
         }
     }
     if (!rc)
         printf("%s: %.1f s of training and evaluation\n", o->out, cli_now() - t0);
-    free(x); free(y); free(order); free(soft);
+    free(x); free(y); free(order); free(soft); free(px);
+    free(losses.x); free(losses.v); free(accs.x); free(accs.v);
     mae_finetuner_free(f);
     return rc;
 }

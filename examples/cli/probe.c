@@ -1,18 +1,23 @@
 /* mae probe: a linear probe (softmax regression trained here, in C) on frozen features of the
  * Fashion-MNIST training images, evaluated on the test images. Features: an encoder's cls token
  * and mean-pooled patch tokens at mask ratio 0, standardized with the training set's statistics
- * (the official linear probe's BatchNorm without affine); or the raw pixels, for comparison. */
+ * (the official linear probe's BatchNorm without affine); or the raw pixels, for comparison.
+ * --official: the paper's protocol instead (linprobe.h: cls token or global pooling, BatchNorm1d
+ * + Linear head, LARS). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 #include "data.h"
+#include "linprobe.h"
 
 typedef struct probe_opts {
     const char *model, *data;
-    int pixels, random, epochs, batch, threads, max_train;
+    int pixels, random, epochs, batch, threads, max_train, max_test;
     double lr, wd;
+    int official, global_pool;   /* --official, --global-pool */
+    double blr, warmup;          /* --official only */
     int seed;
     int precision;          /* MAE_PRECISION_* of the encoder */
 } probe_opts;
@@ -34,17 +39,23 @@ static void usage(void)
            "  --seed N        data order (and the random encoder) [0]\n"
            "  --threads N     encoder threads [all cores]\n"
            "  --max-train N   use the first N training images only\n"
-           "  --precision P   f32 | bf16: the encoder's linear layers (docs/PRECISION.md) [f32]\n");
+           "  --max-test N    evaluate on the first N test images only\n"
+           "  --precision P   f32 | bf16: the encoder's linear layers (docs/PRECISION.md) [f32]\n"
+           "  --official      the paper's protocol (main_linprobe.py): features = the cls token after\n"
+           "                  the final norm, head = BatchNorm1d without affine + Linear, LARS (momentum\n"
+           "                  0.9, trust 0.001), warmup + cosine per iteration; its defaults:\n"
+           "                  --epochs 90 --batch 16384 --blr 0.1 (lr = blr * batch / 256) --warmup 10\n"
+           "                  --wd 0 (LARS weight decay); --lr X sets the peak lr itself\n"
+           "  --global-pool   (--official) the mean of the patch tokens before the final norm, through a\n"
+           "                  LayerNorm without affine (the official --global_pool)\n");
 }
 
 static int parse(int argc, char **argv, probe_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->data = "/usr/share/datasets/fashion-mnist";
-    o->epochs = 30;
-    o->batch = 256;
-    o->lr = 0.05;
-    o->wd = 1e-4;
+    o->wd = -1;   /* epochs, batch, lr and wd 0 / -1: not given, the mode's default below */
+    o->warmup = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = 0;
@@ -55,10 +66,15 @@ static int parse(int argc, char **argv, probe_opts *o)
         else if (!strcmp(a, "--batch")) r = cli_arg_int("probe", argc, argv, &i, 1, 65536, &o->batch);
         else if (!strcmp(a, "--threads")) r = cli_arg_int("probe", argc, argv, &i, 1, 256, &o->threads);
         else if (!strcmp(a, "--max-train")) r = cli_arg_int("probe", argc, argv, &i, 1, 1 << 30, &o->max_train);
+        else if (!strcmp(a, "--max-test")) r = cli_arg_int("probe", argc, argv, &i, 1, 1 << 30, &o->max_test);
         else if (!strcmp(a, "--seed")) r = cli_arg_int("probe", argc, argv, &i, 0, 2147483647, &o->seed);
         else if (!strcmp(a, "--lr")) r = cli_arg_double("probe", argc, argv, &i, 1e-9, 100, 0, &o->lr);
         else if (!strcmp(a, "--wd")) r = cli_arg_double("probe", argc, argv, &i, 0, 10, 0, &o->wd);
         else if (!strcmp(a, "--precision")) r = cli_arg_precision("probe", argc, argv, &i, &o->precision);
+        else if (!strcmp(a, "--official")) o->official = 1;
+        else if (!strcmp(a, "--global-pool")) o->global_pool = 1;
+        else if (!strcmp(a, "--blr")) r = cli_arg_double("probe", argc, argv, &i, 1e-9, 100, 0, &o->blr);
+        else if (!strcmp(a, "--warmup")) r = cli_arg_double("probe", argc, argv, &i, 0, 1e6, 0, &o->warmup);
         else if (a[0] == '-' && a[1]) {
             return cli_usage_errorf("probe", "unknown option '%s'", a);
         } else if (o->model)
@@ -72,6 +88,28 @@ static int parse(int argc, char **argv, probe_opts *o)
         return cli_usage_error("probe", "needs a model, or --pixels");
     if (o->pixels && (o->model || o->random))
         return cli_usage_error("probe", "--pixels takes no model");
+    if (!o->official && (o->global_pool || o->warmup >= 0 || o->blr > 0))
+        return cli_usage_error("probe", "--global-pool, --blr and --warmup belong to --official");
+    if (o->global_pool && o->pixels)
+        return cli_usage_error("probe", "--global-pool pools an encoder's tokens: not with --pixels");
+    if (o->global_pool && o->precision != MAE_PRECISION_F32)
+        return cli_usage_error("probe", "--global-pool computes in f32 only");
+    if (!o->epochs)
+        o->epochs = o->official ? 90 : 30;
+    if (!o->batch)
+        o->batch = o->official ? 16384 : 256;
+    if (o->wd < 0)
+        o->wd = o->official ? 0 : 1e-4;
+    if (o->warmup < 0)
+        o->warmup = 10;
+    if (o->blr == 0)
+        o->blr = 0.1;
+    if (o->lr == 0)
+        o->lr = o->official ? o->blr * o->batch / 256 : 0.05;
+    if (o->official && o->warmup >= o->epochs)
+        return cli_usage_errorf("probe", "--warmup %g must be below --epochs %d", o->warmup, o->epochs);
+    if (o->official && o->batch < 2)
+        return cli_usage_error("probe", "--official needs --batch 2 or more (BatchNorm statistics)");
     return 0;
 }
 
@@ -223,16 +261,44 @@ static double fit(const probe_opts *o, const float *X, const uint8_t *y, int n, 
     return last_loss;
 }
 
+/* --official: the head trained and evaluated as main_linprobe.py does (probe_official.c). */
+static int official(const probe_opts *o, const char *kind, const float *ftr, const cli_images *tr,
+                    const float *fte, const cli_images *te, int F, double feature_secs)
+{
+    lp_fit_opts fo = { o->epochs, o->batch, 10, (uint64_t)o->seed, o->lr, o->wd, o->warmup, stderr };
+    lp_fit_result res;
+    double t0 = cli_now();
+    int r = lp_fit(&fo, ftr, tr->labels, tr->n, fte, te->labels, te->n, F, &res);
+    if (r == -2)
+        return cli_errorf("probe", "%d training images are fewer than one --batch of %d", tr->n, o->batch);
+    if (r == -3)
+        return cli_errorf("probe", "the training loss is not finite (diverged; try a smaller --blr)");
+    if (r)
+        return cli_errorf("probe", "out of memory");
+    printf("mae probe: official protocol, %s features (%s, %d dims), %d train / %d test images\n", kind,
+           o->pixels ? "pixels" : o->global_pool ? "global pool" : "cls token", F, tr->n, te->n);
+    printf("mae probe: features %.1f s, BatchNorm + linear head by LARS (lr %.4g, batch %d) %d epochs %.1f s, "
+           "final train loss %.4f\n", feature_secs, o->lr, o->batch, o->epochs, cli_now() - t0, res.loss);
+    printf("mae probe: train accuracy %.2f %%, test accuracy %.2f %%\n", res.train_acc, res.test_acc);
+    return 0;
+}
+
 static int run(const probe_opts *o)
 {
     cli_images tr, te;
     if (cli_load_split("probe", o->data, "train", 1, o->max_train, &tr))
         return 1;
-    if (cli_load_split("probe", o->data, "t10k", 1, 0, &te)) {
+    if (cli_load_split("probe", o->data, "t10k", 1, o->max_test, &te)) {
         cli_images_free(&tr);
         return 1;
     }
     int rc = 1, F = tr.h * tr.w;
+    if (o->official && tr.n < o->batch) {   /* before the slow part: the head needs a whole batch */
+        cli_errorf("probe", "%d training images are fewer than one --batch of %d", tr.n, o->batch);
+        cli_images_free(&tr);
+        cli_images_free(&te);
+        return 1;
+    }
     float *ftr = NULL, *fte = NULL, *W = NULL, bias[K] = { 0 };
     mae_model *m = NULL, *rnd = NULL;
     const char *kind = "pixels";
@@ -260,14 +326,21 @@ static int run(const probe_opts *o)
             goto done;
         int gh = (cfg.img_height ? cfg.img_height : cfg.img_size) / cfg.patch_size;
         int gw = (cfg.img_width ? cfg.img_width : cfg.img_size) / cfg.patch_size;
-        F = 2 * cfg.embed_dim;
+        F = o->official ? cfg.embed_dim : 2 * cfg.embed_dim;
         ftr = malloc((size_t)tr.n * F * sizeof *ftr);
         fte = malloc((size_t)te.n * F * sizeof *fte);
         if (!ftr || !fte) {
             cli_errorf("probe", "out of memory");
             goto done;
         }
-        if (encode("encoding the training images", rnd ? rnd : m, o, &tr, cfg.embed_dim, gh * gw, ftr) ||
+        if (o->official) {
+            const mae_model *enc = rnd ? rnd : m;
+            if ((s = lp_features(enc, o->global_pool, o->threads, tr.x, tr.n, ftr)) != MAE_OK ||
+                (s = lp_features(enc, o->global_pool, o->threads, te.x, te.n, fte)) != MAE_OK) {
+                cli_fail("probe", "encoding the images", s);
+                goto done;
+            }
+        } else if (encode("encoding the training images", rnd ? rnd : m, o, &tr, cfg.embed_dim, gh * gw, ftr) ||
             encode("encoding the test images", rnd ? rnd : m, o, &te, cfg.embed_dim, gh * gw, fte))
             goto done;
     } else {
@@ -276,6 +349,10 @@ static int run(const probe_opts *o)
         tr.x = te.x = NULL;
     }
     double t1 = cli_now();
+    if (o->official) {
+        rc = official(o, kind, ftr, &tr, fte, &te, F, t1 - t0);
+        goto done;
+    }
     standardize(ftr, tr.n, fte, te.n, F);
     W = calloc((size_t)K * F, sizeof *W);
     if (!W) {
