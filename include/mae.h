@@ -799,6 +799,11 @@ MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *na
  * ratio, seed and RNG are neither used nor changed. */
 MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
                                           int batch, float *logits);
+/* The same forward up to the head: features [B,D] are what the head reads, fc_norm of the mean
+ * of the patch tokens (global pooling) or the cls token after norm. A classifier made with
+ * mae_classifier_create(m, 1, 1, ...) gives the official linear probe's global-pool features. */
+MAE_API mae_status mae_classifier_features(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
+                                           int batch, float *features);
 
 /* Fine-tuning a classifier end to end (main_finetune.py / engine_finetune.py). A finetuner
  * updates its classifier in place (encoder and head): while it exists, use the classifier

@@ -525,6 +525,66 @@ static void test_save_as(void)
     mae_classifier_free(c);
 }
 
+/* mae_classifier_features: the head applied to them in double gives the logits (both poolings,
+ * 1 and 3 threads bitwise), every element written (poisoned first), misuse refused. */
+static void test_features(void)
+{
+    mae_model *m = NULL;
+    CHECK_OK(mae_model_load(data_path("tiny", "model"), &m));
+    if (!m)
+        return;
+    enum { B = 3, K = 5, D = 32 };
+    float imgs[B * 3 * 16 * 16], f1[B * D], f3[B * D], logits[B * K];
+    tu_fill(imgs, sizeof imgs / sizeof *imgs, -2, 2);
+    for (int gp = 0; gp < 2; gp++) {
+        mae_classifier *c = NULL;
+        const mae_model *cm = NULL;
+        mae_ctx *ctx = NULL;
+        CHECK_OK(mae_classifier_create(m, K, gp, 21 + gp, &c));
+        if (c)
+            CHECK_OK(mae_classifier_model(c, &cm));
+        if (cm)
+            CHECK_OK(mae_ctx_create(cm, B, &ctx));
+        if (!ctx) {
+            mae_classifier_free(c);
+            continue;
+        }
+        const float *w = NULL;
+        CHECK_OK(mae_classifier_tensor(c, "head.weight", &w, NULL));
+        const float *bias = NULL;
+        CHECK_OK(mae_classifier_tensor(c, "head.bias", &bias, NULL));
+        tu_poison(f1, B * D);
+        tu_poison(f3, B * D);
+        CHECK_OK(mae_ctx_set_threads(ctx, 1));
+        CHECK_OK(mae_classifier_features(c, ctx, imgs, B, f1));
+        CHECK_OK(mae_ctx_set_threads(ctx, 3));
+        CHECK_OK(mae_classifier_features(c, ctx, imgs, B, f3));
+        CHECK(memcmp(f1, f3, sizeof f1) == 0, "pool %d: features differ between 1 and 3 threads", gp);
+        CHECK_OK(mae_classifier_forward(c, ctx, imgs, B, logits));
+        double err = 0, scale = 0;
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < K; k++) {
+                double z = bias ? bias[k] : 0;
+                for (int d = 0; w && d < D; d++)
+                    z += (double)w[k * D + d] * f1[b * D + d];
+                err = fmax(err, fabs(z - logits[b * K + k]));
+                scale = fmax(scale, fabs(z));
+            }
+        CHECK(err <= 1e-5 * scale && scale > 0, "pool %d: head(features) vs logits: err %.3g of %.3g", gp, err, scale);
+        EXPECT(mae_classifier_features(c, ctx, imgs, B, NULL), MAE_ERR_INVALID_ARG);
+        CHECK(strstr(mae_last_error(), "mae_classifier_features: features is NULL") != NULL, "%s", mae_last_error());
+        EXPECT(mae_classifier_features(c, ctx, imgs, B + 1, f1), MAE_ERR_SHAPE);
+        mae_ctx *other = NULL;
+        CHECK_OK(mae_ctx_create(m, 1, &other));
+        if (other)
+            EXPECT(mae_classifier_features(c, other, imgs, 1, f1), MAE_ERR_INVALID_ARG);
+        mae_ctx_free(other);
+        mae_ctx_free(ctx);
+        mae_classifier_free(c);
+    }
+    mae_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -537,6 +597,7 @@ int main(int argc, char **argv)
     TU_RUN("golden", test_golden());
     TU_RUN("create", test_create());
     TU_RUN("save_as", test_save_as());
+    TU_RUN("features", test_features());
     TU_RUN("misuse", test_misuse());
     TU_RUN("hostile", test_hostile());
     TU_RUN("nomem", test_nomem());

@@ -1,8 +1,8 @@
 /* The official linear probe's parts of `mae probe --official` (examples/cli/linprobe.h): LARS
  * against a direct implementation of util/lars.py's formula (2-D: weight decay and trust ratio,
  * the zero-norm cases; 1-D: neither), BatchNorm1d without affine in training and eval mode
- * against the direct formulas, the lr schedule's corners, the features (the global-pool ones
- * through the head inversion reproduce a second head's logits; the cls ones a cls classifier's),
+ * against the direct formulas, the lr schedule's corners, the features (the global-pool ones,
+ * from mae_classifier_features, reproduce a second head's logits; the cls ones a cls classifier's),
  * and the whole head training on separable data. With --torch FILE (tests/check_linprobe.sh,
  * FILE from tests/gen_linprobe.py) BatchNorm and LARS are checked against PyTorch float64. */
 #include "../examples/cli/linprobe.c"

@@ -88,123 +88,27 @@ double lp_lr_at(double e, double lr, double min_lr, double warmup, double epochs
     return min_lr + (lr - min_lr) * 0.5 * (1 + cos(3.14159265358979323846 * (e - warmup) / (epochs - warmup)));
 }
 
-/* a [D, D] -> its inverse in inv (Gauss-Jordan, partial pivoting); 0, or -1 if singular or out
- * of memory. */
-static int invert(const double *a, int D, double *inv)
-{
-    size_t n = (size_t)D;
-    double *m = malloc(n * n * sizeof *m);
-    if (!m)
-        return -1;
-    memcpy(m, a, n * n * sizeof *m);
-    for (size_t i = 0; i < n * n; i++)
-        inv[i] = 0;
-    for (size_t i = 0; i < n; i++)
-        inv[i * n + i] = 1;
-    for (size_t c = 0; c < n; c++) {
-        size_t piv = c;
-        for (size_t r = c + 1; r < n; r++)
-            if (fabs(m[r * n + c]) > fabs(m[piv * n + c]))
-                piv = r;
-        if (m[piv * n + c] == 0) {
-            free(m);
-            return -1;
-        }
-        if (piv != c)
-            for (size_t k = 0; k < n; k++) {
-                double t = m[c * n + k];
-                m[c * n + k] = m[piv * n + k], m[piv * n + k] = t;
-                t = inv[c * n + k];
-                inv[c * n + k] = inv[piv * n + k], inv[piv * n + k] = t;
-            }
-        double d = 1 / m[c * n + c];
-        for (size_t k = 0; k < n; k++)
-            m[c * n + k] *= d, inv[c * n + k] *= d;
-        for (size_t r = 0; r < n; r++) {
-            double f = m[r * n + c];
-            if (r == c || f == 0)
-                continue;
-            for (size_t k = 0; k < n; k++)
-                m[r * n + k] -= f * m[c * n + k], inv[r * n + k] -= f * inv[c * n + k];
-        }
-    }
-    free(m);
-    return 0;
-}
+enum { CHUNK = 250 };
 
-enum { CHUNK = 250, SEEDS = 6 };
-
-/* The API gives the global-pool feature (fc_norm of the mean of the pre-norm patch tokens) only
- * through a classifier's head. A classifier with a square head W [D, D] computes z = W f + bias;
- * f = W^-1 (z - bias), with W inverted once in double. W is Gaussian, invertible with
- * probability 1, and f's error is z's float32 rounding times W's condition number: of a few
- * seeds' heads the best conditioned (|W| |W^-1|, Frobenius) is used, about 2 D in practice,
- * which leaves f within about 1e-5 relative (tests/test_linprobe.c checks it through a second
- * head). */
+/* The global-pool feature (fc_norm of the mean of the pre-norm patch tokens, fc_norm fresh:
+ * weight 1, bias 0, as the official probe keeps it) is what a new global-pooling classifier's
+ * head reads: mae_classifier_features. */
 static mae_status global_pool_features(const mae_model *m, int threads, const float *imgs, int n,
                                        int D, size_t img_floats, float *out)
 {
-    size_t dd = (size_t)D * (size_t)D;
-    double *w = malloc(dd * sizeof *w), *winv = malloc(dd * sizeof *winv),
-           *best = malloc(dd * sizeof *best);
-    float *z = malloc((size_t)CHUNK * (size_t)D * sizeof *z);
     mae_classifier *cl = NULL;
-    uint64_t best_seed = 0;
-    double best_cond = INFINITY;
-    mae_status s = w && winv && best && z ? MAE_OK : MAE_ERR_NOMEM;
-    for (uint64_t seed = 1; s == MAE_OK && seed <= SEEDS; seed++) {
-        const float *hw;
-        mae_classifier_free(cl);
-        cl = NULL;
-        if ((s = mae_classifier_create(m, D, 1, seed, &cl)) != MAE_OK ||
-            (s = mae_classifier_tensor(cl, "head.weight", &hw, NULL)) != MAE_OK)
-            break;
-        double nw = 0, ni = 0;
-        for (size_t i = 0; i < dd; i++)
-            w[i] = hw[i], nw += w[i] * w[i];
-        if (invert(w, D, winv))
-            continue;
-        for (size_t i = 0; i < dd; i++)
-            ni += winv[i] * winv[i];
-        if (sqrt(nw * ni) < best_cond) {
-            best_cond = sqrt(nw * ni);
-            best_seed = seed;
-            memcpy(best, winv, dd * sizeof *best);
-        }
-    }
-    mae_classifier_free(cl);
-    cl = NULL;
-    if (s == MAE_OK && !best_seed)
-        s = MAE_ERR_NOMEM;   /* every head singular cannot happen; invert ran out of memory */
-    const float *bias = NULL;
     const mae_model *cm = NULL;
     mae_ctx *c = NULL;
-    if (s == MAE_OK && (s = mae_classifier_create(m, D, 1, best_seed, &cl)) == MAE_OK &&
-        (s = mae_classifier_tensor(cl, "head.bias", &bias, NULL)) == MAE_OK &&
-        (s = mae_classifier_model(cl, &cm)) == MAE_OK && (s = mae_ctx_create(cm, CHUNK, &c)) == MAE_OK &&
+    mae_status s = mae_classifier_create(m, 1, 1, 0, &cl);
+    if (s == MAE_OK && (s = mae_classifier_model(cl, &cm)) == MAE_OK && (s = mae_ctx_create(cm, CHUNK, &c)) == MAE_OK &&
         threads)
         s = mae_ctx_set_threads(c, threads);
     for (int i0 = 0; s == MAE_OK && i0 < n; i0 += CHUNK) {
         int b = n - i0 < CHUNK ? n - i0 : CHUNK;
-        s = mae_classifier_forward(cl, c, imgs + (size_t)i0 * img_floats, b, z);
-        for (int i = 0; s == MAE_OK && i < b; i++) {
-            const float *zi = z + (size_t)i * (size_t)D;
-            float *f = out + (size_t)(i0 + i) * (size_t)D;
-            for (int r = 0; r < D; r++) {
-                const double *row = best + (size_t)r * (size_t)D;
-                double acc = 0;
-                for (int k = 0; k < D; k++)
-                    acc += row[k] * ((double)zi[k] - bias[k]);
-                f[r] = (float)acc;
-            }
-        }
+        s = mae_classifier_features(cl, c, imgs + (size_t)i0 * img_floats, b, out + (size_t)i0 * (size_t)D);
     }
     mae_ctx_free(c);
     mae_classifier_free(cl);
-    free(w);
-    free(winv);
-    free(best);
-    free(z);
     return s;
 }
 

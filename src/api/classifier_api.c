@@ -106,19 +106,38 @@ MAE_API mae_status mae_classifier_tensor(const mae_classifier *c, const char *na
     return mae_model_tensor(c->m, name, data, count, NULL, NULL);
 }
 
+/* The checks mae_classifier_forward and mae_classifier_features share. */
+static mae_status check_run(const char *fn, const mae_classifier *c, const mae_ctx *ctx, const float *imgs,
+                            int batch, const float *out, const char *out_name)
+{
+    if (!c || !ctx || !imgs || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: %s is NULL", fn,
+                        !c ? "classifier" : !ctx ? "context" : !imgs ? "imgs" : out_name);
+    if (ctx->m != c->m)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: the context was not created for this classifier's model (use "
+                        "mae_classifier_model)", fn);
+    if (batch <= 0 || batch > ctx->max_batch)
+        return mae_fail(MAE_ERR_SHAPE, "%s: batch %d is outside [1, %d] (the context's max_batch)", fn, batch,
+                        ctx->max_batch);
+    return MAE_OK;
+}
+
 MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
                                           int batch, float *logits)
 {
-    if (!c || !ctx || !imgs || !logits)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_forward: %s is NULL",
-                        !c ? "classifier" : !ctx ? "context" : !imgs ? "imgs" : "logits");
-    if (ctx->m != c->m)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_forward: the context was not created for this "
-                        "classifier's model (use mae_classifier_model)");
-    if (batch <= 0 || batch > ctx->max_batch)
-        return mae_fail(MAE_ERR_SHAPE, "mae_classifier_forward: batch %d is outside [1, %d] (the context's max_batch)",
-                        batch, ctx->max_batch);
-    return mae_classifier_run(c, ctx, imgs, batch, logits);
+    mae_status s = check_run("mae_classifier_forward", c, ctx, imgs, batch, logits, "logits");
+    if (s == MAE_OK)
+        s = mae_classifier_run(c, ctx, imgs, batch, logits, NULL);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_forward");
+}
+
+MAE_API mae_status mae_classifier_features(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
+                                           int batch, float *features)
+{
+    mae_status s = check_run("mae_classifier_features", c, ctx, imgs, batch, features, "features");
+    if (s == MAE_OK)
+        s = mae_classifier_run(c, ctx, imgs, batch, NULL, features);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_features");
 }
 
 MAE_API void mae_classifier_free(mae_classifier *c)

@@ -210,7 +210,7 @@ void mae_classifier_pool(const mae_classifier *c, const mae_exec *ex, const floa
 }
 
 mae_status mae_classifier_run(const mae_classifier *c, mae_ctx *ctx, const float *imgs, int B,
-                              float *logits)
+                              float *logits, float *features)
 {
     const mae_model *m = c->m;
     const mae_cfg *g = &m->cfg;
@@ -245,7 +245,10 @@ mae_status mae_classifier_run(const mae_classifier *c, mae_ctx *ctx, const float
     /* the patches and tokens buffers are free now: [B,D] each fits */
     float *pooled = ctx->latent;
     mae_classifier_pool(c, ex, x, B, ctx->tokens, pooled, NULL, NULL);
-    m->k->linear(ex, logits, pooled, c->head_pk ? c->head_pk : c->head_w, c->head_b, NULL, B,
-                 c->classes, D, MAE_ACT_NONE);
+    if (features)
+        memcpy(features, pooled, (size_t)B * D * sizeof *features);
+    if (logits)
+        m->k->linear(ex, logits, pooled, c->head_pk ? c->head_pk : c->head_w, c->head_b, NULL, B,
+                     c->classes, D, MAE_ACT_NONE);
     return MAE_OK;
 }

@@ -37,8 +37,9 @@ mae_status mae_classifier_labels_set(mae_classifier *c, const char *const *names
 /* pooled [B,D] from the last stream x [B,1+L,D], written to out (mean + fc_norm, or cls + norm). */
 void mae_classifier_pool(const mae_classifier *c, const mae_exec *ex, const float *x, int B,
                          float *tmp, float *out, float *mean, float *rstd);
-/* The forward on ctx's buffers; logits [B,classes]. */
+/* The forward on ctx's buffers: logits [B,classes] and/or features [B,D] (the pooled, normed
+ * vector the head reads); either may be NULL. */
 mae_status mae_classifier_run(const mae_classifier *c, mae_ctx *ctx, const float *imgs, int B,
-                              float *logits);
+                              float *logits, float *features);
 
 #endif
