@@ -169,6 +169,8 @@ typedef struct tu_alloc_state {
     int fail_after;        /* and every call after it, too */
     size_t cap;            /* a request above cap bytes returns NULL; 0: no cap */
     size_t largest;        /* the largest request */
+    int junk;              /* fill every block with 0xff bytes (NaN floats): a read of memory the
+                            * library never wrote shows */
     atomic_size_t bytes;   /* bytes handed out and not yet freed */
     atomic_size_t peak;    /* the most bytes out at once since the reset (or tu_alloc_mark) */
 } tu_alloc_state;
@@ -183,6 +185,7 @@ static inline void tu_alloc_reset(void)
     tu_alloc.fail_after = 0;
     tu_alloc.cap = 0;
     tu_alloc.largest = 0;
+    tu_alloc.junk = 0;
     atomic_store(&tu_alloc.bytes, 0);
     atomic_store(&tu_alloc.peak, 0);
 }
@@ -209,6 +212,8 @@ static inline void *tu_hook_alloc(void *user, size_t size)
     if (!p)
         return NULL;
     memcpy(p, &size, sizeof size);
+    if (tu_alloc.junk)
+        memset(p + 16, 0xff, size);
     atomic_fetch_add(&tu_alloc.live, 1);
     size_t now = atomic_fetch_add(&tu_alloc.bytes, size) + size, peak = atomic_load(&tu_alloc.peak);
     while (now > peak && !atomic_compare_exchange_weak(&tu_alloc.peak, &peak, now)) {

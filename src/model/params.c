@@ -676,6 +676,7 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v)
         mae_free(t); mae_free(data); mae_free(tmp); mae_free(pb); mae_free(pd); mae_free((void *)cache);
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of bf16 weights", bytes);
     }
+    memset(data, 0, bytes);   /* the reserved slots (a q/k/v bias the model lacks) read as zero */
     for (int i = 0; i < m->n_tensors; i++)
         mae_atomic_ptr_init(&cache[i], NULL);
     builder fill = { t, 0, 0, 0, 0, v };

@@ -80,13 +80,15 @@ type Config struct {
 	NormPixLoss                   int32
 	MaskRatio, LayerNormEps       float32
 	ImgHeight, ImgWidth           int32
+	DecoderMlpHidden              int32 // 0: DecoderEmbedDim * MlpRatio
+	QkvBias                       int32 // 1: q/k/v projections with a bias (MAE's; Preset sets it)
 }
 
 func configFromC(c *C.mae_config) Config {
 	return Config{int32(c.img_size), int32(c.patch_size), int32(c.in_chans), int32(c.embed_dim), int32(c.depth),
 		int32(c.num_heads), int32(c.decoder_embed_dim), int32(c.decoder_depth), int32(c.decoder_num_heads),
 		float32(c.mlp_ratio), int32(c.norm_pix_loss), float32(c.mask_ratio), float32(c.layer_norm_eps),
-		int32(c.img_height), int32(c.img_width)}
+		int32(c.img_height), int32(c.img_width), int32(c.decoder_mlp_hidden), int32(c.qkv_bias)}
 }
 
 func (g Config) toC() C.mae_config {
@@ -98,6 +100,7 @@ func (g Config) toC() C.mae_config {
 	c.decoder_num_heads, c.mlp_ratio = C.int32_t(g.DecoderNumHeads), C.float(g.MlpRatio)
 	c.norm_pix_loss, c.mask_ratio, c.layer_norm_eps = C.int32_t(g.NormPixLoss), C.float(g.MaskRatio), C.float(g.LayerNormEps)
 	c.img_height, c.img_width = C.int32_t(g.ImgHeight), C.int32_t(g.ImgWidth)
+	c.decoder_mlp_hidden, c.qkv_bias = C.int32_t(g.DecoderMlpHidden), C.int32_t(g.QkvBias)
 	return c
 }
 
@@ -197,6 +200,26 @@ func (m *Model) Save(path string) error {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	return m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_save(p, cpath) })
+}
+
+// Precisions of a model's linear layers (docs/PRECISION.md): PrecisionBF16 holds the linear
+// weights once as bf16, about half the memory.
+const (
+	PrecisionF32  = 0
+	PrecisionBF16 = 1
+)
+
+// SetPrecision makes the model compute in precision (PrecisionF32 or PrecisionBF16). It fails
+// with ErrState while a context or trainer of the model is open.
+func (m *Model) SetPrecision(precision int) error {
+	return m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_set_precision(p, C.int(precision)) })
+}
+
+// Precision returns the precision the model computes in.
+func (m *Model) Precision() (int, error) {
+	var v C.int
+	err := m.with(func(p *C.mae_model) C.mae_status { return C.mae_model_get_precision(p, &v) })
+	return int(v), err
 }
 
 func (m *Model) Config() (Config, error) {

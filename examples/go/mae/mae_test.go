@@ -109,3 +109,53 @@ func TestCloseInUse(t *testing.T) {
 	}
 	runtime.GC()
 }
+
+// A preset keeps its q/k/v biases through Config; a bf16 model's embeddings stay within bf16's
+// rounding of the f32 model's, and the precision cannot change while a context is open.
+func TestPrecision(t *testing.T) {
+	f32m, bf := tiny(t, 4), tiny(t, 4)
+	defer f32m.Close()
+	defer bf.Close()
+	if cfg, _ := bf.Config(); cfg.QkvBias != 1 {
+		t.Fatalf("a preset model without q/k/v biases (QkvBias %d)", cfg.QkvBias)
+	}
+	if p, err := bf.Precision(); err != nil || p != PrecisionF32 {
+		t.Fatalf("a new model's precision: %d, %v", p, err)
+	}
+	if err := bf.SetPrecision(PrecisionBF16); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := bf.Precision(); p != PrecisionBF16 {
+		t.Fatalf("precision %d after SetPrecision(BF16)", p)
+	}
+	a, err := NewContext(f32m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewContext(bf, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := f32m.SetPrecision(PrecisionBF16); !isStatus(err, ErrState) {
+		t.Fatalf("SetPrecision with a context open: %v", err)
+	}
+	imgs := images(3 * 32 * 32)
+	x, err := a.Embed(imgs, 1, PoolCLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := b.Embed(imgs, 1, PoolCLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d2, n2 float64
+	for i := range x {
+		d2 += float64(x[i]-y[i]) * float64(x[i]-y[i])
+		n2 += float64(x[i]) * float64(x[i])
+	}
+	if rel := d2 / n2; rel <= 0 || rel > 4e-4 { // squared: relative L2 2e-2
+		t.Fatalf("bf16 vs f32 squared relative L2 %g", rel)
+	}
+}

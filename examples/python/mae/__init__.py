@@ -98,6 +98,8 @@ class Config(ctypes.Structure):
         ("layer_norm_eps", ctypes.c_float),
         ("img_height", ctypes.c_int32),
         ("img_width", ctypes.c_int32),
+        ("decoder_mlp_hidden", ctypes.c_int32),   # 1.1; 0: decoder_embed_dim * mlp_ratio
+        ("qkv_bias", ctypes.c_int32),             # 1.1; 1: q/k/v biases (MAE's)
     ]
 
     @classmethod

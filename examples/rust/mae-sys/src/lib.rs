@@ -69,6 +69,10 @@ pub struct Config {
     pub layer_norm_eps: c_float,
     pub img_height: i32,
     pub img_width: i32,
+    /// 0: decoder_embed_dim * mlp_ratio
+    pub decoder_mlp_hidden: i32,
+    /// 1: the q/k/v projections have a bias (MAE's; the presets set it)
+    pub qkv_bias: i32,
 }
 
 /// mae_finetune_config: versioned by struct_size (fill it with mae_finetune_config_init).
@@ -110,6 +114,8 @@ extern "C" {
                                    out: *mut *mut Model) -> Status;
     pub fn mae_model_load_memory(buf: *const c_void, size: usize, out: *mut *mut Model) -> Status;
     pub fn mae_model_save(m: *const Model, path: *const c_char) -> Status;
+    pub fn mae_model_set_precision(m: *mut Model, precision: c_int) -> Status;
+    pub fn mae_model_get_precision(m: *const Model, precision: *mut c_int) -> Status;
     pub fn mae_model_free(m: *mut Model);
     pub fn mae_model_get_config(m: *const Model, cfg: *mut Config) -> Status;
     pub fn mae_model_num_params(m: *const Model, count: *mut usize) -> Status;

@@ -38,7 +38,7 @@ mod trainer;
 pub use classifier::{Classifier, Finetuner};
 pub use context::{Context, Forward, Pool};
 pub use image::{Filter, Image, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD};
-pub use model::{preset, Model};
+pub use model::{preset, Model, Precision};
 pub use trainer::Trainer;
 
 /// The C API (the mae-sys crate), for what the safe types do not cover.

@@ -5,6 +5,13 @@ use std::ptr;
 use crate::{c_string, check, ffi, to_int, Result};
 
 /// A preset config: "base", "large", "huge" or "tiny".
+/// The precision a model's linear layers compute in (mae_precision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F32 = 0,
+    Bf16 = 1,
+}
+
 pub fn preset(name: &str) -> Result<ffi::Config> {
     let mut cfg = ffi::Config::default();
     let n = c_string(name)?;
@@ -89,6 +96,19 @@ impl Model {
 
     pub fn config(&self) -> Result<ffi::Config> {
         config_of(self.raw)
+    }
+
+    /// Makes the model compute its linears in `precision` (docs/PRECISION.md): `Precision::Bf16`
+    /// holds the linear weights once as bf16, about half the memory. `&mut self`: no context
+    /// or trainer of the model can be alive meanwhile.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        check(unsafe { ffi::mae_model_set_precision(self.raw, precision as c_int) })
+    }
+
+    pub fn precision(&self) -> Result<Precision> {
+        let mut p: c_int = 0;
+        check(unsafe { ffi::mae_model_get_precision(self.raw, &mut p) })?;
+        Ok(if p == 1 { Precision::Bf16 } else { Precision::F32 })
     }
 
     pub fn num_params(&self) -> Result<usize> {

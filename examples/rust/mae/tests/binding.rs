@@ -106,3 +106,25 @@ fn trainer_steps_and_drops() {
     assert_eq!(back.num_params().unwrap(), m.num_params().unwrap());
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn bf16_precision() {
+    // the same weights in f32 and bf16: embeddings within bf16's rounding, not equal
+    let f32m = tiny(4);
+    let mut bf = tiny(4);
+    assert_eq!(bf.precision().unwrap(), mae::Precision::F32);
+    bf.set_precision(mae::Precision::Bf16).unwrap();
+    assert_eq!(bf.precision().unwrap(), mae::Precision::Bf16);
+    let mut a = mae::Context::new(&f32m, 1).unwrap();
+    let mut b = mae::Context::new(&bf, 1).unwrap();
+    let imgs = images(a.image_len());
+    let x = a.embed(&imgs, 1, mae::Pool::Mean).unwrap();
+    let y = b.embed(&imgs, 1, mae::Pool::Mean).unwrap();
+    let (mut d2, mut n2) = (0.0f64, 0.0f64);
+    for (p, q) in x.iter().zip(&y) {
+        d2 += ((p - q) as f64).powi(2);
+        n2 += (*p as f64).powi(2);
+    }
+    let rel = (d2 / n2).sqrt();
+    assert!(rel > 0.0 && rel < 3e-2, "bf16 vs f32 relative L2 {rel}");
+}
