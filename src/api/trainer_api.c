@@ -155,7 +155,7 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_create: max_batch %d must be positive", max_batch);
     if (!m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_create: the model has no decoder (an encoder-only checkpoint cannot be pretrained)");
-    mae_status ks = mae_model_make_trainable(m, "mae_trainer_create");   /* AdamW and the backward pass need master weights */
+    mae_status ks = mae_model_make_trainable_mixed(m, "mae_trainer_create");   /* AdamW and the backward pass need master weights */
     if (ks != MAE_OK)
         return ks;
     mae_trainer *t = mae_calloc(1, sizeof *t);
