@@ -1,0 +1,64 @@
+#!/bin/sh
+# Mixed-precision training (docs/PRECISION.md) against PyTorch:
+#  - the gradients of one forward_backward of a bf16 model (tests/mixed_grad.c, public API) against
+#    float64 autograd of the same model whose linears take bf16-rounded operands in the forward and
+#    backward products (tests/mixed_ref.py), for configs tiny and odd (norm_pix_loss, learned
+#    position tables) with fresh random weights, images and noise, within the bound derived there;
+#    the float32 path is checked to fall outside it (the bound sees the rounding);
+#  - `mae train --precision bf16`: 2 steps, then --resume for 2 more, gives the checkpoint of 4
+#    uninterrupted steps byte for byte (when the Fashion-MNIST files are installed).
+# Needs /usr/bin/python3 with torch for the first part (skipped without it).
+set -eu
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+SANITIZE=${SANITIZE:-}
+mae=$BUILD/examples/mae
+[ -x "$mae" ] || make -s CC="$CC" SANITIZE="$SANITIZE" "$mae"
+static=lib/libmae.a
+[ -n "$SANITIZE" ] && static=$BUILD/libmae.a
+[ -f "$static" ] || make -s CC="$CC" SANITIZE="$SANITIZE" "$static"
+dir=$BUILD/check_mixed
+rm -rf "$dir"
+mkdir -p "$dir"
+skipped=""
+
+fm=/usr/share/datasets/fashion-mnist
+if [ -f $fm/train-images-idx3-ubyte.gz ]; then
+    small="--precision bf16 --max-images 256 --batch 32 --epochs 2 --warmup 1 --embed-dim 32 --depth 1 --heads 2 --decoder-dim 16 --decoder-depth 1 --decoder-heads 2 --threads 2"
+    # shellcheck disable=SC2086
+    "$mae" train $small --out "$dir/a" --max-steps 4 > "$dir/a.log" 2>&1 || { cat "$dir/a.log"; echo "check_mixed: mae train --precision bf16 failed"; exit 1; }
+    grep -q "precision bf16" "$dir/a.log" || { cat "$dir/a.log"; echo "check_mixed: mae train did not say bf16"; exit 1; }
+    # shellcheck disable=SC2086
+    "$mae" train $small --out "$dir/b" --max-steps 2 > "$dir/b.log" 2>&1 &&
+    "$mae" train $small --out "$dir/b" --max-steps 2 --resume "$dir/b/checkpoint.safetensors" >> "$dir/b.log" 2>&1 ||
+        { cat "$dir/b.log"; echo "check_mixed: the resumed bf16 run failed"; exit 1; }
+    cmp -s "$dir/a/checkpoint.safetensors" "$dir/b/checkpoint.safetensors" ||
+        { echo "check_mixed: a bf16 run resumed after 2 steps differs from 4 uninterrupted steps"; exit 1; }
+else
+    skipped="$skipped cli-resume(no $fm)"
+fi
+
+py=/usr/bin/python3
+if ! [ -x $py ] || ! $py -c "import torch" 2>/dev/null; then
+    echo "check_mixed: skipped (no /usr/bin/python3 with torch)"
+    exit 0
+fi
+san=""
+[ -n "$SANITIZE" ] && san="-fsanitize=$SANITIZE -fno-omit-frame-pointer"
+helper=$dir/mixed_grad
+# the library is built with OpenMP unless OPENMP=0: try with it first
+# shellcheck disable=SC2086
+$CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/mixed_grad.c -o "$helper" "$static" -lm -lpthread -fopenmp 2>/dev/null ||
+    $CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/mixed_grad.c -o "$helper" "$static" -lm -lpthread
+seed=${MAE_CHECK_SEED:-$(date +%s)}
+for cfg in tiny odd; do
+    d=$dir/$cfg
+    mkdir -p "$d"
+    $py tests/mixed_ref.py make "$d" $cfg "$seed"
+    B=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['batch'])" "$d/run.json")
+    for p in bf16 f32; do
+        "$helper" "$d/model.safetensors" $p "$B" "$d/imgs.bin" "$d/noise.bin" "$d/$p"
+    done
+    $py tests/mixed_ref.py check "$d" || { echo "check_mixed: $cfg (MAE_CHECK_SEED=$seed) outside the bound"; exit 1; }
+done
+echo "check_mixed: ok${skipped:+ (skipped:$skipped)}"
