@@ -72,6 +72,29 @@ static double ref_round(float x)
     return ldexp(rint(ldexp(f, 8)), e - 8);   /* f to 8 bits */
 }
 
+/* The vectorized rounding of the operands is mae_bf16_round's, bit for bit: random bit patterns
+ * (every exponent, NaNs, infinities, subnormals) and the edges. */
+static void test_round(void)
+{
+    enum { N = 1 << 20 };
+    uint32_t *u = tu_malloc(N * sizeof *u);
+    float *x = tu_malloc(N * sizeof *x), *y = tu_malloc(N * sizeof *y);
+    const uint32_t edge[] = { 0, 0x80000000u, 1, 0x807fffffu, 0x00800000u, 0x7f7fffffu, 0x7f7f8000u,
+                              0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00000u, 0x3f808000u,
+                              0x3f818000u, 0x3f80ffffu, 0x3f807fffu };
+    for (size_t i = 0; i < N; i++)
+        u[i] = i < sizeof edge / sizeof edge[0] ? edge[i] : (uint32_t)(tu_uniform() * 4294967296.0);
+    memcpy(x, u, N * sizeof *x);
+    mae_mixed_round(y, x, N);
+    int bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        float want = mae_bf16_float(mae_bf16_round(x[i]));
+        bad += memcmp(&want, &y[i], sizeof want) != 0;
+    }
+    CHECK(bad == 0, "%d of %d roundings differ from mae_bf16_round", bad, N);
+    free(u); free(x); free(y);
+}
+
 static void test_products(void)
 {
     mae_model *m = bf16_model(11);
@@ -374,6 +397,7 @@ int main(int argc, char **argv)
     uint64_t seed = (uint64_t)time(NULL);
     printf("seed %llu\n", (unsigned long long)seed);
     tu_seed(seed);
+    TU_RUN("round", test_round());
     TU_RUN("products", test_products());
     TU_RUN("threads", test_threads());
     TU_RUN("resume", test_resume());

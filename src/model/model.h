@@ -327,6 +327,8 @@ void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, floa
 
 /* mixed.c: mixed-precision training of a bf16 model (docs/PRECISION.md) */
 struct mae_arena;
+/* dst = mae_bf16_float(mae_bf16_round(src)), n floats (dst may be src). */
+void mae_mixed_round(float *dst, const float *src, size_t n);
 /* Takes the rounded operands' buffers from the trainer's arena (nothing for a float32 model). */
 void mae_mixed_plan(mae_trainer *t, struct mae_arena *p);
 /* The products of a linear's backward with bf16-rounded operands summed in float32, for a
