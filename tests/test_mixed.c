@@ -72,7 +72,7 @@ static double ref_round(float x)
     return ldexp(rint(ldexp(f, 8)), e - 8);   /* f to 8 bits */
 }
 
-/* The vectorized rounding of the operands is mae_bf16_round's, bit for bit: random bit patterns
+/* The branch-free rounding of the operands is mae_bf16_round's, bit for bit: random bit patterns
  * (every exponent, NaNs, infinities, subnormals) and the edges. */
 static void test_round(void)
 {
