@@ -29,9 +29,10 @@ if [ -f $fm/train-images-idx3-ubyte.gz ]; then
     "$mae" train $small --out "$dir/a" --max-steps 4 > "$dir/a.log" 2>&1 || { cat "$dir/a.log"; echo "check_mixed: mae train --precision bf16 failed"; exit 1; }
     grep -q "precision bf16" "$dir/a.log" || { cat "$dir/a.log"; echo "check_mixed: mae train did not say bf16"; exit 1; }
     # shellcheck disable=SC2086
-    "$mae" train $small --out "$dir/b" --max-steps 2 > "$dir/b.log" 2>&1 &&
-    "$mae" train $small --out "$dir/b" --max-steps 2 --resume "$dir/b/checkpoint.safetensors" >> "$dir/b.log" 2>&1 ||
-        { cat "$dir/b.log"; echo "check_mixed: the resumed bf16 run failed"; exit 1; }
+    if ! "$mae" train $small --out "$dir/b" --max-steps 2 > "$dir/b.log" 2>&1 ||
+       ! "$mae" train $small --out "$dir/b" --max-steps 2 --resume "$dir/b/checkpoint.safetensors" >> "$dir/b.log" 2>&1; then
+        cat "$dir/b.log"; echo "check_mixed: the resumed bf16 run failed"; exit 1
+    fi
     cmp -s "$dir/a/checkpoint.safetensors" "$dir/b/checkpoint.safetensors" ||
         { echo "check_mixed: a bf16 run resumed after 2 steps differs from 4 uninterrupted steps"; exit 1; }
 else
