@@ -22,7 +22,8 @@ static void need(size_t *dy, size_t *xw, size_t N, size_t in, size_t out)
     *xw = maxz(*xw, maxz(N * in, out * in));
 }
 
-void mae_mixed_plan(mae_trainer *t, struct mae_arena *p)
+/* (p first: tools/amalgamate.py reads a definition ending in "struct X *p) {" as a tagged macro) */
+void mae_mixed_plan(struct mae_arena *p, mae_trainer *t)
 {
     if (t->m->precision != MAE_PRECISION_BF16) {
         t->round_dy = t->round_xw = NULL;

@@ -330,7 +330,7 @@ struct mae_arena;
 /* dst = mae_bf16_float(mae_bf16_round(src)), n floats (dst may be src). */
 void mae_mixed_round(float *dst, const float *src, size_t n);
 /* Takes the rounded operands' buffers from the trainer's arena (nothing for a float32 model). */
-void mae_mixed_plan(mae_trainer *t, struct mae_arena *p);
+void mae_mixed_plan(struct mae_arena *p, mae_trainer *t);
 /* The products of a linear's backward with bf16-rounded operands summed in float32, for a
  * trainer whose round_dy is set: dx[N,in] = r(dy)·r(w) (written, if dx), dw[out,in] += r(dy)ᵀ·r(x)
  * (if dw). */
