@@ -775,19 +775,29 @@ static void bench_model(int maxthreads, const char *self)
     printf("\n");
     mae_ctx_free(c);
 
-    /* training step: forward, backward, AdamW */
-    mae_model *mt;
-    mae_trainer *tr;
-    if (!quick && mae_model_create(&cfg, 2, &mt) == MAE_OK && mae_trainer_create(mt, 8, &tr) == MAE_OK) {
-        printf("\n| training step (forward + backward + AdamW) | batch | threads | images/s | ms/step |\n|---|---|---|---|---|\n");
+    /* training step: forward, backward, AdamW; in float32, then in mixed precision (a bf16
+     * model: bf16 operands in the linears' products, docs/PRECISION.md) */
+    printf("\n| training step (forward + backward + AdamW) | precision | batch | threads | images/s | ms/step |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int prec = 0; prec < 2 && !quick; prec++) {
+        mae_model *mt;
+        mae_trainer *tr;
+        if (mae_model_create(&cfg, 2, &mt) != MAE_OK)
+            continue;
+        if ((prec && mae_model_set_precision(mt, MAE_PRECISION_BF16) != MAE_OK) ||
+            mae_trainer_create(mt, 8, &tr) != MAE_OK) {
+            mae_model_free(mt);
+            continue;
+        }
         for (int nt = 1; nt <= maxthreads; nt++) {
             mae_trainer_set_threads(tr, nt);
             fwd_case f = { NULL, mt, imgs, NULL, NULL, NULL, NULL, NULL, 8, 0, tr };
             double t = median_time(run_train_step, &f, 3, 0.1);
-            printf("| | 8 | %d | %.2f | %.0f |\n", nt, 8 / t, t * 1e3);
+            printf("| | %s | 8 | %d | %.2f | %.0f |\n", prec ? "bf16" : "f32", nt, 8 / t, t * 1e3);
             fflush(stdout);
         }
-        printf("peak RSS of this process after training: %.0f MiB\n", peak_rss_kib() / 1024.0);
+        printf("peak RSS of this process after training (%s): %.0f MiB\n", prec ? "bf16" : "f32",
+               peak_rss_kib() / 1024.0);
         mae_trainer_free(tr);
         mae_model_free(mt);
     }

@@ -227,9 +227,12 @@ typedef enum mae_precision {
  * the products in float32. LayerNorm, attention, softmax, GELU, the residual stream and the loss
  * stay float32. Call it before any context or trainer exists on m (MAE_ERR_STATE otherwise);
  * tensor views and mae_model_save then give the bf16 weights (mae_model_save writes BF16). It
- * cannot be undone (MAE_ERR_UNSUPPORTED asking F32 of a bf16 model: load the file again), and
- * a bf16 model cannot be trained (mae_trainer_create: MAE_ERR_UNSUPPORTED). Setting the
- * precision a model has already does nothing. On failure the model is unchanged. */
+ * cannot be undone (MAE_ERR_UNSUPPORTED asking F32 of a bf16 model: load the file again). A
+ * trainer on a bf16 model trains in mixed precision: float32 master weights (starting from the
+ * bf16 weights), gradients and AdamW moments, bf16 operands in the forward and backward products
+ * of the linears, the bf16 weights refreshed after every step; the model's tensors are then the
+ * master weights (the finetuner refuses a bf16 model). Setting the precision a model has already
+ * does nothing. On failure the model is unchanged. */
 MAE_API mae_status mae_model_set_precision(mae_model *m, int precision);
 MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision);
 

@@ -19,6 +19,7 @@
 typedef struct train_opts {
     const char *data, *out, *resume;
     int epochs, warmup, batch, threads, max_images, log_every, max_steps, flip;
+    int precision;           /* MAE_PRECISION_*: bf16 trains in mixed precision */
     double blr, lr, min_lr, weight_decay;
     uint64_t seed;
     mae_config cfg;
@@ -47,6 +48,9 @@ static void usage(void)
            "  --no-flip             no random horizontal flips\n"
            "  --seed N              model init, data order, flips and masks [0]\n"
            "  --threads N           [all cores]\n"
+           "  --precision P         f32 | bf16: bf16 trains in mixed precision (float32 master\n"
+           "                        weights and AdamW state, the linears' products in bfloat16,\n"
+           "                        docs/PRECISION.md); give it again with --resume [f32]\n"
            "  --max-images N        use the first N training images only\n"
            "  --max-steps N         stop after N optimizer steps (the schedule stays the full one)\n"
            "  --log-every N         progress line every N steps [50]\n"
@@ -110,6 +114,7 @@ static int parse(int argc, char **argv, train_opts *o)
         else if (!strcmp(a, "--decoder-heads")) r = cli_arg_int("train", argc, argv, &i, 1, 1024, &c->decoder_num_heads);
         else if (!strcmp(a, "--norm-pix")) c->norm_pix_loss = 1;
         else if (!strcmp(a, "--no-flip")) o->flip = 0;
+        else if (!strcmp(a, "--precision")) r = cli_arg_precision("train", argc, argv, &i, &o->precision);
         else {
             return cli_usage_errorf("train", "unknown option '%s'", a);
         }
@@ -366,6 +371,10 @@ static int run(train_opts *o)
         cli_fail("train", o->resume ? o->resume : "creating the model", s);
         goto done;
     }
+    /* bf16: the weights rounded once; the trainer keeps float32 masters from there (a resumed
+     * run's masters come exact from the checkpoint) */
+    if (cli_set_precision("train", m, o->precision))
+        goto done;
     mae_config cfg;
     cfg.struct_size = sizeof cfg;
     mae_model_get_config(m, &cfg);
@@ -450,8 +459,8 @@ static int run(train_opts *o)
            cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.decoder_embed_dim, cfg.decoder_depth,
            (double)nparams / 1e6, (double)cfg.mask_ratio, cfg.norm_pix_loss ? "norm-pix" : "pixel");
     printf("mae train: batch %d, %d steps per epoch, %g epochs (%g warmup), step %lld of %lld, "
-           "kernels %s\n", o->batch, ipe, tc.epochs, tc.warmup_epochs, (long long)step0,
-           (long long)total, mae_kernels_name());
+           "kernels %s, precision %s\n", o->batch, ipe, tc.epochs, tc.warmup_epochs, (long long)step0,
+           (long long)total, mae_kernels_name(), o->precision == MAE_PRECISION_BF16 ? "bf16" : "f32");
     fflush(stdout);
 
     double t0 = cli_now(), last = t0, smooth = 0;
@@ -522,7 +531,7 @@ static int run(train_opts *o)
         goto done;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
-    s = mae_model_save(m, path);
+    s = mae_model_save_as(m, path, "F32");   /* a bf16 run's float32 masters, not their bf16 */
     if (s != MAE_OK) {
         cli_fail("train", path, s);
         goto done;

@@ -35,7 +35,7 @@ MAE_API mae_status mae_trainer_create(mae_model *m, int max_batch, mae_trainer *
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_trainer_create: max_batch %d must be positive", max_batch);
     if (!m->cfg.has_decoder)
         return mae_fail(MAE_ERR_UNSUPPORTED, "mae_trainer_create: the model has no decoder (an encoder-only checkpoint cannot be pretrained)");
-    mae_status s = mae_model_make_trainable(m, "mae_trainer_create");   /* AdamW and the backward pass need master weights */
+    mae_status s = mae_model_make_trainable_mixed(m, "mae_trainer_create");   /* AdamW and the backward pass need master weights */
     if (s == MAE_OK)
         s = mae_trainer_new(m, max_batch, out);
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_trainer_create");

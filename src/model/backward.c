@@ -24,17 +24,30 @@ void mae_loss_backward(const mae_model *m, float *dpred, const float *pred, cons
 
 /* ---- linear --------------------------------------------------------------------------------- */
 
+/* The two products of a linear's backward: dx = dy·W (written, if dx), dW += dyᵀ·x (if dw); for
+ * a bf16 model with bf16-rounded operands (mixed.c). */
+static void linear_products(mae_trainer *t, float *dx, float *dw, const float *dy, const float *x,
+                            const float *w, int N, int in, int out)
+{
+    const mae_kernels *k = t->m->k;
+    if (t->round_dy) {
+        mae_mixed_linear_products(t, dx, dw, dy, x, w, N, in, out);
+        return;
+    }
+    if (dx)
+        k->matmul_nn(&t->ex, dx, dy, w, N, in, out, 0);
+    if (dw)
+        k->matmul_tn(&t->ex, dw, dy, x, out, in, N, 1);
+}
+
 /* y[N,out] = x[N,in]·Wᵀ + b:  dx = dy·W (written, if dx), dW += dyᵀ·x, db += colsum(dy). */
-static void linear_backward(const mae_kernels *k, const mae_exec *ex, float *dx, float *dw,
-                            float *db, const float *dy, const float *x, const float *w,
-                            int N, int in, int out)
+static void linear_backward(mae_trainer *t, float *dx, float *dw, float *db, const float *dy,
+                            const float *x, const float *w, int N, int in, int out)
 {
     if (N == 0)
         return;
-    if (dx)
-        k->matmul_nn(ex, dx, dy, w, N, in, out, 0);
-    k->matmul_tn(ex, dw, dy, x, out, in, N, 1);
-    k->bias_backward(ex, db, dy, N, out);
+    linear_products(t, dx, dw, dy, x, w, N, in, out);
+    t->m->k->bias_backward(&t->ex, db, dy, N, out);
 }
 
 /* ---- one block ------------------------------------------------------------------------------ */
@@ -55,16 +68,15 @@ static void block_backward(mae_trainer *t, int decoder, int layer, const float *
     float *dres = t->gb.dres, *dc = t->gb.dc, *dh = t->gb.dh, *dqkv = t->gb.dqkv;
 
     /* x_out = xmid + fc2(GELU(fc1(LN2(xmid)))) */
-    linear_backward(k, ex, dh, g.fc2_w, g.fc2_b, dres, a->fch_gelu, w.fc2_w, N, hidden, C);
+    linear_backward(t, dh, g.fc2_w, g.fc2_b, dres, a->fch_gelu, w.fc2_w, N, hidden, C);
     k->gelu_backward(ex, dh, a->fch, dh, (size_t)N * hidden);
-    linear_backward(k, ex, dc, g.fc1_w, g.fc1_b, dh, a->ln2, w.fc1_w, N, C, hidden);
+    linear_backward(t, dc, g.fc1_w, g.fc1_b, dh, a->ln2, w.fc1_w, N, C, hidden);
     k->layernorm_backward(ex, dres, g.ln2_w, g.ln2_b, dc, a->xmid, a->ln2_mean, a->ln2_rstd,
                           w.ln2_w, N, C);
     /* xmid = x_in + proj(attn(LN1(x_in))) */
-    linear_backward(k, ex, dc, g.proj_w, g.proj_b, dres, a->atty, w.proj_w, N, C, C);
+    linear_backward(t, dc, g.proj_w, g.proj_b, dres, a->atty, w.proj_w, N, C, C);
     k->attention_backward(ex, dqkv, dc, a->qkv, a->probs, B, T, C, H);
-    k->matmul_nn(ex, dc, dqkv, w.qkv_w, N, C, 3 * C, 0);
-    k->matmul_tn(ex, g.qkv_w, dqkv, a->ln1, 3 * C, C, N, 1);
+    linear_products(t, dc, g.qkv_w, dqkv, a->ln1, w.qkv_w, N, C, 3 * C);
     /* The key bias adds q·b_k to every score of a query's row, which the softmax ignores: its
      * gradient is exactly zero. Summing the float key gradients would leave rounding noise
      * (~1e-9) that AdamW, dividing by sqrt(v), turns into steps of size lr; so it adds nothing. */
@@ -97,7 +109,7 @@ void mae_decoder_backward(mae_trainer *t, int B, int keep)
     float *dres = t->gb.dres, *dc = t->gb.dc;
 
     /* pred = decoder_pred(dnorm) */
-    linear_backward(k, ex, dc, t->g.pred_w, t->g.pred_b, t->dpred, t->dnorm, m->w.pred_w,
+    linear_backward(t, dc, t->g.pred_w, t->g.pred_b, t->dpred, t->dnorm, m->w.pred_w,
                     B * L, Dd, c->P);
     /* dnorm = decoder_norm(x[:, 1:]); the cls row's output was dropped: its gradient is 0 */
     memset(dres, 0, (size_t)B * T * Dd * sizeof *dres);
@@ -138,7 +150,7 @@ void mae_decoder_backward(mae_trainer *t, int B, int keep)
     }
 
     /* demb = decoder_embed(latent) -> d(latent) in dc */
-    linear_backward(k, ex, dc, t->g.demb_w, t->g.demb_b, ddemb, t->latent, m->w.demb_w,
+    linear_backward(t, dc, t->g.demb_w, t->g.demb_b, ddemb, t->latent, m->w.demb_w,
                     B * Tk, D, Dd);
 }
 
@@ -191,7 +203,7 @@ void mae_encoder_backward(mae_trainer *t, int B, int keep)
             memcpy(dc + row * D, dres + ((size_t)b * T + 1 + i) * D, (size_t)D * sizeof *dc);
             memcpy(t->pkept + row * K, t->patches + ((size_t)b * L + src) * K, (size_t)K * sizeof *dc);
         }
-    linear_backward(k, ex, NULL, t->g.pe_w, t->g.pe_b, dc, t->pkept, m->w.pe_w, B * keep, K, D);
+    linear_backward(t, NULL, t->g.pe_w, t->g.pe_b, dc, t->pkept, m->w.pe_w, B * keep, K, D);
 }
 
 /* ---- the input images ----------------------------------------------------------------------- */
@@ -247,7 +259,7 @@ void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, floa
     memset(dimgs, 0, (size_t)B * C * H * W * sizeof *dimgs);
     /* through the patch embedding: the kept patches' gradient, written back in (c,u,v) order */
     if (keep > 0) {
-        m->k->matmul_nn(&t->ex, t->dpkept, t->gb.dc, m->w.pe_w, B * keep, K, c->D, 0);
+        linear_products(t, t->dpkept, NULL, t->gb.dc, NULL, m->w.pe_w, B * keep, K, c->D);
         for (int b = 0; b < B; b++)
             for (int n = 0; n < keep; n++) {
                 int l = t->ids_shuffle[(size_t)b * L + n], i = l / gw, j = l % gw;

@@ -147,6 +147,10 @@ mae_status mae_model_to_bf16(mae_model *m);
  * MAE_MODEL_CONVERTING): MAE_ERR_STATE, naming fn, while contexts of a slim model live. For the
  * trainer and the finetuner. */
 mae_status mae_model_make_trainable(mae_model *m, const char *fn);
+/* The same for the pretraining trainer, which also trains a bf16 model, in mixed precision: a
+ * slim bf16 model gets float32 master weights in PyTorch's layout (its bf16 weights widened) and
+ * its bf16 packs beside them, refreshed by mae_model_repack_threads (docs/PRECISION.md). */
+mae_status mae_model_make_trainable_mixed(mae_model *m, const char *fn);
 void       mae_model_repack(mae_model *m);     /* same table, storage already there */
 void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the same on ex's threads */
 /* Tensor t in PyTorch's layout: a pointer into data, or for an in_place tensor an unpacked copy
@@ -339,6 +343,10 @@ struct mae_trainer {
     mae_stack_acts enc, dec;
     mae_grad_bufs gb;
     mae_hooks hooks;                      /* abort and progress */
+    /* mixed precision (a bf16 model, mixed.c): the backward products' operands rounded to bf16,
+     * in the arena; NULL for a float32 model */
+    float *round_dy;                      /* the output gradient of a linear */
+    float *round_xw;                      /* its weight, then its input */
 };
 
 /* backward.c: the backward pass, part by part; gradients are added into g (a view of the
@@ -356,6 +364,18 @@ void mae_encoder_backward(mae_trainer *t, int B, int keep);
 void mae_block_backward(mae_trainer *t, int decoder, int layer, const float *x_in, int B, int T);
 /* d(loss)/d(imgs) [B,C,H,W] (written) through the patch embedding and the loss target. */
 void mae_input_backward(mae_trainer *t, const float *imgs, int B, int keep, float *dimgs);
+
+/* mixed.c: mixed-precision training of a bf16 model (docs/PRECISION.md) */
+struct mae_arena;
+/* dst = mae_bf16_float(mae_bf16_round(src)), n floats (dst may be src). */
+void mae_mixed_round(float *dst, const float *src, size_t n);
+/* Takes the rounded operands' buffers from the trainer's arena (nothing for a float32 model). */
+void mae_mixed_plan(struct mae_arena *p, mae_trainer *t);
+/* The products of a linear's backward with bf16-rounded operands summed in float32, for a
+ * trainer whose round_dy is set: dx[N,in] = r(dy)·r(w) (written, if dx), dw[out,in] += r(dy)ᵀ·r(x)
+ * (if dw). */
+void mae_mixed_linear_products(mae_trainer *t, float *dx, float *dw, const float *dy,
+                               const float *x, const float *w, int N, int in, int out);
 
 /* optim.c; the optimizer works on chunks of MAE_TRAIN_CHUNK floats (norm_parts has one per chunk) */
 #define MAE_TRAIN_CHUNK 16384

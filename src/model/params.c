@@ -498,14 +498,66 @@ static mae_status keep_masters(mae_model *m)
     return s;
 }
 
-/* For a trainer: a bf16 model has no float32 weights to train (mixed precision is not done). */
+/* For the finetuner: a bf16 model has no float32 weights to train, and only the pretraining
+ * trainer trains one in mixed precision (mae_model_make_trainable_mixed). */
 mae_status mae_model_keep_masters(mae_model *m)
 {
     if (m->precision == MAE_PRECISION_BF16)
         return mae_fail(MAE_ERR_UNSUPPORTED, "model: it computes in bf16 and holds its weights only as "
-                        "bf16; training a bf16 model is not implemented (docs/PRECISION.md)");
+                        "bf16; only the pretraining trainer (mae_trainer_create) trains a bf16 model, "
+                        "in mixed precision (docs/PRECISION.md)");
     m->had_masters = 1;
     return keep_masters(m);
+}
+
+/* A bf16 model for mixed-precision training: float32 master weights in PyTorch's layout (the bf16
+ * weights widened, exact) in a new data buffer, and the bf16 packs of the linears beside them in
+ * m->packed (pack_with with the model's bf16 view), refreshed from the masters after every
+ * optimizer step (mae_model_repack_threads). All storage is allocated before the model changes,
+ * so on failure it is as it was. Nothing to do for a model that has its masters already. */
+static mae_status bf16_masters(mae_model *m)
+{
+    if (!m->slim)
+        return MAE_OK;
+    mae_layout lay;
+    memset(&lay, 0, sizeof lay);
+    builder count = { NULL, 0, 0, 0, 0, NULL };
+    build(&count, &m->cfg, &lay);   /* the float32 layout: it fitted when the model was made */
+    mae_tensor *t = mae_calloc((size_t)count.n, sizeof *t);
+    float *data = mae_calloc(lay.total, sizeof(float));   /* zeroed: a slot that is no tensor stays zero */
+    if (!t || !data) {
+        mae_free(t); mae_free(data);
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of master weights",
+                        lay.total * sizeof(float));
+    }
+    builder fill = { t, 0, 0, 0, 0, NULL };
+    build(&fill, &m->cfg, &lay);
+    assert(fill.n == m->n_tensors);
+    for (int i = 0; i < m->n_tensors; i++)
+        mae_model_tensor_read(m, &m->tensors[i], data + t[i].offset);   /* bf16 unpacked: exact */
+    mae_tensor *old_t = m->tensors;
+    float *old_data = m->data;
+    mae_layout old_lay = m->lay;
+    m->tensors = t;
+    m->data = data;
+    m->lay = lay;
+    mae_params_view(&m->lay, data, m->cfg.has_decoder, &m->w);
+    mae_status s = pack_with(m, m->k, 0);
+    if (s != MAE_OK) {   /* back to the slim bf16 model (its slots still point into old_data) */
+        m->tensors = old_t;
+        m->data = old_data;
+        m->lay = old_lay;
+        mae_params_view(&m->lay, old_data, m->cfg.has_decoder, &m->w);
+        mae_free(t); mae_free(data);
+        return s;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {   /* unpacked copies of the in-place tensors: stale */
+        mae_free(mae_atomic_ptr_load(&m->cache[i]));
+        mae_atomic_ptr_init(&m->cache[i], NULL);
+    }
+    mae_free(old_t);
+    mae_free(old_data);
+    return MAE_OK;
 }
 
 /* Gives a slim model master weights, holding it exclusively: the conversion replaces the
@@ -525,6 +577,27 @@ mae_status mae_model_make_trainable(mae_model *m, const char *fn)
                         "which the contexts read)", fn, (int)v, v == 1 ? "" : "s");
     }
     mae_status s = mae_model_keep_masters(m);
+    mae_atomic_long_store(&m->live_ctx, 0);
+    return s;
+}
+
+mae_status mae_model_make_trainable_mixed(mae_model *m, const char *fn)
+{
+    if (m->precision != MAE_PRECISION_BF16)
+        return mae_model_make_trainable(m, fn);
+    long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
+    if (v != 0) {
+        if (v == MAE_MODEL_CONVERTING)
+            return mae_fail(MAE_ERR_STATE, "%s: another thread is converting this model for training right now", fn);
+        if (!m->slim)
+            return MAE_OK;
+        return mae_fail(MAE_ERR_STATE, "%s: the model has %d live context%s; create the trainer before any "
+                        "context, or free them (the trainer rewrites the weights of a bf16 model, which the "
+                        "contexts read)", fn, (int)v, v == 1 ? "" : "s");
+    }
+    mae_status s = bf16_masters(m);
+    if (s == MAE_OK)
+        m->had_masters = 1;
     mae_atomic_long_store(&m->live_ctx, 0);
     return s;
 }
@@ -584,10 +657,34 @@ static void repack_task_fn(void *arg, int task, int thread)
     each_linear(r.m, repack_visit, &r);
 }
 
+/* A bf16 model with master weights: each linear's bf16 pack rewritten whole from its master, one
+ * linear per task (the bf16 layouts are not row blocks of the weight, and the packing rounds). */
+typedef struct bf16_task { mae_model *m; int task, next; } bf16_task;
+
+static void bf16_visit(void *arg, const float *w, int N, int K, const float **slot)
+{
+    bf16_task *r = arg;
+    if (r->next++ == r->task)
+        r->m->k->pack(r->m->packed + (*slot - r->m->packed), w, N, K);
+}
+
+static void bf16_task_fn(void *arg, int task, int thread)
+{
+    bf16_task r = { arg, task, 0 };
+    (void)thread;
+    each_linear(r.m, bf16_visit, &r);
+}
+
 void mae_model_repack_threads(mae_model *m, const mae_exec *ex)
 {
     if (!m->packed)
         return;
+    if (m->precision == MAE_PRECISION_BF16) {
+        bf16_task count = { m, -1, 0 };
+        each_linear(m, bf16_visit, &count);
+        mae_parallel_for(ex, count.next, bf16_task_fn, m);
+        return;
+    }
     repack_task count = { m, INT_MAX, 0, 0 };
     each_linear(m, repack_visit, &count);
     mae_parallel_for(ex, count.next, repack_task_fn, m);

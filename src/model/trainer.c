@@ -249,6 +249,7 @@ static void plan(void *obj, planner *p)
     t->gb.dc = take(p, btc, 1, 1, sizeof(float));
     t->gb.dqkv = take(p, btc, 3, 1, sizeof(float));
     t->gb.dh = take(p, maxz(B * Te * (size_t)c->hidden, B * Td * (size_t)c->dhidden), 1, 1, sizeof(float));
+    mae_mixed_plan(p, t);   /* a bf16 model's rounded operands */
 }
 
 mae_status mae_trainer_plan(mae_trainer *t, int keep_cap)
