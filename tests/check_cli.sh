@@ -72,6 +72,16 @@ cmp -s "$dir/a.png" "$dir/b.png" || die "reconstruct with the same seed differs"
 "$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/wide.ppm" -o "$dir/c.png" --seed 7 > /dev/null
 cmp -s "$dir/a.png" "$dir/c.png" && die "reconstruct with another seed gives the same grid"
 ok
+# MAE_PROFILE=1: the per-op profile on stderr, a line per op kind that ran; the output unchanged
+MAE_PROFILE=1 "$mae" reconstruct "$rgb" "$dir/rgb0.ppm" "$dir/rgb1.ppm" "$dir/wide.ppm" -o "$dir/p.png" \
+    > "$dir/prof.out" 2> "$dir/prof.err" || die "reconstruct with MAE_PROFILE=1 failed"
+cmp -s "$dir/a.png" "$dir/p.png" || die "MAE_PROFILE=1 changed the reconstruction"
+grep -q '^profile of mae reconstruct' "$dir/prof.err" || die "MAE_PROFILE=1 printed no profile: $(cat "$dir/prof.err")"
+awk '$1 == "linear" && $2 > 0 && $3 > 0 { f = 1 } END { exit !f }' "$dir/prof.err" \
+    || die "the profile has no linear line with loops and time: $(cat "$dir/prof.err")"
+MAE_PROFILE=0 "$mae" reconstruct "$rgb" "$dir/rgb0.ppm" -o "$dir/p.png" > /dev/null 2> "$dir/prof.err"
+[ -s "$dir/prof.err" ] && die "MAE_PROFILE=0 printed: $(cat "$dir/prof.err")"
+ok
 "$mae" reconstruct "$gray" --idx "$dir/gray.idx" --first 1 --count 2 --scale 3 --mask-ratio 0.5 \
     --norm none --filter bilinear -o "$dir/g.png" > "$dir/rec.txt" || die "reconstruct --idx failed"
 grid_check "$dir/g.png" 2 28 28 3

@@ -245,30 +245,6 @@ static float *random_images(const mae_model *m, int batch)
     return x;
 }
 
-/* The per-op profile of the runs since mae_measure_set (--profile). */
-static void print_profile(const char *what, int runs)
-{
-    int n = 0;
-    double total = 0.0;
-    mae_measure_count(&n);
-    for (int i = 0; i < n; i++) {
-        double sec = 0.0;
-        mae_measure_op(i, NULL, NULL, &sec, NULL, NULL, NULL);
-        total += sec;
-    }
-    printf("profile of %s (per run, %d run%s; time inside the parallel loops %.3f ms):\n", what,
-           runs, runs == 1 ? "" : "s", total / runs * 1e3);
-    printf("  %-20s %8s %10s %7s %9s\n", "op", "loops", "ms", "share", "GFLOP/s");
-    for (int i = 0; i < n; i++) {
-        const char *name;
-        int loops;
-        double sec, flops;
-        mae_measure_op(i, &name, &loops, &sec, &flops, NULL, NULL);
-        printf("  %-20s %8d %10.3f %6.1f%% %9.1f\n", name, loops / runs, sec / runs * 1e3,
-               total > 0 ? 100.0 * sec / total : 0.0, sec > 0 ? flops / sec * 1e-9 : 0.0);
-    }
-}
-
 /* One simulated forward (train 0) or training step (train 1) at `batch` on T threads: the
  * totals, and with `table` a line per op kind (efficiency against w1, that op's work on one
  * thread, when given). */
@@ -426,7 +402,7 @@ int cmd_bench(int argc, char **argv)
         if (!r)   /* an encoder-only model's forward pass stops at the latent */
             print_times(dec ? "forward:" : "encoder:", t, o.iters, o.batch);
         if (!r && o.profile)
-            print_profile("the forward", o.iters + 1);
+            cli_print_profile(stdout, "the forward", o.iters + 1);
     }
     if (!r && o.train) {
         fflush(stdout);
@@ -436,7 +412,7 @@ int cmd_bench(int argc, char **argv)
         if (!r)
             print_times("train step:", t, o.iters, o.batch);
         if (!r && o.profile)
-            print_profile("the training step", o.iters + 1);
+            cli_print_profile(stdout, "the training step", o.iters + 1);
     }
     mae_measure_set(MAE_MEASURE_OFF);
     free(imgs);

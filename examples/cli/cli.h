@@ -8,6 +8,9 @@
 
 /* Prints "mae <cmd>: <what>: <status>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, const char *what, mae_status s);
+/* The per-op profile recorded since mae_measure_set(MAE_MEASURE_PROFILE), per run of runs: a line
+ * per op kind with its loops, time, share and GFLOP/s (mae bench --profile, MAE_PROFILE=1). */
+void cli_print_profile(FILE *f, const char *what, int runs);
 /* Prints "mae <cmd>: <message>" to stderr and returns 1 (usage errors). */
 int cli_usage_error(const char *cmd, const char *msg);
 /* True if argv has -h or --help. */

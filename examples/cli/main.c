@@ -1,4 +1,6 @@
 /* mae — the libmae command-line tool. `mae <command> --help` describes each command. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cli.h"
 
@@ -29,15 +31,35 @@ static void usage(FILE *f)
             mae_version_string(), mae_kernels_name());
 }
 
+/* MAE_PROFILE set (and not "0"): the command's per-op profile on stderr when it ends, for an
+ * owner to see where a slow machine spends its time. bench has --profile for its timed runs. */
+static int profile_wanted(const char *cmd)
+{
+    const char *e = getenv("MAE_PROFILE");
+    return e && *e && strcmp(e, "0") != 0 && strcmp(cmd, "bench") != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        int profile = profile_wanted(argv[1]);
+        if (profile)
+            mae_measure_set(MAE_MEASURE_PROFILE);
+        int rc = commands[i].run(argc - 1, argv + 1);
+        if (profile) {
+            char what[64];
+            snprintf(what, sizeof what, "mae %s (all its calls)", argv[1]);
+            cli_print_profile(stderr, what, 1);
+            mae_measure_set(MAE_MEASURE_OFF);
+        }
+        return rc;
+    }
     fprintf(stderr, "mae: unknown command '%s' (try mae --help)\n", argv[1]);
     return 2;
 }

@@ -14,6 +14,29 @@ int cli_fail(const char *cmd, const char *what, mae_status s)
     return 1;
 }
 
+void cli_print_profile(FILE *f, const char *what, int runs)
+{
+    int n = 0;
+    double total = 0.0;
+    mae_measure_count(&n);
+    for (int i = 0; i < n; i++) {
+        double sec = 0.0;
+        mae_measure_op(i, NULL, NULL, &sec, NULL, NULL, NULL);
+        total += sec;
+    }
+    fprintf(f, "profile of %s (per run, %d run%s; time inside the parallel loops %.3f ms):\n", what,
+            runs, runs == 1 ? "" : "s", total / runs * 1e3);
+    fprintf(f, "  %-20s %8s %10s %7s %9s\n", "op", "loops", "ms", "share", "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        int loops;
+        double sec, flops;
+        mae_measure_op(i, &name, &loops, &sec, &flops, NULL, NULL);
+        fprintf(f, "  %-20s %8d %10.3f %6.1f%% %9.1f\n", name, loops / runs, sec / runs * 1e3,
+                total > 0 ? 100.0 * sec / total : 0.0, sec > 0 ? flops / sec * 1e-9 : 0.0);
+    }
+}
+
 int cli_usage_error(const char *cmd, const char *msg)
 {
     fprintf(stderr, "mae %s: %s (try mae %s --help)\n", cmd, msg, cmd);
