@@ -560,11 +560,11 @@ static mae_status bf16_masters(mae_model *m)
     return MAE_OK;
 }
 
-/* Gives a slim model master weights, holding it exclusively: the conversion replaces the
- * weights and frees the packed buffers, so no context may read them meanwhile (and none can be
- * created: mae_ctx_create sees MAE_MODEL_CONVERTING). A model that has master weights already
+/* Gives a slim model master weights (convert), holding it exclusively: the conversion replaces
+ * the weights and frees the packed buffers, so no context may read them meanwhile (and none can
+ * be created: mae_ctx_create sees MAE_MODEL_CONVERTING). A model that has master weights already
  * is not changed here, so live contexts do not matter; a model never becomes slim again. */
-mae_status mae_model_make_trainable(mae_model *m, const char *fn)
+static mae_status convert_held(mae_model *m, const char *fn, const char *kind, mae_status (*convert)(mae_model *))
 {
     long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
     if (v != 0) {
@@ -573,11 +573,24 @@ mae_status mae_model_make_trainable(mae_model *m, const char *fn)
         if (!m->slim)
             return MAE_OK;
         return mae_fail(MAE_ERR_STATE, "%s: the model has %d live context%s; create the trainer before any "
-                        "context, or free them (the trainer rewrites the weights of a model made for inference, "
-                        "which the contexts read)", fn, (int)v, v == 1 ? "" : "s");
+                        "context, or free them (the trainer rewrites the weights of %s, which the contexts read)",
+                        fn, (int)v, v == 1 ? "" : "s", kind);
     }
-    mae_status s = mae_model_keep_masters(m);
+    mae_status s = convert(m);
     mae_atomic_long_store(&m->live_ctx, 0);
+    return s;
+}
+
+mae_status mae_model_make_trainable(mae_model *m, const char *fn)
+{
+    return convert_held(m, fn, "a model made for inference", mae_model_keep_masters);
+}
+
+static mae_status bf16_masters_kept(mae_model *m)
+{
+    mae_status s = bf16_masters(m);
+    if (s == MAE_OK)
+        m->had_masters = 1;
     return s;
 }
 
@@ -585,21 +598,7 @@ mae_status mae_model_make_trainable_mixed(mae_model *m, const char *fn)
 {
     if (m->precision != MAE_PRECISION_BF16)
         return mae_model_make_trainable(m, fn);
-    long v = mae_atomic_long_cas(&m->live_ctx, 0, MAE_MODEL_CONVERTING);
-    if (v != 0) {
-        if (v == MAE_MODEL_CONVERTING)
-            return mae_fail(MAE_ERR_STATE, "%s: another thread is converting this model for training right now", fn);
-        if (!m->slim)
-            return MAE_OK;
-        return mae_fail(MAE_ERR_STATE, "%s: the model has %d live context%s; create the trainer before any "
-                        "context, or free them (the trainer rewrites the weights of a bf16 model, which the "
-                        "contexts read)", fn, (int)v, v == 1 ? "" : "s");
-    }
-    mae_status s = bf16_masters(m);
-    if (s == MAE_OK)
-        m->had_masters = 1;
-    mae_atomic_long_store(&m->live_ctx, 0);
-    return s;
+    return convert_held(m, fn, "a bf16 model", bf16_masters_kept);
 }
 
 mae_status mae_model_pack(mae_model *m)
