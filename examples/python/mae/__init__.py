@@ -638,12 +638,44 @@ class Context(_User):
 
 
 
-class Trainer(_User):
+class _Optimizing(_User):
+    """The step, schedule and checkpoint calls a trainer and a finetuner share (_C names the C
+    object: "mae_trainer" or "mae_finetuner")."""
+
+    _C = None
+
+    def _call(self, name, *args):
+        _check(getattr(_lib, self._C + "_" + name)(self._handle(), *args))
+
+    def step(self):
+        """One AdamW step with the scheduled learning rate; the gradients are then zeroed."""
+        self._call("step")
+
+    @property
+    def steps(self):
+        n = ctypes.c_int64()
+        self._call("get_step", ctypes.byref(n))
+        return n.value
+
+    @property
+    def lr(self):
+        v = ctypes.c_double()
+        self._call("get_lr", ctypes.byref(v))
+        return v.value
+
+    def save(self, path):
+        self._call("save", os.fsencode(path))
+
+    def load(self, path):
+        self._call("load", os.fsencode(path))
+
+
+class Trainer(_Optimizing):
     """A mae_trainer: pretraining of a model in place (backward pass, AdamW with the official
     schedule; the settings are mae_train_config_init's defaults). Use the model elsewhere only
     between steps."""
 
-    _KIND, _FREE = "trainer", "mae_trainer_free"
+    _KIND, _FREE, _C = "trainer", "mae_trainer_free", "mae_trainer"
 
     def __init__(self, model, max_batch=1):
         h = _vp()
@@ -687,27 +719,6 @@ class Trainer(_User):
         del imgs_keep, noise_keep
         return loss.value
 
-    def step(self):
-        """One AdamW step with the scheduled learning rate; the gradients are then zeroed."""
-        _check(_lib.mae_trainer_step(self._handle()))
-
-    @property
-    def steps(self):
-        n = ctypes.c_int64()
-        _check(_lib.mae_trainer_get_step(self._handle(), ctypes.byref(n)))
-        return n.value
-
-    @property
-    def lr(self):
-        v = ctypes.c_double()
-        _check(_lib.mae_trainer_get_lr(self._handle(), ctypes.byref(v)))
-        return v.value
-
-    def save(self, path):
-        _check(_lib.mae_trainer_save(self._handle(), os.fsencode(path)))
-
-    def load(self, path):
-        _check(_lib.mae_trainer_load(self._handle(), os.fsencode(path)))
 
 
 
@@ -843,12 +854,12 @@ class Classifier(_Owner):
         return [(k, self.label(k)) for k in best]
 
 
-class Finetuner(_User):
+class Finetuner(_Optimizing):
     """A mae_finetuner: fine-tunes its Classifier in place, end to end (AdamW with layer-wise lr
     decay, the official schedule, label smoothing, drop path). Keeps the classifier alive; make
     it while no Context of the classifier is open (mae.Error STATE otherwise)."""
 
-    _KIND, _FREE = "finetuner", "mae_finetuner_free"
+    _KIND, _FREE, _C = "finetuner", "mae_finetuner_free", "mae_finetuner"
 
     def __init__(self, classifier, max_batch=1):
         h = _vp()
@@ -913,27 +924,5 @@ class Finetuner(_User):
         del imgs_keep, keep
         return loss.value
 
-    def step(self):
-        """One AdamW step with the scheduled lr; the gradients are then zeroed."""
-        _check(_lib.mae_finetuner_step(self._handle()))
-
     def zero_grad(self):
         _check(_lib.mae_finetuner_zero_grad(self._handle()))
-
-    @property
-    def steps(self):
-        n = ctypes.c_int64()
-        _check(_lib.mae_finetuner_get_step(self._handle(), ctypes.byref(n)))
-        return n.value
-
-    @property
-    def lr(self):
-        v = ctypes.c_double()
-        _check(_lib.mae_finetuner_get_lr(self._handle(), ctypes.byref(v)))
-        return v.value
-
-    def save(self, path):
-        _check(_lib.mae_finetuner_save(self._handle(), os.fsencode(path)))
-
-    def load(self, path):
-        _check(_lib.mae_finetuner_load(self._handle(), os.fsencode(path)))
