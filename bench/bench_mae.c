@@ -744,7 +744,7 @@ static void bench_model(int maxthreads, const char *self)
     printf("FLOPs per image: forward (mask 0.75) %.2f G; encoder visible only %.2f G; encoder on all "
            "197 tokens %.2f G\n\n", f_fwd / 1e9, f_vis / 1e9, f_all / 1e9);
     printf("| run | batch | threads | images/s | latency ms | GFLOP/s |\n|---|---|---|---|---|---|\n");
-    double vis_t[9] = { 0 }, all_t[9] = { 0 };
+    double vis_t[9] = { 0 }, all_t[9] = { 0 }, fwd_t[9][2] = { { 0 } };
     for (int nt = 1; nt <= maxthreads; nt++) {
         mae_ctx_set_threads(c, nt);
         int bs[2] = { 1, 8 };
@@ -753,6 +753,8 @@ static void bench_model(int maxthreads, const char *self)
             fwd_case f = { c, m, imgs, pred, mask, tokens, latent, ids, B, 0, NULL };
             mae_ctx_set_mask_ratio(c, 0.75f);
             double t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
+            if (nt <= 8)
+                fwd_t[nt][bi] = t;
             printf("| forward, mask 0.75 | %d | %d | %.2f | %.1f | %.1f |\n", B, nt, B / t, t * 1e3, B * f_fwd / t / 1e9);
             f.mode = 1;
             t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
@@ -774,6 +776,27 @@ static void bench_model(int maxthreads, const char *self)
                nt, all_t[nt] / vis_t[nt], f_all / f_vis);
     printf("\n");
     mae_ctx_free(c);
+
+    /* the same forward with the model in bf16 (docs/PRECISION.md), against the float32 times above */
+    mae_model *mb = NULL;
+    mae_ctx *cb = NULL;
+    if (mae_model_create(&cfg, 1, &mb) == MAE_OK && mae_model_set_precision(mb, MAE_PRECISION_BF16) == MAE_OK &&
+        mae_ctx_create(mb, 8, &cb) == MAE_OK) {
+        printf("\n| forward, mask 0.75, bf16 model | batch | threads | images/s | latency ms | vs f32 |\n"
+               "|---|---|---|---|---|---|\n");
+        for (int nt = 1; nt <= maxthreads && nt <= 8; nt++) {
+            mae_ctx_set_threads(cb, nt);
+            for (int bi = 0; bi < 2; bi++) {
+                int B = bi ? 8 : 1;
+                fwd_case f = { cb, mb, imgs, pred, mask, tokens, latent, ids, B, 0, NULL };
+                double t = median_time(run_forward, &f, quick ? 3 : 7, 0.2);
+                printf("| | %d | %d | %.2f | %.1f | %.2fx |\n", B, nt, B / t, t * 1e3, fwd_t[nt][bi] / t);
+                fflush(stdout);
+            }
+        }
+        mae_ctx_free(cb);
+    }
+    mae_model_free(mb);
 
     /* training step: forward, backward, AdamW; in float32, then in mixed precision (a bf16
      * model: bf16 operands in the linears' products, docs/PRECISION.md) */
