@@ -327,7 +327,17 @@ class ForwardResult:
 
 # ---- the objects --------------------------------------------------------------------------------
 
-class _Owner:
+class _Closing:
+    """`with` closes: each subclass says what close() does."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Owner(_Closing):
     """A handle that contexts (trainers, finetuners) made from it use: close() refuses while any
     is open, and the garbage collector frees it only when none is."""
 
@@ -341,12 +351,6 @@ class _Owner:
         if self._h:
             getattr(_lib, self._FREE)(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         try:
@@ -514,7 +518,7 @@ class Model(_Owner):
         _Owner.close(self)
 
 
-class _User:
+class _User(_Closing):
     """A handle that needs its model alive: holds a reference and counts itself in model._users."""
 
     def _attach(self, model):
@@ -541,12 +545,6 @@ class _User:
             getattr(_lib, self._FREE)(self._h)
             self._h = None
         self._detach()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         try:
