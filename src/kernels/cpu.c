@@ -34,6 +34,12 @@ unsigned mae_cpu_features(void)
         if ((r[0] >> 5) & 1)
             f |= MAE_CPU_BF16;
     }
+#ifdef MAE_EMULATE_AVX512BF16
+    /* tests/check_bf16_emu.sh: a test build whose avx512_bf16 tier emulates vdpbf16ps with
+     * AVX-512F (tests/emu/avx512bf16.h), so that tier runs wherever AVX-512 does */
+    if (f & MAE_CPU_AVX512)
+        f |= MAE_CPU_BF16;
+#endif
     return f;
 }
 
