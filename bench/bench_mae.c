@@ -2,6 +2,8 @@
  *   - the FMA peak of this machine per tier and thread count (an FMA loop, measured here);
  *   - GFLOP/s and % of peak of every linear shape (batch 1 and 8) per kernel tier, next to
  *     OpenBLAS's sgemm on the same product when built with it (MAE_BENCH_OPENBLAS);
+ *   - the bf16 linears (batch 1 and 8) as a bf16 model runs them, % of the bf16 peak (vdpbf16ps,
+ *     measured where the CPU has it) or of the fp32 one, paired with the fp32 linear;
  *   - the training step's backward products at batch 8 (dX = dY·W, dW = dYᵀ·X), likewise;
  *   - attention per (batch, head) for the encoder and decoder shapes, next to OpenBLAS doing one
  *     sgemm per (image, head) for Q·Kᵀ and for P·V;
@@ -13,7 +15,7 @@
  * Times are medians of several runs; the kernels and OpenBLAS are measured in turns. The
  * machine is shared, so quote medians and ratios.
  *
- *   bench_mae [--quick] [--threads N] [--load-only]
+ *   bench_mae [--quick] [--threads N] [--load-only | --bf16-only]   (the peaks and the bf16 linears only)
  *   (--rss-forward B, --rss-load PATH: internal, the child processes of the memory figures) */
 #include <math.h>
 #include <pthread.h>
@@ -167,6 +169,37 @@ __attribute__((target("avx512f"))) static void fma_avx512(peak_arg *p)
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* vdpbf16ps: per lane two bf16 products added to an fp32 sum, 4 flops, 64 per instruction
+ * (twice an fp32 FMA's 32). Twelve chains, as above; the operands 1 + 2^-7 keep the sums normal. */
+#define DP12 a0 = _mm512_dpbf16_ps(a0, x, y); a1 = _mm512_dpbf16_ps(a1, x, y); \
+    a2 = _mm512_dpbf16_ps(a2, x, y); a3 = _mm512_dpbf16_ps(a3, x, y); \
+    a4 = _mm512_dpbf16_ps(a4, x, y); a5 = _mm512_dpbf16_ps(a5, x, y); \
+    a6 = _mm512_dpbf16_ps(a6, x, y); a7 = _mm512_dpbf16_ps(a7, x, y); \
+    a8 = _mm512_dpbf16_ps(a8, x, y); a9 = _mm512_dpbf16_ps(a9, x, y); \
+    a10 = _mm512_dpbf16_ps(a10, x, y); a11 = _mm512_dpbf16_ps(a11, x, y);
+__attribute__((target("avx512f,avx512bf16"))) static void dp_avx512bf16(peak_arg *p)
+{
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f813f81), y = (__m512bh)_mm512_set1_epi32(0x3f7f3f7f);
+    __m512 a0 = _mm512_set1_ps(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    __m512 a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    long n = 0;
+    double t0 = now(), el;
+    do {
+        for (int it = 0; it < 100000; it++) { DP12 }
+        n += 100000;
+        el = now() - t0;
+    } while (el < p->secs);
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    float o[16];
+    memcpy(o, &s, sizeof o);
+    p->gflops = (double)n * 12 * 64 / el / 1e9;
+    p->sink = o[0];
+}
+#endif
+
 static void *peak_thread(void *arg)
 {
     peak_arg *p = arg;
@@ -176,6 +209,10 @@ static void *peak_thread(void *arg)
         fma_avx2(p);
     else if (strcmp(p->tier, "avx512") == 0)
         fma_avx512(p);
+#if defined(__GNUC__)
+    else if (strcmp(p->tier, "avx512_bf16") == 0)
+        dp_avx512bf16(p);
+#endif
 #endif
     return NULL;
 }
@@ -379,6 +416,73 @@ static void bench_matmul(int maxthreads, const double *peak)
                 }
                 fflush(stdout);
             }
+            free(A); free(W); free(bias); free(out);
+        }
+}
+
+/* ---- the bf16 linears ------------------------------------------------------------------------- */
+
+typedef struct bf_case {
+    const mae_kernels *k;   /* the bf16 tier (its bf16_* entries) */
+    mae_exec ex;
+    int M, N, K;
+    const float *A, *bias;
+    const uint16_t *wp;
+    float *out;
+} bf_case;
+
+static void run_bf16_linear(void *arg)
+{
+    bf_case *c = arg;
+    c->k->bf16_linear(&c->ex, c->out, c->A, c->wp, c->bias, NULL, c->M, c->N, c->K, MAE_ACT_NONE);
+}
+
+/* The linears as a bf16 model runs them (the tier mae_kernels_bf16 gives the active table:
+ * avx512_bf16 / neon_bf16 where the CPU has bf16 instructions, else the active table's "wide"
+ * path), paired with the active table's fp32 linear. The % is of the bf16 peak measured above
+ * where the tier has bf16 instructions, else of the fp32 FMA peak. */
+static void bench_bf16_linears(int maxthreads, const double *peak, const double *bf16_peak)
+{
+    const mae_kernels *f = mae_kernels_get(mae_kernels_name()), *b = mae_kernels_bf16(f);
+    int native = b != f, ti = 0;
+    for (int t = 1; t < 4; t++)
+        if (strcmp(tier_names[t], f->name) == 0)
+            ti = t;
+    printf("\n## bf16 linears (a bf16 model's C = bf16(A)·bf16(W)ᵀ + bias, fp32 sums), GFLOP/s\n\n");
+    printf("bf16 tier '%s' (%s); %% of %s. Paired with the fp32 linear of '%s' (%d rounds, medians).\n\n",
+           b->name, native ? "bf16 instructions" : "no bf16 instructions here: the packed bf16 widened for the fp32 micro-kernel",
+           native ? "the measured bf16 peak" : "the fp32 FMA peak", f->name, quick ? 3 : 7);
+    printf("| shape | M | N | K | threads | bf16 | fp32 | bf16 / fp32 |\n|---|---|---|---|---|---|---|---|\n");
+    int batches[2] = { 1, 8 };
+    for (int bi = 0; bi < 2; bi++)
+        for (size_t s = 0; s < NSHAPES; s++) {
+            const shape *sh = &vit_shapes[s];
+            int M = sh->m1 * batches[bi], N = sh->N, K = sh->K;
+            float *A = rnd((size_t)M * K, 1), *W = rnd((size_t)N * K, 0.05f), *bias = rnd(N, 0.1f);
+            float *out = malloc((size_t)M * N * sizeof *out);
+            size_t pf = f->pack_floats(N, K);
+            float *wp32 = pf ? mae_alloc(pf * sizeof *wp32) : NULL;
+            uint16_t *wp16 = mae_alloc(b->bf16_pack_size(N, K) * sizeof *wp16);
+            if (pf)
+                f->pack(wp32, W, N, K);
+            b->bf16_pack(wp16, W, N, K);
+            double flop = 2.0 * M * N * K;
+            for (int nt = 1; nt <= maxthreads; nt++) {
+                bf_case bc = { b, make_exec(b, nt, 1, N > K ? N : K), M, N, K, A, bias, wp16, out };
+                mm_case fc = { f, make_exec(f, nt, 1, N > K ? N : K), M, N, K, A, W, pf ? wp32 : W, bias, out, nt };
+                bench_fn fn[2] = { run_bf16_linear, run_linear };
+                void *arg[2] = { &bc, &fc };
+                double med[2], r = 0, pk = native ? bf16_peak[nt] : peak[ti * 8 + nt];
+                median_times(2, fn, arg, quick ? 3 : 7, 0.05, med, 0, 1, &r);
+                double g = flop / med[0] / 1e9;
+                printf("| %s B=%d | %d | %d | %d | %d | %.1f (%.0f%%) | %.1f | %.2f |\n", sh->name, batches[bi],
+                       M, N, K, nt, g, pk > 0 ? 100 * g / pk : 0, flop / med[1] / 1e9, r);
+                fflush(stdout);
+                mae_free(bc.ex.scratch);
+                mae_free(fc.ex.scratch);
+            }
+            mae_free(wp32);
+            mae_free(wp16);
             free(A); free(W); free(bias); free(out);
         }
 }
@@ -847,7 +951,7 @@ static void bench_model(int maxthreads, const char *self)
 
 int main(int argc, char **argv)
 {
-    int maxthreads = 2, load_only = 0;
+    int maxthreads = 2, load_only = 0, bf16_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
@@ -859,6 +963,8 @@ int main(int argc, char **argv)
             return rss_load(argv[i + 1]);
         else if (strcmp(argv[i], "--load-only") == 0)
             load_only = 1;
+        else if (strcmp(argv[i], "--bf16-only") == 0)
+            bf16_only = 1;
     }
     if (load_only) {
         bench_load_rss(argv[0]);
@@ -891,8 +997,19 @@ int main(int argc, char **argv)
                 peak[t * 8 + nt] = fma_peak(tier_names[t], nt);
                 printf(" %s x%d = %.1f;", tier_names[t], nt, peak[t * 8 + nt]);
             }
+    double bf16_peak[8] = { 0 };
+    if (mae_kernels_get("avx512_bf16"))
+        for (int nt = 1; nt <= maxthreads; nt++) {
+            bf16_peak[nt] = fma_peak("avx512_bf16", nt);
+            printf(" avx512_bf16 (vdpbf16ps) x%d = %.1f;", nt, bf16_peak[nt]);
+        }
     printf("\n");
+    if (bf16_only) {
+        bench_bf16_linears(maxthreads, peak, bf16_peak);
+        return 0;
+    }
     bench_matmul(maxthreads, peak);
+    bench_bf16_linears(maxthreads, peak, bf16_peak);
     bench_backward(maxthreads, peak);
     bench_attention(maxthreads, peak);
     bench_model(maxthreads, argv[0]);
