@@ -4,6 +4,7 @@
  * replaced (dispatch.c completes it from mae_kernels_avx512). Compiled with -mavx512bf16; run
  * only when cpu.c reports MAE_CPU_BF16 (CPUID.(7,1).EAX[5] and the OS's ZMM state). */
 #include <immintrin.h>
+#include <string.h>
 #include "gemm_bf16.h"
 #include "tiers.h"
 
@@ -11,10 +12,14 @@
 #define NR 32
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
 
-/* A 512-bit integer vector seen as 32 bf16 (the intrinsics' operand type). */
+/* A 512-bit integer vector seen as 32 bf16 (the intrinsics' operand type). A copy, not a cast:
+ * GCC and clang define __m512bh as a vector type a cast converts to, MSVC's intrinsic types are
+ * unions that no cast converts; both compilers turn the copy into nothing. */
 static inline __m512bh as_bh(__m512i v)
 {
-    return (__m512bh)v;
+    __m512bh b;
+    memcpy(&b, &v, sizeof b);
+    return b;
 }
 
 #define DECL(i) __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps();
