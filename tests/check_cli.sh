@@ -8,7 +8,8 @@
 # back; bench runs; a NaN loss names its cause; mae_trainer_load refuses a step beyond the
 # checkpoint's schedule; features on a full disk keeps the old file and
 # names the reason; bad input exits non-zero with exactly one line on stderr (2 for usage errors,
-# 1 for runtime ones, 2 for an unknown option in every command).
+# 1 for runtime ones, 2 for an unknown option in every command); plot draws two runs' loss logs
+# in their colours and leaves no file on a malformed one.
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -260,4 +261,60 @@ for cmd in info reconstruct features convert bench train probe; do
 done
 bad 2 info "$rgb" --bogus
 bad 2 info "$rgb" "$rgb"
+
+# --- plot ---
+# Two short mae train runs (different seeds and lr) on the 4 test images as an IDX data set:
+# mae plot draws both logs on one 800x440 PNG that mae_image_load decodes, each run's loss in its
+# own colour (the first blue 31,90,180, the second red 210,50,40): the left half of the plot area,
+# away from the legend, holds pixels of both, so a run left undrawn fails. --lr adds the lr; a
+# mae finetune log (evaluation rows without a loss) plots too. A missing or malformed CSV is one
+# error line, exit 1, and neither the PNG nor a temporary file is left.
+mkdir -p "$dir/idx"
+cp "$dir/gray.idx" "$dir/idx/train-images-idx3-ubyte"
+cp "$dir/gray.idx" "$dir/idx/t10k-images-idx3-ubyte"
+tiny="--patch 7 --embed-dim 32 --depth 1 --heads 2 --decoder-dim 16 --decoder-depth 1 --decoder-heads 2"
+for run in "r1 0 1e-2" "r2 1 3e-2"; do
+    set -- $run
+    # shellcheck disable=SC2086
+    "$mae" train $tiny --data "$dir/idx" --batch 2 --epochs 8 --warmup 1 --seed "$2" --blr "$3" \
+        --max-steps 12 --threads 1 --out "$dir/$1" > "$dir/$1.log" 2>&1 || die "train $1: $(cat "$dir/$1.log")"
+done
+"$mae" plot --help > "$dir/out" && grep -q "^usage: mae plot" "$dir/out" || die "mae plot --help"
+"$mae" plot "$dir/r1/loss.csv" "$dir/r2/loss.csv" --label first -o "$dir/runs.png" > "$dir/plot.txt" ||
+    die "plot of two runs failed"
+grep -q "^wrote $dir/runs.png (2 runs)$" "$dir/plot.txt" || die "plot output: $(cat "$dir/plot.txt")"
+set -- $("$helper" png-colours "$dir/runs.png" 70 30 400 420 31,90,180 210,50,40)
+[ "$1x$2" = 800x440 ] || die "plot: the PNG is $1x$2, want 800x440"
+[ "$3" -ge 100 ] && [ "$4" -ge 100 ] || die "plot: $3 pixels of run 1's colour, $4 of run 2's (want >= 100 each)"
+ok
+"$mae" plot "$dir/r1/loss.csv" "$dir/r2/loss.csv" --label first --lr -o "$dir/runs_lr.png" > /dev/null ||
+    die "plot --lr failed"
+cmp -s "$dir/runs.png" "$dir/runs_lr.png" && die "plot --lr draws no lr"
+{ echo "step,epoch,loss,lr,test_acc,seconds"; echo "2,0.1000,2.302581,6.25e-06,,0.0"
+  echo "4,0.2000,2.251000,1.875e-05,,0.0"; echo "6,0.3000,2.10,3.1e-05,,0.1"
+  echo "6,0.3000,,,31.50,0.2"; echo "8,0.4000,1.95,4.3e-05,,0.2"; } > "$dir/ft.csv"
+"$mae" plot "$dir/ft.csv" --x epoch -o "$dir/ft.png" > /dev/null || die "plot of a finetune log failed"
+set -- $("$helper" png-colours "$dir/ft.png" 70 30 730 390 31,90,180)
+[ "$3" -ge 100 ] || die "plot of a finetune log: $3 pixels of its colour"
+ok
+printf 'step,epoch,loss,lr,grad_norm,seconds\n0,0,1.5,0,1,0\n1,0.5,1.4\n' > "$dir/short.csv"
+printf 'step,epoch,loss,lr,grad_norm,seconds\n0,0,1.5,0,1,0\n1,0.5,x1.4,0,1,0\n' > "$dir/word.csv"
+printf 'step,epoch,lr\n0,0,1\n' > "$dir/noloss.csv"
+printf 'step,epoch,loss,lr,grad_norm,seconds\n' > "$dir/header.csv"
+printf 'step,epoch,loss,lr,grad_norm,seconds\n-3,0,1.5,0,1,0\n' > "$dir/negative.csv"
+printf 'step,epoch,loss,lr,grad_norm,seconds\n0,0,1e39,0,1,0\n' > "$dir/huge.csv"
+for csv in short word noloss header negative huge missing; do
+    bad 1 plot "$dir/r1/loss.csv" "$dir/$csv.csv" -o "$dir/bad.png"
+    [ ! -e "$dir/bad.png" ] || die "plot with $csv.csv wrote the PNG"
+done
+bad 1 plot "$rgb" -o "$dir/bad.png"
+bad 1 plot "$dir/r1/loss.csv" -o "$dir/no/such/dir.png"
+[ ! -e "$dir/bad.png" ] && [ -z "$(find "$dir" -name '*.tmp.*')" ] || die "a failed plot left a file"
+bad 2 plot "$dir/r1/loss.csv"
+bad 2 plot -o "$dir/bad.png"
+bad 2 plot "$dir/r1/loss.csv" -o "$dir/bad.png" --x time
+bad 2 plot "$dir/r1/loss.csv" -o "$dir/bad.png" --label a --label b
+bad 2 plot "$dir/r1/loss.csv" -o "$dir/r1/loss.csv"
+bad 2 plot --bogus
+
 echo "check_cli: $checks checks passed${skipped:+; skipped:$skipped}"

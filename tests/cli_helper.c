@@ -13,7 +13,11 @@
  *                                    POOL features of the images (each of the model's exact size):
  *                                    the reference normalizes the pixels itself and runs the
  *                                    patch embedder and the encoder in image order (no masker)
- *   cli_helper png-size FILE         prints the PNG's IHDR width and height */
+ *   cli_helper png-size FILE         prints the PNG's IHDR width and height
+ *   cli_helper png-colours FILE X0 Y0 X1 Y1 R,G,B...
+ *                                    decodes FILE with mae_image_load (as RGB) and prints its width,
+ *                                    height and, per colour, how many pixels of exactly that colour
+ *                                    lie in the box [X0, X1) x [Y0, Y1) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +427,34 @@ static int step_bound(const char *model, const char *ckpt)
     return bad;
 }
 
+static int png_colours(const char *path, char **box, int ncol, char **col)
+{
+    uint8_t *px;
+    int w, h, c;
+    if (mae_image_load(path, 3, &px, &w, &h, &c) != MAE_OK)
+        return fail(path);
+    int x0 = atoi(box[0]), y0 = atoi(box[1]), x1 = atoi(box[2]), y1 = atoi(box[3]);
+    printf("%d %d", w, h);
+    for (int k = 0; k < ncol; k++) {
+        unsigned r, g, b;
+        long count = 0;
+        if (sscanf(col[k], "%u,%u,%u", &r, &g, &b) != 3) {
+            mae_image_free(px);
+            fprintf(stderr, "cli_helper: bad colour '%s'\n", col[k]);
+            return 2;
+        }
+        for (int y = y0 > 0 ? y0 : 0; y < y1 && y < h; y++)
+            for (int x = x0 > 0 ? x0 : 0; x < x1 && x < w; x++) {
+                const uint8_t *p = px + ((size_t)y * (size_t)w + (size_t)x) * 3;
+                count += p[0] == r && p[1] == g && p[2] == b;
+            }
+        printf(" %ld", count);
+    }
+    printf("\n");
+    mae_image_free(px);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "images") == 0)
@@ -439,6 +471,8 @@ int main(int argc, char **argv)
         return check(argv[2], argv[3], argv[4], argc - 5, argv + 5);
     if (argc == 3 && strcmp(argv[1], "png-size") == 0)
         return png_size(argv[2]);
+    if (argc >= 8 && strcmp(argv[1], "png-colours") == 0)
+        return png_colours(argv[2], argv + 3, argc - 7, argv + 7);
     fprintf(stderr, "cli_helper: bad arguments\n");
     return 2;
 }

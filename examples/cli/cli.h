@@ -109,5 +109,6 @@ int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const command commands[] = {
     { "finetune",    cmd_finetune,    "fine-tune an encoder as a classifier on Fashion-MNIST" },
     { "classify",    cmd_classify,    "classify images with a classifier (fine-tuned) model" },
     { "bench",       cmd_bench,       "time the forward pass and a training step of a model" },
+    { "plot",        cmd_plot,        "draw several runs' loss.csv curves on one chart (PNG)" },
 };
 
 static void usage(FILE *f)

@@ -13,4 +13,21 @@ int cli_plot_loss(const char *cmd, const char *path, const float *loss, const fl
 int cli_plot_finetune(const char *cmd, const char *path, const float *loss_x, const float *loss, int n,
                       const float *acc_x, const float *acc, int m);
 
+/* One run of `mae plot`: n points (x[i], loss[i], lr[i]) and its legend label. */
+typedef struct cli_plot_run {
+    const char *label;
+    const float *x, *loss, *lr;
+    int n;
+} cli_plot_run;
+
+enum { CLI_PLOT_MAX_RUNS = 8 };   /* one distinct colour each */
+
+/* Several runs on one chart, written as cli_plot_loss writes: each run's loss (log-scale axis,
+ * raw in a pale tint of its colour, the moving average over window points in its colour;
+ * window 0: 1% of the run's points) and, with with_lr, its lr dashed on a linear scale on the
+ * right; a legend of the labels; the x axis named xname, its tick labels rounded down when
+ * whole_x (steps), the axis running to the largest x (whole_x) or the next whole number. */
+int cli_plot_runs(const char *cmd, const char *path, const cli_plot_run *runs, int nruns,
+                  const char *xname, int whole_x, int window, int with_lr);
+
 #endif
