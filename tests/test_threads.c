@@ -722,9 +722,15 @@ static void run_trainer(const mae_config *cfg, int bf16, const runner *rn, const
     else
         CHECK_OK(mae_trainer_set_threads(t, rn->threads));
     CHECK_OK(mae_trainer_set_seed(t, 9));
+    mae_train_config tc;
+    CHECK_OK(mae_train_config_init(&tc, sizeof tc));
+    CHECK_OK(mae_trainer_get_config(t, &tc));
+    tc.clip_grad = 0.05f;   /* the global norm (summed in chunks) then scales every update */
+    CHECK_OK(mae_trainer_set_config(t, &tc));
     for (int step = 0; step < 2; step++) {
         float loss = NAN, *g = NULL;
         size_t n = 0;
+        double norm = NAN;
         char name[64];
         CHECK_OK(mae_trainer_forward_backward(t, step ? in->imgs2 : in->imgs, TB, NULL, &loss));
         snprintf(name, sizeof name, "trainer step %d loss", step + 1);
@@ -734,6 +740,10 @@ static void run_trainer(const mae_config *cfg, int bf16, const runner *rn, const
             rec_floats(r, "trainer step 2 gradients", g, n);
         }
         CHECK_OK(mae_trainer_step(t));
+        CHECK_OK(mae_trainer_grad_norm(t, &norm));   /* the norm that step clipped with */
+        CHECK(isfinite(norm) && norm > 0, "trainer gradient norm %g", norm);
+        snprintf(name, sizeof name, "trainer step %d gradient norm", step + 1);
+        rec_add(r, name, &norm, sizeof norm, 0);
     }
     mae_trainer_free(t);
     rec_model(r, "trained", m);
@@ -781,6 +791,11 @@ static void run_classifier(const mae_model *m, int global_pool, const runner *rn
     if (!rn->host)
         CHECK_OK(mae_finetuner_set_threads(f, rn->threads));
     CHECK_OK(mae_finetuner_set_seed(f, 3));   /* drop path 0.1 (the default) draws masks */
+    mae_finetune_config fc;
+    CHECK_OK(mae_finetune_config_init(&fc, sizeof fc));
+    CHECK_OK(mae_finetuner_get_config(f, &fc));
+    fc.clip_grad = 0.05f;
+    CHECK_OK(mae_finetuner_set_config(f, &fc));
     for (int step = 0; step < 2; step++) {
         float loss = NAN;
         char name[64];
