@@ -4,7 +4,9 @@
  * pool on its own pthreads that reorders and delays tasks, and one that runs everything on the
  * calling thread, give bitwise the results of the built-in pool and of one thread (forward and a
  * training step); the built-in pool, when the OS refuses threads (a test hook), runs on fewer
- * threads with the same results. tests/check_tsan.sh runs this under ThreadSanitizer. */
+ * threads with the same results. The partitions of 16-64-core machines (many_threads): every entry
+ * point at 5, 16 and 64 threads bitwise the one-thread result; 256 threads run.
+ * tests/check_tsan.sh runs this under ThreadSanitizer. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -503,10 +505,12 @@ static void test_pools(void)
 /* mae_max_threads is the core count, 16-64 on the machines libmae runs on, and the partitions
  * (matmul grids, attention's batch x head x query-chunk tasks, row loops, K-splits, column sums)
  * change with it. Here they run for real, oversubscribed: every result of every public entry
- * point at 5, 16 and 64 threads, on the built-in pool and on the reordering host pool at 16, is
- * bitwise the one-thread result, on each kernel table the CPU has, for the tiny model and for one
- * of odd sizes (non-square 20 x 28 input, 35 patches, D 60 with 5 heads, decoder 36 with 3 heads,
- * odd MLP widths) whose loops have more tasks than rows, columns or heads. */
+ * point (masker, forward at batch 1 and 3, embed, two clipped training steps, classifier logits
+ * and features, two clipped fine-tuning steps) at 5, 16 and 64 threads, on the built-in pool and
+ * on the reordering host pool at 16, is bitwise the one-thread result, on each kernel table the
+ * CPU has, for the tiny model, for one of odd sizes (non-square 20 x 28 input, 35 patches, D 60
+ * with 5 heads, decoder 36 with 3 heads, odd MLP widths) whose loops have more tasks than rows,
+ * columns or heads, for that one in bf16, and for one of 577 tokens (flash attention). */
 
 /* Everything one run computes, concatenated; each piece named for the failure message. Float
  * pieces must be finite (outputs are poisoned with NaN first, so an unwritten element shows). */
