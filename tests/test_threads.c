@@ -4,7 +4,9 @@
  * pool on its own pthreads that reorders and delays tasks, and one that runs everything on the
  * calling thread, give bitwise the results of the built-in pool and of one thread (forward and a
  * training step); the built-in pool, when the OS refuses threads (a test hook), runs on fewer
- * threads with the same results. tests/check_tsan.sh runs this under ThreadSanitizer. */
+ * threads with the same results. The partitions of 16-64-core machines (many_threads): every entry
+ * point at 5, 16 and 64 threads bitwise the one-thread result; 256 threads run.
+ * tests/check_tsan.sh runs this under ThreadSanitizer. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -498,6 +500,506 @@ static void test_pools(void)
     mae_model_free(m);
 }
 
+/* ---- many threads: the partitions of a 16-64-core machine ------------------------------------ */
+
+/* mae_max_threads is the core count, 16-64 on the machines libmae runs on, and the partitions
+ * (matmul grids, attention's batch x head x query-chunk tasks, row loops, K-splits, column sums)
+ * change with it. Here they run for real, oversubscribed: every result of every public entry
+ * point (masker, forward at batch 1 and 3, embed, two clipped training steps, classifier logits
+ * and features, two clipped fine-tuning steps) at 5, 16 and 64 threads, on the built-in pool and
+ * on the reordering host pool at 16, is bitwise the one-thread result, on each kernel table the
+ * CPU has, for the tiny model, for one of odd sizes (non-square 20 x 28 input, 35 patches, D 60
+ * with 5 heads, decoder 36 with 3 heads, odd MLP widths) whose loops have more tasks than rows,
+ * columns or heads, for that one in bf16, and for one of 577 tokens (flash attention). */
+
+/* Everything one run computes, concatenated; each piece named for the failure message. Float
+ * pieces must be finite (outputs are poisoned with NaN first, so an unwritten element shows). */
+typedef struct piece { char name[64]; size_t at, n; int is_float; } piece;
+typedef struct record {
+    unsigned char *bytes;
+    size_t n, cap;
+    piece *pieces;
+    int npieces, cap_pieces;
+} record;
+
+static void rec_add(record *r, const char *name, const void *p, size_t bytes, int is_float)
+{
+    if (r->n + bytes > r->cap) {
+        r->cap = 2 * (r->n + bytes) + 4096;
+        r->bytes = realloc(r->bytes, r->cap);
+    }
+    if (r->npieces == r->cap_pieces) {
+        r->cap_pieces = 2 * r->cap_pieces + 64;
+        r->pieces = realloc(r->pieces, (size_t)r->cap_pieces * sizeof *r->pieces);
+    }
+    if (!r->bytes || !r->pieces) {
+        fprintf(stderr, "test_threads: out of memory\n");
+        exit(2);
+    }
+    piece *pc = &r->pieces[r->npieces++];
+    snprintf(pc->name, sizeof pc->name, "%s", name);
+    pc->at = r->n;
+    pc->n = bytes;
+    pc->is_float = is_float;
+    if (p)
+        memcpy(r->bytes + r->n, p, bytes);
+    else
+        memset(r->bytes + r->n, 0xff, bytes);   /* a call that failed (its CHECK_OK reported it) */
+    r->n += bytes;
+}
+
+static void rec_floats(record *r, const char *name, const float *x, size_t n)
+{
+    int finite = x != NULL;
+    for (size_t i = 0; finite && i < n; i++)
+        finite = isfinite(x[i]);
+    CHECK(finite, "%s: not finite (an element left unwritten?)", name);
+    rec_add(r, name, x, n * sizeof *x, 1);
+}
+
+static void rec_free(record *r) { free(r->bytes); free(r->pieces); memset(r, 0, sizeof *r); }
+
+/* The first piece where got differs from want, or NULL; *at gets the element. */
+static const piece *rec_diff(const record *got, const record *want, size_t *at)
+{
+    if (got->npieces != want->npieces || got->n != want->n)
+        return got->npieces ? &got->pieces[0] : NULL;
+    for (int i = 0; i < want->npieces; i++) {
+        const piece *p = &want->pieces[i];
+        if (strcmp(p->name, got->pieces[i].name) || p->n != got->pieces[i].n)
+            return p;
+        for (size_t k = 0; k < p->n; k += 4)
+            if (memcmp(got->bytes + p->at + k, want->bytes + p->at + k, p->n - k < 4 ? p->n - k : 4)) {
+                *at = k / 4;
+                return p;
+            }
+    }
+    return NULL;
+}
+
+/* Ends the built-in pool's workers (up to 255 here), so that the sub-tests after these start with
+ * a fresh pool: the address-space test counts the threads its child can make. */
+static void release_workers(void)
+{
+#ifndef _OPENMP
+    mae_pool_shutdown();
+#endif
+}
+
+/* How the work runs: a thread count on the built-in pool, or a host pool. */
+typedef struct runner { int threads; const mae_thread_pool *host; } runner;
+
+static void set_ctx_runner(mae_ctx *c, const runner *rn)
+{
+    if (rn->host)
+        CHECK_OK(mae_ctx_set_thread_pool(c, rn->host));
+    else
+        CHECK_OK(mae_ctx_set_threads(c, rn->threads));
+}
+
+/* The models: the tiny preset; one of odd sizes (also in bf16); one whose 577 tokens take the
+ * flash-attention path (T > 512) in the decoder, mae_embed and the backward. */
+enum { MANY_TINY, MANY_ODD, MANY_ODD_BF16, MANY_LONG, MANY_CONFIGS };
+static const char *const many_names[MANY_CONFIGS] = { "tiny", "odd", "odd bf16", "long" };
+
+static int many_config(int which, mae_config *cfg)
+{
+    if (mae_config_init(cfg, sizeof *cfg, "tiny") != MAE_OK)
+        return 0;
+    if (which == MANY_ODD || which == MANY_ODD_BF16) {
+        cfg->img_size = 28;
+        cfg->img_height = 20;          /* 5 x 7 = 35 patches of 4 x 4 x 3 = 48 values */
+        cfg->img_width = 28;
+        cfg->patch_size = 4;
+        cfg->embed_dim = 60;           /* 5 heads of 12 */
+        cfg->num_heads = 5;
+        cfg->decoder_embed_dim = 36;   /* 3 heads of 12 */
+        cfg->decoder_num_heads = 3;
+        cfg->decoder_depth = 2;
+        cfg->mlp_ratio = 2.5f;         /* hidden 150 */
+        cfg->decoder_mlp_hidden = 70;
+        cfg->norm_pix_loss = 1;
+    } else if (which == MANY_LONG) {
+        cfg->img_size = 96;            /* 24 x 24 = 576 patches of 4 x 4 gray values */
+        cfg->patch_size = 4;
+        cfg->in_chans = 1;
+        cfg->embed_dim = 24;           /* 2 heads of 12 */
+        cfg->num_heads = 2;
+        cfg->depth = 1;
+        cfg->decoder_embed_dim = 16;   /* 2 heads of 8 */
+        cfg->decoder_num_heads = 2;
+        cfg->mlp_ratio = 2.0f;
+    }
+    return 1;
+}
+
+enum { MB = 3, TB = 2, CLASSES = 7 };
+
+typedef struct many_inputs {
+    int L, P, D, keep, npix;
+    float *imgs, *imgs2;   /* [MB, npix] each: the forward's and a second training batch */
+    int32_t labels[TB];
+} many_inputs;
+
+/* Every tensor of the model, by name, into r. */
+static void rec_model(record *r, const char *what, const mae_model *m)
+{
+    int nt = 0;
+    CHECK_OK(mae_model_tensor_count(m, &nt));
+    for (int i = 0; i < nt; i++) {
+        const char *name = NULL;
+        const float *w = NULL;
+        size_t cnt = 0;
+        char label[64];
+        CHECK_OK(mae_model_tensor_name(m, i, &name));
+        CHECK_OK(mae_model_tensor(m, name, &w, &cnt, NULL, NULL));
+        snprintf(label, sizeof label, "%s %s", what, name ? name : "?");
+        rec_floats(r, label, w, cnt);
+    }
+}
+
+/* Forward passes on m: the masker, mae_forward at batch 1 and MB, mae_embed. */
+static void run_forward(const mae_model *m, const runner *rn, const many_inputs *in, record *r)
+{
+    mae_ctx *c = NULL;
+    CHECK_OK(mae_ctx_create(m, MB, &c));
+    if (!c)
+        return;
+    set_ctx_runner(c, rn);
+    CHECK_OK(mae_ctx_set_seed(c, 77));
+    size_t nl = (size_t)in->L, np = (size_t)in->P, nd = (size_t)in->D;
+    int32_t *ids = tu_malloc(2 * MB * nl * sizeof *ids);
+    float *pred = tu_malloc(MB * nl * np * sizeof *pred), *mask = tu_malloc(MB * nl * sizeof *mask);
+    float *latent = tu_malloc(MB * (1 + nl) * nd * sizeof *latent);
+    memset(ids, 0xff, 2 * MB * nl * sizeof *ids);
+    int kept = -1;
+    const mae_masker *mk = NULL;
+    CHECK_OK(mae_model_masker(m, &mk));
+    tu_poison(mask, MB * nl);
+    CHECK_OK(mae_masker_forward(mk, c, MB, NULL, ids, ids + MB * nl, mask, &kept));
+    rec_add(r, "masker ids_shuffle, ids_restore", ids, 2 * MB * nl * sizeof *ids, 0);
+    rec_floats(r, "masker mask", mask, MB * nl);
+    CHECK(kept == in->keep, "masker kept %d, want %d", kept, in->keep);
+    for (int b = 1; b <= MB; b += MB - 1) {
+        float loss = NAN;
+        char name[64];
+        tu_poison(pred, (size_t)b * nl * np);
+        tu_poison(mask, (size_t)b * nl);
+        tu_poison(latent, (size_t)b * (1 + (size_t)kept) * nd);
+        CHECK_OK(mae_forward(c, in->imgs, b, NULL, &loss, pred, mask, latent));
+        snprintf(name, sizeof name, "forward batch %d loss", b);
+        rec_floats(r, name, &loss, 1);
+        snprintf(name, sizeof name, "forward batch %d pred", b);
+        rec_floats(r, name, pred, (size_t)b * nl * np);
+        snprintf(name, sizeof name, "forward batch %d mask", b);
+        rec_floats(r, name, mask, (size_t)b * nl);
+        snprintf(name, sizeof name, "forward batch %d latent", b);
+        rec_floats(r, name, latent, (size_t)b * (1 + (size_t)kept) * nd);
+    }
+    tu_poison(latent, MB * (1 + nl) * nd);
+    CHECK_OK(mae_embed(c, in->imgs, MB, MAE_POOL_TOKENS, latent));
+    rec_floats(r, "embed tokens", latent, MB * (1 + nl) * nd);
+    tu_poison(latent, MB * nd);
+    CHECK_OK(mae_embed(c, in->imgs, MB, MAE_POOL_MEAN, latent));
+    rec_floats(r, "embed mean", latent, MB * nd);
+    free(ids); free(pred); free(mask); free(latent);
+    mae_ctx_free(c);
+}
+
+/* Two training steps at batch TB on a fresh model (bf16: in mixed precision): the losses, the gradients of the second
+ * forward-backward, then every weight. */
+static void run_trainer(const mae_config *cfg, int bf16, const runner *rn, const many_inputs *in, record *r)
+{
+    mae_model *m = NULL;
+    mae_trainer *t = NULL;
+    CHECK_OK(mae_model_create(cfg, 11, &m));
+    if (m && bf16)
+        CHECK_OK(mae_model_set_precision(m, MAE_PRECISION_BF16));   /* mixed-precision training */
+    if (m)
+        CHECK_OK(mae_trainer_create(m, TB, &t));
+    if (!t) {
+        mae_model_free(m);
+        return;
+    }
+    if (rn->host)
+        CHECK_OK(mae_trainer_set_thread_pool(t, rn->host));
+    else
+        CHECK_OK(mae_trainer_set_threads(t, rn->threads));
+    CHECK_OK(mae_trainer_set_seed(t, 9));
+    mae_train_config tc;
+    CHECK_OK(mae_train_config_init(&tc, sizeof tc));
+    CHECK_OK(mae_trainer_get_config(t, &tc));
+    tc.clip_grad = 0.05f;   /* the global norm (summed in chunks) then scales every update */
+    CHECK_OK(mae_trainer_set_config(t, &tc));
+    for (int step = 0; step < 2; step++) {
+        float loss = NAN, *g = NULL;
+        size_t n = 0;
+        double norm = NAN;
+        char name[64];
+        CHECK_OK(mae_trainer_forward_backward(t, step ? in->imgs2 : in->imgs, TB, NULL, &loss));
+        snprintf(name, sizeof name, "trainer step %d loss", step + 1);
+        rec_floats(r, name, &loss, 1);
+        if (step) {
+            CHECK_OK(mae_trainer_grads(t, &g, &n));
+            rec_floats(r, "trainer step 2 gradients", g, n);
+        }
+        CHECK_OK(mae_trainer_step(t));
+        CHECK_OK(mae_trainer_grad_norm(t, &norm));   /* the norm that step clipped with */
+        CHECK(isfinite(norm) && norm > 0, "trainer gradient norm %g", norm);
+        snprintf(name, sizeof name, "trainer step %d gradient norm", step + 1);
+        rec_add(r, name, &norm, sizeof norm, 0);
+    }
+    mae_trainer_free(t);
+    rec_model(r, "trained", m);
+    mae_model_free(m);
+}
+
+/* A classifier made from m (global pooling or cls): its logits and features at batch MB, then
+ * two finetuner steps at batch TB (loss, logits, every encoder and head tensor after). */
+static void run_classifier(const mae_model *m, int global_pool, const runner *rn, const many_inputs *in,
+                           record *r)
+{
+    mae_classifier *cl = NULL;
+    const mae_model *cm = NULL;
+    mae_ctx *c = NULL;
+    CHECK_OK(mae_classifier_create(m, CLASSES, global_pool, 5, &cl));
+    if (cl)
+        CHECK_OK(mae_classifier_model(cl, &cm));
+    if (cm)
+        CHECK_OK(mae_ctx_create(cm, MB, &c));
+    if (!c) {
+        mae_classifier_free(cl);
+        return;
+    }
+    set_ctx_runner(c, rn);
+    float logits[MB * CLASSES], *feat = tu_malloc((size_t)MB * in->D * sizeof *feat);
+    tu_poison(logits, MB * CLASSES);
+    CHECK_OK(mae_classifier_forward(cl, c, in->imgs, MB, logits));
+    rec_floats(r, "classifier logits", logits, MB * CLASSES);
+    tu_poison(feat, (size_t)MB * in->D);
+    CHECK_OK(mae_classifier_features(cl, c, in->imgs, MB, feat));
+    rec_floats(r, "classifier features", feat, (size_t)MB * in->D);
+    free(feat);
+    mae_ctx_free(c);
+
+    /* the finetuner takes the library-wide default pool when it is created */
+    mae_finetuner *f = NULL;
+    if (rn->host)
+        CHECK_OK(mae_set_thread_pool(rn->host));
+    CHECK_OK(mae_finetuner_create(cl, TB, &f));
+    CHECK_OK(mae_set_thread_pool(NULL));
+    if (!f) {
+        mae_classifier_free(cl);
+        return;
+    }
+    if (!rn->host)
+        CHECK_OK(mae_finetuner_set_threads(f, rn->threads));
+    CHECK_OK(mae_finetuner_set_seed(f, 3));   /* drop path 0.1 (the default) draws masks */
+    mae_finetune_config fc;
+    CHECK_OK(mae_finetune_config_init(&fc, sizeof fc));
+    CHECK_OK(mae_finetuner_get_config(f, &fc));
+    fc.clip_grad = 0.05f;
+    CHECK_OK(mae_finetuner_set_config(f, &fc));
+    for (int step = 0; step < 2; step++) {
+        float loss = NAN;
+        char name[64];
+        tu_poison(logits, TB * CLASSES);
+        CHECK_OK(mae_finetuner_forward_backward(f, step ? in->imgs2 : in->imgs, TB, in->labels, NULL, &loss, logits));
+        snprintf(name, sizeof name, "finetuner step %d loss", step + 1);
+        rec_floats(r, name, &loss, 1);
+        snprintf(name, sizeof name, "finetuner step %d logits", step + 1);
+        rec_floats(r, name, logits, TB * CLASSES);
+        CHECK_OK(mae_finetuner_step(f));
+    }
+    mae_finetuner_free(f);
+    rec_model(r, "finetuned", cm);
+    static const char *head[] = { "head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias" };
+    for (int i = 0; i < (global_pool ? 4 : 2); i++) {
+        const float *w = NULL;
+        size_t cnt = 0;
+        char label[64];
+        CHECK_OK(mae_classifier_tensor(cl, head[i], &w, &cnt));
+        snprintf(label, sizeof label, "finetuned %s", head[i]);
+        rec_floats(r, label, w, cnt);
+    }
+    mae_classifier_free(cl);
+}
+
+/* The thread counts compared with one thread. Under ThreadSanitizer (tests/check_tsan.sh), where
+ * every access is instrumented and 64 spinning threads crawl, 16 threads and the host pool on the
+ * best kernel table only: the races it looks for are in the lanes, not in the partition sizes. */
+#if defined(__SANITIZE_THREAD__)
+#  define MANY_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define MANY_TSAN 1
+#  endif
+#endif
+#ifdef MANY_TSAN
+static const int many_threads[] = { 16 };
+#else
+static const int many_threads[] = { 5, 16, 64 };
+#endif
+enum { HOST_THREADS = 16 };
+
+static void test_many_threads_config(int which, test_pool *tp, const mae_thread_pool *host)
+{
+    mae_config cfg;
+    mae_model *m = NULL;
+    CHECK(many_config(which, &cfg), "config %d", which);
+    CHECK_OK(mae_model_create(&cfg, 7, &m));
+    int bf16 = which == MANY_ODD_BF16;
+    if (m && bf16)
+        CHECK_OK(mae_model_set_precision(m, MAE_PRECISION_BF16));
+    if (!m)
+        return;
+    many_inputs in;
+    mae_ctx *c = NULL;
+    CHECK_OK(mae_ctx_create(m, MB, &c));
+    if (!c) {
+        mae_model_free(m);
+        return;
+    }
+    CHECK_OK(mae_ctx_get_dims(c, &in.L, &in.keep, &in.P));
+    mae_ctx_free(c);
+    in.D = cfg.embed_dim;
+    in.npix = cfg.in_chans * (cfg.img_height ? cfg.img_height : cfg.img_size) *
+              (cfg.img_width ? cfg.img_width : cfg.img_size);
+    in.imgs = tu_malloc((size_t)MB * in.npix * sizeof(float));
+    in.imgs2 = tu_malloc((size_t)MB * in.npix * sizeof(float));
+    tu_fill(in.imgs, (size_t)MB * in.npix, -2, 2);
+    tu_fill(in.imgs2, (size_t)MB * in.npix, -2, 2);
+    for (int b = 0; b < TB; b++)
+        in.labels[b] = (int32_t)(tu_uniform() * CLASSES);
+
+    enum { NRUN = sizeof many_threads / sizeof many_threads[0] + 2 };
+    runner runs[NRUN];
+    runs[0].threads = 1;
+    runs[0].host = NULL;
+    for (int i = 1; i < NRUN - 1; i++) {
+        runs[i].threads = many_threads[i - 1];
+        runs[i].host = NULL;
+    }
+    runs[NRUN - 1].threads = HOST_THREADS;
+    runs[NRUN - 1].host = host;
+    record ref;
+    memset(&ref, 0, sizeof ref);
+    int failures = tu_failures;
+    for (int i = 0; i < NRUN; i++) {
+        record got;
+        memset(&got, 0, sizeof got);
+        int tasks_before = atomic_load(&tp->off_thread);
+        run_forward(m, &runs[i], &in, &got);
+        run_trainer(&cfg, bf16, &runs[i], &in, &got);
+        if (!bf16)   /* the finetuner refuses a bf16 model */
+            run_classifier(m, which == MANY_TINY, &runs[i], &in, &got);
+        if (runs[i].host)
+            CHECK(atomic_load(&tp->off_thread) > tasks_before, "the host pool ran no task on its threads");
+        if (i == 0) {
+            ref = got;
+            continue;
+        }
+        size_t at = 0;
+        const piece *p = rec_diff(&got, &ref, &at);
+        CHECK(!p, "%s, %d threads%s: %s differs from one thread at element %zu", mae_kernels_name(),
+              runs[i].threads, runs[i].host ? " (reordering host pool)" : "", p ? p->name : "", at);
+        rec_free(&got);
+    }
+    printf("test_threads: %s, %s model (%d patches, D %d, keep %d): forward, embed, 2 training%s steps: "
+           "%zu bytes %s at 1", mae_kernels_name(), many_names[which], in.L, in.D, in.keep,
+           bf16 ? "" : " and 2 fine-tuning", ref.n, tu_failures == failures ? "bitwise equal" : "compared");
+    for (int i = 1; i < NRUN; i++)
+        printf(", %d%s", runs[i].threads, runs[i].host ? " (host pool)" : "");
+    printf(" threads\n");
+    rec_free(&ref);
+    free(in.imgs);
+    free(in.imgs2);
+    mae_model_free(m);
+}
+
+static void test_many_threads(void)
+{
+    static const char *tiers[] = { "scalar", "avx2", "avx512", "neon" };
+    char best[16];
+    snprintf(best, sizeof best, "%s", mae_kernels_name());
+    test_pool tp;
+    atomic_init(&tp.runs, 0);
+    atomic_init(&tp.tasks_run, 0);
+    atomic_init(&tp.off_thread, 0);
+    atomic_init(&tp.seed, 4242u);
+    mae_thread_pool host;
+    CHECK_OK(mae_thread_pool_init(&host, sizeof host));
+    host.nthreads = HOST_THREADS;
+    host.run = test_pool_run;
+    host.user = &tp;
+    for (size_t t = 0; t < sizeof tiers / sizeof *tiers; t++) {
+#ifdef MANY_TSAN
+        if (strcmp(tiers[t], best) != 0) {
+            printf("test_threads: kernels %s skipped under ThreadSanitizer (the best, %s, runs)\n", tiers[t], best);
+            continue;
+        }
+#endif
+        if (mae_kernels_force(tiers[t]) != MAE_OK) {
+            printf("test_threads: kernels %s not available here, skipped\n", tiers[t]);
+            continue;
+        }
+        for (int which = 0; which < MANY_CONFIGS; which++)
+            test_many_threads_config(which, &tp, &host);
+    }
+    CHECK_OK(mae_kernels_force(best));
+    release_workers();
+}
+
+/* The documented maximum, 256 threads, runs a forward pass (the built-in pool's 255 workers plus
+ * the caller) with the one-thread result; 257 is refused (test_misuse checks the context's and
+ * test_trainer the trainer's; here the finetuner's, which says the range). */
+static void test_max_threads(void)
+{
+    mae_model *m = create_tiny();
+    mae_ctx *c = NULL;
+    CHECK(m && mae_ctx_create(m, B, &c) == MAE_OK, "ctx: %s", mae_last_error());
+    if (!c) {
+        mae_model_free(m);
+        return;
+    }
+    float *imgs = tu_malloc(sizeof(float) * B * npix);
+    tu_fill(imgs, (size_t)B * npix, -2, 2);
+    outputs ref, o;
+    outputs_alloc(&ref);
+    outputs_alloc(&o);
+    CHECK_OK(mae_ctx_set_threads(c, 1));
+    CHECK_OK(forward_seeded(c, imgs, &ref));
+    CHECK_OK(mae_ctx_set_threads(c, 256));
+    int n = 0;
+    CHECK_OK(mae_ctx_get_threads(c, &n));
+    CHECK(n >= 1 && n <= 256, "get_threads %d after set_threads(256)", n);
+    tu_poison(o.pred, (size_t)B * L * P);
+    tu_poison(o.latent, (size_t)B * (1 + keep) * D);
+    CHECK_OK(forward_seeded(c, imgs, &o));
+    CHECK(outputs_equal(&o, &ref), "256 threads (%d running): results differ from one thread", n);
+    mae_ctx_free(c);
+
+    mae_classifier *cl = NULL;
+    mae_finetuner *f = NULL;
+    CHECK_OK(mae_classifier_create(m, 3, 1, 1, &cl));
+    if (cl)
+        CHECK_OK(mae_finetuner_create(cl, B, &f));
+    if (f) {
+        CHECK_OK(mae_finetuner_set_threads(f, 256));
+        EXPECT(mae_finetuner_set_threads(f, 257), MAE_ERR_INVALID_ARG);
+        CHECK(strstr(mae_last_error(), "257") && strstr(mae_last_error(), "256"),
+              "the refusal of 257 threads does not say the range: '%s'", mae_last_error());
+    }
+    mae_finetuner_free(f);
+    mae_classifier_free(cl);
+    printf("test_threads: 256 threads (%d running) give the one-thread forward; 257 refused\n", n);
+    outputs_free(&ref);
+    outputs_free(&o);
+    free(imgs);
+    mae_model_free(m);
+    release_workers();
+}
+
 /* ---- the real thing: a process whose address space leaves room for few threads ---------------- */
 
 /* A child process limits its address space to what it uses plus 64 MiB (room for a few thread
@@ -566,6 +1068,22 @@ static void test_address_space_limit(void)
 #endif
 }
 
+/* L, keep, P, D and npix of the tiny model (set by shared_model when it runs). */
+static void tiny_dims(void)
+{
+    mae_model *m = create_tiny();
+    mae_ctx *c = NULL;
+    mae_config cfg;
+    cfg.struct_size = sizeof cfg;
+    if (m && mae_ctx_create(m, B, &c) == MAE_OK && mae_ctx_get_dims(c, &L, &keep, &P) == MAE_OK &&
+        mae_model_get_config(m, &cfg) == MAE_OK) {
+        D = cfg.embed_dim;
+        npix = cfg.in_chans * cfg.img_size * cfg.img_size;
+    }
+    mae_ctx_free(c);
+    mae_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -574,8 +1092,12 @@ int main(int argc, char **argv)
     if (shared)
         TU_RUN("shared_model", test_shared_model());
     mae_model_free(shared);
+    if (!npix)
+        tiny_dims();   /* --only skipped shared_model, which sets them */
     if (npix) {
         TU_RUN("pools", test_pools());
+        TU_RUN("many_threads", test_many_threads());
+        TU_RUN("max_threads", test_max_threads());
         TU_RUN("address_space_limit", test_address_space_limit());
     }
     return tu_finish("test_threads");
