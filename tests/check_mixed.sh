@@ -5,6 +5,9 @@
 #    backward products (tests/mixed_ref.py), for configs tiny and odd (norm_pix_loss, learned
 #    position tables) with fresh random weights, images and noise, within the bound derived there
 #    (draws with a cascade of rounding flips are drawn again, see there);
+#  - the same for the finetuner: the gradients of one forward_backward of a bf16 classifier
+#    (tests/mixed_cls_grad.c; global pooling, drop path) against gen_classifier.py's float64
+#    fine-tuning loss with every linear rounded (tests/mixed_ref.py make-cls / check-cls);
 #  - `mae train --precision bf16`: 2 steps, then --resume for 2 more, gives the checkpoint of 4
 #    uninterrupted steps byte for byte (when the Fashion-MNIST files are installed).
 # Needs /usr/bin/python3 with torch for the first part (skipped without it).
@@ -73,5 +76,28 @@ for cfg in tiny odd; do
         try=$((try + 1))
         [ $try -lt 10 ] || { echo "check_mixed: $cfg: 10 draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
     done
+done
+# the finetuner: a bf16 classifier (the helper needs the library's internal headers)
+chelper=$dir/mixed_cls_grad
+# shellcheck disable=SC2086
+$CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude -Isrc tests/mixed_cls_grad.c -o "$chelper" "$static" -lm -lpthread -fopenmp 2>/dev/null ||
+    $CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude -Isrc tests/mixed_cls_grad.c -o "$chelper" "$static" -lm -lpthread
+d=$dir/finetune
+mkdir -p "$d"
+try=0
+while :; do
+    s=$((seed + try))
+    $py tests/mixed_ref.py make-cls "$d" "$s"
+    B=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['batch'])" "$d/run.json")
+    ms=$($py -c "import json,sys; print(json.load(open(sys.argv[1]))['mask_seed'])" "$d/run.json")
+    for p in bf16 f32; do
+        "$chelper" "$d/classifier.safetensors" $p "$B" "$d/imgs.bin" "$d/labels.bin" 0.5 "$ms" "$d/$p"
+    done
+    rc=0
+    $py tests/mixed_ref.py check-cls "$d" || rc=$?
+    [ $rc -eq 0 ] && break
+    [ $rc -eq 3 ] || { echo "check_mixed: finetune: tests/mixed_ref.py failed"; exit 1; }
+    try=$((try + 1))
+    [ $try -lt 10 ] || { echo "check_mixed: finetune: 10 draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
 done
 echo "check_mixed: ok${skipped:+ (skipped:$skipped)}"
