@@ -231,7 +231,8 @@ typedef enum mae_precision {
  * trainer on a bf16 model trains in mixed precision: float32 master weights (starting from the
  * bf16 weights), gradients and AdamW moments, bf16 operands in the forward and backward products
  * of the linears, the bf16 weights refreshed after every step; the model's tensors are then the
- * master weights (the finetuner refuses a bf16 model). Setting the precision a model has already
+ * master weights. A classifier made from a bf16 model computes in bf16 too, and its finetuner
+ * trains it the same way. Setting the precision a model has already
  * does nothing. On failure the model is unchanged. */
 MAE_API mae_status mae_model_set_precision(mae_model *m, int precision);
 MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision);
@@ -571,9 +572,12 @@ MAE_API mae_status mae_trainer_get_lr(const mae_trainer *t, double *lr);
 /* Checkpoints (safetensors, written atomically): the model's tensors under their official names
  * with the model config in __metadata__ (so the file also loads with mae_model_load), plus the
  * AdamW moments ("optim.exp_avg.<name>", "optim.exp_avg_sq.<name>"), the RNG state, the step
- * count, the mask ratio and the training config. mae_trainer_load restores all of that into a
- * trainer whose model has the same architecture; continuing then gives bitwise the parameters of
- * an uninterrupted run. On failure the trainer and its model are unchanged. A checkpoint whose
+ * count, the mask ratio, the training config and the precision of the run ("trainer.precision":
+ * "f32" or "bf16"; the tensors are the float32 masters either way). mae_trainer_load restores all
+ * of that into a trainer whose model has the same architecture and precision (a different
+ * precision is MAE_ERR_INVALID_ARG, naming both: for a bf16 checkpoint load the file as a model,
+ * mae_model_set_precision bf16, then create the trainer; a file without the key is a float32
+ * run's); continuing then gives bitwise the parameters of an uninterrupted run. On failure the trainer and its model are unchanged. A checkpoint whose
  * step lies beyond its own schedule (iters_per_epoch > 0 and more steps than the schedule's
  * epochs hold, counted as mae_trainer_get_lr counts them) is MAE_ERR_FORMAT. */
 MAE_API mae_status mae_trainer_save(const mae_trainer *t, const char *path);
@@ -758,7 +762,10 @@ typedef struct mae_classifier mae_classifier;
  * initialised as main_finetune.py does (weight trunc_normal_(std = 2e-5), i.e. normal with
  * std 2e-5 cut at +-2, bias 0; fc_norm weight 1, bias 0), from an MT19937 seeded with seed.
  * global_pool: 1 = mean of the patch tokens then fc_norm (the official fine-tuning default),
- * 0 = the cls token after norm. num_classes in [1, 1000000]. No labels (indices). */
+ * 0 = the cls token after norm. num_classes in [1, 1000000]. No labels (indices). A bf16 model
+ * (mae_model_set_precision) gives a bf16 classifier: its encoder's linears and the head compute
+ * in bf16 (the head's weights rounded when packed, its float32 values kept); a float32 one a
+ * float32 classifier. */
 MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, int global_pool,
                                          uint64_t seed, mae_classifier **out);
 
@@ -824,6 +831,13 @@ MAE_API mae_status mae_classifier_features(const mae_classifier *c, mae_ctx *ctx
  *   - checkpoints that resume exactly (mae_finetuner_save / _load).
  *   - mixup / cutmix as timm's Mixup (mode "batch") makes them: mae_mixup below, whose soft
  *     targets go to mae_finetuner_forward_backward.
+ *   - mixed precision for a bf16 classifier (one made from a bf16 model), as the trainer's and
+ *     PyTorch's autocast: float32 master weights (from the bf16 weights, exact), gradients and
+ *     AdamW moments; every linear (patch embedding, the blocks', the head) computes its forward
+ *     and its backward products dx = r(dy)·r(W), dW += r(dy)ᵀ·r(x) on bf16-rounded operands with
+ *     float32 sums; the bf16 weights are refreshed from the masters after every step; the rest
+ *     (LayerNorm, attention, the loss, drop path, layer-wise lr decay) as in float32
+ *     (docs/PRECISION.md). mae_classifier_tensor / _save then give the masters.
  *   - drop path (stochastic depth) as timm's DropPath, rate linear over the blocks
  *     (torch.linspace(0, drop_path, depth)), one mask per sample for each block's attention and
  *     MLP branch (kept branches scaled by 1 / keep_prob). The masks of a call are drawn as
@@ -899,10 +913,14 @@ MAE_API mae_status mae_finetuner_set_progress(mae_finetuner *f, mae_progress_fn 
 
 /* Checkpoints (safetensors, atomic): the classifier file (so it also loads with
  * mae_classifier_load) plus the AdamW moments ("optim.exp_avg.<name>",
- * "optim.exp_avg_sq.<name>"), the step count, the drop path seed and the config
- * ("finetune.<field>") in __metadata__. mae_finetuner_load restores all of that into a finetuner whose classifier has
- * the same architecture, pooling and class count (MAE_ERR_SHAPE otherwise; a file without the
- * finetuner's keys is MAE_ERR_FORMAT); the gradients are zeroed. Continuing then gives bitwise
+ * "optim.exp_avg_sq.<name>"), the step count, the drop path seed, the config
+ * ("finetune.<field>") and the precision of the run ("finetune.precision": "f32" or "bf16"; the
+ * tensors are the float32 masters either way) in __metadata__. mae_finetuner_load restores all
+ * of that into a finetuner whose classifier has the same architecture, pooling and class count
+ * (MAE_ERR_SHAPE otherwise; a file without the finetuner's keys is MAE_ERR_FORMAT) and the same
+ * precision (MAE_ERR_INVALID_ARG otherwise, naming both: make the classifier from a bf16 model to
+ * resume a bf16 run; a file without "finetune.precision" is a float32 run's); the gradients are
+ * zeroed. Continuing then gives bitwise
  * the parameters of an uninterrupted run. On failure the finetuner and its classifier are
  * unchanged. */
 MAE_API mae_status mae_finetuner_save(const mae_finetuner *f, const char *path);

@@ -13,6 +13,12 @@ Everything else (LayerNorm, attention, softmax, GELU, the residual stream, the l
   mixed_ref.py check DIR              DIR/bf16.* (tests/mixed_grad.c) against the reference,
                                       DIR/f32.* against plain float64 autograd, with the bound
                                       derived below; exit 3 if outside
+  mixed_ref.py make-cls DIR SEED      the same for the finetuner: a classifier file (global pooling,
+  mixed_ref.py check-cls DIR          drop path 0.5 over 3 blocks: gen_classifier's clsdp with
+                                      weights seed SEED), images, labels; checked against
+                                      gen_classifier's forward and label-smoothing loss (float64)
+                                      with the linears (the head and the patch embedding too)
+                                      rounded as above, DIR/bf16.* from tests/mixed_cls_grad.c
 """
 import json
 import math
@@ -197,8 +203,102 @@ def check(d):
     return ok
 
 
+# ---- the finetuner ------------------------------------------------------------------------------
+import gen_classifier as GC   # noqa: E402  (the float64 classifier and its fine-tuning loss)
+
+GC_F = GC.F
+
+
+class RoundedF:
+    """torch.nn.functional for gen_classifier with every linear rounded: F.linear, and the patch
+    embedding's F.conv2d (stride = kernel) as the linear on the patch rows it is."""
+    def __getattr__(self, name):
+        return getattr(GC_F, name)
+
+    @staticmethod
+    def linear(x, w, b):
+        return rounded_linear(x, w, b)
+
+    @staticmethod
+    def conv2d(imgs, w, b, stride):
+        B, C, H, W = imgs.shape
+        D, p = w.shape[0], stride
+        y = rounded_linear(patch_rows(imgs, p), w.reshape(D, -1), b)     # [B, L, D]
+        return y.transpose(1, 2).reshape(B, D, H // p, W // p)
+
+
+def cls_config(seed):
+    return dict(next(c for c in GC.CONFIGS if c["name"] == "clsdp"), seed=seed)
+
+
+def make_cls(d, seed):
+    c = cls_config(seed)
+    P = GC.params(c)
+    tensors = [(n, P[n].to(torch.float32).numpy()) for n, _ in GC.official_shapes(c)]
+    meta = {"format": "pt", "img_size": c["img"], "patch_size": c["p"], "in_chans": c["C"],
+            "embed_dim": c["D"], "depth": c["depth"], "num_heads": c["heads"],
+            "mlp_ratio": repr(c["mlp"]), "layer_norm_eps": repr(c["eps"])}
+    GC.write_safetensors(os.path.join(d, "classifier.safetensors"), tensors, meta)
+    gen = torch.Generator().manual_seed(seed)
+    imgs = torch.randn(c["B"], c["C"], c["img"], c["img"], generator=gen, dtype=torch.float32)
+    labels = torch.randint(0, c["K"], (c["B"],), generator=gen, dtype=torch.int32)
+    imgs.numpy().astype("<f4").tofile(os.path.join(d, "imgs.bin"))
+    labels.numpy().astype("<i4").tofile(os.path.join(d, "labels.bin"))
+    json.dump(dict(seed=seed, batch=c["B"], drop_path=c["drop_path"], mask_seed=seed % 1000),
+              open(os.path.join(d, "run.json"), "w"))
+
+
+def cls_grads(c, P0, imgs, labels, mask_seed, rounded, names):
+    GC.F = RoundedF() if rounded else GC_F
+    P = {n: t.clone().requires_grad_(n in names) for n, t in P0.items()}
+    loss = GC.loss_fn(c, P, imgs, labels.long(), None, step=mask_seed)
+    loss.backward()
+    GC.F = GC_F
+    return loss.item(), {n: P[n].grad.reshape(-1).numpy() for n in names}
+
+
+def check_cls(d):
+    np.seterr(divide="ignore", invalid="ignore")   # a tensor whose gradient is zero (the key bias's)
+    run = json.load(open(os.path.join(d, "run.json")))
+    c = cls_config(run["seed"])
+    P0 = GC.params(c)
+    B = c["B"]
+    imgs = torch.from_numpy(np.fromfile(os.path.join(d, "imgs.bin"), dtype="<f4").reshape(B, c["C"], c["img"], c["img"]))
+    imgs = imgs.to(torch.float64)
+    labels = torch.from_numpy(np.fromfile(os.path.join(d, "labels.bin"), dtype="<i4"))
+    l16, c16 = read_grads(os.path.join(d, "bf16"))
+    l32, c32 = read_grads(os.path.join(d, "f32"))
+    names = list(c16)
+    assert names == list(c32)
+    cat = lambda g: np.concatenate([g[n] for n in names])
+    C16 = cat(c16)
+    refs = {}
+    for key in ["all"] + list(ROUND_ALL) + ["none"]:
+        ROUND.update({k: key == "all" or (key != "none" and k != key) for k in ROUND_ALL})
+        refs[key] = cls_grads(c, P0, imgs, labels, run["mask_seed"], True, names)
+    ROUND.update(ROUND_ALL)
+    lr16, R = refs["all"][0], cat(refs["all"][1])
+    e16 = rel(C16, R)
+    l64, g64 = cls_grads(c, P0, imgs, labels, run["mask_seed"], False, names)
+    e32 = rel(cat(c32), cat(g64))
+    alt = {k: rel(C16, cat(v[1])) for k, v in refs.items() if k != "all"}
+    worst = max(names, key=lambda n: rel(c16[n], refs["all"][1][n]))
+    bound = e32 + 2 ** -3 * math.sqrt(e32)    # as check()'s, for the same reasons
+    ok = e16 <= bound
+    print(f"finetuner seed {run['seed']}: bf16 grads vs the rounded float64 reference rel L2 {e16:.3g}, "
+          f"bound {bound:.3g} (worst tensor {worst} {rel(c16[worst], refs['all'][1][worst]):.3g}); "
+          f"float32 path vs float64 {e32:.3g}; bf16 reference vs float64 {rel(R, cat(g64)):.3g}; the alternatives: " +
+          ", ".join(f"{k} {v:.3g}" for k, v in alt.items()) + f"; loss {l16:.9g} vs {lr16:.9g} (float32 {l32:.9g}, float64 {l64:.9g})" +
+          ("" if ok else " -- outside: flips, or a wrong rounding"))
+    return ok
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "make-cls":
+        make_cls(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "check-cls":
+        sys.exit(0 if check_cls(sys.argv[2]) else 3)
     else:
         sys.exit(0 if check(sys.argv[2]) else 3)

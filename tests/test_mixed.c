@@ -6,12 +6,18 @@
  *    bitwise an uninterrupted run;
  *  - the bf16 packs follow the master weights after each step; the loss falls on one batch;
  *  - the gradients against the float32 trainer's on the same weights (measured, printed);
- *  - the API: a bf16 model with live contexts refuses, it stays bf16, its tensors are the masters.
+ *  - the API: a bf16 model with live contexts refuses, it stays bf16, its tensors are the masters;
+ *  - the finetuner on a bf16 classifier: the head's weight gradient at batch 1 is exactly the
+ *    product of the rounded operands, the gradients against the float32 finetuner's on the same
+ *    weights (between float32 and bf16 distances), threads and resume bitwise;
+ *  - checkpoints record the precision: a mismatch on load is MAE_ERR_INVALID_ARG, a file without
+ *    the key (written before it existed) is a float32 run's.
  * The gradients against PyTorch float64 autograd: tests/check_mixed.sh. */
 #include <time.h>
 #include <unistd.h>
 #include "testutil.h"
 #include "../src/model/model.h"
+#include "../src/model/finetune.h"
 
 static mae_config tiny_cfg(void)
 {
@@ -391,6 +397,287 @@ static void test_api(void)
     mae_model_free(m);
 }
 
+/* ---- the finetuner on a bf16 classifier ------------------------------------------------------ */
+
+enum { FT_K = 5 };
+
+/* A bf16 classifier: a tiny bf16 model's encoder with a new head (global pooling). */
+static mae_classifier *bf16_classifier(uint64_t seed)
+{
+    mae_model *m = bf16_model(seed);
+    mae_classifier *c = NULL;
+    CHECK_OK(mae_classifier_create(m, FT_K, 1, seed + 1, &c));
+    mae_model_free(m);
+    if (!c) exit(1);
+    int p = -1;
+    CHECK_OK(mae_model_get_precision(c->m, &p));
+    CHECK(p == MAE_PRECISION_BF16, "a classifier of a bf16 model computes in %d", p);
+    return c;
+}
+
+/* A finetuner at a constant lr with drop path (the masks from seed 7), on threads. */
+static mae_finetuner *finetuner(mae_classifier *c, int B, int threads, float drop_path)
+{
+    mae_finetuner *f = NULL;
+    CHECK_OK(mae_finetuner_create(c, B, &f));
+    if (!f) exit(1);
+    mae_finetune_config fc;
+    CHECK_OK(mae_finetune_config_init(&fc, sizeof fc));
+    fc.lr = 1e-3;
+    fc.drop_path = drop_path;
+    CHECK_OK(mae_finetuner_set_config(f, &fc));
+    CHECK_OK(mae_finetuner_set_seed(f, 7));
+    CHECK_OK(mae_finetuner_set_threads(f, threads));
+    return f;
+}
+
+/* softmax(z) - smoothed one-hot, as the finetuner computes it (double, then float) */
+static void ce_grad(const float *z, int label, double smoothing, float *dz)
+{
+    double mx = -INFINITY, sum = 0.0;
+    for (int k = 0; k < FT_K; k++)
+        mx = z[k] > mx ? z[k] : mx;
+    for (int k = 0; k < FT_K; k++)
+        sum += exp((double)z[k] - mx);
+    double lse = mx + log(sum);
+    for (int k = 0; k < FT_K; k++) {
+        double q = smoothing / FT_K + (k == label ? 1.0 - smoothing : 0.0);
+        dz[k] = (float)(exp((double)z[k] - lse) - q);
+    }
+}
+
+/* Batch 1: the head's weight gradient is one product per element, r(dlogit)·r(pooled), exact in
+ * float32; its bias gradient is dlogit. pooled comes from the classifier's own forward (a
+ * context before the finetuner), whose logits must equal the finetuner's. */
+static void test_ft_head(void)
+{
+    mae_classifier *c = bf16_classifier(101);
+    float *img = images(1, 5), logits[FT_K], z[FT_K], dz[FT_K], loss;
+    float *pooled = tu_malloc((size_t)c->m->cfg.D * sizeof *pooled);
+    mae_ctx *ctx = NULL;
+    CHECK_OK(mae_ctx_create(c->m, 1, &ctx));
+    if (!ctx) exit(1);
+    CHECK_OK(mae_classifier_forward(c, ctx, img, 1, logits));
+    CHECK_OK(mae_classifier_features(c, ctx, img, 1, pooled));
+    mae_ctx_free(ctx);
+    mae_finetuner *f = finetuner(c, 1, 2, 0.0f);
+    int32_t label = 3;
+    CHECK_OK(mae_finetuner_forward_backward(f, img, 1, &label, NULL, &loss, z));
+    CHECK(same(z, logits, sizeof z), "the finetuner's logits differ from the classifier's forward");
+    ce_grad(z, label, 0.1, dz);
+    int D = c->m->cfg.D, bad = 0, rounded = 0;
+    const float *gw = NULL, *gb = NULL;
+    CHECK_OK(mae_finetuner_grad(f, "head.weight", &gw, NULL));
+    CHECK_OK(mae_finetuner_grad(f, "head.bias", &gb, NULL));
+    for (int k = 0; k < FT_K && gw && gb; k++) {
+        bad += gb[k] != dz[k];
+        for (int d = 0; d < D; d++) {
+            float want = (float)(ref_round(dz[k]) * ref_round(pooled[d]));   /* exact */
+            bad += gw[(size_t)k * D + d] != want;
+            rounded += want != dz[k] * pooled[d];
+        }
+    }
+    CHECK(bad == 0, "%d head gradients are not the product of the bf16-rounded operands", bad);
+    CHECK(rounded > FT_K * D / 2, "only %d of %d products change when rounded: the check sees nothing", rounded, FT_K * D);
+    free(img); free(pooled);
+    mae_finetuner_free(f);
+    mae_classifier_free(c);
+}
+
+/* Every trained gradient of a finetuner, in one array (model layout, then the head block). */
+static float *ft_grads(const mae_finetuner *f, size_t *n)
+{
+    size_t a = f->c->m->lay.total;
+    *n = a + f->head_floats;
+    float *g = tu_malloc(*n * sizeof *g);
+    memcpy(g, f->grads, a * sizeof *g);
+    memcpy(g + a, f->hgrad, f->head_floats * sizeof *g);
+    return g;
+}
+
+/* The bf16 finetuner's gradients against the float32 finetuner's on the same weights (the bf16
+ * classifier saved as F32 and loaded: its weights exactly), same images, labels and drop path
+ * masks: the rounding of the operands moves them by about 2^-9 relative per product, far more
+ * than float32 rounding (the same run twice is bitwise equal) and far less than the gradients. */
+static void test_ft_vs_f32(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/test_mixed_c_%d.safetensors", (int)getpid());
+    mae_classifier *c = bf16_classifier(111), *c32 = NULL;
+    CHECK_OK(mae_classifier_save(c, path));
+    CHECK_OK(mae_classifier_load(path, 0, &c32));
+    remove(path);
+    if (!c32) exit(1);
+    float *imgs = images(3, 17), lb, lf;
+    int32_t labels[3] = { 0, 4, 2 };
+    mae_finetuner *fb = finetuner(c, 3, 2, 0.2f), *ff = finetuner(c32, 3, 2, 0.2f);
+    CHECK_OK(mae_finetuner_forward_backward(fb, imgs, 3, labels, NULL, &lb, NULL));
+    CHECK_OK(mae_finetuner_forward_backward(ff, imgs, 3, labels, NULL, &lf, NULL));
+    size_t nb, nf;
+    float *gb = ft_grads(fb, &nb), *gf = ft_grads(ff, &nf);
+    CHECK(nb == nf, "layouts differ: %zu and %zu floats", nb, nf);
+    double d = tu_rel_l2(gb, gf, nb < nf ? nb : nf), dl = fabs((double)lb - lf) / fabs((double)lf);
+    size_t hw = (size_t)2 * c->m->cfg.D, hn = (size_t)FT_K * c->m->cfg.D;   /* head.weight */
+    double dh = tu_rel_l2(gb + c->m->lay.total + hw, gf + c32->m->lay.total + hw, hn);
+    printf("  finetuner bf16 vs float32 (tiny, batch 3, drop path 0.2): gradients %.2e, head.weight %.2e, loss %.2e\n", d, dh, dl);
+    CHECK(d > 1e-5 && d < 3e-2, "bf16 gradients are %.3g (relative L2) from float32's: want (1e-5, 3e-2)", d);
+    CHECK(dl < 1e-2, "bf16 loss %.9g, float32 %.9g", (double)lb, (double)lf);
+    free(gb); free(gf); free(imgs);
+    mae_finetuner_free(fb); mae_finetuner_free(ff);
+    mae_classifier_free(c); mae_classifier_free(c32);
+}
+
+typedef struct ft_out { float *grads, *params, loss[3]; size_t ng, np; } ft_out;
+
+static ft_out ft_run(int threads)
+{
+    mae_classifier *c = bf16_classifier(121);
+    mae_finetuner *f = finetuner(c, 3, threads, 0.2f);
+    float *imgs = images(3, 27);
+    int32_t labels[3] = { 1, 1, 4 };
+    ft_out r;
+    CHECK_OK(mae_finetuner_forward_backward(f, imgs, 3, labels, NULL, &r.loss[0], NULL));
+    r.grads = ft_grads(f, &r.ng);
+    for (int i = 1; i < 3; i++) {
+        CHECK_OK(mae_finetuner_step(f));
+        CHECK_OK(mae_finetuner_forward_backward(f, imgs, 3, labels, NULL, &r.loss[i], NULL));
+    }
+    CHECK_OK(mae_finetuner_step(f));
+    r.np = c->m->lay.total + f->head_floats;
+    r.params = tu_malloc(r.np * sizeof *r.params);
+    memcpy(r.params, c->m->data, c->m->lay.total * sizeof *r.params);
+    memcpy(r.params + c->m->lay.total, c->head, f->head_floats * sizeof *r.params);
+    free(imgs);
+    mae_finetuner_free(f);
+    mae_classifier_free(c);
+    return r;
+}
+
+static void test_ft_threads(void)
+{
+    ft_out one = ft_run(1);
+    for (int n = 2; n <= 3; n++) {
+        ft_out r = ft_run(n);
+        CHECK(r.ng == one.ng && same(r.grads, one.grads, one.ng * sizeof(float)), "finetuner, %d threads: gradients differ", n);
+        CHECK(same(r.loss, one.loss, sizeof r.loss), "finetuner, %d threads: losses differ", n);
+        CHECK(r.np == one.np && same(r.params, one.params, one.np * sizeof(float)), "finetuner, %d threads: weights differ", n);
+        free(r.grads); free(r.params);
+    }
+    free(one.grads); free(one.params);
+}
+
+/* 4 steps with a checkpoint after 2, against a fresh classifier of the same model resumed from
+ * it (as mae finetune --resume: the classifier made again, then the checkpoint's masters). The
+ * packs after the load must come from the exact masters, so the forward after the resume, and
+ * everything after it, is bitwise the uninterrupted run's. */
+static void test_ft_resume(void)
+{
+    char ckpt[64];
+    snprintf(ckpt, sizeof ckpt, "/tmp/test_mixed_f_%d.safetensors", (int)getpid());
+    float *imgs = images(2, 37), la[4], lb[4];
+    int32_t labels[2] = { 2, 0 };
+    mae_classifier *a = bf16_classifier(131), *b = bf16_classifier(131);
+    mae_finetuner *fa = finetuner(a, 2, 2, 0.2f), *fb = finetuner(b, 2, 1, 0.0f);
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(mae_finetuner_forward_backward(fa, imgs, 2, labels, NULL, &la[i], NULL));
+        CHECK_OK(mae_finetuner_step(fa));
+        if (i == 1)
+            CHECK_OK(mae_finetuner_save(fa, ckpt));
+    }
+    CHECK_OK(mae_finetuner_load(fb, ckpt));   /* its config too: drop path 0.2 */
+    for (int i = 2; i < 4; i++) {
+        CHECK_OK(mae_finetuner_forward_backward(fb, imgs, 2, labels, NULL, &lb[i], NULL));
+        CHECK_OK(mae_finetuner_step(fb));
+    }
+    CHECK(same(&la[2], &lb[2], 2 * sizeof(float)), "resumed losses %.9g %.9g, uninterrupted %.9g %.9g",
+          (double)lb[2], (double)lb[3], (double)la[2], (double)la[3]);
+    CHECK(same(a->m->data, b->m->data, a->m->lay.total * sizeof(float)) &&
+          same(a->head, b->head, fa->head_floats * sizeof(float)), "the resumed masters differ from the uninterrupted run's");
+    CHECK(same(fa->m1, fb->m1, a->m->lay.total * sizeof(float)) && same(fa->m2, fb->m2, a->m->lay.total * sizeof(float)) &&
+          same(fa->hm1, fb->hm1, fa->head_floats * sizeof(float)), "the resumed AdamW moments differ");
+    remove(ckpt);
+    free(imgs);
+    mae_finetuner_free(fa); mae_finetuner_free(fb);
+    mae_classifier_free(a); mae_classifier_free(b);
+}
+
+/* ---- checkpoints record the precision -------------------------------------------------------- */
+
+/* The file as one written before the precision was recorded: key renamed (same length), and the
+ * checksum key too (a file without it loads unchecked, as every older file). */
+static void strip_key(const char *path, const char *key, const char *renamed)
+{
+    FILE *fp = fopen(path, "r+b");
+    CHECK(fp != NULL, "cannot open %s", path);
+    if (!fp) return;
+    uint64_t hl = 0;
+    unsigned char len8[8];
+    CHECK(fread(len8, 1, 8, fp) == 8, "short file");
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | len8[i];
+    char *h = tu_malloc((size_t)hl + 1);
+    CHECK(fread(h, 1, (size_t)hl, fp) == hl, "short header");
+    h[hl] = 0;
+    const char *keys[2] = { key, "\"libmae.crc32c\"" }, *names[2] = { renamed, "\"libmae_crc32c\"" };
+    for (int i = 0; i < 2; i++) {
+        char *at = strstr(h, keys[i]);
+        CHECK(at != NULL, "%s: no %s in the header", path, keys[i]);
+        if (at)
+            memcpy(at, names[i], strlen(names[i]));
+    }
+    fseek(fp, 8, SEEK_SET);
+    fwrite(h, 1, (size_t)hl, fp);
+    fclose(fp);
+    free(h);
+}
+
+static void test_ckpt_precision(void)
+{
+    char pb[64], pf[64];
+    snprintf(pb, sizeof pb, "/tmp/test_mixed_pb_%d.safetensors", (int)getpid());
+    snprintf(pf, sizeof pf, "/tmp/test_mixed_pf_%d.safetensors", (int)getpid());
+    /* the trainer */
+    mae_config cfg = tiny_cfg();
+    mae_model *mb = bf16_model(141), *mf = NULL;
+    CHECK_OK(mae_model_create(&cfg, 141, &mf));
+    if (!mf) exit(1);
+    mae_trainer *tb = trainer(mb, 1, 1, 0), *tf = trainer(mf, 1, 1, 0);
+    CHECK_OK(mae_trainer_save(tb, pb));
+    CHECK_OK(mae_trainer_save(tf, pf));
+    EXPECT(mae_trainer_load(tf, pb), MAE_ERR_INVALID_ARG);
+    CHECK(strstr(mae_last_error(), "bf16") != NULL, "the message does not name bf16: %s", mae_last_error());
+    EXPECT(mae_trainer_load(tb, pf), MAE_ERR_INVALID_ARG);
+    CHECK_OK(mae_trainer_load(tb, pb));
+    CHECK_OK(mae_trainer_load(tf, pf));
+    strip_key(pf, "\"trainer.precision\"", "\"trainer_precision\"");
+    CHECK_OK(mae_trainer_load(tf, pf));   /* an old file: a float32 run */
+    EXPECT(mae_trainer_load(tb, pf), MAE_ERR_INVALID_ARG);
+    mae_trainer_free(tb); mae_trainer_free(tf);
+    mae_model_free(mb); mae_model_free(mf);
+    /* the finetuner */
+    mae_classifier *cb = bf16_classifier(151), *cf = NULL;
+    mae_model *m32 = NULL;
+    CHECK_OK(mae_model_create(&cfg, 151, &m32));
+    if (!m32) exit(1);
+    CHECK_OK(mae_classifier_create(m32, FT_K, 1, 1, &cf));
+    mae_model_free(m32);
+    if (!cf) exit(1);
+    mae_finetuner *fb = finetuner(cb, 1, 1, 0.0f), *ff = finetuner(cf, 1, 1, 0.0f);
+    CHECK_OK(mae_finetuner_save(fb, pb));
+    CHECK_OK(mae_finetuner_save(ff, pf));
+    EXPECT(mae_finetuner_load(ff, pb), MAE_ERR_INVALID_ARG);
+    CHECK(strstr(mae_last_error(), "bf16") != NULL, "the message does not name bf16: %s", mae_last_error());
+    EXPECT(mae_finetuner_load(fb, pf), MAE_ERR_INVALID_ARG);
+    CHECK_OK(mae_finetuner_load(fb, pb));
+    CHECK_OK(mae_finetuner_load(ff, pf));
+    strip_key(pf, "\"finetune.precision\"", "\"finetune_precision\"");
+    CHECK_OK(mae_finetuner_load(ff, pf));
+    EXPECT(mae_finetuner_load(fb, pf), MAE_ERR_INVALID_ARG);
+    remove(pb); remove(pf);
+    mae_finetuner_free(fb); mae_finetuner_free(ff);
+    mae_classifier_free(cb); mae_classifier_free(cf);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -404,5 +691,10 @@ int main(int argc, char **argv)
     TU_RUN("training", test_training());
     TU_RUN("vs_f32", test_vs_f32());
     TU_RUN("api", test_api());
+    TU_RUN("ft_head", test_ft_head());
+    TU_RUN("ft_vs_f32", test_ft_vs_f32());
+    TU_RUN("ft_threads", test_ft_threads());
+    TU_RUN("ft_resume", test_ft_resume());
+    TU_RUN("ckpt_precision", test_ckpt_precision());
     return tu_finish("test_mixed");
 }

@@ -55,6 +55,9 @@ int cli_arg_precision(const char *cmd, int argc, char **argv, int *i, int *out);
 /* Makes a freshly loaded or created model compute in precision (mae_model_set_precision): 0,
  * or 1 after the error line. */
 int cli_set_precision(const char *cmd, mae_model *m, int precision);
+/* The precision a checkpoint's run had (its __metadata__ key, e.g. "trainer.precision";
+ * absent: f32, as every checkpoint written before it was recorded); nonzero after a message. */
+int cli_checkpoint_precision(const char *cmd, const char *path, const char *key, int *out);
 
 /* ---- images in, for reconstruct and features (inputs.c) ---- */
 

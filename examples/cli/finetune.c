@@ -21,6 +21,7 @@ typedef struct ft_opts {
     int resume, stop_after, scratch, cls, epochs, batch, threads, max_train, max_test, log_every;
     double blr, layer_decay, wd, warmup, min_lr, smoothing, minutes, mixup, cutmix, drop_path, reprob;
     int aa_layers;
+    int precision;   /* MAE_PRECISION_*; -1 until decided (--precision, or the checkpoint's) */
     double aa_magnitude, aa_mstd;
     uint64_t seed;
 } ft_opts;
@@ -54,6 +55,9 @@ static void usage(void)
            "  --resume          continue from --checkpoint where it stopped (exactly: the data order\n"
            "                    and flips of each epoch come from --seed and the epoch)\n"
            "  --log-every N     progress line every N steps [20]\n"
+           "  --precision P     f32 | bf16: bf16 fine-tunes in mixed precision (float32 master\n"
+           "                    weights and AdamW state, the linears' products in bfloat16,\n"
+           "                    docs/PRECISION.md); with --resume, the checkpoint's [f32]\n"
            "  --seed N          data order and head init [0]   --threads N [all cores]\n"
            "  --max-train N     use the first N training images   --max-test N  the first N test images\n");
 }
@@ -61,6 +65,7 @@ static void usage(void)
 static int parse(int argc, char **argv, ft_opts *o)
 {
     memset(o, 0, sizeof *o);
+    o->precision = -1;
     o->data = "/usr/share/datasets/fashion-mnist";
     o->out = "finetuned.safetensors";
     o->epochs = 10;
@@ -106,6 +111,7 @@ static int parse(int argc, char **argv, ft_opts *o)
             if (!r && cli_randaug_parse(o->aa, &o->aa_layers, &o->aa_magnitude, &o->aa_mstd))
                 r = cli_usage_errorf("finetune", "--aa '%s' is not rand-m<M>[-mstd<S>][-n<N>]-inc1", o->aa);
         } else if (!strcmp(a, "--reprob")) r = cli_arg_double("finetune", argc, argv, &i, 0, 1, 0, &o->reprob);
+        else if (!strcmp(a, "--precision")) r = cli_arg_precision("finetune", argc, argv, &i, &o->precision);
         else if (!strcmp(a, "--minutes")) r = cli_arg_double("finetune", argc, argv, &i, 1e-3, 1e6, 0, &o->minutes);
         else if (a[0] == '-' && a[1])
             r = cli_usage_errorf("finetune", "unknown option '%s'", a);
@@ -125,11 +131,16 @@ static int parse(int argc, char **argv, ft_opts *o)
         return cli_usage_error("finetune", "--resume needs --checkpoint FILE");
     if (o->warmup >= o->epochs)
         return cli_usage_errorf("finetune", "--warmup %g must be below --epochs %d", o->warmup, o->epochs);
+    if (o->precision < 0 && o->resume)
+        return cli_checkpoint_precision("finetune", o->checkpoint, "finetune.precision", &o->precision) ? 1 : 0;
+    if (o->precision < 0)
+        o->precision = MAE_PRECISION_F32;
     return 0;
 }
 
 /* The classifier to train: MODEL's encoder (or its architecture, randomly initialized) with a
- * new 10-class head named by the Fashion-MNIST classes. */
+ * new 10-class head named by the Fashion-MNIST classes; in bf16 when the model is made bf16
+ * first (the classifier takes its model's precision). */
 static int make_classifier(const ft_opts *o, mae_classifier **out)
 {
     mae_model *m = NULL, *fresh = NULL;
@@ -145,6 +156,10 @@ static int make_classifier(const ft_opts *o, mae_classifier **out)
         if (s != MAE_OK)
             return cli_fail("finetune", "random model", s);
         m = fresh;
+    }
+    if (cli_set_precision("finetune", m, o->precision)) {
+        mae_model_free(m);
+        return 1;
     }
     s = mae_classifier_create(m, 10, !o->cls, o->seed, out);
     mae_model_free(m);
@@ -253,6 +268,7 @@ static int train(const ft_opts *o, mae_classifier *cl, const cli_images *tr, con
         return cli_fail("finetune", "config", s);
     }
     int first_epoch = 0;
+    fprintf(stderr, "precision %s\n", o->precision == MAE_PRECISION_BF16 ? "bf16 (mixed: float32 masters)" : "f32");
     if (o->resume) {
         int64_t step = 0;
         if ((s = mae_finetuner_load(f, o->checkpoint)) != MAE_OK) {

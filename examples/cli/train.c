@@ -50,7 +50,7 @@ static void usage(void)
            "  --threads N           [all cores]\n"
            "  --precision P         f32 | bf16: bf16 trains in mixed precision (float32 master\n"
            "                        weights and AdamW state, the linears' products in bfloat16,\n"
-           "                        docs/PRECISION.md); give it again with --resume [f32]\n"
+           "                        docs/PRECISION.md); with --resume, the checkpoint's [f32]\n"
            "  --max-images N        use the first N training images only\n"
            "  --max-steps N         stop after N optimizer steps (the schedule stays the full one)\n"
            "  --log-every N         progress line every N steps [50]\n"
@@ -61,6 +61,7 @@ static void usage(void)
 static int parse(int argc, char **argv, train_opts *o)
 {
     memset(o, 0, sizeof *o);
+    o->precision = -1;   /* not given: f32, or the checkpoint's with --resume */
     o->data = "/usr/share/datasets/fashion-mnist";
     o->out = "mae-train";
     o->epochs = 10;
@@ -123,6 +124,10 @@ static int parse(int argc, char **argv, train_opts *o)
     }
     if (o->warmup >= o->epochs)
         return cli_usage_error("train", "--warmup must be smaller than --epochs");
+    if (o->precision < 0 && o->resume)
+        return cli_checkpoint_precision("train", o->resume, "trainer.precision", &o->precision) ? 1 : 0;
+    if (o->precision < 0)
+        o->precision = MAE_PRECISION_F32;
     return 0;
 }
 

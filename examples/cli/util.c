@@ -225,6 +225,56 @@ int cli_arg_precision(const char *cmd, int argc, char **argv, int *i, int *out)
     return 0;
 }
 
+/* The value of a __metadata__ key in a safetensors file's header (libmae writes it as
+ * "key":"value"), copied into out; 0 found, 1 absent, -1 unreadable (reported). */
+static int header_value(const char *cmd, const char *path, const char *key, char *out, size_t size)
+{
+    FILE *fp = fopen(path, "rb");
+    unsigned char len8[8];
+    uint64_t n = 0;
+    if (!fp || fread(len8, 1, 8, fp) != 8) {
+        if (fp)
+            fclose(fp);
+        return cli_errorf(cmd, "%s: cannot read a safetensors header", path), -1;
+    }
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | len8[i];
+    char *h = n <= 100000000 ? malloc((size_t)n + 1) : NULL;
+    int ok = h && fread(h, 1, (size_t)n, fp) == n;
+    fclose(fp);
+    if (!ok) {
+        free(h);
+        return cli_errorf(cmd, "%s: cannot read a safetensors header", path), -1;
+    }
+    h[n] = '\0';
+    char want[128];
+    snprintf(want, sizeof want, "\"%s\":\"", key);
+    const char *at = strstr(h, want), *end = at ? strchr(at + strlen(want), '"') : NULL;
+    int rc = 1;
+    if (end) {
+        at += strlen(want);
+        snprintf(out, size, "%.*s", (int)(end - at), at);
+        rc = 0;
+    }
+    free(h);
+    return rc;
+}
+
+int cli_checkpoint_precision(const char *cmd, const char *path, const char *key, int *out)
+{
+    char v[16];
+    int r = header_value(cmd, path, key, v, sizeof v);
+    if (r < 0)
+        return 1;
+    if (r == 1 || strcmp(v, "f32") == 0)   /* older checkpoints: float32 runs */
+        *out = MAE_PRECISION_F32;
+    else if (strcmp(v, "bf16") == 0)
+        *out = MAE_PRECISION_BF16;
+    else
+        return cli_errorf(cmd, "%s: %s is '%s', not f32 or bf16", path, key, v);
+    return 0;
+}
+
 int cli_set_precision(const char *cmd, mae_model *m, int precision)
 {
     mae_status s = mae_model_set_precision(m, precision);

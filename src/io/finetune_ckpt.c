@@ -15,7 +15,7 @@
     X(beta1, 1) X(beta2, 1) X(eps, 1) X(warmup_epochs, 1) X(epochs, 1) X(iters_per_epoch, 0) X(batch_size, 0) \
     X(world_size, 0) X(smoothing, 2) X(clip_grad, 2) X(drop_path, 2)
 #define FT_COUNT(name, kind) + 1
-enum { N_FT_FIELDS = 0 FT_FIELDS(FT_COUNT), N_FT_META = N_FT_FIELDS + 2 };
+enum { N_FT_FIELDS = 0 FT_FIELDS(FT_COUNT), N_FT_META = N_FT_FIELDS + 3 };
 
 static const char *const head_names[4] = { "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias" };
 
@@ -78,6 +78,8 @@ mae_status mae_finetune_ckpt_save(const mae_finetuner *f, const char *path)
     snprintf(meta[nm++].value, sizeof meta[0].value, "%lld", (long long)f->step);
     snprintf(meta[nm].key, sizeof meta[nm].key, "finetune.seed");
     snprintf(meta[nm++].value, sizeof meta[0].value, "%llu", (unsigned long long)f->seed);
+    snprintf(meta[nm].key, sizeof meta[nm].key, "finetune.precision");   /* the tensors are float32 either way */
+    snprintf(meta[nm++].value, sizeof meta[0].value, "%s", f->c->m->precision == MAE_PRECISION_BF16 ? "bf16" : "f32");
 #define FT_PUT(name, kind) \
     snprintf(meta[nm].key, sizeof meta[nm].key, "finetune." #name); \
     snprintf(meta[nm++].value, sizeof meta[0].value, "%.17g", (double)f->cfg.name);
@@ -101,6 +103,22 @@ static mae_status meta_number(const mae_st_file *file, const char *key, double *
     return MAE_OK;
 }
 
+/* The precision of the run that wrote the checkpoint ("finetune.precision"; files written before
+ * it was recorded were float32 runs) must be the finetuner's: its masters and moments would fit
+ * either, but the run would not continue as it was (bf16 products, rounded packs). */
+static mae_status check_precision(const mae_finetuner *f, const mae_st_file *file)
+{
+    const char *v = mae_st_meta_get(file, "finetune.precision");
+    int p = !v || !strcmp(v, "f32") ? MAE_PRECISION_F32 : !strcmp(v, "bf16") ? MAE_PRECISION_BF16 : -1;
+    if (p < 0)
+        return mae_fail(MAE_ERR_FORMAT, "__metadata__ finetune.precision is '%.40s', not f32 or bf16", v);
+    if (p != f->c->m->precision)
+        return mae_fail(MAE_ERR_INVALID_ARG, "the checkpoint is of a %s run, the finetuner's classifier computes in "
+                        "%s (make the model %s with mae_model_set_precision before mae_classifier_create)",
+                        p ? "bf16" : "f32", p ? "f32" : "bf16", p ? "bf16" : "f32 (load it again)");
+    return MAE_OK;
+}
+
 static int same_arch(const mae_cfg *a, const mae_cfg *b)
 {
     return a->D == b->D && a->depth == b->depth && a->H == b->H && a->p == b->p && a->C == b->C &&
@@ -112,7 +130,9 @@ static mae_status load_into(mae_finetuner *f, const mae_st_file *file)
     mae_classifier *tmp = NULL;
     mae_finetune_config cfg = f->cfg;
     double v, step;
-    mae_status s = meta_number(file, "step", &step);
+    mae_status s = check_precision(f, file);
+    if (s == MAE_OK)
+        s = meta_number(file, "step", &step);
     if (s == MAE_OK && !(step >= 0 && step < 9e15 && step == floor(step)))
         s = mae_fail(MAE_ERR_FORMAT, "finetune.step %g is not a step count", step);
     const char *seed_text = mae_st_meta_get(file, "finetune.seed");
@@ -172,8 +192,9 @@ static mae_status load_into(mae_finetuner *f, const mae_st_file *file)
         s = mae_classifier_labels_set(f->c, (const char *const *)tmp->labels);
     if (s == MAE_OK) {
         mae_model *m = f->c->m;
-        for (int i = 0; i < m->n_tensors; i++)
-            mae_model_tensor_read(tmp->m, &tmp->m->tensors[i], m->data + m->tensors[i].offset);
+        for (int i = 0; i < m->n_tensors; i++)   /* not the frozen norm.* of global pooling: the file lacks it */
+            if (f->layer[i] >= 0)
+                mae_model_tensor_read(tmp->m, &tmp->m->tensors[i], m->data + m->tensors[i].offset);
         memcpy(f->c->head, tmp->head, f->head_floats * sizeof *f->c->head);
         memcpy(f->m1, m1, total * sizeof *m1);
         memcpy(f->m2, m2, total * sizeof *m2);

@@ -19,8 +19,9 @@
 
 /* Metadata: the model config under the official constructor names (the writer model files use,
  * so mae_model_load reads the file as a model), then the trainer's state: "learned_pos" (whether
- * the encoder's position table trains, as decided when train_pos is -1), its counters and the
- * training config under "trainer.*". */
+ * the encoder's position table trains, as decided when train_pos is -1), its counters, the
+ * precision of the run ("trainer.precision": f32, or bf16 for mixed precision; the tensors are
+ * float32 either way) and the training config under "trainer.*". */
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...) MAE_PRINTF(4, 5);
 
 static int add_meta(mae_st_meta *meta, int n, const char *key, const char *fmt, ...)
@@ -42,7 +43,7 @@ static int add_meta_num(mae_st_meta *meta, int n, const char *key, double v, int
     return n + 1;
 }
 
-#define MAX_META (5 + MAE_N_CONFIG_FIELDS + MAE_N_TRAIN_CONFIG_FIELDS)
+#define MAX_META (6 + MAE_N_CONFIG_FIELDS + MAE_N_TRAIN_CONFIG_FIELDS)
 
 static int build_meta(const mae_trainer *t, mae_st_meta *meta)
 {
@@ -52,6 +53,7 @@ static int build_meta(const mae_trainer *t, mae_st_meta *meta)
     n = add_meta(meta, n, "trainer.step", "%lld", (long long)t->step);
     n = add_meta_num(meta, n, "trainer.mask_ratio", (double)t->ratio, 9);
     n = add_meta_num(meta, n, "trainer.grad_norm", t->grad_norm, 17);
+    n = add_meta(meta, n, "trainer.precision", "%s", t->m->precision == MAE_PRECISION_BF16 ? "bf16" : "f32");
     n = mae_meta_put_fields(meta, n, "trainer.", mae_train_config_fields, MAE_N_TRAIN_CONFIG_FIELDS, &t->cfg, 0);
     assert(n <= MAX_META);
     return n;
@@ -244,6 +246,21 @@ static mae_status saved_pos_decision(const mae_st_file *f, int train_pos, int *t
     return MAE_OK;
 }
 
+/* The run's precision must be the trainer's model's (files without the key: float32 runs). */
+static mae_status check_precision(const mae_model *m, const mae_st_file *f)
+{
+    const char *v = mae_st_meta_get(f, "trainer.precision");
+    int p = !v || !strcmp(v, "f32") ? MAE_PRECISION_F32 : !strcmp(v, "bf16") ? MAE_PRECISION_BF16 : -1;
+    if (p < 0)
+        return mae_fail(MAE_ERR_FORMAT, "metadata 'trainer.precision' = '%.40s' is not f32 or bf16", v);
+    if (p != m->precision)
+        return mae_fail(MAE_ERR_INVALID_ARG, "the checkpoint is of a %s run, the trainer's model computes in %s "
+                        "(%s)", p ? "bf16" : "f32", p ? "f32" : "bf16",
+                        p ? "mae_model_set_precision(m, MAE_PRECISION_BF16) before mae_trainer_create"
+                          : "load the model without making it bf16");
+    return MAE_OK;
+}
+
 mae_status mae_trainer_ckpt_load(mae_trainer *t, const char *path)
 {
     mae_model *m = t->m;
@@ -264,7 +281,7 @@ mae_status mae_trainer_ckpt_load(mae_trainer *t, const char *path)
         s = mae_fail(MAE_ERR_FORMAT, "'%s' is not a libmae trainer checkpoint (format '%s')", path, fmt ? fmt : "");
         goto done;
     }
-    if ((s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK ||
+    if ((s = check_precision(m, &f)) != MAE_OK || (s = check_arch(m, &f)) != MAE_OK || (s = read_meta(t, &f, &tc, &step, &ratio, &gn)) != MAE_OK ||
         (s = check_step(&tc, step)) != MAE_OK)
         goto done;
     p = mae_calloc(total, sizeof *p);   /* zeroed: a slot that is no tensor (qkv_bias 0) stays zero */

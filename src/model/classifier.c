@@ -138,6 +138,10 @@ mae_status mae_classifier_encoder_copy(const mae_model *src, mae_model **out)
         mae_model_tensor_read(src, from, m->data + t->offset);
     }
     s = mae_model_pack_slim(m);
+    /* a bf16 model's encoder computes in bf16 in the classifier too (its weights are bf16 values
+     * already: rounding again changes nothing); the finetuner trains it in mixed precision */
+    if (s == MAE_OK && src->precision == MAE_PRECISION_BF16)
+        s = mae_model_to_bf16(m);
     if (s != MAE_OK) {
         mae_model_destroy(m);
         return s;

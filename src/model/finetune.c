@@ -63,6 +63,14 @@ static void plan(mae_finetuner *f, planner *p)
     f->tr.gb.dqkv = take(p, BT, 3 * D, sizeof(float));
     f->tr.gb.dh = take(p, BT, (size_t)c->hidden, sizeof(float));
     f->tr.eblk = f->blk;
+    /* a bf16 classifier: the backward products' rounded operands (mixed.c) */
+    f->tr.round_dy = f->tr.round_xw = NULL;
+    if (f->c->m->precision == MAE_PRECISION_BF16) {
+        size_t dy, xw;
+        mae_mixed_finetune_sizes(c, B, K, &dy, &xw);
+        f->tr.round_dy = take(p, dy, 1, sizeof(float));
+        f->tr.round_xw = take(p, xw, 1, sizeof(float));
+    }
 }
 
 mae_status mae_finetune_plan(mae_finetuner *f)
@@ -181,13 +189,28 @@ static void block_forward_dp(mae_finetuner *f, int l, const float *x_in, float *
     add_scaled(x_out, a->xmid, f->branch, f->keep + ((size_t)l * 2 + 1) * B, B, per);
 }
 
+/* The two products of a linear's backward: dx = dy·W (written, if dx), dW += dyᵀ·x (if dw); for
+ * a bf16 classifier on bf16-rounded operands, as the pretraining trainer (mixed.c). */
+static void linear_products(mae_finetuner *f, float *dx, float *dw, const float *dy, const float *x,
+                            const float *w, int N, int in, int out)
+{
+    const mae_kernels *k = f->c->m->k;
+    if (f->tr.round_dy) {
+        mae_mixed_linear_products(&f->tr, dx, dw, dy, x, w, N, in, out);
+        return;
+    }
+    if (dx)
+        k->matmul_nn(&f->tr.ex, dx, dy, w, N, in, out, 0);
+    if (dw)
+        k->matmul_tn(&f->tr.ex, dw, dy, x, out, in, N, 1);
+}
+
 /* y[N,out] = x·Wᵀ + b: dx = dy·W (written), dW += dyᵀ·x, db += colsum(dy). */
-static void linear_bw(const mae_kernels *k, const mae_exec *ex, float *dx, float *dw, float *db, const float *dy,
+static void linear_bw(mae_finetuner *f, float *dx, float *dw, float *db, const float *dy,
                       const float *x, const float *w, int N, int in, int out)
 {
-    k->matmul_nn(ex, dx, dy, w, N, in, out, 0);
-    k->matmul_tn(ex, dw, dy, x, out, in, N, 1);
-    k->bias_backward(ex, db, dy, N, out);
+    linear_products(f, dx, dw, dy, x, w, N, in, out);
+    f->c->m->k->bias_backward(&f->tr.ex, db, dy, N, out);
 }
 
 /* block_backward (backward.c) with each branch's gradient scaled by its drop path mask; the
@@ -209,17 +232,16 @@ static void block_backward_dp(mae_finetuner *f, int l, const float *x_in, int B,
     for (int b = 0; b < B; b++)
         for (size_t i = 0; i < per; i++)
             dy[(size_t)b * per + i] = s2[b] * dres[(size_t)b * per + i];
-    linear_bw(k, ex, dh, g.fc2_w, g.fc2_b, dy, a->fch_gelu, w.fc2_w, N, hidden, C);
+    linear_bw(f, dh, g.fc2_w, g.fc2_b, dy, a->fch_gelu, w.fc2_w, N, hidden, C);
     k->gelu_backward(ex, dh, a->fch, dh, (size_t)N * hidden);
-    linear_bw(k, ex, dc, g.fc1_w, g.fc1_b, dh, a->ln2, w.fc1_w, N, C, hidden);
+    linear_bw(f, dc, g.fc1_w, g.fc1_b, dh, a->ln2, w.fc1_w, N, C, hidden);
     k->layernorm_backward(ex, dres, g.ln2_w, g.ln2_b, dc, a->xmid, a->ln2_mean, a->ln2_rstd, w.ln2_w, N, C);
     for (int b = 0; b < B; b++)
         for (size_t i = 0; i < per; i++)
             dy[(size_t)b * per + i] = s1[b] * dres[(size_t)b * per + i];
-    linear_bw(k, ex, dc, g.proj_w, g.proj_b, dy, a->atty, w.proj_w, N, C, C);
+    linear_bw(f, dc, g.proj_w, g.proj_b, dy, a->atty, w.proj_w, N, C, C);
     k->attention_backward(ex, dqkv, dc, a->qkv, a->probs, B, T, C, c->H);
-    k->matmul_nn(ex, dc, dqkv, w.qkv_w, N, C, 3 * C, 0);
-    k->matmul_tn(ex, g.qkv_w, dqkv, a->ln1, 3 * C, C, N, 1);
+    linear_products(f, dc, g.qkv_w, dqkv, a->ln1, w.qkv_w, N, C, 3 * C);
     for (int r = 0; r < N; r++)   /* the key bias's gradient is exactly zero (see backward.c) */
         memset(dqkv + (size_t)r * 3 * C + C, 0, (size_t)C * sizeof *dqkv);
     k->bias_backward(ex, g.qkv_b, dqkv, N, 3 * C);
@@ -304,9 +326,7 @@ mae_status mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const in
 
     /* head: logits = pooled . Wᵀ + b */
     float *hg_w = f->hgrad + 2 * (size_t)D, *hg_b = hg_w + (size_t)K * D;
-    k->matmul_tn(ex, hg_w, f->dlogits, f->pooled, K, D, B, 1);
-    k->bias_backward(ex, hg_b, f->dlogits, B, K);
-    k->matmul_nn(ex, f->dpooled, f->dlogits, cl->head_w, B, D, K, 0);
+    linear_bw(f, f->dpooled, hg_w, hg_b, f->dlogits, f->pooled, cl->head_w, B, D, K);
     /* the pooling norm: fc_norm (global pool) or norm (cls token) */
     memset(f->dpool_in, 0, (size_t)B * D * sizeof *f->dpool_in);
     if (cl->global_pool)
@@ -347,8 +367,7 @@ mae_status mae_finetune_run(mae_finetuner *f, const float *imgs, int B, const in
         }
     for (int b = 0; b < B; b++)
         memcpy(f->dpatch + (size_t)b * L * D, dres + ((size_t)b * T + 1) * D, (size_t)L * D * sizeof *dres);
-    k->matmul_tn(ex, f->g.pe_w, f->dpatch, f->patches, D, Kp, B * L, 1);
-    k->bias_backward(ex, f->g.pe_b, f->dpatch, B * L, D);
+    linear_bw(f, NULL, f->g.pe_w, f->g.pe_b, f->dpatch, f->patches, NULL, B * L, Kp, D);
     if (hk && hk->progress)
         (void)hk->progress(hk->progress_user, hk->total, hk->total);   /* done; too late to cancel */
     return MAE_OK;

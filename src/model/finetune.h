@@ -8,7 +8,8 @@
 
 struct mae_finetuner {
     mae_classifier *c;
-    mae_trainer tr;              /* what mae_block_backward reads: m, ex, eblk, grads, gb */
+    mae_trainer tr;              /* what mae_block_backward reads: m, ex, eblk, grads, gb, and
+                                  * for a bf16 classifier round_dy / round_xw (mixed precision) */
     mae_finetune_config cfg;
     int max_batch;
     int64_t step;
@@ -43,6 +44,10 @@ void mae_finetuner_destroy(mae_finetuner *f);
 mae_train_config mae_finetune_schedule(const mae_finetuner *f);
 void mae_finetune_zero(mae_finetuner *f);
 mae_status mae_finetune_take_step(mae_finetuner *f);
+
+/* mixed.c: the largest rounded dy and x / W operands of the finetuner's linears (a bf16
+ * classifier's mixed-precision backward), for batches up to B. */
+void mae_mixed_finetune_sizes(const mae_cfg *c, size_t B, size_t classes, size_t *dy, size_t *xw);
 
 /* Allocates the activations for max_batch (the arena) and the per-thread scratch for n threads. */
 mae_status mae_finetune_plan(mae_finetuner *f);

@@ -86,7 +86,7 @@ static void layer_ids(mae_finetuner *f)
 
 mae_status mae_finetuner_new(mae_classifier *c, int max_batch, mae_finetuner **out)
 {
-    mae_status s = mae_model_make_trainable(c->m, "mae_finetuner_create");
+    mae_status s = mae_model_make_trainable_mixed(c->m, "mae_finetuner_create");
     if (s != MAE_OK)
         return s;
     mae_finetuner *f = mae_calloc(1, sizeof *f);

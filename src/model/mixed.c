@@ -8,7 +8,7 @@
  * gradients, AdamW moments, LayerNorm, softmax, GELU, the loss and the residual stream stay
  * float32; the bf16 packs are rewritten from the masters after each step (params.c). */
 #include <string.h>
-#include "model.h"
+#include "finetune.h"   /* model.h, and the finetuner's sizes */
 #include "../util/arena.h"
 
 enum { ROUND_CHUNK = 1 << 14 };   /* floats per task of the rounding */
@@ -46,6 +46,21 @@ void mae_mixed_plan(struct mae_arena *p, mae_trainer *t)
     need(&dy, &xw, B * (size_t)c->L, Dd, (size_t)c->P); /* prediction head */
     t->round_dy = mae_arena_take(p, dy, sizeof(float));
     t->round_xw = mae_arena_take(p, xw, sizeof(float));
+}
+
+/* The same sizes for the finetuner (finetune.c plans its own activations): the encoder's linears
+ * on every token (N = B(1 + L)), the patch embedding on all B·L patches, and the classifier's
+ * head (N = B, D -> classes). */
+void mae_mixed_finetune_sizes(const mae_cfg *c, size_t B, size_t classes, size_t *dy, size_t *xw)
+{
+    size_t N = B * (1 + (size_t)c->L), D = (size_t)c->D;
+    *dy = *xw = 0;
+    need(dy, xw, B * (size_t)c->L, (size_t)c->C * c->p * c->p, D);
+    need(dy, xw, N, D, 3 * D);
+    need(dy, xw, N, D, D);
+    need(dy, xw, N, D, (size_t)c->hidden);
+    need(dy, xw, N, (size_t)c->hidden, D);
+    need(dy, xw, B, D, classes);
 }
 
 /* mae_bf16_float(mae_bf16_round(x)): zero or subnormal -> signed zero, NaN -> quiet NaN, else to

@@ -498,14 +498,14 @@ static mae_status keep_masters(mae_model *m)
     return s;
 }
 
-/* For the finetuner: a bf16 model has no float32 weights to train, and only the pretraining
- * trainer trains one in mixed precision (mae_model_make_trainable_mixed). */
+/* Float32 training only: a bf16 model has no float32 weights to train here; the trainer and the
+ * finetuner train one in mixed precision (mae_model_make_trainable_mixed). */
 mae_status mae_model_keep_masters(mae_model *m)
 {
     if (m->precision == MAE_PRECISION_BF16)
         return mae_fail(MAE_ERR_UNSUPPORTED, "model: it computes in bf16 and holds its weights only as "
-                        "bf16; only the pretraining trainer (mae_trainer_create) trains a bf16 model, "
-                        "in mixed precision (docs/PRECISION.md)");
+                        "bf16; it trains in mixed precision (mae_model_make_trainable_mixed, "
+                        "docs/PRECISION.md)");
     m->had_masters = 1;
     return keep_masters(m);
 }
