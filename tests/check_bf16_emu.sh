@@ -4,8 +4,9 @@
 # with vdpbf16ps replaced by an AVX-512F emulation of its definition (tests/emu/avx512bf16.h) and
 # with the CPU reported as having AVX512_BF16 (MAE_EMULATE_AVX512BF16 in src/kernels/cpu.c), then
 # runs tests/test_bf16.c (the tier's packing, micro-kernel and driver against the reference, and
-# bf16 models, which take the tier automatically) and tests/test_mixed.c (mixed-precision
-# training, whose forward linears run on it). What stays untested is only the instruction itself.
+# bf16 models, which take the tier automatically), tests/test_mixed.c (mixed-precision
+# training, whose forward linears run on it) and test_threads' many_threads (a bf16 model's forward,
+# training and fine-tuning at 1-64 threads, bitwise). What stays untested is only the instruction itself.
 # Skipped on a CPU without AVX-512F, and on one with AVX512_BF16 (make test runs the real tier).
 set -eu
 BUILD=${BUILD:-build}
@@ -44,14 +45,17 @@ if command -v objdump >/dev/null 2>&1 &&
    objdump -d "$dir/kernels_gemm_bf16_avx512bf16.o" | grep -q vdpbf16ps; then
     echo "check_bf16_emu: the emulated tier still contains vdpbf16ps"; exit 1
 fi
-for t in test_bf16 test_mixed; do
+for t in test_bf16 test_mixed test_threads; do
     # shellcheck disable=SC2086
     $CC $flags -Wno-missing-prototypes -DTU_SRCDIR="\"$(pwd)\"" "tests/$t.c" $objs -lm -lpthread \
         -o "$dir/$t" > "$dir/link_$t.log" 2>&1 || { cat "$dir/link_$t.log"; echo "check_bf16_emu: $t does not link"; exit 1; }
-    "$dir/$t" > "$dir/$t.log" 2>&1 || { cat "$dir/$t.log"; echo "check_bf16_emu: $t failed on the emulated avx512_bf16 tier"; exit 1; }
+    only=""
+    [ $t = test_threads ] && only="--only many_threads"   # the bf16 model at 1-64 threads
+    # shellcheck disable=SC2086
+    "$dir/$t" $only > "$dir/$t.log" 2>&1 || { cat "$dir/$t.log"; echo "check_bf16_emu: $t failed on the emulated avx512_bf16 tier"; exit 1; }
 done
 grep -q "^avx512_bf16 linear" "$dir/test_bf16.log" || {
     cat "$dir/test_bf16.log"; echo "check_bf16_emu: the avx512_bf16 tier's kernel tests did not run"; exit 1; }
 grep -q "(avx512_bf16): bf16 vs fp32" "$dir/test_bf16.log" || {
     cat "$dir/test_bf16.log"; echo "check_bf16_emu: the bf16 models did not take the avx512_bf16 tier"; exit 1; }
-echo "check_bf16_emu: the avx512_bf16 tier (vdpbf16ps emulated) passes test_bf16 ($(tail -n 1 "$dir/test_bf16.log")) and test_mixed ($(tail -n 1 "$dir/test_mixed.log"))"
+echo "check_bf16_emu: the avx512_bf16 tier (vdpbf16ps emulated) passes test_bf16 ($(tail -n 1 "$dir/test_bf16.log")), test_mixed ($(tail -n 1 "$dir/test_mixed.log")) and many_threads ($(tail -n 1 "$dir/test_threads.log"))"

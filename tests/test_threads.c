@@ -891,8 +891,7 @@ static void test_many_threads_config(int which, test_pool *tp, const mae_thread_
         int tasks_before = atomic_load(&tp->off_thread);
         run_forward(m, &runs[i], &in, &got);
         run_trainer(&cfg, bf16, &runs[i], &in, &got);
-        if (!bf16)   /* the finetuner refuses a bf16 model */
-            run_classifier(m, which == MANY_TINY, &runs[i], &in, &got);
+        run_classifier(m, which == MANY_TINY, &runs[i], &in, &got);   /* bf16: mixed precision */
         if (runs[i].host)
             CHECK(atomic_load(&tp->off_thread) > tasks_before, "the host pool ran no task on its threads");
         if (i == 0) {
@@ -907,7 +906,7 @@ static void test_many_threads_config(int which, test_pool *tp, const mae_thread_
     }
     printf("test_threads: %s, %s model (%d patches, D %d, keep %d): forward, embed, 2 training%s steps: "
            "%zu bytes %s at 1", mae_kernels_name(), many_names[which], in.L, in.D, in.keep,
-           bf16 ? "" : " and 2 fine-tuning", ref.n, tu_failures == failures ? "bitwise equal" : "compared");
+           " and 2 fine-tuning", ref.n, tu_failures == failures ? "bitwise equal" : "compared");
     for (int i = 1; i < NRUN; i++)
         printf(", %d%s", runs[i].threads, runs[i].host ? " (host pool)" : "");
     printf(" threads\n");
