@@ -232,7 +232,8 @@ typedef enum mae_precision {
  * bf16 weights), gradients and AdamW moments, bf16 operands in the forward and backward products
  * of the linears, the bf16 weights refreshed after every step; the model's tensors are then the
  * master weights (the finetuner refuses a bf16 model). Setting the precision a model has already
- * does nothing. On failure the model is unchanged. */
+ * does nothing. On failure the model is unchanged. The conversion briefly holds the float32
+ * model and its bf16 copy; mae_model_load_with (below) reads a file straight into bf16. */
 MAE_API mae_status mae_model_set_precision(mae_model *m, int precision);
 MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision);
 
