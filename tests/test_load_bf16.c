@@ -6,6 +6,7 @@
  * weights (which the load-then-convert path exceeds, as the test also checks); every failed
  * allocation must leave nothing behind; misuse gets clean errors. */
 #include "testutil.h"
+#include <time.h>
 #include <unistd.h>
 #include "../src/model/model.h"
 
