@@ -232,10 +232,36 @@ typedef enum mae_precision {
  * bf16 weights), gradients and AdamW moments, bf16 operands in the forward and backward products
  * of the linears, the bf16 weights refreshed after every step; the model's tensors are then the
  * master weights. A classifier made from a bf16 model computes in bf16 too, and its finetuner
- * trains it the same way. Setting the precision a model has already
- * does nothing. On failure the model is unchanged. */
+ * trains it the same way. Setting the precision a model has already does nothing. On failure the
+ * model is unchanged. The conversion briefly holds the float32 model and its bf16 copy;
+ * mae_model_load_with (below) reads a file straight into bf16. */
 MAE_API mae_status mae_model_set_precision(mae_model *m, int precision);
 MAE_API mae_status mae_model_get_precision(const mae_model *m, int *precision);
+
+/* Options of a load (mae_model_load_with). Versioned by size like mae_config: call
+ * mae_load_options_init(&o, sizeof o) first (it sets the defaults: float32, no progress), then
+ * set the fields you need. A larger struct from a newer header is read up to the fields this
+ * library knows (mae_version tells which; the others are ignored). */
+typedef struct mae_load_options {
+    uint32_t struct_size;       /* sizeof(mae_load_options) of the caller's header */
+    int32_t  precision;         /* MAE_PRECISION_F32 (default) or MAE_PRECISION_BF16 */
+    mae_progress_fn progress;   /* after each tensor read, as in mae_model_load_progress; NULL: none */
+    void    *progress_user;     /* passed to progress */
+} mae_load_options;
+MAE_API mae_status mae_load_options_init(mae_load_options *opts, size_t struct_size);
+
+/* mae_model_load (mae_model_load_memory) with options; opts NULL means the defaults. With
+ * precision MAE_PRECISION_BF16 each linear weight is rounded to bf16 and packed as it is read,
+ * so the float32 weights are never held (the peak is about the bf16 model plus its widest weight
+ * as float32, where loading float32 and converting peaks at the float32 model plus its bf16
+ * copy); the model equals, bit for bit, the one mae_model_load then
+ * mae_model_set_precision(m, MAE_PRECISION_BF16) give, and reports MAE_PRECISION_BF16. A
+ * precision other than the two, or a struct_size below the first version's, is
+ * MAE_ERR_INVALID_ARG; a CPU without bf16 kernels MAE_ERR_UNSUPPORTED. Every error of the plain
+ * load holds, and on any failure (cancelled too) nothing is kept and *out is untouched. */
+MAE_API mae_status mae_model_load_with(const char *path, const mae_load_options *opts, mae_model **out);
+MAE_API mae_status mae_model_load_memory_with(const void *buf, size_t size, const mae_load_options *opts,
+                                              mae_model **out);
 
 /* ---------------------------------------------------------------------------------------------
  * 3. The context

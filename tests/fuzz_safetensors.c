@@ -1,7 +1,8 @@
 /* libFuzzer target for the safetensors reader and the model loader (run by tests/check_fuzz.sh;
  * seeds in tests/fuzz_corpus/safetensors/). Every input is parsed; a parsed file has each tensor
- * converted and is then loaded as a model, and a small model runs a forward pass, so that odd
- * but accepted configs reach the whole pipeline. */
+ * converted and is then loaded as a model, as float32 and straight into bf16 (which must accept
+ * and refuse alike), and a small model runs a forward pass, so that odd but accepted configs
+ * reach the whole pipeline. */
 #include <stdint.h>
 #include <string.h>
 #include "mae.h"
@@ -50,7 +51,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mae_st_close(&f);
 
     mae_model *m = NULL;
-    if (mae_model_load_memory(data, size, &m) == MAE_OK) {
+    mae_status s32 = mae_model_load_memory(data, size, &m);
+    if (s32 == MAE_OK) {
+        run_model(m);
+        mae_model_free(m);
+    }
+    /* straight into bf16 (mae_model_load_with's path): the same file is accepted or refused
+     * alike, short of memory */
+    mae_load_options o;
+    mae_load_options_init(&o, sizeof o);
+    o.precision = MAE_PRECISION_BF16;
+    m = NULL;
+    mae_status s16 = mae_model_load_memory_with(data, size, &o, &m);
+    if (s16 != s32 && s16 != MAE_ERR_NOMEM && s32 != MAE_ERR_NOMEM)
+        __builtin_trap();
+    if (s16 == MAE_OK) {
         run_model(m);
         mae_model_free(m);
     }

@@ -195,12 +195,8 @@ static int bench_train(const bench_opts *o, mae_model *m, const float *imgs, dou
 static int get_model(const bench_opts *o, mae_model **m)
 {
     mae_status s;
-    if (o->model) {
-        s = mae_model_load(o->model, m);
-        if (s != MAE_OK)
-            return cli_fail(CMD, o->model, s);
-        return cli_set_precision(CMD, *m, o->precision);
-    }
+    if (o->model)
+        return cli_load_model(CMD, o->model, o->precision, m);
     mae_config cfg;
     s = mae_config_init(&cfg, sizeof cfg, o->preset);
     if (s == MAE_OK)

@@ -52,8 +52,11 @@ int cli_write_safetensors(const char *cmd, const char *path, const char *name, c
 /* --precision f32|bf16 (reconstruct, features, bench): option argv[*i]'s value as a
  * MAE_PRECISION_* in *out; 0, or 2 after the usage error. */
 int cli_arg_precision(const char *cmd, int argc, char **argv, int *i, int *out);
-/* Makes a freshly loaded or created model compute in precision (mae_model_set_precision): 0,
- * or 1 after the error line. */
+/* Loads the model at path computing in precision (mae_model_load_with: a bf16 model is read
+ * straight into bf16, never held as float32): 0, or 1 after the error line. */
+int cli_load_model(const char *cmd, const char *path, int precision, mae_model **m);
+/* Makes a freshly created model compute in precision (mae_model_set_precision): 0, or 1 after
+ * the error line. */
 int cli_set_precision(const char *cmd, mae_model *m, int precision);
 /* The precision a checkpoint's run had (its __metadata__ key, e.g. "trainer.precision";
  * absent: f32, as every checkpoint written before it was recorded); nonzero after a message. */

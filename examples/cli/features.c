@@ -190,13 +190,8 @@ int cmd_features(int argc, char **argv)
     if (!r && !ends_with(o.out, ".npy") && !ends_with(o.out, ".safetensors"))
         r = cli_usage_errorf(CMD, "-o %s: the name must end in .npy or .safetensors", o.out);
     mae_model *m = NULL;
-    if (!r) {
-        mae_status s = mae_model_load(o.model, &m);
-        if (s != MAE_OK)
-            r = cli_fail(CMD, o.model, s);
-        else
-            r = cli_set_precision(CMD, m, o.precision);
-    }
+    if (!r)
+        r = cli_load_model(CMD, o.model, o.precision, &m);
     cli_inputs in;
     if (!r) {
         r = cli_inputs_open(CMD, m, &o.in, o.images, o.nimages, 0, MAX_IMAGES, &in);

@@ -304,11 +304,11 @@ static int run(const probe_opts *o)
     const char *kind = "pixels";
     double t0 = cli_now();
     if (!o->pixels) {
-        mae_status s = mae_model_load(o->model, &m);
-        if (s != MAE_OK) {
-            cli_fail("probe", o->model, s);
+        /* the encoder probed is read straight in its precision; with --random the file gives only
+         * the config, and the random encoder is converted once made */
+        if (cli_load_model("probe", o->model, o->random ? MAE_PRECISION_F32 : o->precision, &m))
             goto done;
-        }
+        mae_status s;
         mae_config cfg;
         cfg.struct_size = sizeof cfg;
         mae_model_get_config(m, &cfg);
@@ -322,7 +322,7 @@ static int run(const probe_opts *o)
         } else {
             kind = "MAE encoder";
         }
-        if (cli_set_precision("probe", rnd ? rnd : m, o->precision))
+        if (rnd && cli_set_precision("probe", rnd, o->precision))
             goto done;
         int gh = (cfg.img_height ? cfg.img_height : cfg.img_size) / cfg.patch_size;
         int gw = (cfg.img_width ? cfg.img_width : cfg.img_size) / cfg.patch_size;

@@ -270,13 +270,8 @@ int cmd_reconstruct(int argc, char **argv)
     recon_opts o;
     int r = parse(argc, argv, &o);
     mae_model *m = NULL;
-    if (!r) {
-        mae_status s = mae_model_load(o.model, &m);
-        if (s != MAE_OK)
-            r = cli_fail(CMD, o.model, s);
-        else
-            r = cli_set_precision(CMD, m, o.precision);
-    }
+    if (!r)
+        r = cli_load_model(CMD, o.model, o.precision, &m);
     int dec = 0;
     if (!r && (mae_model_has_decoder(m, &dec) != MAE_OK || !dec))
         r = cli_errorf(CMD, "%s: an encoder-only checkpoint cannot reconstruct (mae features "

@@ -275,6 +275,16 @@ int cli_checkpoint_precision(const char *cmd, const char *path, const char *key,
     return 0;
 }
 
+int cli_load_model(const char *cmd, const char *path, int precision, mae_model **m)
+{
+    mae_load_options o;
+    mae_status s = mae_load_options_init(&o, sizeof o);
+    o.precision = precision;
+    if (s == MAE_OK)
+        s = mae_model_load_with(path, &o, m);
+    return s == MAE_OK ? 0 : cli_fail(cmd, path, s);
+}
+
 int cli_set_precision(const char *cmd, mae_model *m, int precision)
 {
     mae_status s = mae_model_set_precision(m, precision);

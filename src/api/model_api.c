@@ -141,6 +141,63 @@ MAE_API mae_status mae_model_load_memory(const void *buf, size_t size, mae_model
     return s;
 }
 
+/* ---- loading with options ------------------------------------------------------------------ */
+
+/* mae_load_options' first version: through progress_user. */
+#define LOAD_OPTIONS_V1_SIZE (offsetof(mae_load_options, progress_user) + sizeof(void *))
+
+MAE_API mae_status mae_load_options_init(mae_load_options *opts, size_t struct_size)
+{
+    if (!opts)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_load_options_init: opts is NULL");
+    mae_load_options full = { sizeof full, MAE_PRECISION_F32, NULL, NULL };
+    return mae_sized_write("mae_load_options_init", opts, struct_size, &full, sizeof full, LOAD_OPTIONS_V1_SIZE);
+}
+
+/* The caller's options (NULL: the defaults) as the loader's, checked. */
+static mae_status read_load_options(const char *fn, const mae_load_options *opts, mae_load_how *how)
+{
+    mae_load_options full = { sizeof full, MAE_PRECISION_F32, NULL, NULL };
+    if (opts) {
+        mae_status s = mae_sized_read(fn, opts, &full, sizeof full, LOAD_OPTIONS_V1_SIZE);
+        if (s != MAE_OK)
+            return s;
+    }
+    if (full.precision != MAE_PRECISION_F32 && full.precision != MAE_PRECISION_BF16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: precision %d is neither MAE_PRECISION_F32 (0) nor "
+                        "MAE_PRECISION_BF16 (1)", fn, (int)full.precision);
+    how->precision = full.precision;
+    how->progress = full.progress;
+    how->user = full.progress_user;
+    return MAE_OK;
+}
+
+MAE_API mae_status mae_model_load_with(const char *path, const mae_load_options *opts, mae_model **out)
+{
+    if (!path || !out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_with: %s is NULL", !path ? "path" : "out");
+    mae_load_how how;
+    mae_status s = read_load_options("mae_model_load_with", opts, &how);
+    if (s == MAE_OK)
+        s = mae_model_load_file_how(path, &how, out);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_load_with");
+}
+
+MAE_API mae_status mae_model_load_memory_with(const void *buf, size_t size, const mae_load_options *opts,
+                                              mae_model **out)
+{
+    if (!out)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_load_memory_with: out is NULL");
+    mae_load_how how;
+    mae_st_file f;
+    mae_status s = read_load_options("mae_model_load_memory_with", opts, &how);
+    if (s == MAE_OK && (s = mae_st_parse(buf, size, &f)) == MAE_OK) {   /* the checksum too, before any weight */
+        s = mae_model_from_st_how(&f, NULL, &how, out);
+        mae_st_close(&f);
+    }
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_load_memory_with");
+}
+
 MAE_API mae_status mae_model_get_config(const mae_model *m, mae_config *cfg)
 {
     if (!m || !cfg)

@@ -330,9 +330,11 @@ static mae_status check_size(const mae_st_file *f, const mae_cfg *c)
     return MAE_OK;
 }
 
-/* One tensor of the model from the file: one entry, or three (q, k, v) stacked into qkv. */
-static mae_status fill_tensor(const mae_names *nm, mae_model *m, const mae_tensor *t)
+/* One tensor of the model from the file: one entry, or three (q, k, v) stacked into qkv. A weight
+ * held packed (in_place: a bf16 model) is read whole into tmp, then packed into its storage. */
+static mae_status fill_tensor(const mae_names *nm, mae_model *m, const mae_tensor *t, float *tmp)
 {
+    float *dst = t->in_place ? tmp : m->data + t->offset;
     char name[160], want[96], found[96];
     int parts = mae_names_map(nm, t->name, 0, name, sizeof name);
     if (parts == 0)
@@ -353,9 +355,36 @@ static mae_status fill_tensor(const mae_names *nm, mae_model *m, const mae_tenso
             shape_text(found, sizeof found, e->ndim, e->shape);
             return mae_fail(MAE_ERR_SHAPE, "tensor '%s': the config needs shape %s, the file has %s", name, want, found);
         }
-        mae_status s = mae_st_read_f32(nm->f, e, m->data + t->offset + (size_t)part * count, count);
+        mae_status s = mae_st_read_f32(nm->f, e, dst + (size_t)part * count, count);
         if (s != MAE_OK)
             return s;
+    }
+    if (t->in_place)
+        mae_model_tensor_write(m, t, tmp);
+    return MAE_OK;
+}
+
+/* The model's empty storage: float32 (packed after the tensors are read), or bf16 (each weight
+ * packed as it is read, through *tmp: room for the widest of them as float32). */
+static mae_status alloc_model(const mae_cfg *c, int precision, mae_model **m, float **tmp)
+{
+    *tmp = NULL;
+    if (precision != MAE_PRECISION_BF16)
+        return mae_model_alloc(c, m);
+    const mae_kernels *view;
+    mae_status s = mae_model_bf16_table(mae_kernels_active(), &view);
+    if (s == MAE_OK)
+        s = mae_model_alloc_bf16(c, view, m);
+    if (s != MAE_OK)
+        return s;
+    size_t widest = 0;
+    for (int i = 0; i < (*m)->n_tensors; i++)
+        if ((*m)->tensors[i].in_place && (*m)->tensors[i].count > widest)
+            widest = (*m)->tensors[i].count;
+    if (widest && !(*tmp = mae_alloc(widest * sizeof **tmp))) {
+        mae_model_destroy(*m);
+        *m = NULL;
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes to read a weight", widest * sizeof **tmp);
     }
     return MAE_OK;
 }
@@ -388,28 +417,44 @@ mae_status mae_model_from_st(const mae_st_file *f, mae_model **out)
 
 mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, mae_model **out)
 {
+    return mae_model_from_st_how(f, hf, NULL, out);
+}
+
+static int progress_tick(const mae_load_how *how, int done, int total)
+{
+    if (how && how->progress)
+        return how->progress(how->user, done, total);
+    return mae_load_progress_tick(done, total);
+}
+
+mae_status mae_model_from_st_how(const mae_st_file *f, const mae_hf_config *hf, const mae_load_how *how,
+                                 mae_model **out)
+{
     if (!f || !out)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_from_st: %s is NULL", !f ? "f" : "out");
     mae_names nm;
     mae_cfg c;
     mae_model *m = NULL;
+    float *tmp = NULL;
+    int bf16 = how && how->precision == MAE_PRECISION_BF16;
     mae_status s = mae_names_detect(f, &nm);
     if (s == MAE_OK)
         s = file_config(&nm, hf, &c);
     if (s == MAE_OK)
         s = check_size(f, &c);
     if (s == MAE_OK)
-        s = mae_model_alloc(&c, &m);
+        s = alloc_model(&c, bf16 ? MAE_PRECISION_BF16 : MAE_PRECISION_F32, &m, &tmp);
     for (int i = 0; s == MAE_OK && i < m->n_tensors; i++) {
-        s = fill_tensor(&nm, m, &m->tensors[i]);
-        if (s == MAE_OK && mae_load_progress_tick(i + 1, m->n_tensors))
+        s = fill_tensor(&nm, m, &m->tensors[i], tmp);
+        if (s == MAE_OK && progress_tick(how, i + 1, m->n_tensors))
             s = mae_fail(MAE_ERR_ABORTED, "load cancelled by the progress callback after tensor %d of %d", i + 1, m->n_tensors);
     }
+    mae_free(tmp);
     if (s == MAE_OK)   /* a file read from its path: the checksum covers what was just read */
         s = mae_st_verify(f);
     else
         s = explain_failure(f, s);
-    if (s == MAE_OK)
+    if (s == MAE_OK && !bf16)   /* a bf16 model was packed as it was read */
         s = mae_model_pack_slim(m);
     if (s != MAE_OK) {
         mae_model_destroy(m);
@@ -421,13 +466,18 @@ mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, m
 
 mae_status mae_model_load_file(const char *path, mae_model **out)
 {
+    return mae_model_load_file_how(path, NULL, out);
+}
+
+mae_status mae_model_load_file_how(const char *path, const mae_load_how *how, mae_model **out)
+{
     mae_st_file f;
     mae_hf_config hf;
     int have_hf = 0;
     mae_status s = mae_hf_open(path, &f, &hf, &have_hf);   /* a file, a directory, shards; config.json */
     if (s != MAE_OK)
         return s;
-    s = mae_model_from_st_hf(&f, have_hf ? &hf : NULL, out);
+    s = mae_model_from_st_how(&f, have_hf ? &hf : NULL, how, out);
     mae_st_close(&f);
     if (s != MAE_OK) {
         char msg[400];

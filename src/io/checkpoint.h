@@ -8,14 +8,27 @@
 #include "safetensors.h"
 #include "hf_config.h"
 
+/* How a model is loaded (the public mae_load_options, checked by src/api/model_api.c). */
+typedef struct mae_load_how {
+    int precision;              /* MAE_PRECISION_F32, or _BF16: each linear weight rounded and
+                                 * packed as bf16 as it is read, never held as float32 whole */
+    mae_progress_fn progress;   /* after each tensor; NULL: the thread's load hook
+                                 * (mae_model_load_progress), if any */
+    void *user;
+} mae_load_how;
+
 /* A model from path: a safetensors file, a Hugging Face directory or sharded checkpoint (with
- * its config.json). The message of a failure starts with 'path'. */
+ * its config.json). The message of a failure starts with 'path'. how NULL: float32, the
+ * thread's hook. */
 mae_status mae_model_load_file(const char *path, mae_model **out);
+mae_status mae_model_load_file_how(const char *path, const mae_load_how *how, mae_model **out);
 /* mae_model_load on a parsed or opened file (mae_model_load_memory: on a file image in memory);
  * it ends with mae_st_verify. */
 mae_status mae_model_from_st(const mae_st_file *f, mae_model **out);
-/* The same with config.json's settings (hf may be NULL). */
+/* The same with config.json's settings (hf may be NULL) and how (may be NULL). */
 mae_status mae_model_from_st_hf(const mae_st_file *f, const mae_hf_config *hf, mae_model **out);
+mae_status mae_model_from_st_how(const mae_st_file *f, const mae_hf_config *hf, const mae_load_how *how,
+                                 mae_model **out);
 /* The model config of a file, exactly as mae_model_load finds it: __metadata__, then what the
  * shapes show, then mae_cfg_finish. */
 mae_status mae_ckpt_file_config(const mae_st_file *f, mae_cfg *c);

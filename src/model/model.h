@@ -125,6 +125,10 @@ struct mae_model {
 
 /* Builds the tensor table and layout for cfg and allocates zeroed weights (no packing yet). */
 mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out);
+/* The same for a bf16 model computing with table v (a bf16 view, mae_kernels_bf16_view): every
+ * linear weight has only the floats of its packed bf16 form (in_place), the layout that
+ * mae_model_pack_bf16 gives; the loader fills each tensor with mae_model_tensor_write. */
+mae_status mae_model_alloc_bf16(const mae_cfg *cfg, const mae_kernels *v, mae_model **out);
 /* Packs the linears for the active kernel table, keeping data in PyTorch's layout (a slim model
  * is first unpacked, for its own table); call after the weights are final and again whenever
  * they change (the trainer does after each step). On failure the model is unchanged. */
@@ -143,6 +147,9 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
  * it exclusively (MAE_ERR_STATE while contexts live or a trainer was created on it), then packs
  * it with its table's bf16 view. On failure the model is unchanged. */
 mae_status mae_model_to_bf16(mae_model *m);
+/* The bf16 view of table k that a bf16 model computes with (mae_kernels_bf16_view), or
+ * MAE_ERR_UNSUPPORTED naming k when it has none. */
+mae_status mae_model_bf16_table(const mae_kernels *k, const mae_kernels **view);
 /* mae_model_keep_masters while holding m exclusively (the live-context count set to
  * MAE_MODEL_CONVERTING): MAE_ERR_STATE, naming fn, while contexts of a slim model live. For the
  * trainer and the finetuner. */
@@ -158,6 +165,9 @@ void       mae_model_repack_threads(mae_model *m, const mae_exec *ex);   /* the 
 mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const float **out);
 /* Writes tensor t in PyTorch's layout into dst (t->count floats), unpacking if in_place. */
 void       mae_model_tensor_read(const mae_model *m, const mae_tensor *t, float *dst);
+/* The inverse: tensor t from src in PyTorch's layout (t->count floats), packed (for a bf16 model:
+ * rounded to nearest even) if in_place. */
+void       mae_model_tensor_write(mae_model *m, const mae_tensor *t, const float *src);
 /* The same for tensor i of model m, as mae_st_write_as's fetch callback (mae_model_save). */
 void       mae_model_tensor_fetch(const void *m, int i, float *dst);
 const mae_tensor *mae_model_find(const mae_model *m, const char *name);

@@ -151,11 +151,13 @@ void mae_block_view(const mae_layout *lay, float *base, int decoder, int layer, 
     w->fc2_w = s + o->fc2_w; w->fc2_b = s + o->fc2_b;
 }
 
-mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
+/* The model's storage and table; packed_by non-NULL: each linear weight gets only the floats of
+ * its packed form in that table (a bf16 model). */
+static mae_status alloc_layout(const mae_cfg *cfg, const mae_kernels *packed_by, mae_model **out)
 {
     mae_layout lay;
     memset(&lay, 0, sizeof lay);
-    builder count = { NULL, 0, 0, 0, 0, NULL };
+    builder count = { NULL, 0, 0, 0, 0, packed_by };
     build(&count, cfg, &lay);
     size_t bytes;
     if (count.overflow || !mae_mul_size(lay.total, sizeof(float), &bytes))
@@ -168,7 +170,7 @@ mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
         return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate %zu bytes of parameters", bytes);
     }
     memset(data, 0, bytes);
-    builder fill = { t, 0, 0, 0, 0, NULL };
+    builder fill = { t, 0, 0, 0, 0, packed_by };
     build(&fill, cfg, &lay);
     m->cfg = *cfg;
     m->lay = lay;
@@ -179,6 +181,11 @@ mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
     m->part_pe.m = m; m->part_mk.m = m; m->part_enc.m = m; m->part_dec.m = m; m->part_loss.m = m;
     *out = m;
     return MAE_OK;
+}
+
+mae_status mae_model_alloc(const mae_cfg *cfg, mae_model **out)
+{
+    return alloc_layout(cfg, NULL, out);
 }
 
 const mae_tensor *mae_model_find(const mae_model *m, const char *name)
@@ -735,6 +742,18 @@ mae_status mae_model_tensor_view(const mae_model *m, const mae_tensor *t, const 
     return MAE_OK;
 }
 
+void mae_model_tensor_write(mae_model *m, const mae_tensor *t, const float *src)
+{
+    float *dst = m->data + t->offset;
+    if (!t->in_place) {
+        memcpy(dst, src, t->count * sizeof *dst);
+        return;
+    }
+    int N, K;
+    weight_dims(t, &N, &K);
+    m->k->pack(dst, src, N, K);
+}
+
 void mae_model_tensor_fetch(const void *model, int i, float *dst)
 {
     const mae_model *m = model;
@@ -808,5 +827,28 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v)
     m->slim = 1;
     m->precision = MAE_PRECISION_BF16;
     each_linear(m, slot_in_place, NULL);
+    return MAE_OK;
+}
+
+mae_status mae_model_alloc_bf16(const mae_cfg *cfg, const mae_kernels *v, mae_model **out)
+{
+    mae_model *m;
+    mae_status s = alloc_layout(cfg, v, &m);
+    if (s != MAE_OK)
+        return s;
+    m->pk_blocks = mae_calloc((size_t)cfg->depth, sizeof *m->pk_blocks);
+    m->pk_dblocks = cfg->has_decoder ? mae_calloc((size_t)cfg->ddepth, sizeof *m->pk_dblocks) : NULL;
+    m->cache = mae_calloc((size_t)m->n_tensors, sizeof *m->cache);
+    for (int i = 0; m->cache && i < m->n_tensors; i++)
+        mae_atomic_ptr_init(&m->cache[i], NULL);
+    if (!m->pk_blocks || (cfg->has_decoder && !m->pk_dblocks) || !m->cache) {
+        mae_model_destroy(m);   /* frees what was allocated */
+        return mae_fail(MAE_ERR_NOMEM, "model: cannot allocate the tables of the bf16 weights");
+    }
+    m->k = v;
+    m->slim = 1;
+    m->precision = MAE_PRECISION_BF16;
+    each_linear(m, slot_in_place, NULL);
+    *out = m;
     return MAE_OK;
 }

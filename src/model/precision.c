@@ -1,8 +1,15 @@
 /* Choosing the precision a model computes in (mae.h, docs/PRECISION.md): the conversion of an
  * inference model's weights to packed bf16, under the same exclusive hold as a trainer's
- * creation (no context may read the weights while they are rewritten). The public calls are in
+ * creation (no context may read the weights while they are rewritten), and the bf16 table that
+ * the conversion and a bf16 load (src/io/checkpoint.c) pack for. The public calls are in
  * src/api/model_api.c. */
 #include "model.h"
+
+mae_status mae_model_bf16_table(const mae_kernels *k, const mae_kernels **view)
+{
+    *view = mae_kernels_bf16_view(k);
+    return *view ? MAE_OK : mae_fail(MAE_ERR_UNSUPPORTED, "model: no bf16 kernels for table '%s'", k->name);
+}
 
 mae_status mae_model_to_bf16(mae_model *m)
 {
@@ -15,9 +22,10 @@ mae_status mae_model_to_bf16(mae_model *m)
                         ? "another thread is converting this model right now"
                         : "the model has %d live context(s); set the "
                           "precision before creating any", (int)v);
-    const mae_kernels *view = mae_kernels_bf16_view(m->k);
-    mae_status s = view ? mae_model_pack_bf16(m, view)
-                        : mae_fail(MAE_ERR_UNSUPPORTED, "model: no bf16 kernels for table '%s'", m->k->name);
+    const mae_kernels *view;
+    mae_status s = mae_model_bf16_table(m->k, &view);
+    if (s == MAE_OK)
+        s = mae_model_pack_bf16(m, view);
     mae_atomic_long_store(&m->live_ctx, 0);
     return s;
 }

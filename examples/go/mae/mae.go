@@ -185,6 +185,28 @@ func Load(path string) (*Model, error) {
 	return newModel(p), nil
 }
 
+// LoadAs is Load computing in precision (PrecisionF32 or PrecisionBF16): PrecisionBF16 reads
+// each weight straight into bf16 (mae_model_load_with: the float32 weights are never held, so
+// the peak memory is about the bf16 model's), the model that Load then SetPrecision(PrecisionBF16)
+// give, bit for bit.
+func LoadAs(path string, precision int) (*Model, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var o C.mae_load_options
+	var p *C.mae_model
+	err := call(func() C.mae_status {
+		if s := C.mae_load_options_init(&o, C.size_t(unsafe.Sizeof(o))); s != 0 {
+			return s
+		}
+		o.precision = C.int32_t(precision)
+		return C.mae_model_load_with(cpath, &o, &p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newModel(p), nil
+}
+
 // with runs fn with the model's handle, holding the model's lock so that Close cannot free it
 // meanwhile (the calls under it are short: no forward pass runs here).
 func (m *Model) with(fn func(p *C.mae_model) C.mae_status) error {

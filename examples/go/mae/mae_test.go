@@ -1,6 +1,8 @@
 package mae
 
 import (
+	"math"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -157,5 +159,58 @@ func TestPrecision(t *testing.T) {
 	}
 	if rel := d2 / n2; rel <= 0 || rel > 4e-4 { // squared: relative L2 2e-2
 		t.Fatalf("bf16 vs f32 squared relative L2 %g", rel)
+	}
+}
+
+// LoadAs(PrecisionBF16) gives the embeddings of Load + SetPrecision(PrecisionBF16), bit for bit.
+func TestLoadAsBF16(t *testing.T) {
+	m := tiny(t, 6)
+	path := filepath.Join(t.TempDir(), "tiny.safetensors")
+	if err := m.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	want, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	if err := want.SetPrecision(PrecisionBF16); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadAs(path, PrecisionBF16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if p, _ := got.Precision(); p != PrecisionBF16 {
+		t.Fatalf("LoadAs(BF16) gave precision %d", p)
+	}
+	if _, err := LoadAs(path, 7); !isStatus(err, ErrInvalidArg) {
+		t.Fatalf("LoadAs with precision 7: %v", err)
+	}
+	a, err := NewContext(want, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewContext(got, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	imgs := images(2 * 3 * 32 * 32)
+	x, err := a.Embed(imgs, 2, PoolTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := b.Embed(imgs, 2, PoolTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range x {
+		if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+			t.Fatalf("embedding %d: %g loaded as bf16, %g converted", i, y[i], x[i])
+		}
 	}
 }

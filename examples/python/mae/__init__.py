@@ -141,6 +141,16 @@ class FinetuneConfig(ctypes.Structure):
         return "FinetuneConfig(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f, _ in self._fields_[1:])
 
 
+class LoadOptions(ctypes.Structure):
+    """mae_load_options, field for field (include/mae.h). Only ever appended to."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("precision", ctypes.c_int32),
+        ("progress", ctypes.c_void_p),        # a mae_progress_fn, or None
+        ("progress_user", ctypes.c_void_p),
+    ]
+
+
 def _declare(name, restype, *argtypes):
     """Sets a function's C signature: ctypes then converts and checks every argument."""
     fn = getattr(_lib, name)
@@ -195,6 +205,10 @@ def _declare_all():
              ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _f32p, _f32p, _f32p)
     _declare("mae_model_load_progress", _status, ctypes.c_char_p, _progress_fn, _vp, ctypes.POINTER(_vp))
     _declare("mae_model_load_memory", _status, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(_vp))
+    _declare("mae_load_options_init", _status, ctypes.POINTER(LoadOptions), ctypes.c_size_t)
+    _declare("mae_model_load_with", _status, ctypes.c_char_p, ctypes.POINTER(LoadOptions), ctypes.POINTER(_vp))
+    _declare("mae_model_load_memory_with", _status, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(LoadOptions),
+             ctypes.POINTER(_vp))
     _declare("mae_ctx_set_abort", _status, _vp, _abort_fn, _vp)
     _declare("mae_trainer_set_abort", _status, _vp, _abort_fn, _vp)
     _declare("mae_trainer_set_progress", _status, _vp, _progress_fn, _vp)
@@ -379,32 +393,43 @@ class Model(_Owner):
         return cls(h)
 
     @classmethod
-    def load(cls, path, progress=None):
-        """Loads a safetensors file. progress(done, total) is called after each tensor; returning
-        True cancels the load (mae.Error ABORTED, nothing kept)."""
-        h = _vp()
-        if progress is None:
-            _check(_lib.mae_model_load(os.fsencode(path), ctypes.byref(h)))
-        else:
-            errors = []
+    def _load_options(cls, precision):
+        if precision not in cls._PRECISIONS:
+            raise ValueError(f"precision must be 'f32' or 'bf16', not {precision!r}")
+        o = LoadOptions()
+        _check(_lib.mae_load_options_init(ctypes.byref(o), ctypes.sizeof(o)))
+        o.precision = cls._PRECISIONS.index(precision)
+        return o
 
+    @classmethod
+    def load(cls, path, progress=None, precision="f32"):
+        """Loads a safetensors file. progress(done, total) is called after each tensor; returning
+        True cancels the load (mae.Error ABORTED, nothing kept). precision "bf16" reads the file
+        straight into a bf16 model (each weight rounded as it is read, the float32 weights never
+        held): the model that load() then set_precision("bf16") gives, bit for bit."""
+        o = cls._load_options(precision)
+        h = _vp()
+        errors = []
+        if progress is not None:
             def tick(user, done, total):
                 try:
                     return 1 if progress(done, total) else 0
                 except BaseException as e:  # an exception cannot cross C: cancel, re-raise after
                     errors.append(e)
                     return 1
-            cb = _progress_fn(tick)
-            s = _lib.mae_model_load_progress(os.fsencode(path), cb, None, ctypes.byref(h))
-            if errors:
-                raise errors[0]
-            _check(s)
+            cb = _progress_fn(tick)   # kept alive until the call returns
+            o.progress = ctypes.cast(cb, ctypes.c_void_p)
+        s = _lib.mae_model_load_with(os.fsencode(path), ctypes.byref(o), ctypes.byref(h))
+        if errors:
+            raise errors[0]
+        _check(s)
         return cls(h)
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data, precision="f32"):
         """Loads a safetensors file from its bytes (bytes, bytearray, memoryview or any contiguous
-        buffer): the same checks as load. The model keeps nothing of data."""
+        buffer): the same checks and precision as load. The model keeps nothing of data."""
+        o = cls._load_options(precision)
         mv = memoryview(data)
         if not mv.c_contiguous:
             raise ValueError("Model.from_bytes needs a contiguous buffer")
@@ -414,7 +439,8 @@ class Model(_Owner):
         else:
             raw = (ctypes.c_char * mv.nbytes).from_buffer(mv)
         h = _vp()
-        _check(_lib.mae_model_load_memory(ctypes.cast(raw, ctypes.c_void_p), mv.nbytes, ctypes.byref(h)))
+        _check(_lib.mae_model_load_memory_with(ctypes.cast(raw, ctypes.c_void_p), mv.nbytes, ctypes.byref(o),
+                                               ctypes.byref(h)))
         return cls(h)
 
     def save(self, path, dtype=None):

@@ -89,6 +89,33 @@ class Binding(unittest.TestCase):
         self.assertLess(os.path.getsize(path), 0.6 * os.path.getsize(path + ".f32"))
         b16.close()
 
+    def test_load_bf16(self):
+        # the file read straight into bf16 computes what load + set_precision computes, bit for bit
+        path = os.path.join(self.tmp.name, "m32.safetensors")
+        self.model.save(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        ref = mae.Model.load(path)
+        ref.set_precision("bf16")
+        ticks = []
+        a = mae.Model.load(path, precision="bf16", progress=lambda done, total: ticks.append(done))
+        b = mae.Model.from_bytes(data, precision="bf16")
+        self.assertEqual((a.precision, b.precision), ("bf16", "bf16"))
+        self.assertEqual(ticks, list(range(1, len(ticks) + 1)))
+        self.assertGreater(len(ticks), 10)
+        with mae.Context(ref, 2) as cr, mae.Context(a, 2) as ca, mae.Context(b, 2) as cb:
+            want = cr.embed(self.imgs, pool="tokens")
+            np.testing.assert_array_equal(ca.embed(self.imgs, pool="tokens"), want)
+            np.testing.assert_array_equal(cb.embed(self.imgs, pool="tokens"), want)
+        with self.assertRaises(ValueError):
+            mae.Model.load(path, precision="f16")
+        with self.assertRaises(mae.Error) as e:
+            mae.Model.load(path, precision="bf16", progress=lambda done, total: done == 2)
+        self.assertEqual(e.exception.name, "ABORTED")
+        self.assertEqual(mae.Model.load(path).precision, "f32")
+        for m in (ref, a, b):
+            m.close()
+
     def test_out_buffers(self):
         D, T = self.model.embed_dims
         with mae.Context(self.model, 2) as c:

@@ -49,6 +49,16 @@ pub struct Finetuner {
     _private: [u8; 0],
 }
 
+/// mae_load_options: versioned by struct_size (set by mae_load_options_init), only ever appended to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub struct_size: u32,
+    pub precision: i32,
+    pub progress: ProgressFn,
+    pub progress_user: *mut c_void,
+}
+
 /// mae_config: versioned by struct_size, only ever appended to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -115,6 +125,10 @@ extern "C" {
     pub fn mae_model_load_memory(buf: *const c_void, size: usize, out: *mut *mut Model) -> Status;
     pub fn mae_model_save(m: *const Model, path: *const c_char) -> Status;
     pub fn mae_model_set_precision(m: *mut Model, precision: c_int) -> Status;
+    pub fn mae_load_options_init(opts: *mut LoadOptions, struct_size: usize) -> Status;
+    pub fn mae_model_load_with(path: *const c_char, opts: *const LoadOptions, out: *mut *mut Model) -> Status;
+    pub fn mae_model_load_memory_with(buf: *const c_void, size: usize, opts: *const LoadOptions,
+                                      out: *mut *mut Model) -> Status;
     pub fn mae_model_get_precision(m: *const Model, precision: *mut c_int) -> Status;
     pub fn mae_model_free(m: *mut Model);
     pub fn mae_model_get_config(m: *const Model, cfg: *mut Config) -> Status;

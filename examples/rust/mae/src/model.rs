@@ -82,6 +82,33 @@ impl Model {
         Ok(Model { raw })
     }
 
+    /// mae_load_options with the library's defaults and `precision`.
+    fn load_options(precision: Precision) -> Result<ffi::LoadOptions> {
+        let mut o = ffi::LoadOptions { struct_size: 0, precision: 0, progress: None, progress_user: ptr::null_mut() };
+        check(unsafe { ffi::mae_load_options_init(&mut o, std::mem::size_of::<ffi::LoadOptions>()) })?;
+        o.precision = precision as i32;
+        Ok(o)
+    }
+
+    /// Model::load computing in `precision`: `Precision::Bf16` reads each weight straight into
+    /// bf16 (the float32 weights are never held, so the peak memory is about the bf16 model's);
+    /// the model equals, bit for bit, `Model::load` then `set_precision(Precision::Bf16)`.
+    pub fn load_as(path: &str, precision: Precision) -> Result<Model> {
+        let p = c_string(path)?;
+        let o = Self::load_options(precision)?;
+        let mut raw = ptr::null_mut();
+        check(unsafe { ffi::mae_model_load_with(p.as_ptr(), &o, &mut raw) })?;
+        Ok(Model { raw })
+    }
+
+    /// Model::from_bytes computing in `precision` (as load_as).
+    pub fn from_bytes_as(data: &[u8], precision: Precision) -> Result<Model> {
+        let o = Self::load_options(precision)?;
+        let mut raw = ptr::null_mut();
+        check(unsafe { ffi::mae_model_load_memory_with(data.as_ptr() as *const c_void, data.len(), &o, &mut raw) })?;
+        Ok(Model { raw })
+    }
+
     /// A model from a safetensors file's bytes (the same checks as load; nothing of data kept).
     pub fn from_bytes(data: &[u8]) -> Result<Model> {
         let mut raw = ptr::null_mut();

@@ -128,3 +128,27 @@ fn bf16_precision() {
     let rel = (d2 / n2).sqrt();
     assert!(rel > 0.0 && rel < 3e-2, "bf16 vs f32 relative L2 {rel}");
 }
+
+#[test]
+fn load_as_bf16() {
+    // read straight into bf16: the embeddings of load + set_precision, bit for bit
+    let m = tiny(6);
+    let path = std::env::temp_dir().join(format!("mae_rust_load_bf16_{}.safetensors", std::process::id()));
+    let path = path.to_str().unwrap().to_string();
+    m.save(&path).unwrap();
+    let mut want = mae::Model::load(&path).unwrap();
+    want.set_precision(mae::Precision::Bf16).unwrap();
+    let a = mae::Model::load_as(&path, mae::Precision::Bf16).unwrap();
+    let b = mae::Model::from_bytes_as(&std::fs::read(&path).unwrap(), mae::Precision::Bf16).unwrap();
+    assert_eq!(a.precision().unwrap(), mae::Precision::Bf16);
+    assert_eq!(b.precision().unwrap(), mae::Precision::Bf16);
+    assert_eq!(mae::Model::load_as(&path, mae::Precision::F32).unwrap().precision().unwrap(), mae::Precision::F32);
+    let mut cw = mae::Context::new(&want, 2).unwrap();
+    let mut ca = mae::Context::new(&a, 2).unwrap();
+    let mut cb = mae::Context::new(&b, 2).unwrap();
+    let imgs = images(2 * cw.image_len());
+    let x = cw.embed(&imgs, 2, mae::Pool::Tokens).unwrap();
+    assert!(x == ca.embed(&imgs, 2, mae::Pool::Tokens).unwrap());
+    assert!(x == cb.embed(&imgs, 2, mae::Pool::Tokens).unwrap());
+    let _ = std::fs::remove_file(&path);
+}
