@@ -802,9 +802,10 @@ MAE_API mae_status mae_classifier_create(const mae_model *m, int num_classes, in
 MAE_API mae_status mae_classifier_load(const char *path, int num_classes, mae_classifier **out);
 /* Writes official names (norm.* only with cls pooling, fc_norm.* only with global pooling), the
  * model config, num_classes, global_pool and the labels (if set) in __metadata__; atomically, as
- * mae_model_save. */
+ * mae_model_save. Every tensor as F32, or as BF16 for a bf16 classifier that no finetuner
+ * trained (mae_classifier_set_precision). */
 MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path);
-/* The same with every tensor stored as dtype "F32" (= mae_classifier_save), "F16" or "BF16" (any
+/* The same with every tensor stored as dtype "F32" (= mae_classifier_save of float32), "F16" or "BF16" (any
  * case), with mae_model_save_as's rounding and errors; mae_classifier_load reads all three. */
 MAE_API mae_status mae_classifier_save_as(const mae_classifier *c, const char *path, const char *dtype);
 MAE_API void       mae_classifier_free(mae_classifier *c);          /* NULL is fine; free its contexts first */
@@ -840,6 +841,18 @@ MAE_API mae_status mae_classifier_forward(const mae_classifier *c, mae_ctx *ctx,
  * mae_classifier_create(m, 1, 1, ...) gives the official linear probe's global-pool features. */
 MAE_API mae_status mae_classifier_features(const mae_classifier *c, mae_ctx *ctx, const float *imgs,
                                            int batch, float *features);
+/* Makes c compute in precision, with mae_model_set_precision's rules: MAE_PRECISION_BF16 converts
+ * the encoder's linear weights as that call does and packs the head for the bf16 kernels (its
+ * float32 values kept, rounded when packed), giving exactly the classifier mae_classifier_create
+ * makes from a bf16 model (so a float32 file of one, loaded and set to bf16, computes the same
+ * bits). Call it before any context exists on mae_classifier_model(c) and before any finetuner
+ * is created on c (MAE_ERR_STATE otherwise; not thread-safe with other uses of c). Setting the
+ * precision c has already does nothing; F32 of a bf16 classifier is MAE_ERR_UNSUPPORTED (load the
+ * file again). On failure c is unchanged. mae_classifier_save of a bf16 classifier writes BF16, as
+ * mae_model_save of a bf16 model (one a finetuner trained: its float32 masters, as F32).
+ * get_precision: MAE_PRECISION_F32 or _BF16. */
+MAE_API mae_status mae_classifier_set_precision(mae_classifier *c, int precision);
+MAE_API mae_status mae_classifier_get_precision(const mae_classifier *c, int *precision);
 
 /* Fine-tuning a classifier end to end (main_finetune.py / engine_finetune.py). A finetuner
  * updates its classifier in place (encoder and head): while it exists, use the classifier

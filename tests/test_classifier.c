@@ -585,6 +585,232 @@ static void test_features(void)
     mae_model_free(m);
 }
 
+/* logits and features of c on imgs with the given thread count, into z [B,K] and f [B,D] */
+static int outputs(const mae_classifier *c, const float *imgs, int B, int threads, float *z, float *f)
+{
+    const mae_model *m = NULL;
+    mae_ctx *ctx = NULL;
+    CHECK_OK(mae_classifier_model(c, &m));
+    if (m)
+        CHECK_OK(mae_ctx_create(m, B, &ctx));
+    if (!ctx)
+        return 0;
+    CHECK_OK(mae_ctx_set_threads(ctx, threads));
+    mae_status s1 = mae_classifier_forward(c, ctx, imgs, B, z);
+    mae_status s2 = mae_classifier_features(c, ctx, imgs, B, f);
+    CHECK(s1 == MAE_OK && s2 == MAE_OK, "forward: %s", mae_last_error());
+    mae_ctx_free(ctx);
+    return s1 == MAE_OK && s2 == MAE_OK;
+}
+
+/* the image floats per sample and D of c's model (0 on error) */
+static void dims(const mae_classifier *c, size_t *img, size_t *D)
+{
+    const mae_model *m = NULL;
+    mae_config cfg;
+    cfg.struct_size = sizeof cfg;
+    *img = *D = 0;
+    CHECK_OK(mae_classifier_model(c, &m));
+    if (m && mae_model_get_config(m, &cfg) == MAE_OK) {
+        *img = (size_t)cfg.in_chans * cfg.img_size * cfg.img_size;
+        *D = (size_t)cfg.embed_dim;
+    }
+}
+
+static int precision_of(const mae_classifier *c)
+{
+    int p = -1;
+    CHECK_OK(mae_classifier_get_precision(c, &p));
+    return p;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* mae_classifier_set_precision (docs/PRECISION.md): a classifier created from a bf16 model, saved
+ * as F32, loaded and set to bf16 is the same classifier (logits and features bitwise, 1 and 2
+ * threads; mae_classifier_save of both writes the same BF16 bytes); a float32 classifier set to
+ * bf16 computes in bf16 (its logits within test_bf16's whole-model bound of float32's and not
+ * equal to them). */
+static void test_precision(void)
+{
+    enum { B = 3, K = 5, D = 32 };
+    float imgs[B * 3 * 16 * 16], z1[B * K], z2[B * K], f1[B * D], f2[B * D];
+    tu_fill(imgs, sizeof imgs / sizeof *imgs, -2, 2);
+    mae_model *m = NULL;
+    CHECK_OK(mae_model_load(data_path("tiny", "model"), &m));
+    if (m)
+        CHECK_OK(mae_model_set_precision(m, MAE_PRECISION_BF16));
+    char p32[128], pa[128], pb[128];
+    snprintf(p32, sizeof p32, "%s/prec_f32.safetensors", tmpdir);
+    snprintf(pa, sizeof pa, "%s/prec_a.safetensors", tmpdir);
+    snprintf(pb, sizeof pb, "%s/prec_b.safetensors", tmpdir);
+    for (int gp = 0; m && gp < 2; gp++) {
+        mae_classifier *c = NULL, *r = NULL;
+        CHECK_OK(mae_classifier_create(m, K, gp, 40 + (uint64_t)tu_uniform() * 1000, &c));
+        if (!c)
+            continue;
+        CHECK(precision_of(c) == MAE_PRECISION_BF16, "a classifier of a bf16 model is not bf16");
+        CHECK_OK(mae_classifier_save_as(c, p32, "F32"));
+        CHECK_OK(mae_classifier_load(p32, 0, &r));
+        if (!r) {
+            mae_classifier_free(c);
+            continue;
+        }
+        CHECK(precision_of(r) == MAE_PRECISION_F32, "a loaded classifier is not F32");
+        CHECK_OK(mae_classifier_set_precision(r, MAE_PRECISION_BF16));
+        CHECK(precision_of(r) == MAE_PRECISION_BF16, "precision not BF16 after setting it");
+        CHECK_OK(mae_classifier_set_precision(r, MAE_PRECISION_BF16));   /* again: nothing to do */
+        for (int threads = 1; threads <= 2; threads++)
+            if (outputs(c, imgs, B, threads, z1, f1) && outputs(r, imgs, B, threads, z2, f2))
+                CHECK(memcmp(z1, z2, sizeof z1) == 0 && memcmp(f1, f2, sizeof f1) == 0,
+                      "pool %d, %d threads: the loaded classifier set to bf16 differs from the created "
+                      "one (logits rel L2 %.3g, features %.3g)", gp, threads, tu_rel_l2(z2, z1, B * K),
+                      tu_rel_l2(f2, f1, B * D));
+        /* save writes BF16, as mae_model_save of a bf16 model: the same bytes for both */
+        CHECK_OK(mae_classifier_save(c, pa));
+        CHECK_OK(mae_classifier_save(r, pb));
+        size_t na = 0, nb = 0;
+        unsigned char *a = tu_read_file(pa, &na), *b = tu_read_file(pb, &nb);
+        CHECK(a && b && na == nb && memcmp(a, b, na) == 0, "pool %d: the two bf16 classifiers save differently", gp);
+        CHECK((double)na < 0.6 * (double)file_size(p32), "pool %d: save of a bf16 classifier wrote %zu bytes, "
+              "F32 %ld: not BF16", gp, na, file_size(p32));
+        free(a); free(b);
+        remove(p32); remove(pa); remove(pb);
+        mae_classifier_free(r);
+        mae_classifier_free(c);
+    }
+    mae_model_free(m);
+
+    /* float32 files (both poolings) set to bf16 against themselves as float32: test_bf16 holds a
+     * bf16 model's forward to relative L2 1e-2 of float32's (operands rounded to 2^-9 relative,
+     * through every linear of every block); the classifier is that encoder plus one more linear */
+    static const char *const files[] = { "clsgp", "clstok" };
+    for (int i = 0; i < 2; i++) {
+        mae_classifier *a = NULL, *b = NULL;
+        CHECK_OK(mae_classifier_load(data_path(files[i], "classifier"), 0, &a));
+        CHECK_OK(mae_classifier_load(data_path(files[i], "classifier"), 0, &b));
+        int k = 0;
+        size_t n = 0, dn = 0;
+        if (a && b) {
+            CHECK_OK(mae_classifier_num_classes(a, &k));
+            dims(a, &n, &dn);
+            n *= B, dn *= B;
+            CHECK_OK(mae_classifier_set_precision(b, MAE_PRECISION_BF16));
+        }
+        float *x = n ? tu_malloc(n * sizeof *x) : NULL;
+        float *za = tu_malloc((size_t)B * (k > 0 ? k : 1) * sizeof *za), *zb = tu_malloc((size_t)B * (k > 0 ? k : 1) * sizeof *zb);
+        float *fa = tu_malloc((dn ? dn : 1) * sizeof *fa), *fb = tu_malloc((dn ? dn : 1) * sizeof *fb);
+        if (x) {
+            tu_fill(x, n, -2, 2);
+            if (outputs(a, x, B, 2, za, fa) && outputs(b, x, B, 2, zb, fb)) {
+                double ez = tu_rel_l2(zb, za, (size_t)B * k), ef = tu_rel_l2(fb, fa, dn);
+                printf("%s: bf16 vs float32 rel L2 logits %.3g, features %.3g\n", files[i], ez, ef);
+                CHECK(ez <= 1e-2 && ef <= 1e-2, "%s: bf16 logits rel L2 %.3g, features %.3g > 1e-2", files[i], ez, ef);
+                CHECK(ez > 0 && ef > 0, "%s: bf16 logits equal float32's: not computed in bf16", files[i]);
+            }
+        }
+        free(x); free(za); free(zb); free(fa); free(fb);
+        mae_classifier_free(a);
+        mae_classifier_free(b);
+    }
+}
+
+/* set_precision's misuse: NULLs, an unknown precision, F32 of bf16, a live context, a finetuner */
+static void test_precision_misuse(void)
+{
+    mae_classifier *c = NULL;
+    CHECK_OK(mae_classifier_load(data_path("clsgp", "classifier"), 0, &c));
+    if (!c)
+        return;
+    int p = 0;
+    EXPECT(mae_classifier_set_precision(NULL, MAE_PRECISION_BF16), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_classifier_get_precision(NULL, &p), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_classifier_get_precision(c, NULL), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_classifier_set_precision(c, 2), MAE_ERR_INVALID_ARG);
+    EXPECT(mae_classifier_set_precision(c, -1), MAE_ERR_INVALID_ARG);
+    CHECK_OK(mae_classifier_set_precision(c, MAE_PRECISION_F32));   /* already: nothing to do */
+    const mae_model *m = NULL;
+    mae_ctx *ctx = NULL;
+    CHECK_OK(mae_classifier_model(c, &m));
+    CHECK_OK(mae_ctx_create(m, 1, &ctx));
+    EXPECT(mae_classifier_set_precision(c, MAE_PRECISION_BF16), MAE_ERR_STATE);
+    CHECK(strstr(mae_last_error(), "mae_classifier_set_precision") && strstr(mae_last_error(), "context"),
+          "message: %s", mae_last_error());
+    CHECK(precision_of(c) == MAE_PRECISION_F32, "a refused conversion changed the precision");
+    mae_ctx_free(ctx);
+    /* a finetuner (float32 masters): refused while it lives, and after (its training is in them) */
+    mae_classifier *t = NULL;
+    mae_finetuner *f = NULL;
+    CHECK_OK(mae_classifier_load(data_path("clsgp", "classifier"), 0, &t));
+    if (t)
+        CHECK_OK(mae_finetuner_create(t, 1, &f));
+    if (f) {
+        EXPECT(mae_classifier_set_precision(t, MAE_PRECISION_BF16), MAE_ERR_STATE);
+        CHECK(strstr(mae_last_error(), "finetuner") != NULL, "message: %s", mae_last_error());
+        mae_finetuner_free(f);
+        EXPECT(mae_classifier_set_precision(t, MAE_PRECISION_BF16), MAE_ERR_STATE);
+    }
+    mae_classifier_free(t);
+    CHECK_OK(mae_classifier_set_precision(c, MAE_PRECISION_BF16));
+    EXPECT(mae_classifier_set_precision(c, MAE_PRECISION_F32), MAE_ERR_UNSUPPORTED);
+    CHECK(precision_of(c) == MAE_PRECISION_BF16, "F32 refused changed the precision");
+    /* a bf16 classifier's finetuner (mixed precision): setting bf16 again does nothing */
+    CHECK_OK(mae_finetuner_create(c, 1, &f));
+    CHECK_OK(mae_classifier_set_precision(c, MAE_PRECISION_BF16));
+    mae_finetuner_free(f);
+    mae_classifier_free(c);
+}
+
+/* Every allocation of set_precision failing in turn: an error, nothing leaked, the classifier
+ * still float32 and computing the same bits; past the last one it converts. */
+static void test_precision_nomem(void)
+{
+    enum { B = 2 };
+    mae_classifier *c = NULL;
+    CHECK_OK(mae_classifier_load(data_path("clsgp", "classifier"), 0, &c));
+    int k = 0;
+    if (c)
+        CHECK_OK(mae_classifier_num_classes(c, &k));
+    if (!c || k < 1 || k > 64)
+        return;
+    float imgs[B * 3 * 16 * 16], z0[B * 64], f0[B * 32 * 8], z[B * 64], f[B * 32 * 8];
+    size_t img = 0, D = 0;
+    dims(c, &img, &D);
+    if (img != 3 * 16 * 16 || D > 32 * 8) {
+        CHECK(0, "clsgp is not the tiny 3x16x16 config");
+        mae_classifier_free(c);
+        return;
+    }
+    tu_fill(imgs, sizeof imgs / sizeof *imgs, -2, 2);
+    int ok = outputs(c, imgs, B, 1, z0, f0);
+    CHECK_OK(tu_alloc_install());
+    for (long n = 1; ok && n < 200; n++) {
+        tu_alloc_reset();
+        tu_alloc.fail_at = n;
+        mae_status s = mae_classifier_set_precision(c, MAE_PRECISION_BF16);
+        long calls = atomic_load(&tu_alloc.calls);
+        if (s == MAE_OK) {
+            CHECK(n > calls, "allocation %ld of %ld failed, yet the conversion succeeded", n, calls);
+            CHECK(precision_of(c) == MAE_PRECISION_BF16, "converted, but not bf16");
+            break;
+        }
+        CHECK(s == MAE_ERR_NOMEM, "failing allocation %ld: %s", n, mae_status_str(s));
+        CHECK(atomic_load(&tu_alloc.live) == 0, "set_precision failing at allocation %ld leaked", n);
+        CHECK(precision_of(c) == MAE_PRECISION_F32, "failing allocation %ld changed the precision", n);
+        tu_alloc.fail_at = 0;
+        if (outputs(c, imgs, B, 1, z, f))
+            CHECK(memcmp(z, z0, sizeof(float) * B * k) == 0 && memcmp(f, f0, sizeof(float) * B * D) == 0,
+                  "failing allocation %ld changed the classifier's outputs", n);
+    }
+    CHECK(!ok || precision_of(c) == MAE_PRECISION_BF16, "not converted within 200 allocations");
+    mae_classifier_free(c);
+    mae_set_allocator(NULL);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -601,6 +827,9 @@ int main(int argc, char **argv)
     TU_RUN("misuse", test_misuse());
     TU_RUN("hostile", test_hostile());
     TU_RUN("nomem", test_nomem());
+    TU_RUN("precision", test_precision());
+    TU_RUN("precision_misuse", test_precision_misuse());
+    TU_RUN("precision_nomem", test_precision_nomem());
     rmdir(tmpdir);
     return tu_finish("test_classifier");
 }

@@ -140,6 +140,36 @@ MAE_API mae_status mae_classifier_features(const mae_classifier *c, mae_ctx *ctx
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_features");
 }
 
+MAE_API mae_status mae_classifier_set_precision(mae_classifier *c, int precision)
+{
+    if (!c)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_set_precision: classifier is NULL");
+    if (precision != MAE_PRECISION_F32 && precision != MAE_PRECISION_BF16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_set_precision: precision %d is neither "
+                        "MAE_PRECISION_F32 (0) nor MAE_PRECISION_BF16 (1)", precision);
+    if (precision == c->m->precision)
+        return MAE_OK;
+    if (precision == MAE_PRECISION_F32)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "mae_classifier_set_precision: the classifier holds its "
+                        "encoder's linear weights only as bf16; load the file again for float32");
+    /* a finetuner gave the encoder float32 masters (the model's "trainer" in its own words) */
+    if (c->m->had_masters)
+        return mae_fail(MAE_ERR_STATE, "mae_classifier_set_precision: a finetuner was created on this "
+                        "classifier; bf16 is for inference classifiers (to fine-tune in bf16, make the "
+                        "classifier from a bf16 model)");
+    mae_status s = mae_classifier_to_bf16(c);
+    return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_set_precision");
+}
+
+MAE_API mae_status mae_classifier_get_precision(const mae_classifier *c, int *precision)
+{
+    if (!c || !precision)
+        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_get_precision: %s is NULL",
+                        !c ? "classifier" : "precision");
+    *precision = c->m->precision;
+    return MAE_OK;
+}
+
 MAE_API void mae_classifier_free(mae_classifier *c)
 {
     mae_classifier_destroy(c);
@@ -160,7 +190,11 @@ MAE_API mae_status mae_classifier_save(const mae_classifier *c, const char *path
 {
     if (!c || !path)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_save: %s is NULL", !c ? "classifier" : "path");
-    mae_status s = mae_classifier_write(c, path, MAE_DT_F32, NULL, 0, NULL, 0);
+    /* as mae_model_save: an inference bf16 classifier's encoder holds bf16 weights, which BF16
+     * stores exactly in half the file; one a finetuner trained holds float32 masters, kept */
+    const mae_model *m = c->m;
+    int dt = m->precision == MAE_PRECISION_BF16 && !m->had_masters ? MAE_DT_BF16 : MAE_DT_F32;
+    mae_status s = mae_classifier_write(c, path, dt, NULL, 0, NULL, 0);
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_classifier_save");
 }
 

@@ -122,6 +122,32 @@ mae_status mae_classifier_pack_head(mae_classifier *c)
     return MAE_OK;
 }
 
+/* The head's bf16 pack is made before the encoder is converted, so a failure of either leaves
+ * the classifier as it was; head_w keeps its float32 values (rounded only when packed), as a
+ * classifier created from a bf16 model holds them (mae_classifier_new). */
+mae_status mae_classifier_to_bf16(mae_classifier *c)
+{
+    const mae_kernels *view;
+    mae_status s = mae_model_bf16_table(c->m->k, &view);
+    if (s != MAE_OK)
+        return s;
+    int D = c->m->cfg.D;
+    size_t n = view->pack_floats(c->classes, D), bytes;
+    float *pk = NULL;
+    if (n > 0) {
+        if (!mae_mul_size(n, sizeof(float), &bytes) || !(pk = mae_alloc(bytes)))
+            return mae_fail(MAE_ERR_NOMEM, "classifier: cannot allocate the head's bf16 pack");
+        view->pack(pk, c->head_w, c->classes, D);
+    }
+    if ((s = mae_model_to_bf16(c->m)) != MAE_OK) {
+        mae_free(pk);
+        return s;
+    }
+    mae_free(c->head_pk);
+    c->head_pk = pk;   /* the table mae_classifier_pack_head packs for from now on (m->k is view) */
+    return MAE_OK;
+}
+
 mae_status mae_classifier_encoder_copy(const mae_model *src, mae_model **out)
 {
     mae_cfg cfg = src->cfg;

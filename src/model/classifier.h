@@ -30,6 +30,11 @@ mae_status mae_classifier_alloc(mae_model *m, int classes, int global_pool, mae_
 void       mae_classifier_destroy(mae_classifier *c);
 /* Packs head_w for the model's kernel table (after the head weights change). */
 mae_status mae_classifier_pack_head(mae_classifier *c);
+/* Makes a float32 classifier compute in bf16 (mae_classifier_set_precision's work): the encoder
+ * converted as mae_model_to_bf16 does (MAE_ERR_STATE while contexts live or after a finetuner was
+ * created), the head packed for the bf16 table: what mae_classifier_new gives from a bf16 model.
+ * On failure the classifier is unchanged. */
+mae_status mae_classifier_to_bf16(mae_classifier *c);
 /* A copy of src's encoder: the same config without the decoder, every encoder tensor copied. */
 mae_status mae_classifier_encoder_copy(const mae_model *src, mae_model **out);
 /* Replaces the labels with copies of names[0..classes) (NULL: clears). */
