@@ -8,6 +8,8 @@
 #  - a fine-tuned .pth made from the same weights ({'model': state_dict} with fc_norm.* and head.*)
 #    converts without a flag into a file whose --json output is byte-identical, labels from
 #    --labels; a head that disagrees with --labels is refused;
+#  - --precision f32 prints the default output; bf16 the same top class on the ten demo images
+#    (examples/data), with other probabilities;
 #  - bad input: one error line, non-zero exit.
 # Needs /usr/bin/python3 with torch (skipped without it).
 set -eu
@@ -16,14 +18,27 @@ CC=${CC:-cc}
 SANITIZE=${SANITIZE:-}
 mae=$BUILD/examples/mae
 [ -x "$mae" ] || make -s CC="$CC" SANITIZE="$SANITIZE" "$mae"
+dir=$BUILD/check_classify
+rm -rf "$dir"
+mkdir -p "$dir"
+
+# --precision: f32 prints what the default does, byte for byte; bf16 (mae_classifier_set_precision)
+# gives the same top class on the ten demo images with other probabilities (it computes in bf16)
+demo=examples/data/mae-fmnist-classifier.safetensors
+"$mae" classify $demo examples/data/*.png --top 1 > "$dir/demo.txt"
+"$mae" classify $demo examples/data/*.png --top 1 --precision f32 > "$dir/demo32.txt"
+"$mae" classify $demo examples/data/*.png --top 1 --precision bf16 > "$dir/demo16.txt"
+cmp -s "$dir/demo.txt" "$dir/demo32.txt" || { echo "check_classify: --precision f32 changed the output"; exit 1; }
+classes() { sed -n 's/^ *[0-9.]*%  //p' "$1"; }
+[ "$(classes "$dir/demo.txt" | wc -l)" -eq 10 ] && [ "$(classes "$dir/demo.txt")" = "$(classes "$dir/demo16.txt")" ] ||
+    { paste "$dir/demo.txt" "$dir/demo16.txt"; echo "check_classify: --precision bf16 gives other classes"; exit 1; }
+! cmp -s "$dir/demo.txt" "$dir/demo16.txt" || { echo "check_classify: --precision bf16 prints the float32 output"; exit 1; }
+
 py=/usr/bin/python3
 if ! [ -x $py ] || ! $py -c "import torch" 2>/dev/null; then
     echo "check_classify: skipped (no /usr/bin/python3 with torch)"
     exit 0
 fi
-dir=$BUILD/check_classify
-rm -rf "$dir"
-mkdir -p "$dir"
 model=tests/data/clsgp.classifier.safetensors   # 16x16 RGB, global pool, 5 labelled classes
 
 # images of the model's size (PPM) and a .pth of the same weights, with its label file
@@ -65,7 +80,8 @@ fi
 "$mae" classify "$model" "$dir/img0.ppm" --top 2 > "$dir/plain.txt"
 [ "$(wc -l < "$dir/plain.txt")" -eq 3 ] || { cat "$dir/plain.txt"; echo "check_classify: --top 2 printed the wrong lines"; exit 1; }
 for bad in "$model" "$model $dir/missing.png" "tests/data/tiny.model.safetensors $dir/img0.ppm" \
-           "$model $dir/img0.ppm --top 0" "$model $dir/img0.ppm --norm fashion-mnist" "$model $dir/img0.ppm --bogus"; do
+           "$model $dir/img0.ppm --top 0" "$model $dir/img0.ppm --norm fashion-mnist" "$model $dir/img0.ppm --bogus" \
+           "$model $dir/img0.ppm --precision f16"; do
     # shellcheck disable=SC2086
     if "$mae" classify $bad > "$dir/out" 2> "$dir/err"; then
         echo "check_classify: 'mae classify $bad' succeeded"; exit 1
@@ -103,4 +119,4 @@ if [ -f $fm/train-images-idx3-ubyte.gz ]; then
 else
     echo "check_classify: mae finetune skipped (no $fm)"
 fi
-echo "check_classify: 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 6 bad inputs refused, finetune CSV + PNG + classifier, resumed run identical"
+echo "check_classify: --precision bf16 the same 10 demo classes as f32, 3 images within float32 of PyTorch float64, JSON well-formed, converted .pth identical, 7 bad inputs refused, finetune CSV + PNG + classifier, resumed run identical"

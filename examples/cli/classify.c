@@ -10,7 +10,7 @@
 
 typedef struct classify_opts {
     const char *model, *norm;
-    int top, json, threads;
+    int top, json, threads, precision;   /* precision: MAE_PRECISION_* */
     double crop_pct;
     mae_filter filter;
     char **images;
@@ -33,7 +33,9 @@ static void usage(void)
            "  --norm N        imagenet | fashion-mnist | none [imagenet for 3 channels,\n"
            "                  fashion-mnist for 1]\n"
            "  --filter F      nearest | bilinear | bicubic [bicubic]\n"
-           "  --threads N     [all cores]\n");
+           "  --threads N     [all cores]\n"
+           "  --precision P   f32 | bf16: the encoder's linears and the head in bfloat16 with\n"
+           "                  float32 sums (mae_classifier_set_precision) [f32]\n");
 }
 
 static int parse(int argc, char **argv, classify_opts *o)
@@ -53,6 +55,7 @@ static int parse(int argc, char **argv, classify_opts *o)
         else if (!strcmp(a, "--crop-pct")) r = cli_arg_double("classify", argc, argv, &i, 1e-3, 1, 0, &o->crop_pct);
         else if (!strcmp(a, "--norm")) r = cli_arg_str("classify", argc, argv, &i, &o->norm);
         else if (!strcmp(a, "--threads")) r = cli_arg_int("classify", argc, argv, &i, 1, 256, &o->threads);
+        else if (!strcmp(a, "--precision")) r = cli_arg_precision("classify", argc, argv, &i, &o->precision);
         else if (!strcmp(a, "--filter")) {
             if ((r = cli_arg_str("classify", argc, argv, &i, &f)) == 0) {
                 if (!strcmp(f, "nearest")) o->filter = MAE_FILTER_NEAREST;
@@ -224,6 +227,11 @@ int cmd_classify(int argc, char **argv)
     mae_status s = mae_classifier_load(o.model, 0, &cl);
     if (s != MAE_OK) {
         rc = cli_fail("classify", o.model, s);
+        goto done;
+    }
+    /* before the context: the conversion rewrites the weights a context reads */
+    if ((s = mae_classifier_set_precision(cl, o.precision)) != MAE_OK) {
+        rc = cli_fail("classify", "--precision", s);
         goto done;
     }
     mae_classifier_model(cl, &m);
