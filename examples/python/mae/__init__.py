@@ -226,6 +226,8 @@ def _declare_all():
     _declare("mae_classifier_label", _status, _vp, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p))
     _declare("mae_classifier_has_labels", _status, _vp, ctypes.POINTER(ctypes.c_int))
     _declare("mae_classifier_set_labels", _status, _vp, ctypes.POINTER(ctypes.c_char_p))
+    _declare("mae_classifier_set_precision", _status, _vp, ctypes.c_int)
+    _declare("mae_classifier_get_precision", _status, _vp, ctypes.POINTER(ctypes.c_int))
     _declare("mae_classifier_tensor", _status, _vp, ctypes.c_char_p, ctypes.POINTER(_f32p),
              ctypes.POINTER(ctypes.c_size_t))
     _declare("mae_classifier_forward", _status, _vp, _vp, _f32p, ctypes.c_int, _f32p)
@@ -815,6 +817,20 @@ class Classifier(_Owner):
     has_decoder = Model.has_decoder
     embed_dims = Model.embed_dims
     images_to_input = Model.images_to_input
+
+    @property
+    def precision(self):
+        """"f32" or "bf16": what the encoder's linears and the head compute in (docs/PRECISION.md)."""
+        v = ctypes.c_int()
+        _check(_lib.mae_classifier_get_precision(self._handle(), ctypes.byref(v)))
+        return Model._PRECISIONS[v.value]
+
+    def set_precision(self, precision):
+        """"bf16": the classifier a bf16 Model would have made (Classifier.create), with the
+        model's rules: before any Context or Finetuner on it; it cannot go back to "f32"."""
+        if precision not in Model._PRECISIONS:
+            raise ValueError(f"precision must be 'f32' or 'bf16', not {precision!r}")
+        _check(_lib.mae_classifier_set_precision(self._handle(), Model._PRECISIONS.index(precision)))
 
     @property
     def global_pool(self):

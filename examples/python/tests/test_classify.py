@@ -68,6 +68,31 @@ class Classify(unittest.TestCase):
             np.testing.assert_allclose(logits[b], want, rtol=0, atol=1e-5 * np.abs(want).max() + 1e-12)
             self.assertEqual((r["top"][0]["index"], r["top"][0]["label"]), top[b])
 
+    def test_precision(self):
+        path = os.path.join(DATA, "mae-fmnist-classifier.safetensors")
+        f32, b16 = mae.Classifier.load(path), mae.Classifier.load(path)
+        self.assertEqual(b16.precision, "f32")
+        with self.assertRaises(ValueError):
+            b16.set_precision("f16")
+        with mae.Context(b16, 3):   # a live context: refused, unchanged
+            with self.assertRaises(mae.Error) as e:
+                b16.set_precision("bf16")
+            self.assertEqual(e.exception.name, "STATE")
+        self.assertEqual(b16.precision, "f32")
+        b16.set_precision("bf16")
+        self.assertEqual(b16.precision, "bf16")
+        with self.assertRaises(mae.Error) as e:
+            b16.set_precision("f32")
+        self.assertEqual(e.exception.name, "UNSUPPORTED")
+        with mae.Context(f32, 3) as c, mae.Context(b16, 3) as d:
+            z32, z16 = f32.forward(c, self.x), b16.forward(d, self.x)
+        rel = np.linalg.norm(z16 - z32) / np.linalg.norm(z32)
+        self.assertGreater(rel, 0)      # computed in bf16
+        self.assertLess(rel, 1e-2)      # within test_bf16's whole-model bound
+        self.assertEqual(list(np.argmax(z16, axis=1)), list(np.argmax(z32, axis=1)))
+        f32.close()
+        b16.close()
+
     def test_cls_pooling_is_the_head_on_the_cls_embedding(self):
         model = mae.Model.load(os.path.join(DATA, "mae-fmnist.safetensors"))
         clf = mae.Classifier.create(model, 4, global_pool=False, seed=3)
