@@ -92,8 +92,6 @@ static int parse(int argc, char **argv, probe_opts *o)
         return cli_usage_error("probe", "--global-pool, --blr and --warmup belong to --official");
     if (o->global_pool && o->pixels)
         return cli_usage_error("probe", "--global-pool pools an encoder's tokens: not with --pixels");
-    if (o->global_pool && o->precision != MAE_PRECISION_F32)
-        return cli_usage_error("probe", "--global-pool computes in f32 only");
     if (!o->epochs)
         o->epochs = o->official ? 90 : 30;
     if (!o->batch)
