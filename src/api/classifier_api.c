@@ -144,14 +144,11 @@ MAE_API mae_status mae_classifier_set_precision(mae_classifier *c, int precision
 {
     if (!c)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_set_precision: classifier is NULL");
-    if (precision != MAE_PRECISION_F32 && precision != MAE_PRECISION_BF16)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_classifier_set_precision: precision %d is neither "
-                        "MAE_PRECISION_F32 (0) nor MAE_PRECISION_BF16 (1)", precision);
-    if (precision == c->m->precision)
-        return MAE_OK;
-    if (precision == MAE_PRECISION_F32)
-        return mae_fail(MAE_ERR_UNSUPPORTED, "mae_classifier_set_precision: the classifier holds its "
-                        "encoder's linear weights only as bf16; load the file again for float32");
+    int todo;
+    mae_status r = mae_precision_change("mae_classifier_set_precision", "classifier", c->m->precision,
+                                        precision, &todo);
+    if (r != MAE_OK || !todo)
+        return r;
     /* a finetuner gave the encoder float32 masters (the model's "trainer" in its own words) */
     if (c->m->had_masters)
         return mae_fail(MAE_ERR_STATE, "mae_classifier_set_precision: a finetuner was created on this "

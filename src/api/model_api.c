@@ -107,14 +107,10 @@ MAE_API mae_status mae_model_set_precision(mae_model *m, int precision)
 {
     if (!m)
         return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_set_precision: model is NULL");
-    if (precision != MAE_PRECISION_F32 && precision != MAE_PRECISION_BF16)
-        return mae_fail(MAE_ERR_INVALID_ARG, "mae_model_set_precision: precision %d is neither "
-                        "MAE_PRECISION_F32 (0) nor MAE_PRECISION_BF16 (1)", precision);
-    if (precision == m->precision)
-        return MAE_OK;
-    if (precision == MAE_PRECISION_F32)
-        return mae_fail(MAE_ERR_UNSUPPORTED, "mae_model_set_precision: the model holds its weights "
-                        "only as bf16; load the file again for float32");
+    int todo;
+    mae_status r = mae_precision_change("mae_model_set_precision", "model", m->precision, precision, &todo);
+    if (r != MAE_OK || !todo)
+        return r;
     mae_status s = mae_model_to_bf16(m);
     return s == MAE_OK ? s : mae_fail_wrap(s, "mae_model_set_precision");
 }

@@ -147,6 +147,10 @@ mae_status mae_model_pack_bf16(mae_model *m, const mae_kernels *v);
  * it exclusively (MAE_ERR_STATE while contexts live or a trainer was created on it), then packs
  * it with its table's bf16 view. On failure the model is unchanged. */
 mae_status mae_model_to_bf16(mae_model *m);
+/* The checks mae_model_set_precision and mae_classifier_set_precision share (fn names the caller,
+ * what the holder): want is F32 or BF16, and bf16 weights cannot become float32 again. *todo is
+ * 1 when a conversion is needed, 0 when the holder already computes in want. */
+mae_status mae_precision_change(const char *fn, const char *what, int have, int want, int *todo);
 /* The bf16 view of table k that a bf16 model computes with (mae_kernels_bf16_view), or
  * MAE_ERR_UNSUPPORTED naming k when it has none. */
 mae_status mae_model_bf16_table(const mae_kernels *k, const mae_kernels **view);

@@ -29,3 +29,18 @@ mae_status mae_model_to_bf16(mae_model *m)
     mae_atomic_long_store(&m->live_ctx, 0);
     return s;
 }
+
+mae_status mae_precision_change(const char *fn, const char *what, int have, int want, int *todo)
+{
+    *todo = 0;
+    if (want != MAE_PRECISION_F32 && want != MAE_PRECISION_BF16)
+        return mae_fail(MAE_ERR_INVALID_ARG, "%s: precision %d is neither MAE_PRECISION_F32 (0) nor "
+                        "MAE_PRECISION_BF16 (1)", fn, want);
+    if (want == have)
+        return MAE_OK;
+    if (want == MAE_PRECISION_F32)
+        return mae_fail(MAE_ERR_UNSUPPORTED, "%s: the %s holds its linear weights only as bf16; load "
+                        "the file again for float32", fn, what);
+    *todo = 1;
+    return MAE_OK;
+}
