@@ -72,8 +72,11 @@ helper=$dir/mixed_grad
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/mixed_grad.c -o "$helper" "$static" -lm -lpthread -fopenmp 2>/dev/null ||
     $CC -std=c11 -D_POSIX_C_SOURCE=200809L -O1 $san -Iinclude tests/mixed_grad.c -o "$helper" "$static" -lm -lpthread
 # Each config draws weights, images and noise until one draw has no bf16 flip cascade (see the
-# bound in tests/mixed_ref.py; about 6 draws in 10 have none), at most 10 draws; a wrong rounding
-# misses the bound in every draw.
+# bound in tests/mixed_ref.py; about 6 draws in 10 have none, and about 1 in 2 of the finetuner's,
+# whose drop path makes cascades likelier), at most DRAWS draws; a wrong rounding misses the bound
+# in every draw (by 10x or more), so more draws only remove flakes: with 10, ten cascades in a
+# row failed a CI run (MAE_CHECK_SEED=1796443203); with 30 that is about 1e-9.
+DRAWS=30
 seed=${MAE_CHECK_SEED:-$(date +%s)}
 for cfg in tiny odd; do
     d=$dir/$cfg
@@ -91,7 +94,7 @@ for cfg in tiny odd; do
         [ $rc -eq 0 ] && break
         [ $rc -eq 3 ] || { echo "check_mixed: $cfg: tests/mixed_ref.py failed"; exit 1; }
         try=$((try + 1))
-        [ $try -lt 10 ] || { echo "check_mixed: $cfg: 10 draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
+        [ $try -lt $DRAWS ] || { echo "check_mixed: $cfg: $DRAWS draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
     done
 done
 # the finetuner: a bf16 classifier (the helper needs the library's internal headers)
@@ -115,6 +118,6 @@ while :; do
     [ $rc -eq 0 ] && break
     [ $rc -eq 3 ] || { echo "check_mixed: finetune: tests/mixed_ref.py failed"; exit 1; }
     try=$((try + 1))
-    [ $try -lt 10 ] || { echo "check_mixed: finetune: 10 draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
+    [ $try -lt $DRAWS ] || { echo "check_mixed: finetune: $DRAWS draws from MAE_CHECK_SEED=$seed, none within the bound"; exit 1; }
 done
 echo "check_mixed: ok${skipped:+ (skipped:$skipped)}"
